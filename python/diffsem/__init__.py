@@ -1,0 +1,24 @@
+"""gr-diffsem core library: generative semantic communication of images.
+
+Plain Python (numpy, torch, onnxruntime); no GNU Radio import here, so everything in this
+package is testable without a radio. The GNU Radio blocks in ``gnuradio.diffsem`` are thin
+adapters over it.
+"""
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+#: Repository root when running from a checkout (models/ and flowgraphs/ live there).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def models_dir() -> Path:
+    """Folder of shipped models: $DIFFSEM_MODELS, else the checkout's models/, else the installed share dir."""
+    import os
+    env = os.environ.get("DIFFSEM_MODELS")
+    if env:
+        return Path(env)
+    local = REPO_ROOT / "models"
+    if local.is_dir():
+        return local
+    return Path("/usr/share/gr-diffsem/models")

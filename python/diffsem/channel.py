@@ -99,13 +99,9 @@ def transmit(symbols: torch.Tensor, snr_db, kind: str = "awgn", csi: str = "perf
     sigma2 = snr_db_to_noise_var(snr)[:, None].expand(b, k)
     h = channel_gains(kind, b, k, generator, dev, layout)
     y = _cmul(h, symbols) + _cn((b, k), sigma2, generator, dev)
-    h_hat = h if (csi == "perfect" or kind == "awgn") else h + _cn((b, k), _per_carrier(sigma2, kind), generator, dev)
+    # LS estimate from one training symbol: error variance sigma^2 (drawn per symbol; same statistics).
+    h_hat = h if (csi == "perfect" or kind == "awgn") else h + _cn((b, k), sigma2, generator, dev)
     s_hat = _cdiv(y, h_hat)
     noise_var = sigma2 / (h_hat ** 2).sum(-1).clamp_min(MIN_GAIN)
     return s_hat, noise_var
 
-
-def _per_carrier(sigma2, kind):
-    # Estimation error is common to the symbols on one carrier; for simplicity of the
-    # training model it is drawn per symbol (the receiver's error statistics are the same).
-    return sigma2

@@ -1,0 +1,28 @@
+"""`diffsem bench <target>`: benchmarks print figures (one JSON line); they are not tests."""
+from __future__ import annotations
+
+import importlib
+
+# target -> module providing add_arguments(parser) and run(args)
+TARGETS = {
+    "phy": "gnuradio.diffsem.bench_phy",        # analog OFDM loopback vs stock ofdm_tx/rx (Msps)
+    "decoder": "diffsem.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
+    "link": "gnuradio.diffsem.bench_link",       # the whole semantic loopback flowgraph
+}
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="target", metavar="TARGET")
+    sub.required = True
+    for name, module in TARGETS.items():
+        p = sub.add_parser(name)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ImportError as exc:  # keep the other targets usable
+            p.set_defaults(_import_error=str(exc))
+
+
+def run(args):
+    if getattr(args, "_import_error", None):
+        raise SystemExit(f"diffsem bench {args.target}: cannot load {TARGETS[args.target]}: {args._import_error}")
+    return importlib.import_module(TARGETS[args.target]).run(args)

@@ -1,0 +1,171 @@
+"""ZeroMQ taps: what a person monitoring the semantic link wants to see, published without ever
+blocking the link.
+
+Wire format (one PUB endpoint, default tcp://127.0.0.1:5610; each message is two ZMQ frames):
+
+    frame 1: topic, ASCII                 frame 2: payload
+    b"constellation"                      equalised received symbols of one frame: complex64
+                                          little-endian, interleaved re/im (numpy complex64)
+    b"metrics"                            UTF-8 JSON object, one per decoded or lost frame
+                                          (seq, snr_est_db, latency_ms, psnr_db, ssim, ...)
+    b"image"                              PNG (8-bit grayscale, 28x28) of a reconstructed image;
+                                          PNG tEXt chunks carry "seq", "kind", "label"
+    b"state"                              UTF-8 JSON object: decoder/link counters and settings
+
+A plain pyzmq SUB socket subscribes by topic prefix (``sock.subscribe(b"metrics")``) and reads
+``topic, payload = sock.recv_multipart()``. GNU Radio's own ``zeromq.sub_source`` reads a topic
+as a stream when given the topic as its `key` (it drops the first frame): itemsize 8
+(gr_complex) for "constellation", itemsize 1 (bytes) for the others.
+
+Never blocks: the socket is an XPUB with XPUB_NODROP and a small send high-water mark, and
+every send is NOBLOCK, so a subscriber that falls behind makes `publish` return False and
+counts a drop for that topic instead of stalling the caller. Without subscribers messages are
+discarded by ZeroMQ (counted as sent: nobody was listening).
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import Counter
+
+import numpy as np
+
+TOPICS = ("constellation", "metrics", "image", "state")
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5610"
+DEFAULT_SNDHWM = 32
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _finite(obj):
+    """JSON has no NaN/Inf: replace them by null so any JSON parser reads the message."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.floating):
+        return _finite(float(obj))
+    return obj
+
+
+def encode_json(obj: dict) -> bytes:
+    return json.dumps(_finite(obj), default=_json_default, separators=(",", ":")).encode()
+
+
+def encode_constellation(symbols) -> bytes:
+    return np.ascontiguousarray(np.asarray(symbols).ravel(), dtype="<c8").tobytes()
+
+
+def decode(topic, payload: bytes):
+    """Decode one tap message: constellation -> complex64 array, metrics/state -> dict,
+    image -> (float32 image [28,28] in [0,1], dict of PNG text chunks)."""
+    topic = topic.decode() if isinstance(topic, bytes) else topic
+    if topic == "constellation":
+        if len(payload) % 8:
+            raise ValueError(f"constellation payload of {len(payload)} bytes is not a whole number of complex64")
+        return np.frombuffer(payload, dtype="<c8")
+    if topic in ("metrics", "state"):
+        return json.loads(payload.decode("utf-8"))
+    if topic == "image":
+        from .images import decode_png
+        return decode_png(payload)
+    raise ValueError(f"unknown tap topic {topic!r}: one of {TOPICS}")
+
+
+class TapPublisher:
+    """One XPUB socket publishing the topics above; thread-safe, never blocks the caller."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, sndhwm: int = DEFAULT_SNDHWM, context=None):
+        import zmq
+
+        self._zmq = zmq
+        self.address = address
+        self._lock = threading.Lock()  # ZMQ sockets are not thread-safe; blocks may share a publisher
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.XPUB)
+        self._sock.setsockopt(zmq.SNDHWM, int(sndhwm))
+        self._sock.setsockopt(zmq.XPUB_NODROP, 1)  # a full subscriber makes send fail (counted), not vanish
+        self._sock.setsockopt(zmq.LINGER, 0)  # closing never waits for a dead subscriber
+        try:
+            self._sock.bind(address)
+        except zmq.ZMQError as exc:
+            self._sock.close()
+            raise OSError(f"ZMQ taps cannot bind {address}: {exc} (is another link publishing there? "
+                          f"choose another port)") from exc
+        self.endpoint = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()  # resolves a :0 / * port
+        self.sent = Counter()
+        self.dropped = Counter()
+        self.subscriptions = 0
+        self._closed = False
+
+    def _drain_subscriptions(self):
+        # XPUB queues subscription messages for us; read them so they never pile up.
+        zmq = self._zmq
+        while True:
+            try:
+                msg = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if msg[:1] == b"\x01":
+                self.subscriptions += 1
+            elif msg[:1] == b"\x00":
+                self.subscriptions = max(0, self.subscriptions - 1)
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send one message; False (and a counted drop) if a subscriber is full or the socket is closed."""
+        zmq = self._zmq
+        with self._lock:
+            if self._closed:
+                self.dropped[topic] += 1
+                return False
+            self._drain_subscriptions()
+            try:
+                self._sock.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self.dropped[topic] += 1
+                return False
+            self.sent[topic] += 1
+            return True
+
+    def publish_constellation(self, symbols) -> bool:
+        return self.publish("constellation", encode_constellation(symbols))
+
+    def publish_metrics(self, metrics: dict) -> bool:
+        return self.publish("metrics", encode_json(metrics))
+
+    def publish_state(self, state: dict) -> bool:
+        return self.publish("state", encode_json(state))
+
+    def publish_image(self, image, seq=None, kind: str = "reconstruction", **text) -> bool:
+        from .images import encode_png
+
+        chunks = {"kind": kind, **{k: v for k, v in text.items() if v is not None}}
+        if seq is not None:
+            chunks["seq"] = seq
+        return self.publish("image", encode_png(image, text=chunks))
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"address": self.endpoint, "sent": dict(self.sent), "dropped": dict(self.dropped),
+                    "subscriptions": self.subscriptions}
+
+    def close(self):
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._sock.close(linger=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,326 @@
+"""`diffsem train <recipe>`: the training pipeline, stage by stage, resumable.
+
+Stages (each its own checkpoint in the run folder, each resumable mid-epoch):
+  jscc      encoder + DeepJSCC decoder, trained jointly over SNR and channels (MSE)
+  ablation  the same decoder architecture without per-symbol noise variance (encoder frozen)
+  teacher   the diffusion decoder's velocity network, encoder and DeepJSCC decoder frozen
+  distill   progressive distillation of the teacher, halving the step count each round
+
+Determinism: the data order of epoch e is a permutation seeded by (seed, e) and the channel
+and noise draws of iteration i by (seed, stage, e, i), so a run resumed from a checkpoint sees
+exactly the batches it would have seen.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import data
+from .channel import CHANNELS, transmit
+from .diffusion import distillation_loss, flow_matching_loss, to_signed
+from .models import CondUNet, JSCCDecoder, SemanticEncoder, count_parameters
+
+STAGES = ("jscc", "ablation", "teacher", "distill")
+CHECKPOINT_EVERY_S = 60.0
+
+
+def load_recipe(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"recipe {path} not found (see models/recipes/)")
+    cfg = yaml.safe_load(path.read_text())
+    cfg.setdefault("name", path.stem)
+    cfg["recipe_path"] = str(path)
+    return cfg
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def hardware_string(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    import os
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores (torch {torch.__version__})"
+
+
+# ----------------------------------------------------------------------------- model factories
+
+def build_encoder(cfg) -> SemanticEncoder:
+    return SemanticEncoder(cfg["k"], width=cfg["jscc"].get("width", 64))
+
+
+def build_decoder(cfg, use_noise_var=True) -> JSCCDecoder:
+    return JSCCDecoder(cfg["k"], width=cfg["jscc"].get("width", 64), use_noise_var=use_noise_var)
+
+
+def build_unet(cfg) -> CondUNet:
+    return CondUNet(width=cfg["teacher"].get("width", 32), feat_channels=cfg["jscc"].get("width", 64))
+
+
+# ----------------------------------------------------------------------------- training helpers
+
+class EMA:
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model):
+        for s, p in zip(self.shadow.parameters(), model.parameters()):
+            s.lerp_(p.detach(), 1 - self.decay)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _seed_of(*parts) -> int:
+    h = 1469598103934665603
+    for p in parts:
+        for ch in str(p):
+            h = ((h ^ ord(ch)) * 1099511628211) % (1 << 63)
+    return h
+
+
+class Batches:
+    """Deterministic shuffled mini-batches of the (device-resident) training images."""
+
+    def __init__(self, images: torch.Tensor, batch: int, seed: int):
+        self.images, self.batch, self.seed = images, batch, seed
+        self.per_epoch = len(images) // batch
+
+    def epoch(self, e: int, start: int = 0):
+        g = torch.Generator().manual_seed(_seed_of(self.seed, "perm", e))
+        perm = torch.randperm(len(self.images), generator=g).to(self.images.device)
+        for i in range(start, self.per_epoch):
+            yield i, self.images[perm[i * self.batch:(i + 1) * self.batch]]
+
+
+def channel_batch(x: torch.Tensor, cfg: dict, gen: torch.Generator, it: int):
+    """SNR uniform over the recipe's range; the channel cycles over the recipe's kinds; fading
+    channels use estimated CSI for a set fraction of batches."""
+    ch = cfg["channel"]
+    kinds = ch.get("kinds", list(CHANNELS))
+    kind = kinds[it % len(kinds)]
+    lo, hi = ch.get("snr_min", -5.0), ch.get("snr_max", 25.0)
+    snr = lo + (hi - lo) * torch.rand(x.shape[0], generator=gen, device=x.device)
+    csi = "perfect"
+    if kind != "awgn" and torch.rand(1, generator=gen, device=x.device).item() < ch.get("estimated_csi_fraction", 0.5):
+        csi = "estimated"
+    return snr, kind, csi
+
+
+class Stage:
+    """Checkpointed training loop shared by all stages: `step(batch, gen, it) -> loss`."""
+
+    def __init__(self, name, run_dir: Path, modules: dict, params, scfg: dict, cfg: dict, device, ema_of=None):
+        self.name, self.run_dir, self.modules, self.cfg, self.scfg = name, run_dir, modules, cfg, scfg
+        self.device = device
+        self.opt = torch.optim.AdamW(params, lr=scfg["lr"], weight_decay=scfg.get("weight_decay", 0.0))
+        self.ema = EMA(modules[ema_of], scfg.get("ema", 0.999)) if ema_of else None
+        self.ema_of = ema_of
+        self.path = run_dir / f"{name}.pt"
+
+    def state(self, epoch, it, done, log):
+        st = {"modules": {k: m.state_dict() for k, m in self.modules.items()},
+              "epoch": epoch, "it": it, "done": done, "log": log}
+        if not done:  # a finished stage keeps only its weights (small enough to ship and carry)
+            st["opt"] = self.opt.state_dict()
+        if self.ema and not done:
+            st["ema"] = self.ema.shadow.state_dict()
+        return st
+
+    def save(self, *a):
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(self.state(*a), tmp)
+        tmp.replace(self.path)
+
+    def run(self, images: torch.Tensor, step_fn, progress=True) -> dict:
+        epoch, start_it, log = 0, 0, {"loss": [], "time_s": 0.0}
+        if self.path.exists():
+            st = torch.load(self.path, map_location=self.device, weights_only=False)
+            for k, m in self.modules.items():
+                m.load_state_dict(st["modules"][k])
+            if self.ema and "ema" in st:
+                self.ema.shadow.load_state_dict(st["ema"])
+            log = st["log"]
+            if st["done"]:
+                print(f"[{self.cfg['name']}:{self.name}] already done, skipping")
+                return log
+            self.opt.load_state_dict(st["opt"])
+            epoch, start_it = st["epoch"], st["it"]
+            print(f"[{self.cfg['name']}:{self.name}] resuming at epoch {epoch} iteration {start_it}")
+        batches = Batches(images, self.scfg["batch"], self.cfg["seed"])
+        epochs = self.scfg["epochs"]
+        total = epochs * batches.per_epoch
+        t_last_save = time.time()
+        t0 = time.time() - log["time_s"]
+        from tqdm import tqdm
+        for e in range(epoch, epochs):
+            bar = tqdm(total=batches.per_epoch, initial=start_it, disable=not progress, leave=False,
+                       desc=f"{self.cfg['name']}:{self.name} {e + 1}/{epochs}", mininterval=5)
+            running = []
+            for it, x in batches.epoch(e, start_it):
+                step = e * batches.per_epoch + it
+                for group in self.opt.param_groups:
+                    group["lr"] = cosine_lr(step, total, self.scfg["lr"])
+                gen = torch.Generator(device=self.device).manual_seed(_seed_of(self.cfg["seed"], self.name, e, it))
+                loss = step_fn(x, gen, it)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+                self.opt.step()
+                if self.ema:
+                    self.ema.update(self.modules[self.ema_of])
+                running.append(loss.detach())
+                bar.update(1)
+                if time.time() - t_last_save > CHECKPOINT_EVERY_S:
+                    log["time_s"] = time.time() - t0
+                    self.save(e, it + 1, False, log)
+                    t_last_save = time.time()
+            bar.close()
+            start_it = 0
+            log["loss"].append(float(torch.stack(running).mean()) if running else float("nan"))
+            log["time_s"] = time.time() - t0
+            print(f"[{self.cfg['name']}:{self.name}] epoch {e + 1}/{epochs} loss {log['loss'][-1]:.5f} "
+                  f"({log['time_s']:.0f} s)", flush=True)
+            self.save(e + 1, 0, False, log)
+        if self.ema:  # what later stages and the export use
+            self.modules[self.ema_of].load_state_dict(self.ema.shadow.state_dict())
+        self.save(epochs, 0, True, log)
+        return log
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, progress=True) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg["seed"])
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    images, _ = data.load("train")
+    limit = cfg.get("data", {}).get("limit")
+    if limit:
+        images = images[:limit]
+    x_train = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary.update({"recipe": cfg, "hardware": hardware_string(device)})
+
+    enc, dec = build_encoder(cfg).to(device), build_decoder(cfg).to(device)
+    summary["params"] = {"encoder": count_parameters(enc), "deepjscc_decoder": count_parameters(dec)}
+
+    def jscc_step(x, gen, it):
+        snr, kind, csi = channel_batch(x, cfg, gen, it)
+        s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
+        return torch.nn.functional.mse_loss(dec(s_hat, snr, nv), x)
+
+    if "jscc" in stages or not (run_dir / "jscc.pt").exists():
+        st = Stage("jscc", run_dir, {"encoder": enc, "decoder": dec},
+                   list(enc.parameters()) + list(dec.parameters()), cfg["jscc"], cfg, device)
+        summary.setdefault("stages", {})["jscc"] = st.run(x_train, jscc_step, progress)
+    _load_modules(run_dir / "jscc.pt", {"encoder": enc, "decoder": dec}, device)
+    enc.eval().requires_grad_(False)
+
+    if "ablation" in stages:
+        abl = build_decoder(cfg, use_noise_var=False).to(device)
+
+        def ablation_step(x, gen, it):
+            snr, kind, csi = channel_batch(x, cfg, gen, it)
+            with torch.no_grad():
+                s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
+            return torch.nn.functional.mse_loss(abl(s_hat, snr, nv), x)
+
+        acfg = {**cfg["jscc"], **cfg.get("ablation", {})}
+        st = Stage("ablation", run_dir, {"decoder": abl}, abl.parameters(), acfg, cfg, device)
+        summary.setdefault("stages", {})["ablation"] = st.run(x_train, ablation_step, progress)
+
+    dec.eval().requires_grad_(False)
+    sigma = cfg["teacher"]["source_sigma"]
+
+    def conditioned(x, gen, it):
+        snr, kind, csi = channel_batch(x, cfg, gen, it)
+        with torch.no_grad():
+            s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
+            img_hat, feat = dec.features(s_hat, snr, nv)
+        return to_signed(x), to_signed(img_hat), feat, snr
+
+    unet = build_unet(cfg).to(device)
+    summary["params"]["unet"] = count_parameters(unet)
+    if "teacher" in stages:
+        def teacher_step(x, gen, it):
+            x0, x_hat, feat, snr = conditioned(x, gen, it)
+            return flow_matching_loss(unet, x0, x_hat, feat, snr, sigma, gen)
+
+        st = Stage("teacher", run_dir, {"unet": unet}, unet.parameters(), cfg["teacher"], cfg, device, ema_of="unet")
+        summary.setdefault("stages", {})["teacher"] = st.run(x_train, teacher_step, progress)
+
+    if "distill" in stages:
+        _load_modules(run_dir / "teacher.pt", {"unet": unet}, device, ema=True)
+        dcfg = cfg["distill"]
+        teacher = unet
+        for n in dcfg["rounds"]:
+            teacher.eval().requires_grad_(False)
+            student = copy.deepcopy(teacher).train().requires_grad_(True)
+
+            def distill_step(x, gen, it, student=student, teacher=teacher, n=n):
+                x0, x_hat, feat, snr = conditioned(x, gen, it)
+                return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen)
+
+            st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), dcfg, cfg, device,
+                       ema_of="unet")
+            summary.setdefault("stages", {})[f"distill_s{n}"] = st.run(x_train, distill_step, progress)
+            teacher = student
+    summary_path.write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _load_modules(path: Path, modules: dict, device, ema=False):
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: run the stage that makes it first")
+    st = torch.load(path, map_location=device, weights_only=False)
+    for k, m in modules.items():
+        m.load_state_dict(st["ema"] if (ema and "ema" in st) else st["modules"][k])
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_arguments(parser):
+    parser.add_argument("recipe", help="a recipe YAML (models/recipes/*.yaml)")
+    parser.add_argument("--run-dir", default=None, help="checkpoint folder (default runs/<recipe name>)")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
+                        help="stages to run (earlier stages' checkpoints must exist)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args):
+    cfg = load_recipe(args.recipe)
+    if cfg.get("kind") == "classifier":
+        from .classifier import train_classifier
+        out = Path(args.run_dir or f"runs/{cfg['name']}")
+        train_classifier(cfg, out, str(pick_device(args.device)))
+        return 0
+    run_dir = Path(args.run_dir or f"runs/{cfg['name']}")
+    device = pick_device(args.device)
+    print(f"training {cfg['name']} on {hardware_string(device)} -> {run_dir}")
+    train_recipe(cfg, run_dir, device, stages=args.stages, progress=not args.no_progress)
+    print(f"done: {run_dir} (export with: diffsem export {args.recipe})")
+    return 0

@@ -39,15 +39,17 @@ class InferenceWorker:
     order within a batch; `info` has latency_ms (submit -> result), batch_size, queue_ms.
     `on_drop(item, reason)` is called for each dropped item (reason "queue_full" or
     "error: ..."); a failing batch drops its items with the error and the worker carries on.
+    `on_batch(n)` (optional) runs after each batch, e.g. to publish the worker's state.
     """
 
     def __init__(self, process, emit, *, max_queue: int = 16, max_batch: int = 8,
-                 drop_policy: str = "oldest", on_drop=None, name: str = "inference", logger=None):
+                 drop_policy: str = "oldest", on_drop=None, on_batch=None, name: str = "inference",
+                 logger=None):
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"drop_policy {drop_policy!r}: choose one of {DROP_POLICIES}")
         if max_queue < 1 or max_batch < 1:
             raise ValueError("max_queue and max_batch must be >= 1")
-        self.process, self.emit, self.on_drop = process, emit, on_drop
+        self.process, self.emit, self.on_drop, self.on_batch = process, emit, on_drop, on_batch
         self.max_queue, self.max_batch, self.drop_policy = int(max_queue), int(max_batch), drop_policy
         self.name = name
         self.log = logger or log
@@ -166,6 +168,11 @@ class InferenceWorker:
                 with self._cond:
                     self.counters["processed"] += len(jobs)
                     self.counters["batches"] += 1
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(len(jobs))
+                except Exception:
+                    self.log.exception("%s: on_batch callback failed", self.name)
             with self._cond:
                 self._in_flight = 0
                 self._cond.notify_all()
@@ -218,11 +225,15 @@ def resolve_card(card: str | None, role: str, k: int, steps: int | None = None, 
     return folder / f"{card_name(role, k, steps)}.json"
 
 
-def load_model(card_path, provider: str = "auto", cache_dir=None):
-    """An OnnxModel for `card_path` (sha256 and I/O checked against the card, provider logged)."""
+def load_model(card_path, provider: str = "auto", cache_dir=None, threads: int | None = None):
+    """An OnnxModel for `card_path` (sha256 and I/O checked against the card, provider logged).
+
+    Raises cards.CardError (ModelFileMissing, ChecksumMismatch, runtime.ModelMismatch) or
+    runtime.ProviderUnavailable with a message naming the file and what to do.
+    """
     from .runtime import OnnxModel
 
-    return OnnxModel(card_path, provider=provider, cache_dir=cache_dir)
+    return OnnxModel(card_path, provider=provider or "auto", cache_dir=cache_dir or None, threads=threads)
 
 
 def _input_names(model) -> set:

@@ -1,0 +1,86 @@
+"""image_sink: writes received image PDUs as PNGs and keeps a running mosaic.
+
+In "in": image PDUs. For each, `folder`/<prefix>_<seq:06d>.png (when save_pngs) and, every
+`mosaic_every` images, `folder`/<prefix>_mosaic.png: the last `mosaic_size` images in a grid of
+`mosaic_cols` columns (written atomically, so an image viewer can keep it open and refresh).
+latest() returns (meta, image) of the most recent PDU for GUIs and tests.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from pathlib import Path
+
+import pmt
+from gnuradio import gr
+
+from diffsem import images as imglib
+
+from ._semantic_common import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, seq_of
+
+
+class image_sink(gr.basic_block):
+    def __init__(self, folder="out/images", prefix="rx", save_pngs=True, mosaic_every=16, mosaic_size=64,
+                 mosaic_cols=8, scale=1):
+        gr.basic_block.__init__(self, name="image_sink", in_sig=None, out_sig=None)
+        self.log = block_logger(self, "image_sink")
+        self.warn = RateLimitedLog(self.log)
+        self.folder = Path(folder) if folder else None
+        self.prefix, self.save_pngs, self.scale = str(prefix), bool(save_pngs), max(1, int(scale))
+        self.mosaic_every, self.mosaic_cols = int(mosaic_every), max(1, int(mosaic_cols))
+        self.recent = deque(maxlen=max(1, int(mosaic_size)))
+        self.received = self.bad_input = self.write_errors = 0
+        self._latest = None
+        self._lock = threading.Lock()
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)  # fail at build time, not per frame
+        self.message_port_register_in(pmt.intern("in"))
+        self.set_msg_handler(pmt.intern("in"), self._handle)
+
+    def _handle(self, msg):
+        try:
+            meta, image = parse_image_pdu(msg)
+        except BadPdu as exc:
+            self.bad_input += 1
+            self.warn("bad_input", f"image_sink: ignoring PDU: {exc}")
+            return
+        seq = seq_of(meta)
+        with self._lock:
+            self._latest = (meta, image)
+            self.recent.append(image)
+            self.received += 1
+            n = self.received
+        if self.folder is None:
+            return
+        try:
+            if self.save_pngs:
+                name = f"{self.prefix}_{seq:06d}.png" if seq is not None else f"{self.prefix}_n{n:06d}.png"
+                (self.folder / name).write_bytes(imglib.encode_png(image, text={"seq": seq}, scale=self.scale))
+            if self.mosaic_every > 0 and n % self.mosaic_every == 0:
+                self.write_mosaic()
+        except OSError as exc:  # full disk etc.: count and carry on, the link matters more
+            self.write_errors += 1
+            self.warn("write_error", f"image_sink: cannot write to {self.folder}: {exc}")
+
+    def write_mosaic(self):
+        with self._lock:
+            tiles = list(self.recent)
+        if not tiles or self.folder is None:
+            return None
+        rows = [tiles[i:i + self.mosaic_cols] for i in range(0, len(tiles), self.mosaic_cols)]
+        return imglib.save_png(self.folder / f"{self.prefix}_mosaic.png", imglib.mosaic(rows))
+
+    def stop(self):
+        if self.folder is not None and self.received:
+            try:
+                self.write_mosaic()
+            except OSError as exc:
+                self.log.warn(f"image_sink: final mosaic not written: {exc}")
+        return True
+
+    def latest(self):
+        with self._lock:
+            return self._latest
+
+    def stats(self) -> dict:
+        return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors}

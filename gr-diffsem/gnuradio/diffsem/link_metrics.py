@@ -1,0 +1,236 @@
+"""link_metrics: per-frame quality of the semantic link against the reference image (matched by
+sequence number), running averages, and frame accounting.
+
+In  "ref":   image PDUs as sent (connect image_source "out"): the references, and the count sent.
+In  "in":    decoded image PDUs (diffusion_decoder "out").
+In  "drops": drop notices {"seq", "reason", "block"} from semantic_encoder / diffusion_decoder.
+Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db", "ssim",
+             "snr_est_db", "latency_ms" (decoder), "e2e_latency_ms" (source emit -> decoder
+             output), "decoder", running means "avg_psnr_db", "avg_ssim", "accuracy", and the
+             accounting counters}; a dropped frame gives {"seq", "dropped": reason, counters}.
+
+Accounting: sent = decoded + crc_dropped + queue_dropped + bad_input + failed + in_flight.
+crc_dropped comes from the receiver's own counter: pass the ofdm_analog_rx block as `rx` (its
+stats() is read) or call set_crc_counter(callable). A frame missing once the link has drained
+shows as `lost` (never silently).
+
+The PHY header carries a 12-bit sequence number on the stock packet header, so a received seq
+is matched exactly first and otherwise modulo 4096 against the oldest reference still pending.
+PSNR on [0,1] per image (capped at 100 dB), SSIM from scikit-image, classifier verdict from the
+in-project Fashion-MNIST classifier (models/classifier_onnx.json) — diffsem.metrics conventions.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from diffsem import inference, metrics as qm
+from diffsem.data import CLASSES
+
+from ._semantic_common import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, parse_image_pdu, seq_of
+
+SEQ_MODULUS = 4096
+CRC_KEYS = ("crc_dropped", "crc_failed", "crc_fail", "frames_crc_failed", "dropped_crc", "header_crc_failed")
+MAX_REFERENCES = 100_000
+
+
+def crc_count_from_stats(stats: dict) -> int:
+    """The CRC-failed frame count in a receiver's stats() dict (first known key present)."""
+    for key in CRC_KEYS:
+        if key in stats:
+            return int(stats[key])
+    return 0
+
+
+class link_metrics(gr.basic_block):
+    """Score decoded images against the references and keep the frame accounting.
+
+    classifier_card: "" = models/classifier_onnx.json; "none" disables the classifier verdict.
+    keep_images: keep each reconstruction in `records` (the demo builds its mosaic from them).
+    rx: the ofdm_analog_rx block (or None), whose stats() gives the CRC-dropped count.
+    """
+
+    def __init__(self, classifier_card="", models_dir="", keep_images=False, rx=None, name="link"):
+        gr.basic_block.__init__(self, name="link_metrics", in_sig=None, out_sig=None)
+        self.log = block_logger(self, "link_metrics")
+        self.warn = RateLimitedLog(self.log)
+        self.link_name = str(name)
+        self.keep_images = bool(keep_images)
+        self.classifier = None
+        if str(classifier_card).lower() != "none":
+            path = inference.resolve_card(classifier_card or "classifier_onnx", "classifier", 0, None,
+                                          models_dir or None)
+            try:
+                self.classifier = inference.load_model(path, "cpu", threads=1)
+            except Exception as exc:  # metrics without a verdict beat no metrics: say so once
+                self.log.warn(f"link_metrics: no classifier verdicts ({exc})")
+        self._crc_counter = (lambda: crc_count_from_stats(rx.stats())) if rx is not None else None
+        self._lock = threading.Lock()
+        self.references: OrderedDict[int, tuple] = OrderedDict()
+        self.records: list[dict] = []
+        self.counters = {"sent": 0, "decoded": 0, "queue_dropped": 0, "bad_input": 0, "failed": 0,
+                         "unmatched": 0, "bad_pdu": 0}
+        self._sums = {"psnr_db": 0.0, "ssim": 0.0, "correct": 0, "classified": 0}
+        # metrics run on a worker too (SSIM + classifier per batch), never on the message thread
+        self.worker = inference.InferenceWorker(self._score, self._publish, max_queue=1 << 16, max_batch=32,
+                                                drop_policy="newest", name="link_metrics")
+        for port in ("ref", "in", "drops"):
+            self.message_port_register_in(pmt.intern(port))
+        self.set_msg_handler(pmt.intern("ref"), self._on_ref)
+        self.set_msg_handler(pmt.intern("in"), self._on_decoded)
+        self.set_msg_handler(pmt.intern("drops"), self._on_drop)
+        self.message_port_register_out(pmt.intern("metrics"))
+
+    def set_crc_counter(self, counter):
+        self._crc_counter = counter
+
+    def start(self):
+        self.worker.start()
+        return True
+
+    def stop(self):
+        self.worker.stop(drain=True, timeout=5.0)
+        return True
+
+    # --- inputs (message thread) ---------------------------------------------------------------
+    def _on_ref(self, msg):
+        try:
+            meta, image = parse_image_pdu(msg)
+        except BadPdu as exc:
+            self.counters["bad_pdu"] += 1
+            self.warn("bad_ref", f"link_metrics: ignoring reference: {exc}")
+            return
+        seq = seq_of(meta)
+        with self._lock:
+            self.counters["sent"] += 1
+            if seq is not None:
+                self.references[seq] = (image, int(meta.get("label", -1)), meta.get("t_src"), meta)
+                while len(self.references) > MAX_REFERENCES:
+                    self.references.popitem(last=False)
+
+    def _find_reference(self, seq):
+        ref = self.references.get(seq)
+        if ref is not None or seq is None or seq >= SEQ_MODULUS:
+            return seq, ref
+        for s in self.references:  # oldest first: a wrapped 12-bit header seq
+            if s % SEQ_MODULUS == seq:
+                return s, self.references[s]
+        return seq, None
+
+    def _on_decoded(self, msg):
+        try:
+            meta, image = parse_image_pdu(msg)
+        except BadPdu as exc:
+            self.counters["bad_pdu"] += 1
+            self.warn("bad_pdu", f"link_metrics: ignoring decoded PDU: {exc}")
+            return
+        with self._lock:
+            seq, ref = self._find_reference(seq_of(meta))
+            if ref is not None:
+                self.references.pop(seq, None)
+            self.counters["decoded"] += 1
+            if ref is None:
+                self.counters["unmatched"] += 1
+        if ref is None:
+            self.warn("unmatched", f"link_metrics: decoded seq {seq} has no reference")
+        self.worker.submit((seq, meta, image, ref))
+
+    def _on_drop(self, msg):
+        notice = pmt.to_python(msg) if pmt.is_dict(msg) else None
+        if not isinstance(notice, dict):
+            self.counters["bad_pdu"] += 1
+            return
+        reason = str(notice.get("reason", "error")).split(":")[0]
+        key = {"queue_full": "queue_dropped", "stopped": "queue_dropped", "bad_input": "bad_input"}.get(reason, "failed")
+        seq = seq_of(notice)
+        with self._lock:
+            self.counters[key] += 1
+            if seq is not None and seq >= 0 and notice.get("block") == "semantic_encoder":
+                self.references.pop(seq, None)  # never reached the air: not pending any more
+        record = {"seq": seq, "dropped": reason, "block": notice.get("block"), **self.accounting()}
+        self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))
+
+    # --- worker -------------------------------------------------------------------------------------
+    def _score(self, items):
+        with_ref = [i for i, (_, _, _, ref) in enumerate(items) if ref is not None]
+        out = [{} for _ in items]
+        if with_ref:
+            recons = np.stack([items[i][2] for i in with_ref])[:, None]
+            refs = np.stack([items[i][3][0] for i in with_ref])[:, None]
+            psnr, ssim = qm.psnr(recons, refs), qm.ssim(recons, refs)
+            preds = None
+            if self.classifier is not None:
+                preds = np.argmax(self.classifier(image=recons.astype(np.float32))["logits"], axis=1)
+            for j, i in enumerate(with_ref):
+                out[i] = {"psnr_db": float(psnr[j]), "ssim": float(ssim[j])}
+                if preds is not None:
+                    out[i]["pred"] = int(preds[j])
+        return out
+
+    def _publish(self, item, scores, info):
+        seq, meta, image, ref = item
+        record = {"seq": seq, "link": self.link_name, "decoder": meta.get("decoder"),
+                  "snr_est_db": meta.get("snr_db"), "latency_ms": meta.get("latency_ms"),
+                  "batch_size": meta.get("batch_size"), **scores}
+        if ref is not None:
+            _, label, t_src, ref_meta = ref
+            record["label"] = label
+            record["index"] = ref_meta.get("index")
+            if t_src is not None and meta.get("t_dec_out") is not None:
+                record["e2e_latency_ms"] = (float(meta["t_dec_out"]) - float(t_src)) * 1e3
+            if "pred" in scores and label >= 0:
+                record["correct"] = bool(scores["pred"] == label)
+                record["pred_class"] = CLASSES[scores["pred"]]
+        with self._lock:
+            if "psnr_db" in scores:
+                self._sums["psnr_db"] += scores["psnr_db"]
+                self._sums["ssim"] += scores["ssim"]
+                self._sums["scored"] = self._sums.get("scored", 0) + 1
+            if "correct" in record:
+                self._sums["classified"] += 1
+                self._sums["correct"] += int(record["correct"])
+            stored = dict(record)
+            if self.keep_images:
+                stored["image"] = image
+            self.records.append(stored)
+        record.update(self.summary())
+        record.update(self.accounting())
+        self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))
+
+    # --- reporting -----------------------------------------------------------------------------------
+    def accounting(self) -> dict:
+        """sent = decoded + crc_dropped + queue_dropped + bad_input + failed + in_flight (+ lost)."""
+        with self._lock:
+            c = dict(self.counters)
+            pending = len(self.references)
+        crc = 0
+        if self._crc_counter is not None:
+            try:
+                crc = int(self._crc_counter())
+            except Exception as exc:
+                self.warn("crc_counter", f"link_metrics: cannot read the receiver's CRC counter: {exc}")
+        c["crc_dropped"] = crc
+        accounted = c["decoded"] + crc + c["queue_dropped"] + c["bad_input"] + c["failed"]
+        c["missing"] = c["sent"] - accounted  # in flight now; lost once the link has drained
+        c["pending_references"] = pending
+        return c
+
+    def summary(self) -> dict:
+        with self._lock:
+            n = self._sums.get("scored", 0)
+            out = {"frames_scored": n,
+                   "avg_psnr_db": self._sums["psnr_db"] / n if n else None,
+                   "avg_ssim": self._sums["ssim"] / n if n else None,
+                   "accuracy": (self._sums["correct"] / self._sums["classified"]) if self._sums["classified"] else None}
+            lat = [r["e2e_latency_ms"] for r in self.records if r.get("e2e_latency_ms") is not None]
+        if lat:
+            out["e2e_latency_ms_p50"] = float(np.percentile(lat, 50))
+            out["e2e_latency_ms_p99"] = float(np.percentile(lat, 99))
+        return out
+
+    def wait_idle(self, timeout=None) -> bool:
+        return self.worker.wait_idle(timeout)

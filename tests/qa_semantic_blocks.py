@@ -1,0 +1,291 @@
+"""Block tests of the semantic link: image_source -> semantic_encoder -> (AWGN "air" stand-in)
+-> diffusion_decoder -> image_sink / link_metrics / zmq_taps, as message-only flowgraphs over
+tiny exported ONNX models; bad input and broken models; frame accounting with queue drops."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pmt
+import pytest
+import zmq
+from gnuradio import gr
+
+from diffsem import cards, inference, taps
+from diffsem.runtime import ModelMismatch, ProviderUnavailable
+from gnuradio import diffsem as blocks
+from gnuradio.diffsem._semantic_common import dict_to_pmt, make_pdu, pdu_parts
+from test_inference_worker import TINY_K, export_tiny_models
+
+K = TINY_K
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    export_tiny_models(folder)
+    return folder
+
+
+class awgn_air(gr.basic_block):
+    """Stands in for TX + channel + RX: adds CN(0, sigma^2) and the RX's meta (snr_db, noise_var)."""
+
+    def __init__(self, snr_db=20.0, seed=5):
+        gr.basic_block.__init__(self, name="awgn_air", in_sig=None, out_sig=None)
+        self.snr_db, self.rng = snr_db, np.random.default_rng(seed)
+        self.received = {}
+        self.message_port_register_in(pmt.intern("in"))
+        self.message_port_register_out(pmt.intern("out"))
+        self.set_msg_handler(pmt.intern("in"), self.handle)
+
+    def handle(self, msg):
+        meta, symbols = pdu_parts(msg)
+        sigma2 = 10 ** (-self.snr_db / 10)
+        noise = (self.rng.standard_normal(symbols.size) + 1j * self.rng.standard_normal(symbols.size)) * np.sqrt(sigma2 / 2)
+        rx = (symbols + noise).astype(np.complex64)
+        self.received[meta["seq"]] = rx
+        out = {"seq": meta["seq"], "snr_db": self.snr_db, "noise_var": np.full(symbols.size, sigma2, np.float32)}
+        self.message_port_pub(pmt.intern("out"), make_pdu(out, rx))
+
+
+def _wait(cond, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _link(models, tmp_path, count=8, mode="diffusion", **decoder_kw):
+    tb = gr.top_block()
+    src = blocks.image_source("fashion-mnist", "test", first=0, count=count, loop=False, rate=0)
+    enc = blocks.semantic_encoder(k=K, models_dir=str(models), provider="cpu")
+    air = awgn_air()
+    dec = blocks.diffusion_decoder(k=K, mode=mode, steps=1, models_dir=str(models), provider="cpu", seed=3,
+                                   **decoder_kw)
+    sink = blocks.image_sink(str(tmp_path / "rx"), mosaic_every=4)
+    met = blocks.link_metrics(classifier_card="none", keep_images=True)
+    tap = blocks.zmq_taps("tcp://127.0.0.1:0")
+    tb.msg_connect(src, "out", enc, "in")
+    tb.msg_connect(src, "out", met, "ref")
+    tb.msg_connect(enc, "out", air, "in")
+    tb.msg_connect(air, "out", dec, "in")
+    tb.msg_connect(air, "out", tap, "constellation")
+    tb.msg_connect(dec, "out", sink, "in")
+    tb.msg_connect(dec, "out", met, "in")
+    tb.msg_connect(dec, "out", tap, "image")
+    tb.msg_connect(dec, "state", tap, "state")
+    tb.msg_connect(enc, "drops", met, "drops")
+    tb.msg_connect(dec, "drops", met, "drops")
+    tb.msg_connect(met, "metrics", tap, "metrics")
+    return tb, dict(src=src, enc=enc, air=air, dec=dec, sink=sink, met=met, tap=tap)
+
+
+def _drained(b):
+    def done():
+        acc = b["met"].accounting()
+        return b["src"].finished() and acc["missing"] == 0 and b["met"].wait_idle(0)
+    return done
+
+
+def test_message_link_decodes_every_frame_and_matches_offline_decoding(models, tmp_path):
+    tb, b = _link(models, tmp_path, count=8)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.subscribe(b"")
+    sub.connect(b["tap"].address)
+    time.sleep(0.3)  # let the subscription reach the publisher before frames flow
+    tb.start()
+    try:
+        assert _wait(_drained(b)), b["met"].accounting()
+    finally:
+        tb.stop()
+        tb.wait()
+    acc = b["met"].accounting()
+    assert acc["sent"] == 8 and acc["decoded"] == 8 and acc["missing"] == 0
+    assert acc["queue_dropped"] == acc["bad_input"] == acc["failed"] == acc["unmatched"] == 0
+
+    # in-flowgraph quality == offline decoding of the very same received symbols
+    from diffsem.data import load
+    from diffsem.metrics import psnr
+
+    images, labels = load("test")
+    dec = inference.FrameDecoder(inference.load_model(models / f"student_k{K}_s1.json", "cpu"), K, "diffusion", seed=3)
+    recs = sorted(b["met"].records, key=lambda r: r["seq"])
+    offline = dec([inference.DecodeRequest(b["air"].received[r["seq"]], 20.0,
+                                           np.full(K, 0.01, np.float32), r["seq"]) for r in recs])
+    for r, img in zip(recs, offline):
+        assert np.allclose(r["image"], img, atol=1e-5)
+        assert r["psnr_db"] == pytest.approx(float(psnr(img[None, None], images[r["index"]][None])[0]), abs=1e-3)
+        assert r["label"] == labels[r["index"]] and r["latency_ms"] > 0 and r["e2e_latency_ms"] > 0
+    assert b["met"].summary()["avg_psnr_db"] == pytest.approx(np.mean([r["psnr_db"] for r in recs]))
+
+    # sink wrote a PNG per frame and a mosaic
+    written = sorted(p.name for p in (tmp_path / "rx").glob("rx_0*.png"))
+    assert written == [f"rx_{s:06d}.png" for s in range(8)] and (tmp_path / "rx" / "rx_mosaic.png").exists()
+
+    # every tap topic arrived and decodes with plain pyzmq
+    seen = {}
+    while sub.poll(200):
+        topic, payload = sub.recv_multipart()
+        seen.setdefault(topic.decode(), []).append(taps.decode(topic, payload))
+    sub.close(0)
+    assert set(seen) == set(taps.TOPICS)
+    assert all(c.dtype == np.complex64 and c.size == K for c in seen["constellation"])
+    assert sorted(int(text["seq"]) for _, text in seen["image"]) == list(range(8))
+    frame_metrics = [m for m in seen["metrics"] if "psnr_db" in m]
+    assert len(frame_metrics) == 8 and all(m["sent"] >= 1 for m in frame_metrics)
+    assert seen["state"][-1]["processed"] == 8 and seen["state"][-1]["provider"] == "CPUExecutionProvider"
+
+
+def test_bad_symbol_pdus_are_counted_and_never_stall_the_decoder(models):
+    tb = gr.top_block()
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(models), provider="cpu")
+    met = blocks.link_metrics(classifier_card="none")
+    good = make_pdu({"seq": 1, "snr_db": 10.0, "noise_var": np.full(K, 0.1, np.float32)}, np.ones(K, np.complex64))
+    bad = [
+        make_pdu({"seq": 2, "snr_db": 10.0}, np.ones(K - 3, np.complex64)),                       # wrong length
+        make_pdu({"seq": 3, "snr_db": 10.0}, np.full(K, np.nan, np.complex64)),                   # NaN
+        make_pdu({"seq": 4}, np.ones(K, np.complex64)),                                           # no SNR
+        make_pdu({"snr_db": 10.0}, np.ones(K, np.complex64)),                                     # no seq
+        make_pdu({"seq": 6, "snr_db": 10.0}, np.ones(K, np.float32)),                             # not complex
+        make_pdu({"seq": 7, "snr_db": 10.0, "noise_var": np.ones(3, np.float32)}, np.ones(K, np.complex64)),
+        pmt.intern("garbage"),                                                                    # not a PDU
+        pmt.cons(pmt.make_dict(), pmt.intern("x")),                                               # not a vector
+    ]
+    no_noise_var = make_pdu({"seq": 8, "snr_db": 10.0}, np.ones(K, np.complex64))  # documented fallback
+    msgs = [good] + bad + [no_noise_var]
+    strobe = blocks_msg_burst(msgs)
+    tb.msg_connect(strobe, "out", dec, "in")
+    tb.msg_connect(dec, "out", met, "in")
+    tb.msg_connect(dec, "drops", met, "drops")
+    tb.start()
+    try:
+        assert _wait(lambda: dec.stats()["processed"] == 2 and met.accounting()["bad_input"] == len(bad))
+    finally:
+        tb.stop()
+        tb.wait()
+    assert dec.stats()["bad_input"] == len(bad)
+    assert met.accounting()["decoded"] == 2
+
+
+class blocks_msg_burst(gr.basic_block):
+    """Emit a fixed list of messages once the flowgraph starts."""
+
+    def __init__(self, msgs):
+        gr.basic_block.__init__(self, name="msg_burst", in_sig=None, out_sig=None)
+        self.msgs = msgs
+        self.message_port_register_out(pmt.intern("out"))
+
+    def start(self):
+        import threading
+
+        threading.Timer(0.05, lambda: [self.message_port_pub(pmt.intern("out"), m) for m in self.msgs]).start()
+        return True
+
+
+def test_queue_drops_are_counted_so_every_frame_is_accounted_for(models, tmp_path):
+    tb, b = _link(models, tmp_path, count=24, max_queue=2, max_batch=1)
+    worker = b["dec"].worker
+    fast = worker.process
+
+    def stalled_process(items):  # inference "cannot keep up" until all 24 frames have arrived
+        _wait(lambda: worker.counters["submitted"] == 24, timeout=10)
+        return fast(items)
+
+    worker.process = stalled_process
+    tb.start()
+    try:
+        assert _wait(_drained(b)), b["met"].accounting()
+    finally:
+        tb.stop()
+        tb.wait()
+    acc = b["met"].accounting()
+    assert acc["queue_dropped"] == 24 - 1 - 2  # one frame in flight, two kept in the queue
+    assert acc["decoded"] == 3
+    assert acc["sent"] == 24 == acc["decoded"] + acc["queue_dropped"] + acc["crc_dropped"]
+    assert acc["queue_dropped"] == b["dec"].stats()["dropped_queue"]
+
+
+def test_image_source_reads_png_folders_and_names_bad_files(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (20, 20), 200).save(tmp_path / "one.png")
+    src = blocks.image_source(str(tmp_path), count=0)
+    assert src.images.shape == (1, 28, 28) and src.labels.tolist() == [-1]
+    (tmp_path / "two.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ValueError, match="two.png"):
+        blocks.image_source(str(tmp_path))
+    with pytest.raises(ValueError, match="outside"):
+        blocks.image_source("fashion-mnist", "test", first=10_000)
+
+
+# --- broken models and providers: clear errors when the block is built ------------------------------
+
+def _copy_models(src, dst, names):
+    import shutil
+
+    dst.mkdir()
+    for n in names:
+        for ext in (".onnx", ".json"):
+            shutil.copy(src / f"{n}{ext}", dst / f"{n}{ext}")
+    return dst
+
+
+def test_missing_model_file_is_a_clear_error(models, tmp_path):
+    folder = _copy_models(models, tmp_path / "m", [f"deepjscc_k{K}"])
+    (folder / f"deepjscc_k{K}.onnx").unlink()
+    with pytest.raises(cards.ModelFileMissing, match="not found"):
+        blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder))
+    with pytest.raises(cards.ModelFileMissing, match="card not found"):
+        blocks.diffusion_decoder(k=K, mode="diffusion", steps=4, models_dir=str(folder))
+
+
+def test_tampered_model_is_refused(models, tmp_path):
+    folder = _copy_models(models, tmp_path / "m", [f"student_k{K}_s1"])
+    path = folder / f"student_k{K}_s1.onnx"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(cards.ChecksumMismatch, match="sha256 mismatch"):
+        blocks.diffusion_decoder(k=K, steps=1, models_dir=str(folder))
+
+
+def test_model_whose_io_names_differ_from_its_card_is_refused(models, tmp_path):
+    folder = _copy_models(models, tmp_path / "m", [f"deepjscc_k{K}"])
+    card_path = folder / f"deepjscc_k{K}.json"
+    card = json.loads(card_path.read_text())
+    card["inputs"][0]["name"] = "received"
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelMismatch, match="names"):
+        blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder))
+
+
+def test_wrong_model_for_mode_or_k_is_refused(models):
+    with pytest.raises(ValueError, match="k=32"):
+        blocks.diffusion_decoder(k=32, mode="deepjscc", card=str(models / f"deepjscc_k{K}.json"))
+    with pytest.raises(ValueError, match="noise"):
+        blocks.diffusion_decoder(k=K, mode="diffusion", card=str(models / f"deepjscc_k{K}.json"))
+    with pytest.raises(ValueError, match="mode"):
+        blocks.diffusion_decoder(k=K, mode="vae", models_dir=str(models))
+
+
+def test_unavailable_forced_provider_is_a_clear_error(models):
+    from diffsem.runtime import PROVIDERS, available_providers
+
+    missing = [p for p in ("tensorrt", "cuda") if PROVIDERS[p] not in available_providers()]
+    for provider in missing:  # on a CPU-only build: both
+        with pytest.raises(ProviderUnavailable, match="not available"):
+            blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(models), provider=provider)
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(models), provider="auto")
+    best = next(PROVIDERS[p] for p in ("tensorrt", "cuda", "cpu") if p not in missing)
+    assert dec.provider == best  # auto takes the best provider that exists, and says which
+
+
+def test_drop_notices_reach_link_metrics_as_dicts(models):
+    met = blocks.link_metrics(classifier_card="none")
+    met._on_drop(dict_to_pmt({"seq": 5, "reason": "queue_full", "block": "diffusion_decoder"}))
+    met._on_drop(pmt.intern("junk"))
+    acc = met.accounting()
+    assert acc["queue_dropped"] == 1 and acc["bad_pdu"] == 1

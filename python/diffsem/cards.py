@@ -129,30 +129,57 @@ def verify_card(card_path) -> Path:
 
 
 def describe_onnx(path) -> tuple[list[dict], list[dict], int]:
-    """(inputs, outputs, opset) of an ONNX file in card form; a symbolic axis becomes "batch".
+    """(inputs, outputs, opset) of an ONNX file in card form; the batch axis becomes "batch".
 
-    Used by export tools to fill a card from the graph they just wrote, so the card cannot
-    drift from the file. `doc` strings are left empty for the caller to fill.
+    Used by export tools to fill a card from the graph they just wrote, so the card cannot drift
+    from the file. Symbolic input axes are the batch axis. Output axes are taken from ONNX shape
+    inference; an output axis it leaves symbolic (an exporter's Reshape to [-1, ...]) is resolved
+    by running the model at batch 1 and 2: an axis that follows the batch is "batch", one that
+    does not is its fixed size. `doc` strings are left empty for the caller to fill.
     """
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    try:  # resolves output axes the exporter left symbolic (e.g. after a Reshape to [-1, 1, 28, 28])
+    try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - a graph shape inference cannot follow keeps its declared shapes
         pass
     initializers = {t.name for t in model.graph.initializer}
+    graph_inputs = [v for v in model.graph.input if v.name not in initializers]
+    batch_names = {d.dim_param for v in graph_inputs for d in v.type.tensor_type.shape.dim
+                   if not d.HasField("dim_value")}
 
     def spec(value_info) -> dict:
         tensor = value_info.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else BATCH for d in tensor.shape.dim]
+        shape = [d.dim_value if d.HasField("dim_value") else (BATCH if d.dim_param in batch_names else None)
+                 for d in tensor.shape.dim]
         return {"name": value_info.name, "shape": shape,
                 "dtype": _ONNX_DTYPES.get(tensor.elem_type, f"onnx:{tensor.elem_type}"), "doc": ""}
 
-    inputs = [spec(v) for v in model.graph.input if v.name not in initializers]
+    inputs = [spec(v) for v in graph_inputs]
+    for entry in inputs:
+        entry["shape"] = [BATCH if d is None else d for d in entry["shape"]]
     outputs = [spec(v) for v in model.graph.output]
+    if any(d is None for o in outputs for d in o["shape"]):
+        _probe_output_shapes(path, inputs, outputs)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return inputs, outputs, int(opset)
+
+
+def _probe_output_shapes(path, inputs: list[dict], outputs: list[dict]) -> None:
+    """Fill unknown output axes by running the model at batch 1 and 2 on zero inputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    runs = []
+    for batch in (1, 2):
+        feeds = {i["name"]: np.zeros([batch if d == BATCH else d for d in i["shape"]], dtype=i["dtype"])
+                 for i in inputs}
+        runs.append(sess.run([o["name"] for o in outputs], feeds))
+    for o, one, two in zip(outputs, *runs):
+        o["shape"] = [d if d is not None else (BATCH if a != b else int(a))
+                      for d, a, b in zip(o["shape"], one.shape, two.shape)]
 
 
 def make_card(artifact, *, name: str, role: str, k: int | None = None, steps: int | None = None,

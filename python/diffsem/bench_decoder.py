@@ -1,0 +1,270 @@
+"""`diffsem bench decoder`: speed of every exported decoder in models/ under ONNX Runtime.
+
+Prints one JSON line: for each card with role deepjscc_decoder / teacher / student, images/s
+and latency at batch 1 and 64 (median over repeated runs after warm-up), MFLOPs per image
+counted from the ONNX graph, and the fraction of a matmul peak measured in the same run with the
+same runtime and thread count (a 1024^3 fp32 MatMul through ONNX Runtime; numpy's is reported
+beside it). `student_vs_teacher` gives student images/s over the teacher's (same k) at batch 64.
+
+FLOPs are 2 x multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul nodes (the rest --
+activations, norms, adds -- is small next to them and not counted), with shapes from ONNX shape
+inference at batch 1; nodes inside a Loop body count trip-count times when the count is a
+constant. A benchmark, not a test: numbers depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cards import BATCH, DECODER_ROLES, find_cards, load_card
+
+log = logging.getLogger("diffsem.bench_decoder")
+
+
+# --- FLOP counting ---------------------------------------------------------------------------
+
+def _shape_table(graph, outer: dict | None = None) -> dict:
+    """name -> list of ints (or None for unknown axes) for every tensor shape known in `graph`."""
+    table = dict(outer or {})
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        table[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    for init in graph.initializer:
+        table[init.name] = list(init.dims)
+    return table
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def _known(*shapes) -> bool:
+    return all(s is not None and None not in s for s in shapes)
+
+
+def _graph_flops(graph, outer: dict | None = None, skipped: list | None = None) -> int:
+    from onnx import numpy_helper
+
+    shapes = _shape_table(graph, outer)
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    constants[node.output[0]] = numpy_helper.to_array(a.t)
+    skipped = skipped if skipped is not None else []
+    total = 0
+    for node in graph.node:
+        op = node.op_type
+        ins = [shapes.get(n) for n in node.input]
+        out = shapes.get(node.output[0]) if node.output else None
+        attrs = {a.name: a for a in node.attribute}
+        group = attrs["group"].i if "group" in attrs else 1
+        if op == "Conv" and _known(ins[1], out):
+            c_out, c_in_g, *kernel = ins[1]
+            total += 2 * _prod(out) * c_in_g * _prod(kernel)          # out = [N, Cout, *spatial]
+        elif op == "ConvTranspose" and _known(ins[0], ins[1]):
+            c_in, c_out_g, *kernel = ins[1]
+            total += 2 * _prod(ins[0]) * c_out_g * _prod(kernel)       # every input pixel scatters a kernel
+        elif op == "Gemm" and _known(ins[0], ins[1]):
+            trans_a = attrs["transA"].i if "transA" in attrs else 0
+            m, k = ins[0][::-1] if trans_a else ins[0]
+            total += 2 * m * k * _prod(ins[1]) // k
+        elif op == "MatMul" and _known(ins[0], out):
+            total += 2 * _prod(out) * ins[0][-1]
+        elif op == "Loop":
+            body = attrs["body"].g
+            trip = constants.get(node.input[0]) if node.input and node.input[0] else None
+            if trip is None:
+                skipped.append(f"Loop {node.name or node.output[0]} (trip count not constant)")
+                continue
+            total += int(trip) * _graph_flops(body, shapes, skipped)
+        elif op in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            skipped.append(f"{op} {node.name or node.output[0]} (shape unknown)")
+        elif op in ("If", "Scan"):
+            skipped.append(f"{op} {node.name or node.output[0]} (subgraph not counted)")
+    return total
+
+
+def count_flops(onnx_path) -> tuple[int, list[str]]:
+    """(FLOPs per image, nodes that could not be counted) for an ONNX model, at batch 1."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    initializers = {i.name for i in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1  # the (dynamic) batch axis
+    model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    skipped: list[str] = []
+    batch = 1
+    first = next((vi for vi in model.graph.input if vi.name not in initializers), None)
+    if first is not None and first.type.tensor_type.shape.dim:
+        batch = first.type.tensor_type.shape.dim[0].dim_value or 1  # a static-batch model: per image
+    return _graph_flops(model.graph, skipped=skipped) // batch, skipped
+
+
+# --- peak and timing ---------------------------------------------------------------------------
+
+def _timeit(fn, min_time: float, min_runs: int = 5, warmup: int = 2) -> float:
+    """Median seconds per call after warm-up; runs until min_time has passed and min_runs are done."""
+    for _ in range(warmup):
+        fn()
+    times, start = [], time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_peak(n: int = 1024, threads: int | None = None, provider: str = "auto", min_time: float = 1.0) -> dict:
+    """Measured fp32 matmul GFLOP/s: an n x n x n MatMul through ONNX Runtime and through numpy."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from .runtime import resolve_providers
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "peak",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "peak.onnx"
+        onnx.save(model, str(path))
+        # TensorRT would spend its engine build here for nothing: CUDA or CPU measure the same GEMM.
+        chain = [p for p in resolve_providers(provider if provider != "tensorrt" else "cuda",
+                                              ort.get_available_providers())]
+        sess = ort.InferenceSession(str(path), options, providers=chain)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, n, n), dtype=np.float32)
+    flops = 2.0 * n ** 3
+    t_ort = _timeit(lambda: sess.run(["c"], {"a": a, "b": b}), min_time)
+    t_np = _timeit(lambda: a @ b, min_time)
+    return {"n": n, "ort_gflops": round(flops / t_ort / 1e9, 2), "numpy_gflops": round(flops / t_np / 1e9, 2),
+            "ort_provider": sess.get_providers()[0]}
+
+
+def _inputs_for(model, batch: int) -> dict:
+    """Plausible inputs from the card spec: symbols ~ CN(0,1), snr_db 10, noise_var 0.1, ints 0..B-1."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for name, spec in model.inputs.items():
+        shape = [batch if d == BATCH else d for d in spec["shape"]]
+        dtype = np.dtype(spec["dtype"])
+        if dtype.kind in "iu":
+            feeds[name] = (np.arange(_prod(shape)) % 1000).reshape(shape).astype(dtype)
+        elif name == "snr_db":
+            feeds[name] = np.full(shape, 10.0, dtype)
+        elif name == "noise_var":
+            feeds[name] = np.full(shape, 0.1, dtype)
+        elif name == "image":
+            feeds[name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            feeds[name] = (rng.standard_normal(shape) * np.sqrt(0.5)).astype(dtype)
+    return feeds
+
+
+def bench_model(card_path, batches, provider: str, threads: int | None, min_time: float, peak_gflops: float) -> dict:
+    from .runtime import OnnxModel
+
+    card = load_card(card_path)
+    entry = {"name": card["name"], "role": card["role"], "k": card.get("k"), "steps": card.get("steps"),
+             "file": card["file"]}
+    model = OnnxModel(card_path, provider=provider, threads=threads, max_batch=max(batches))
+    flops, skipped = count_flops(model.path)
+    entry.update(provider=model.provider, mflops_per_image=round(flops / 1e6, 4), flops_per_image=int(flops))
+    if skipped:
+        entry["flops_not_counted"] = skipped
+    fixed = [d for s in model.inputs.values() for d in s["shape"][:1] if d != BATCH]
+    entry["images_per_s"], entry["latency_ms"], entry["peak_fraction"] = {}, {}, {}
+    for b in batches:
+        if fixed and b != fixed[0]:
+            entry["images_per_s"][str(b)] = None  # a static-batch graph runs only its own batch
+            entry.setdefault("note", f"static batch {fixed[0]}")
+            continue
+        feeds = _inputs_for(model, b)
+        seconds = _timeit(lambda: model(**feeds), min_time)
+        ips = b / seconds
+        entry["images_per_s"][str(b)] = round(ips, 2)
+        entry["latency_ms"][str(b)] = round(seconds * 1e3, 3)
+        entry["peak_fraction"][str(b)] = round(flops * ips / (peak_gflops * 1e9), 4) if peak_gflops else None
+    return entry
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--models", type=Path, default=None, help="folder of cards (default: models/)")
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 64])
+    parser.add_argument("--provider", choices=("auto", "tensorrt", "cuda", "cpu"), default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: ORT's choice)")
+    parser.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs per measurement")
+    parser.add_argument("--name", nargs="+", default=None, help="only cards whose name contains one of these")
+    parser.add_argument("--peak-size", type=int, default=1024, help="n of the n^3 matmul peak measurement")
+
+
+def run(args) -> int:
+    import onnxruntime as ort
+
+    from . import models_dir
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    folder = args.models or models_dir()
+    cards = [c for c in find_cards(folder, roles=DECODER_ROLES)
+             if not args.name or any(s in c.stem for s in args.name)]
+    if not cards:
+        print(f"diffsem bench decoder: no decoder cards (roles {', '.join(DECODER_ROLES)}) in {folder}",
+              file=sys.stderr)
+        return 1
+    peak = matmul_peak(args.peak_size, args.threads, args.provider, args.min_time / 2)
+    report = {"bench": "decoder", "host": platform.node(), "cpu": _cpu_name(), "cpus": os.cpu_count(),
+              "onnxruntime": ort.__version__, "threads": args.threads, "peak": peak, "decoders": []}
+    failures = 0
+    for card in cards:
+        try:
+            report["decoders"].append(bench_model(card, args.batch, args.provider, args.threads, args.min_time,
+                                                  peak["ort_gflops"]))
+        except Exception as exc:  # noqa: BLE001 - one bad model does not hide the others' figures
+            failures += 1
+            log.error("%s: %s", card.name, exc)
+            report["decoders"].append({"name": card.stem, "error": str(exc)})
+    teachers = {d["k"]: d for d in report["decoders"] if d.get("role") == "teacher"}
+    ratio = {}
+    for d in report["decoders"]:
+        t = teachers.get(d.get("k"))
+        if d.get("role") == "student" and t and d["images_per_s"].get("64") and t["images_per_s"].get("64"):
+            ratio[d["name"]] = round(d["images_per_s"]["64"] / t["images_per_s"]["64"], 2)
+    if ratio:
+        report["student_vs_teacher_b64"] = ratio
+    print(json.dumps(report), flush=True)
+    return 1 if failures else 0

@@ -1,0 +1,303 @@
+"""`diffsem eval`: schemes x bandwidths x channels x SNRs on Fashion-MNIST, one JSON object per line.
+
+    diffsem eval --scheme deepjscc teacher student --steps 1 2 --k 128 32 \\
+        --channel awgn rayleigh selective --csi perfect estimated --snr 0 5 10 20 \\
+        --csv runs/eval.csv --plots runs/plots --mosaic runs/mosaic.png
+
+Each point: the first --n test images are encoded by the scheme, sent through
+diffsem.channel.transmit (the training channel: ZF equalisation, per-symbol noise variance, a
+torch.Generator seeded with --seed so every scheme sees the same channel and noise draws), decoded
+with the nominal SNR and the reported per-symbol noise variance, and scored by `score`
+(diffsem.metrics: PSNR per image on [0,1], SSIM, classifier accuracy, FID-FMNIST, hf_ratio).
+
+Row keys: scheme, steps, k, channel, [csi: fading channels], snr_db, psnr, ssim, accuracy, fid,
+hf_ratio, n, seed (+ nonfinite when a decoder produced NaN/inf pixels, which are scored as 0).
+
+The sweep engine and the GNU Radio link reuse `evaluate_point` and `score`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+
+log = logging.getLogger("diffsem.evaluate")
+
+SCHEMES = ("deepjscc", "teacher", "student")
+ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", "accuracy", "fid",
+            "hf_ratio", "n", "seed", "nonfinite")
+
+
+def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu"):
+    """The lead's schemes.load_scheme, imported when first used (tests substitute a fake)."""
+    from .schemes import load_scheme as _load
+    return _load(name, k, steps=steps, backend=backend, device=device)
+
+
+def _finite_or_none(value):
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
+def score(recons, images, labels, net=None, device: str = "cpu") -> dict:
+    """Metrics of reconstructions against the originals (no channel, no scheme): psnr, ssim,
+    accuracy, fid, hf_ratio (means over images where per-image) and n."""
+    n = len(images)
+    logits, feats = metrics.classifier_outputs(recons, net, device=device)
+    fid = float("nan")
+    if n >= 2:
+        mu_x, cov_x = metrics.reference_stats(images, net, device)
+        fid = metrics.frechet_distance(*metrics.feature_stats(feats), mu_x, cov_x)
+    return {"psnr": round(float(np.mean(metrics.psnr(recons, images))), 4),
+            "ssim": round(float(np.mean(metrics.ssim(recons, images))), 5),
+            "accuracy": round(metrics.accuracy_from_logits(logits, labels), 5),
+            "fid": _finite_or_none(round(fid, 4)),
+            "hf_ratio": _finite_or_none(round(metrics.hf_ratio(recons, images), 5)),
+            "n": int(n)}
+
+
+def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
+                        batch: int = 256) -> tuple[np.ndarray, int]:
+    """Reconstructions of `images` through `scheme` over the channel; (recons, nonfinite pixel count)."""
+    import torch
+
+    from .channel import transmit
+
+    generator = torch.Generator().manual_seed(int(seed))
+    rng = np.random.default_rng(int(seed))
+    out, nonfinite, power = [], 0, []
+    for i in range(0, len(images), batch):
+        x = np.ascontiguousarray(images[i:i + batch], dtype=np.float32)
+        symbols = np.asarray(scheme.encode(x), dtype=np.float32)
+        if symbols.shape != (len(x), scheme.k, 2):
+            raise ValueError(f"{scheme.name}: encode gave {list(symbols.shape)}, expected [{len(x)}, {scheme.k}, 2]")
+        power.append(float(np.mean(np.sum(symbols.astype(np.float64) ** 2, axis=-1))))
+        s_hat, noise_var = transmit(torch.from_numpy(symbols), float(snr_db), channel, csi, generator)
+        snr = np.full(len(x), snr_db, dtype=np.float32)
+        rec = np.asarray(scheme.decode(s_hat.numpy().astype(np.float32), snr,
+                                       noise_var.numpy().astype(np.float32), rng), dtype=np.float32)
+        if rec.shape != x.shape:
+            raise ValueError(f"{scheme.name}: decode gave {list(rec.shape)}, expected {list(x.shape)}")
+        bad = ~np.isfinite(rec)
+        if bad.any():
+            nonfinite += int(bad.sum())
+            rec = np.where(bad, 0.0, rec).astype(np.float32)
+        out.append(rec)
+    if power and abs(np.mean(power) - 1.0) > 0.05:
+        log.warning("%s: encoder output has average power %.3f per complex symbol, not 1: the SNR "
+                    "axis is off by %.2f dB", scheme.name, np.mean(power), 10 * np.log10(np.mean(power)))
+    if nonfinite:
+        log.error("%s: %d non-finite output pixels at %s %.1f dB (scored as 0)", scheme.name, nonfinite,
+                  channel, snr_db)
+    return (np.concatenate(out) if out else np.zeros((0, 1, 28, 28), np.float32)), nonfinite
+
+
+def evaluate_point(scheme, images, labels, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
+                   batch: int = 256, net=None, device: str = "cpu") -> dict:
+    """One row of `diffsem eval`: `scheme` over `channel` at `snr_db`, scored on `images`/`labels`."""
+    recons, nonfinite = transmit_and_decode(scheme, images, channel, snr_db, csi, seed, batch)
+    row = {"scheme": scheme.name, "steps": scheme.steps, "k": scheme.k, "channel": channel}
+    if channel != "awgn":
+        row["csi"] = csi
+    row["snr_db"] = float(snr_db)
+    row.update(score(recons, images, labels, net, device))
+    row["seed"] = int(seed)
+    if nonfinite:
+        row["nonfinite"] = nonfinite
+    return row
+
+
+def evaluate_grid(schemes, images, labels, channels, snrs, csis=("perfect",), seed: int = 0, batch: int = 256,
+                  on_row=None, net=None, device: str = "cpu") -> list[dict]:
+    """Every scheme x channel (x CSI for fading channels) x SNR; `on_row(row)` as each one finishes."""
+    rows = []
+    for scheme in schemes:
+        for channel in channels:
+            for csi in (csis if channel != "awgn" else ("perfect",)):
+                for snr in snrs:
+                    t0 = time.perf_counter()
+                    row = evaluate_point(scheme, images, labels, channel, snr, csi, seed, batch, net, device)
+                    log.info("%s k=%s steps=%s %s/%s %.1f dB: %.1f s", scheme.name, scheme.k, scheme.steps,
+                             channel, csi, snr, time.perf_counter() - t0)
+                    rows.append(row)
+                    if on_row:
+                        on_row(row)
+    return rows
+
+
+# --- outputs: CSV, plots, mosaic -------------------------------------------------------------
+
+class CsvWriter:
+    """Appends rows to a CSV with the fixed ROW_KEYS header (written once; flushed per row)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=ROW_KEYS, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in ROW_KEYS})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _label(row) -> str:
+    return row["scheme"] if row.get("steps") in (None, "") else f"{row['scheme']} ({row['steps']} steps)"
+
+
+def write_plots(rows: list[dict], out_dir) -> list[Path]:
+    """PSNR, accuracy and FID-FMNIST vs SNR, every scheme on one figure per (k, channel, csi)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault((row["k"], row["channel"], row.get("csi")), []).append(row)
+    written = []
+    for (k, channel, csi), group in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        for label in dict.fromkeys(_label(r) for r in group):
+            pts = sorted((r["snr_db"], r) for r in group if _label(r) == label)
+            snr = [p[0] for p in pts]
+            for ax, key in zip(axes, ("psnr", "accuracy", "fid")):
+                ax.plot(snr, [np.nan if p[1][key] is None else p[1][key] for p in pts], marker="o", label=label)
+        for ax, title in zip(axes, ("PSNR (dB, mean per image)", "classifier accuracy", "FID-FMNIST (not Inception-FID)")):
+            ax.set_xlabel("SNR (dB, Es/N0 per symbol)")
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        n = group[0]["n"]
+        fig.suptitle(f"k = {k}, {channel}" + (f", {csi} CSI" if csi else "") + f" (n = {n}, seed {group[0]['seed']})")
+        fig.tight_layout()
+        path = out_dir / (f"eval_k{k}_{channel}" + (f"_{csi}" if csi else "") + ".png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect", seed: int = 0) -> Path:
+    """Rows: original, then each scheme; columns: SNRs; each cell shows the same few test images."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def strip(batch):  # [n,1,28,28] -> one row of images with 2-pixel gaps
+        gap = np.ones((28, 2), np.float32)
+        return np.concatenate([np.concatenate([np.clip(im[0], 0, 1), gap], axis=1) for im in batch], axis=1)[:, :-2]
+
+    rows = [("original", [strip(images)] * len(snrs))]
+    for scheme in schemes:
+        rows.append((_label({"scheme": scheme.name, "steps": scheme.steps}),
+                     [strip(transmit_and_decode(scheme, images, channel, s, csi, seed)[0]) for s in snrs]))
+    cell_w = len(images) * 0.45
+    fig, axes = plt.subplots(len(rows), len(snrs), figsize=(cell_w * len(snrs) + 1.5, 0.55 * len(rows) + 0.6),
+                             squeeze=False)
+    for r, (label, cells) in enumerate(rows):
+        for c, cell in enumerate(cells):
+            ax = axes[r][c]
+            ax.imshow(cell, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{snrs[c]:g} dB", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    k = schemes[0].k if schemes else "?"
+    fig.suptitle(f"k = {k}, {channel}" + (f" ({csi} CSI)" if channel != "awgn" else "") + f", seed {seed}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=list(SCHEMES))
+    parser.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4],
+                        help="student step counts (the teacher uses its own sampler; deepjscc has none)")
+    parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
+    parser.add_argument("--k", nargs="+", type=int, default=[128, 32], help="complex symbols per image")
+    parser.add_argument("--channel", nargs="+", choices=("awgn", "rayleigh", "selective"), default=["awgn"])
+    parser.add_argument("--csi", nargs="+", choices=("perfect", "estimated"), default=["perfect"],
+                        help="receiver channel knowledge on fading channels")
+    parser.add_argument("--snr", nargs="+", type=float, default=[0, 5, 10, 20], help="Es/N0 per symbol, dB")
+    parser.add_argument("--n", type=int, default=10000, help="first N images of the split (default: all 10k test)")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
+    parser.add_argument("--device", default="cpu", help="torch device / 'cpu' or 'cuda' for ONNX Runtime")
+    parser.add_argument("--csv", type=Path, help="also append the rows to this CSV file")
+    parser.add_argument("--plots", type=Path, help="write PSNR/accuracy/FID vs SNR figures to this folder")
+    parser.add_argument("--mosaic", type=Path, help="write an image mosaic (PNG; one per k: _k<k> added when several)")
+    parser.add_argument("--mosaic-snr", nargs="+", type=float, default=[0, 5, 20])
+    parser.add_argument("--mosaic-images", type=int, default=6)
+    parser.add_argument("--quiet", action="store_true", help="no progress log on stderr")
+
+
+def _mosaic_path(path: Path, k: int, several: bool) -> Path:
+    return path.with_name(f"{path.stem}_k{k}{path.suffix or '.png'}") if several else path
+
+
+def run(args) -> int:
+    from . import data
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+    images, labels = data.load(args.split)
+    if args.n <= 0:
+        raise SystemExit("diffsem eval: --n must be positive")
+    images, labels = images[:args.n], labels[:args.n]
+
+    writer = CsvWriter(args.csv) if args.csv else None
+    all_rows, failures = [], 0
+
+    def emit(row):
+        print(json.dumps(row), flush=True)
+        if writer:
+            writer.write(row)
+
+    try:
+        for k in args.k:
+            schemes = []
+            for name in args.scheme:
+                step_list = args.steps if name == "student" else [args.teacher_steps if name == "teacher" else None]
+                for steps in step_list:
+                    try:
+                        schemes.append(load_scheme(name, k, steps=steps, backend=args.backend, device=args.device))
+                    except Exception as exc:  # noqa: BLE001 - a missing model skips its scheme, loudly
+                        failures += 1
+                        log.error("cannot load scheme %s k=%d steps=%s: %s", name, k, steps, exc)
+            all_rows += evaluate_grid(schemes, images, labels, args.channel, args.snr, args.csi, args.seed,
+                                      args.batch, on_row=emit)
+            if args.mosaic and schemes:
+                path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes,
+                                    images[:args.mosaic_images], args.channel[0], args.mosaic_snr, args.csi[0], args.seed)
+                log.info("mosaic: %s", path)
+    finally:
+        if writer:
+            writer.close()
+    if args.plots and all_rows:
+        for path in write_plots(all_rows, args.plots):
+            log.info("plot: %s", path)
+    return 1 if failures else 0

@@ -1,0 +1,91 @@
+"""`diffsem bench decoder` on tiny exported decoders: FLOP count by hand, one JSON line out."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from diffsem import bench_decoder, cli
+from diffsem.cards import make_card, write_card
+
+K = 8
+
+
+class ConvDecoder(torch.nn.Module):
+    """symbols -> MatMul (mix re/im) -> Gemm -> ConvTranspose x4 -> Conv -> image; steps repeats the body."""
+
+    def __init__(self, k=K, steps=1):
+        super().__init__()
+        torch.manual_seed(0)
+        self.steps = steps
+        self.mix = torch.nn.Parameter(torch.randn(2, 2))
+        self.fc = torch.nn.Linear(2 * k, 4 * 7 * 7)
+        self.up = torch.nn.ConvTranspose2d(4, 2, 4, stride=4)
+        self.out = torch.nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, symbols, snr_db, noise_var):
+        x = torch.zeros(symbols.shape[0], 1, 28, 28)
+        for _ in range(self.steps):  # an unrolled "sampler": the same network `steps` times
+            # depends on x, so the exporter cannot merge the repeated bodies into one
+            h = torch.matmul(symbols / (1 + noise_var[..., None]) + x[:, :, :1, :1].flatten(1)[:, :, None],
+                             self.mix).flatten(1)
+            h = self.up(self.fc(h).view(-1, 4, 7, 7))
+            x = torch.sigmoid(self.out(h) + x + snr_db[:, None, None, None] * 0)
+        return x
+
+
+def flops_by_hand(k=K, steps=1):
+    matmul = 2 * k * 2 * 2            # [k,2] @ [2,2]
+    gemm = 2 * (2 * k) * 196          # Linear 2k -> 196
+    deconv = 2 * (4 * 7 * 7) * 2 * 16  # each of 4x7x7 inputs scatters a 2x4x4 kernel
+    conv = 2 * 784 * 2 * 9            # 1x28x28 outputs, 2x3x3 taps each
+    return steps * (matmul + gemm + deconv + conv)
+
+
+def export(folder, name, role, steps):
+    path = folder / f"{name}.onnx"
+    args = (torch.zeros(2, K, 2), torch.zeros(2), torch.ones(2, K))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ConvDecoder(K, steps), args, str(path), input_names=["symbols", "snr_db", "noise_var"],
+                          output_names=["image"], dynamo=False, opset_version=17,
+                          dynamic_axes={n: {0: "batch"} for n in ("symbols", "snr_db", "noise_var", "image")})
+    write_card(folder / f"{name}.json", make_card(path, name=name, role=role, k=K, steps=steps))
+    return path
+
+
+def test_flop_count_matches_hand_count(tmp_path):
+    for steps in (1, 3):
+        flops, skipped = bench_decoder.count_flops(export(tmp_path, f"s{steps}", "student", steps))
+        assert skipped == []
+        assert flops == flops_by_hand(steps=steps)
+
+
+def test_bench_prints_one_json_line(tmp_path, capsys):
+    export(tmp_path, "teacher_k8", "teacher", 8)
+    export(tmp_path, "student_k8_s1", "student", 1)
+    (tmp_path / "notes.json").write_text("[1, 2]")  # not a card: ignored
+    rc = cli.main(["bench", "decoder", "--models", str(tmp_path), "--batch", "1", "4", "--min-time", "0.05",
+                   "--peak-size", "256", "--threads", "1"])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["peak"]["ort_gflops"] > 0 and report["peak"]["numpy_gflops"] > 0
+    by_name = {d["name"]: d for d in report["decoders"]}
+    assert set(by_name) == {"teacher_k8", "student_k8_s1"}
+    s, t = by_name["student_k8_s1"], by_name["teacher_k8"]
+    assert s["flops_per_image"] == flops_by_hand() and t["flops_per_image"] == flops_by_hand(steps=8)
+    assert s["mflops_per_image"] == pytest.approx(flops_by_hand() / 1e6, abs=1e-4)
+    for d in (s, t):
+        assert d["provider"] == "CPUExecutionProvider"
+        assert d["images_per_s"]["4"] > 0 and d["latency_ms"]["1"] > 0
+        assert 0 < d["peak_fraction"]["4"] < 2
+    assert report["student_vs_teacher_b64"] if "64" in s["images_per_s"] else "student_vs_teacher_b64" not in report
+
+
+def test_bench_without_decoders_says_so(tmp_path, capsys):
+    assert cli.main(["bench", "decoder", "--models", str(tmp_path)]) == 1
+    assert "no decoder cards" in capsys.readouterr().err

@@ -86,7 +86,8 @@ def _link(models, tmp_path, count=8, mode="diffusion", **decoder_kw):
 def _drained(b):
     def done():
         acc = b["met"].accounting()
-        return b["src"].finished() and acc["missing"] == 0 and b["met"].wait_idle(0)
+        return (b["src"].finished() and acc["sent"] == b["src"].sent and acc["missing"] == 0
+                and b["met"].wait_idle(0))
     return done
 
 

@@ -1,0 +1,102 @@
+"""Analog OFDM receiver: baseband samples in, one PDU of equalised symbols per frame out."""
+from __future__ import annotations
+
+from gnuradio import analog, blocks, digital, fft, gr, pdu
+
+from diffsem import phy
+
+from . import _phy_rx_blocks as rxb
+from ._phy_common import FRAME_LEN_TAG, LEN_TAG, NUM_TAG, Counters, make_layout
+
+
+class ofdm_analog_rx(gr.hier_block2):
+    """Analog OFDM RX (hier block). Input: complex baseband stream. Message output "out": one PDU
+    per received frame, (metadata dict, c32vector of the equalised payload symbols in TX units).
+
+    Metadata: "seq" (int, 12-bit header number), "n_symbols", "snr_db" (estimated average Es/N0
+    per payload symbol, the convention of diffsem.channel: on AWGN it matches channel_sim's set
+    SNR), "post_eq_snr_db" (-10 log10 mean noise_var), "noise_var" (f32vector, one per symbol:
+    variance of the equalised symbol's error, sigma^2/|H_i|^2 plus the small channel- and
+    phase-estimate terms), "cfo" (carrier frequency offset in subcarrier spacings: Schmidl & Cox
+    fine estimate + integer carrier offset), "cpe_rad_per_symbol" (residual phase drift tracked
+    by the pilots), "channel_taps" (significant taps kept by the channel estimate),
+    "sample_offset" (input sample index where the frame's header starts) and "time" (that in
+    seconds at `samp_rate`).
+
+    Chain: stock ofdm_sync_sc_cfb + frequency correction + header_payload_demux; header path as in
+    gr-digital's ofdm_rx (fft, ofdm_chanest_vcvc, simpledfe BPSK, packet_headerparser_b with
+    packet_header_ofdm: frames whose header fails its CRC are dropped there and counted here);
+    payload path fft_vcc -> ofdm_frame_equalizer_vcvc(ofdm_equalizer_static) ->
+    ofdm_serializer_vcc without any constellation (no hard decision); the per-frame estimator
+    (diffsem.phy.FrameEstimator) denoises the channel estimate, corrects the common phase from the
+    pilots and estimates the noise from guard carriers, pilots and preamble.
+
+    `stats()` -> {"frames", "headers_ok", "header_crc_fail", "malformed", "nonfinite"}; the same
+    dict goes out on message port "stats" after each frame.
+    """
+
+    def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
+                 pilot_symbols=None, payload_scale=1.0, phase_tracking="linear", samp_rate=1.0,
+                 sync_threshold=0.9):
+        gr.hier_block2.__init__(self, "ofdm_analog_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
+                                gr.io_signature(0, 0, 0))
+        self.layout = lay = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
+        self.message_port_register_hier_out("out")
+        self.message_port_register_hier_out("stats")
+        self.counters = Counters("frames", "headers_ok", "header_crc_fail", "malformed", "nonfinite")
+        sym_len = lay.fft_len + lay.cp_len
+        sync1, sync2 = phy.sync_words(lay)
+        data, pilots, guards = phy.carriers_by_role(lay)
+        pilot_syms = [list(lay.pilot_symbols)]
+
+        # --- synchronisation (as gr-digital ofdm_rx)
+        sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, sync_threshold)
+        delay = blocks.delay(gr.sizeof_gr_complex, sym_len)
+        oscillator = analog.frequency_modulator_fc(-2.0 / lay.fft_len)
+        mixer = blocks.multiply_cc()
+        self.tagger = tagger = rxb.sync_tagger(sym_len)  # keep Python blocks referenced
+        demux = digital.header_payload_demux(3, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, "", True)
+        self.connect(self, sync)
+        self.connect(self, delay, (mixer, 0))
+        self.connect((sync, 0), oscillator, (mixer, 1))
+        self.connect(mixer, (tagger, 0))
+        self.connect((sync, 0), (tagger, 1))
+        self.connect((sync, 1), (tagger, 2))
+        self.connect((sync, 1), (demux, 1))
+        self.connect(tagger, (demux, 0))
+
+        # --- header: BPSK through the stock chain, CRC-checked by the stock parser
+        header_fft = fft.fft_vcc(lay.fft_len, True, (), True)
+        chanest = digital.ofdm_chanest_vcvc(list(sync1), list(sync2), 1)
+        bpsk = digital.constellation_bpsk()
+        header_eq = digital.ofdm_frame_equalizer_vcvc(
+            digital.ofdm_equalizer_simpledfe(lay.fft_len, bpsk.base(), [list(data)], [list(pilots)],
+                                             pilot_syms, 0).base(),
+            lay.cp_len, FRAME_LEN_TAG, True, 1)
+        header_serializer = digital.ofdm_serializer_vcc(lay.fft_len, [list(data)], FRAME_LEN_TAG)
+        header_demod = digital.constellation_decoder_cb(bpsk.base())
+        formatter = digital.packet_header_ofdm([list(data)], 1, LEN_TAG, FRAME_LEN_TAG, NUM_TAG, 1, 8)
+        header_parser = digital.packet_headerparser_b(formatter.formatter())
+        self.header_monitor = rxb.header_monitor(self.counters)
+        self.connect((demux, 0), header_fft, chanest, header_eq, header_serializer, header_demod,
+                     header_parser)
+        self.msg_connect(header_parser, "header_data", demux, "header_data")
+        self.msg_connect(header_parser, "header_data", self.header_monitor, "in")
+
+        # --- payload: static equaliser over data + pilots, serializer over data, pilots, guards
+        payload_fft = fft.fft_vcc(lay.fft_len, True, (), True)
+        payload_eq = digital.ofdm_frame_equalizer_vcvc(
+            digital.ofdm_equalizer_static(lay.fft_len, [list(data) + list(pilots)], [], [], 0, True).base(),
+            lay.cp_len, FRAME_LEN_TAG, True, 0)
+        cells = list(data) + list(pilots) + list(guards)
+        serializer = digital.ofdm_serializer_vcc(lay.fft_len, [cells], FRAME_LEN_TAG, "", 0, "", True)
+        to_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, FRAME_LEN_TAG)
+        estimator = phy.FrameEstimator(lay, phase_tracking=phase_tracking, payload_scale=payload_scale)
+        self.assembler = rxb.frame_assembler(estimator, samp_rate, self.counters, len(cells))
+        self.connect((demux, 1), payload_fft, payload_eq, serializer, to_pdu)
+        self.msg_connect(to_pdu, "pdus", self.assembler, "in")
+        self.msg_connect(self.assembler, "out", self, "out")
+        self.msg_connect(self.assembler, "stats", self, "stats")
+
+    def stats(self) -> dict:
+        return self.counters.snapshot()

@@ -1,0 +1,118 @@
+"""Analog OFDM transmitter: PDUs of complex symbols in, zero-padded baseband bursts out."""
+from __future__ import annotations
+
+import numpy as np
+import pmt
+from gnuradio import blocks, digital, fft, gr, pdu
+
+from diffsem import phy
+
+from ._phy_common import LEN_TAG, Counters, make_layout
+
+
+class _framer(gr.basic_block):
+    """Validates PDUs and prepends the stock OFDM header (length, sequence number, CRC-8).
+
+    Refused input (not a PDU, payload not a c32vector, empty, longer than 4095, NaN/Inf) is logged
+    and counted, never sent. Metadata is forwarded (it becomes stream tags on the burst's first
+    sample) except the internal length key.
+    """
+
+    def __init__(self, layout, payload_scale, counters):
+        gr.basic_block.__init__(self, name="diffsem_ofdm_framer", in_sig=None, out_sig=None)
+        self.layout = layout
+        self.payload_scale = np.float32(payload_scale)
+        self.counters = counters
+        self.next_seq = 0
+        self.message_port_register_in(pmt.intern("in"))
+        self.message_port_register_out(pmt.intern("out"))
+        self.set_msg_handler(pmt.intern("in"), self.handle)
+
+    def _refuse(self, reason, text):
+        self.counters.incr(f"rejected_{reason}")
+        self.logger.warn(f"refused PDU: {text}")
+
+    def handle(self, msg):
+        if not pmt.is_pair(msg):
+            return self._refuse("not_pdu", "message is not a PDU (metadata . vector)")
+        meta, vec = pmt.car(msg), pmt.cdr(msg)
+        if not (pmt.is_dict(meta) or pmt.is_null(meta)):
+            return self._refuse("not_pdu", "PDU metadata is not a dict")
+        if not pmt.is_uniform_vector(vec):
+            return self._refuse("wrong_type", "PDU data is not a uniform vector")
+        if not pmt.is_c32vector(vec):
+            return self._refuse("wrong_type", "PDU data is not a c32vector (complex64 symbols)")
+        payload = np.asarray(pmt.c32vector_elements(vec), dtype=np.complex64)
+        problem = phy.check_payload(payload)
+        if problem is not None:
+            return self._refuse(*problem)
+        meta = pmt.make_dict() if pmt.is_null(meta) else meta
+        seq_pmt = pmt.dict_ref(meta, pmt.intern("seq"), pmt.PMT_NIL)
+        seq = self.next_seq
+        if pmt.is_integer(seq_pmt):
+            seq = pmt.to_long(seq_pmt)
+        seq %= phy.SEQ_MODULO
+        self.next_seq = (seq + 1) % phy.SEQ_MODULO
+        frame = np.concatenate((phy.header_symbols(payload.size, seq, self.layout),
+                                payload * self.payload_scale)).astype(np.complex64)
+        meta = pmt.dict_delete(meta, pmt.intern(LEN_TAG))
+        meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
+        self.counters.incr("frames")
+        self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(frame.size, frame)))
+
+
+class ofdm_analog_tx(gr.hier_block2):
+    """Analog OFDM TX (hier block). Message input "in": PDU (dict metadata, c32vector of 1..4095
+    unit-power payload symbols). Output: complex baseband stream of zero-padded bursts.
+
+    Burst: 2 Schmidl & Cox preamble symbols, 1 BPSK header symbol (stock packet_header_ofdm format:
+    12-bit symbol count, 12-bit sequence number = metadata "seq" if present else a counter, CRC-8),
+    then ceil(n/48) payload OFDM symbols (symbol i on data carrier i % 48 of symbol i // 48,
+    unused cells of the last symbol zero), built by ofdm_carrier_allocator_cvc, fft_vcc,
+    ofdm_cyclic_prefixer and burst_shaper_cc (zero padding before/after, which Schmidl & Cox
+    detection needs between bursts).
+
+    Power: samples are scaled by 1/sqrt(n_active) (n_active = data + pilot carriers), so with
+    unit-power payload symbols every OFDM symbol (preambles and header included) has unit average
+    power per sample; the padding is zero. `payload_scale` multiplies payload symbols only (the
+    RX must be given the same value to undo it).
+
+    `stats()` -> dict of counters (frames sent, PDUs refused by reason).
+    """
+
+    def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
+                 pilot_symbols=None, pad_front=None, pad_back=None, payload_scale=1.0):
+        gr.hier_block2.__init__(self, "ofdm_analog_tx", gr.io_signature(0, 0, 0),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        self.layout = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
+        lay = self.layout
+        sym_len = lay.fft_len + lay.cp_len
+        # the RX sync needs ~2 symbols of quiet before a burst and the demux/FFT chain some samples
+        # after it; defaults are comfortably above both.
+        self.pad_front = 4 * sym_len if pad_front is None else int(pad_front)
+        self.pad_back = 4 * sym_len if pad_back is None else int(pad_back)
+        self.counters = Counters("frames", "rejected_not_pdu", "rejected_wrong_type",
+                                 "rejected_empty", "rejected_too_long", "rejected_nonfinite")
+        self.message_port_register_hier_in("in")
+        self.framer = _framer(lay, payload_scale, self.counters)
+        to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
+        sync1, sync2 = phy.sync_words(lay)
+        allocator = digital.ofdm_carrier_allocator_cvc(
+            lay.fft_len, occupied_carriers=[list(lay.data_carriers)],
+            pilot_carriers=[list(lay.pilot_carriers)], pilot_symbols=[list(lay.pilot_symbols)],
+            sync_words=[list(sync1), list(sync2)], len_tag_key=LEN_TAG)
+        ifft = fft.fft_vcc(lay.fft_len, False, (), True)
+        prefixer = digital.ofdm_cyclic_prefixer(lay.fft_len, sym_len, 0, LEN_TAG)
+        padder = digital.burst_shaper_cc([], self.pad_front, self.pad_back, False, LEN_TAG)
+        scale = blocks.multiply_const_cc(phy.tx_scale(lay))
+        self.msg_connect(self, "in", self.framer, "in")
+        self.msg_connect(self.framer, "out", to_stream, "pdus")
+        self.connect(to_stream, allocator, ifft, prefixer, padder, scale, self)
+
+    def stats(self) -> dict:
+        return self.counters.snapshot()
+
+    def burst_length(self, n_symbols: int) -> int:
+        """Samples per burst (padding included) for an n-symbol payload."""
+        lay = self.layout
+        return (3 + lay.n_ofdm_symbols(n_symbols)) * (lay.fft_len + lay.cp_len) + self.pad_front + self.pad_back

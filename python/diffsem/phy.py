@@ -1,0 +1,319 @@
+"""Analog OFDM PHY maths, plain numpy (no GNU Radio): what the GNU Radio blocks in
+gr-diffsem/gnuradio/diffsem/ofdm_analog_{tx,rx}.py and channel_sim.py delegate to.
+
+Units. The TX scales its output by 1/sqrt(n_active) (n_active = data + pilot carriers), so a
+fully loaded OFDM symbol of unit-power subcarrier values has unit average power per sample.
+GNU Radio's FFTs are unnormalised, so on the RX side a subcarrier carries N*g*X_k
+(N = fft_len, g = TX scale) plus noise of variance N*sigma_t^2 (sigma_t^2 = time-domain noise
+variance per sample). Es/N0 per payload symbol is therefore N*g^2/sigma_t^2 = N/(n_active*sigma_t^2),
+which is what `noise_voltage_for_snr` inverts. After equalisation, symbol i is in TX units
+(unit average power) with error variance noise_var_i = sigma^2/|H_i|^2 * (1 + estimation terms),
+the convention of diffsem.channel.
+
+Receiver estimates (`FrameEstimator`), per frame, without any hard decision on the payload:
+* channel: the least-squares estimate from the second Schmidl & Cox preamble (given by GNU Radio's
+  ofdm_chanest_vcvc) is denoised by projecting it onto a short impulse response whose significant
+  taps are selected against the noise floor (DFT-based estimation with tap selection). On AWGN
+  this cuts the estimation noise from sigma^2 (one training symbol) to ~2/52 of it, so the
+  equalised error stays within a fraction of a dB of the channel's noise.
+* common phase: residual CFO rotates every subcarrier by the same angle that grows linearly from
+  the preamble (where the channel estimate fixed the phase); the slope is fitted on all pilots of
+  the frame ("linear"), or each OFDM symbol gets its own pilot estimate ("per_symbol").
+* noise: sigma^2 pooled from three places that carry noise only: the guard (null) subcarriers of
+  every payload OFDM symbol, the pilot residuals after phase correction, and the preamble's
+  residual around the fitted channel. Each symbol's noise variance adds the known variance of
+  the channel-estimate and phase-estimate errors, so it is the variance of the equalised error.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ofdm import DEFAULT_LAYOUT, MAX_SYMBOLS_PER_FRAME, OfdmLayout
+
+HEADER_BITS_LEN = 12   # stock packet_header_default: 12-bit length, 12-bit number, CRC-8
+HEADER_BITS_SEQ = 12
+SEQ_MODULO = 1 << HEADER_BITS_SEQ
+SYNC_SEED = 42         # the seed gr-digital's ofdm_txrx uses for its preambles
+PHASE_TRACKING = ("linear", "per_symbol", "off")
+
+
+# ----------------------------------------------------------------------------- layout helpers
+def carriers_by_role(layout: OfdmLayout = DEFAULT_LAYOUT):
+    """(data, pilots, guards): signed subcarrier indices. Guards are the unused carriers except DC,
+    in ascending order; they carry noise only and serve the noise estimate."""
+    used = set(layout.data_carriers) | set(layout.pilot_carriers) | {0}
+    half = layout.fft_len // 2
+    guards = tuple(k for k in range(-half, half) if k not in used)
+    return tuple(layout.data_carriers), tuple(layout.pilot_carriers), guards
+
+
+def n_active(layout: OfdmLayout = DEFAULT_LAYOUT) -> int:
+    return len(layout.data_carriers) + len(layout.pilot_carriers)
+
+
+def tx_scale(layout: OfdmLayout = DEFAULT_LAYOUT) -> float:
+    """Time-domain gain that gives unit average power per sample for unit-power subcarriers."""
+    return 1.0 / math.sqrt(n_active(layout))
+
+
+def noise_voltage_for_snr(snr_db: float, layout: OfdmLayout = DEFAULT_LAYOUT) -> float:
+    """Time-domain complex noise std (gr-channels' noise_voltage, variance = voltage^2) giving
+    Es/N0 = snr_db per payload symbol for the TX's power scaling (see module docstring)."""
+    sigma_t2 = layout.fft_len / (n_active(layout) * 10.0 ** (snr_db / 10.0))
+    return math.sqrt(sigma_t2)
+
+
+def sync_words(layout: OfdmLayout = DEFAULT_LAYOUT):
+    """Schmidl & Cox preambles (frequency domain, fft-shifted), identical to gr-digital ofdm_txrx
+    defaults: word 1 = +-sqrt(2) BPSK on odd active carriers (two equal halves in time), word 2 =
+    +-1 BPSK on all active carriers (channel estimate)."""
+    n = layout.fft_len
+    active = {(k + n) % n for k in tuple(layout.data_carriers) + tuple(layout.pilot_carriers)}
+    rng = np.random.RandomState(SYNC_SEED)
+    w1 = [(math.sqrt(2) if rng.randint(2) == 0 else -math.sqrt(2)) if (x in active and x % 2) else 0
+          for x in range(n)]
+    rng = np.random.RandomState(SYNC_SEED)
+    w2 = [(1.0 if rng.randint(2) == 0 else -1.0) if x in active else 0 for x in range(n)]
+    w2[0] = 0.0
+    return (np.fft.fftshift(np.asarray(w1, dtype=np.complex64)),
+            np.fft.fftshift(np.asarray(w2, dtype=np.complex64)))
+
+
+# ----------------------------------------------------------------------------- header
+def crc8(data: bytes, poly: int = 0x07, init: int = 0xFF) -> int:
+    """CRC-8 as gr-digital's packet_header_default computes it (poly 0x07, init 0xFF, no reflection)."""
+    crc = init
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ poly) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def header_bits(n_symbols: int, seq: int, header_len_bits: int) -> np.ndarray:
+    """Bits of the stock OFDM header (packet_header_ofdm with bits_per_payload_sym=8, so the length
+    field counts payload symbols): 12-bit length, 12-bit sequence number, CRC-8 over both (LSB
+    first), zero-filled to one OFDM symbol. The stock packet_headerparser_b checks it on RX."""
+    if not 0 < n_symbols <= MAX_SYMBOLS_PER_FRAME:
+        raise ValueError(f"frame length {n_symbols} outside 1..{MAX_SYMBOLS_PER_FRAME}")
+    seq %= SEQ_MODULO
+    crc = crc8(bytes((n_symbols & 0xFF, n_symbols >> 8, seq & 0xFF, seq >> 8)))
+    bits = np.zeros(header_len_bits, dtype=np.uint8)
+    fields = ((n_symbols, HEADER_BITS_LEN), (seq, HEADER_BITS_SEQ), (crc, 8))
+    pos = 0
+    for value, width in fields:
+        bits[pos:pos + width] = (value >> np.arange(width)) & 1
+        pos += width
+    return bits
+
+
+def header_symbols(n_symbols: int, seq: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """BPSK header (gr-digital constellation_bpsk: bit 0 -> -1, bit 1 -> +1), one OFDM symbol."""
+    bits = header_bits(n_symbols, seq, layout.n_data)
+    return (2.0 * bits - 1.0).astype(np.complex64)
+
+
+# ----------------------------------------------------------------------------- PDU validation
+def check_payload(vector, max_symbols: int = MAX_SYMBOLS_PER_FRAME):
+    """Why a PDU payload cannot be sent, or None. `vector` is what pmt.to_python gave for the
+    PDU's data (a numpy array for uniform vectors)."""
+    if not isinstance(vector, np.ndarray) or vector.ndim != 1:
+        return "wrong_type", f"payload is {type(vector).__name__}, expected a c32vector"
+    if vector.dtype != np.complex64:
+        return "wrong_type", f"payload vector is {vector.dtype}, expected complex64 (c32vector)"
+    if vector.size == 0:
+        return "empty", "payload is empty"
+    if vector.size > max_symbols:
+        return "too_long", f"payload has {vector.size} symbols, at most {max_symbols} fit the header"
+    if not np.isfinite(vector).all():
+        bad = int((~np.isfinite(vector)).sum())
+        return "nonfinite", f"payload has {bad} NaN/Inf symbol(s)"
+    return None
+
+
+# ----------------------------------------------------------------------------- channel helpers
+def fractional_delay_taps(delay: float, half_len: int = 8) -> np.ndarray:
+    """FIR delaying by `delay` samples (any real >= 0): integer part as leading zeros, fraction by a
+    Blackman-windowed sinc of 2*half_len taps, normalised to unit DC gain."""
+    if delay < 0:
+        raise ValueError("timing offset must be >= 0 samples")
+    whole = int(math.floor(delay))
+    frac = delay - whole
+    if frac < 1e-9:
+        return np.concatenate((np.zeros(whole), [1.0])).astype(np.complex64)
+    n = np.arange(2 * half_len)
+    t = n - (half_len - 1) - frac
+    taps = np.sinc(t) * np.blackman(2 * half_len + 1)[1:]
+    taps /= taps.sum()
+    # the windowed sinc is centred on half_len - 1 + frac: shift so the total delay is `delay`
+    lead = whole - (half_len - 1)
+    if lead >= 0:
+        taps = np.concatenate((np.zeros(lead), taps))
+    else:
+        taps = taps[-lead:]  # drop the earliest (smallest) sidelobes to keep causality
+        taps /= taps.sum()
+    return taps.astype(np.complex64)
+
+
+# ----------------------------------------------------------------------------- RX estimation
+@dataclass
+class FrameEstimate:
+    symbols: np.ndarray     # complex64 [n_symbols], equalised, TX units
+    noise_var: np.ndarray   # float32 [n_symbols], variance of each symbol's error
+    snr_db: float           # average Es/N0 estimate: 10 log10(mean |H_i|^2 / sigma^2)
+    post_eq_snr_db: float   # -10 log10(mean noise_var)
+    sigma2: float           # pre-equalisation noise variance per subcarrier (FFT units)
+    cpe_slope: float        # residual common phase per OFDM symbol (rad), 0 if tracking is off
+    n_taps: int             # significant channel taps kept
+
+
+class FrameEstimator:
+    """Turns one received frame (the GNU Radio serializer's output over data, pilot and guard
+    carriers, plus the channel state of the stock equaliser) into symbols + honest noise figures.
+
+    Inputs to `estimate`:
+      cells: complex [n_ofdm, n_data + n_pilot + n_guard]: the stock equaliser's output
+             (data and pilots divided by the raw preamble estimate, guards untouched), one row per
+             payload OFDM symbol, carriers in the order of `serializer_carriers`.
+      chan_taps: complex [fft_len], fft-shifted: the raw LS estimate from the second preamble,
+             already shifted by the integer carrier offset `carr_offset`.
+    """
+
+    def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, phase_tracking: str = "linear",
+                 payload_scale: float = 1.0, taps_before: int | None = None,
+                 taps_after: int | None = None, tap_threshold: float = 8.0,
+                 symbols_before_payload: int = 2, min_gain: float = 1e-4):
+        if phase_tracking not in PHASE_TRACKING:
+            raise ValueError(f"phase_tracking must be one of {PHASE_TRACKING}")
+        self.layout = layout
+        self.phase_tracking = phase_tracking
+        self.payload_scale = float(payload_scale)
+        self.data, self.pilots, self.guards = carriers_by_role(layout)
+        self.serializer_carriers = self.data + self.pilots + self.guards
+        self.active = np.array(sorted(self.data + self.pilots))
+        self.pilot_values = self._pilot_values(layout)
+        self.sync2 = sync_words(layout)[1]
+        # impulse-response window (samples, around the channel's mean delay): with 52 of 64 carriers
+        # active, a window much longer than ~12 taps makes the fit ill-conditioned (noise gain
+        # grows ~10x per 4 extra taps), so the window follows the channel instead of covering
+        # the whole cyclic prefix.
+        self.taps_before = 3 if taps_before is None else int(taps_before)
+        self.taps_after = 8 if taps_after is None else int(taps_after)
+        self.tap_threshold = tap_threshold
+        self.t0 = symbols_before_payload  # OFDM symbols from the channel-estimate symbol to payload 0
+        self.min_gain = min_gain
+
+    @staticmethod
+    def _pilot_values(layout):
+        return np.asarray(layout.pilot_symbols, dtype=np.complex64)
+
+    def _basis(self, carriers, delays, carr_offset):
+        k = np.asarray(carriers, dtype=np.float64)[:, None] + carr_offset
+        return np.exp(-2j * np.pi * k * np.asarray(delays, dtype=np.float64)[None, :] / self.layout.fft_len)
+
+    def smooth_channel(self, h_ls_active: np.ndarray, carr_offset: int):
+        """Fit the LS estimate on the active carriers with a short impulse response, keeping only
+        the taps that stand out of the noise. Returns (basis-weights fn, leverage per active
+        carrier, residual energy, dof, n_taps)."""
+        # mean delay from the phase slope between neighbouring active carriers
+        k = self.active
+        step = np.diff(k)
+        adj = step == 1
+        slope = np.angle(np.sum(h_ls_active[1:][adj] * np.conj(h_ls_active[:-1][adj])))
+        centre = int(round(-slope * self.layout.fft_len / (2 * np.pi)))
+        delays = np.arange(centre - self.taps_before, centre + self.taps_after + 1)
+        basis = self._basis(self.active, delays, carr_offset)
+        coef, *_ = np.linalg.lstsq(basis, h_ls_active, rcond=None)
+        # noise per tap ~ sigma^2 * diag((B^H B)^-1); sigma^2 from the full-window residual
+        gram_inv = np.linalg.pinv(basis.conj().T @ basis)
+        resid = h_ls_active - basis @ coef
+        dof_full = max(len(self.active) - len(delays), 1)
+        sigma2_h = float(np.sum(np.abs(resid) ** 2) / dof_full)
+        tap_noise = sigma2_h * np.real(np.diag(gram_inv))
+        keep = np.abs(coef) ** 2 > self.tap_threshold * np.maximum(tap_noise, 1e-30)
+        if not keep.any():
+            keep[np.argmax(np.abs(coef))] = True
+        sel = basis[:, keep]
+        coef_s, *_ = np.linalg.lstsq(sel, h_ls_active, rcond=None)
+        fitted = sel @ coef_s
+        hat = sel @ np.linalg.pinv(sel.conj().T @ sel) @ sel.conj().T
+        leverage = np.real(np.diag(hat))
+        resid_e = float(np.sum(np.abs(h_ls_active - fitted) ** 2))
+        dof = len(self.active) - int(keep.sum())
+        return fitted, leverage, resid_e, dof, int(keep.sum())
+
+    def estimate(self, cells: np.ndarray, chan_taps: np.ndarray, n_symbols: int, carr_offset: int = 0):
+        lay = self.layout
+        n_d, n_p = len(self.data), len(self.pilots)
+        half = lay.fft_len // 2
+        cells = np.asarray(cells, dtype=np.complex128).reshape(-1, len(self.serializer_carriers))
+        n_ofdm = cells.shape[0]
+        taps = np.asarray(chan_taps, dtype=np.complex128)
+        h_ls = taps[self.active + carr_offset + half]
+        # preamble symbol values on those carriers (training power); the LS estimate's noise is
+        # sigma^2/|x|^2 = sigma^2 for BPSK
+        fitted, leverage, resid_e, dof_pre, n_taps = self.smooth_channel(h_ls, carr_offset)
+        pos = {k: i for i, k in enumerate(self.active)}
+        idx_d = np.array([pos[k] for k in self.data])
+        idx_p = np.array([pos[k] for k in self.pilots])
+        h_raw_d, h_raw_p = h_ls[idx_d], h_ls[idx_p]
+        h_d, h_p = fitted[idx_d], fitted[idx_p]
+        mean_gain = float(np.mean(np.abs(fitted) ** 2))
+        floor = self.min_gain * max(mean_gain, 1e-30)
+        h_d = np.where(np.abs(h_d) ** 2 < floor, np.sqrt(floor), h_d)
+        h_p = np.where(np.abs(h_p) ** 2 < floor, np.sqrt(floor), h_p)
+        # re-equalise with the smoothed channel: the stock equaliser divided by the raw estimate
+        data = cells[:, :n_d] * (h_raw_d / h_d)[None, :]
+        pil = cells[:, n_d:n_d + n_p] * (h_raw_p / h_p)[None, :]
+        guards = cells[:, n_d + n_p:]
+
+        # common phase from the pilots, weighted by pilot SNR (|H|^2)
+        w_p = np.abs(h_p) ** 2
+        corr = (pil * np.conj(self.pilot_values)[None, :] * w_p[None, :]).sum(axis=1)
+        t = self.t0 + np.arange(n_ofdm, dtype=np.float64)
+        if self.phase_tracking == "off":
+            phase = np.zeros(n_ofdm)
+            phase_var = np.zeros(n_ofdm)
+            slope = 0.0
+            n_phase_params = 0
+        else:
+            raw = np.unwrap(np.concatenate(([0.0], np.angle(corr))))[1:]
+            if self.phase_tracking == "linear":
+                slope = float(np.sum(t * raw) / np.sum(t * t))
+                phase = slope * t
+                n_phase_params = 1
+            else:
+                phase = raw
+                slope = float(np.mean(np.diff(np.concatenate(([0.0], raw)))))
+                n_phase_params = n_ofdm
+        rot = np.exp(-1j * phase)[:, None]
+        data = data * rot
+        pil = pil * rot
+
+        # noise: guards (raw), pilot residuals scaled back by |H|^2, preamble fit residual
+        lev_p = leverage[idx_p]
+        pil_res = np.abs(pil - self.pilot_values[None, :]) ** 2 * w_p[None, :] / (1.0 + lev_p[None, :])
+        energy = float(np.sum(np.abs(guards) ** 2) + np.sum(pil_res) + resid_e)
+        dof = guards.size + max(pil_res.size - n_phase_params, 0) + dof_pre
+        sigma2 = energy / max(dof, 1)
+        if self.phase_tracking == "linear":
+            phase_var = t * t * sigma2 / (2.0 * max(float(w_p.sum()), 1e-30) * float(np.sum(t * t)))
+        elif self.phase_tracking == "per_symbol":
+            phase_var = np.full(n_ofdm, sigma2 / (2.0 * max(float(w_p.sum()), 1e-30)))
+
+        # per symbol: symbol i on OFDM symbol i // n_d, data carrier i % n_d
+        sym_row = np.arange(n_symbols) // n_d
+        sym_col = np.arange(n_symbols) % n_d
+        gain = np.abs(h_d) ** 2
+        lev_d = leverage[idx_d]
+        scale2 = self.payload_scale ** 2
+        symbols = data[sym_row, sym_col] / self.payload_scale
+        noise_var = (sigma2 / gain[sym_col] * (1.0 + lev_d[sym_col]) + phase_var[sym_row]) / scale2
+        sym_gain = gain[sym_col] * scale2
+        snr_db = 10.0 * math.log10(max(float(np.mean(sym_gain)) / max(sigma2, 1e-30), 1e-30))
+        post_eq = -10.0 * math.log10(max(float(np.mean(noise_var)), 1e-30))
+        return FrameEstimate(symbols.astype(np.complex64), noise_var.astype(np.float32), snr_db,
+                             post_eq, sigma2, slope, n_taps)

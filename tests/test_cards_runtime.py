@@ -183,3 +183,19 @@ def test_card_in_other_folder_resolves_relative(tmp_path, tiny_card):
     shutil.copy(tiny_card, dest / "tiny.json")
     shutil.copy(tiny_card.parent / "tiny.onnx", dest / "tiny.onnx")
     assert OnnxModel(dest / "tiny.json").path == dest / "tiny.onnx"
+
+
+def test_output_shape_checked_at_load_and_on_every_run(tiny_card):
+    card = cards.load_card(tiny_card)
+    card["outputs"][0]["shape"] = ["batch", 1, 14, 56]
+    write_card(tiny_card, card)
+    with pytest.raises(ModelMismatch, match=r"output 'image' has shape \['batch', 1, 28, 28\] in the graph, "
+                                            r"\['batch', 1, 14, 56\] in the card"):
+        OnnxModel(tiny_card)
+    # Graphs whose output axes stay symbolic get past the load check; the per-run check catches them.
+    card["outputs"][0]["shape"] = ["batch", 1, 28, 28]
+    write_card(tiny_card, card)
+    model = OnnxModel(tiny_card)
+    model.outputs["image"] = {**model.outputs["image"], "shape": ["batch", 1, 14, 56]}
+    with pytest.raises(ModelMismatch, match=r"output 'image' came out \[3, 1, 28, 28\], the card promises"):
+        model(**inputs())

@@ -269,6 +269,7 @@ def run(args) -> int:
         raise SystemExit("diffsem eval: --n must be positive")
     images, labels = images[:args.n], labels[:args.n]
 
+    metric_device = args.device if str(args.device).startswith("cuda") else "cpu"  # the classifier's
     writer = CsvWriter(args.csv) if args.csv else None
     all_rows, failures = [], 0
 
@@ -289,7 +290,7 @@ def run(args) -> int:
                         failures += 1
                         log.error("cannot load scheme %s k=%d steps=%s: %s", name, k, steps, exc)
             all_rows += evaluate_grid(schemes, images, labels, args.channel, args.snr, args.csi, args.seed,
-                                      args.batch, on_row=emit)
+                                      args.batch, on_row=emit, device=metric_device)
             if args.mosaic and schemes:
                 path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes,
                                     images[:args.mosaic_images], args.channel[0], args.mosaic_snr, args.csi[0], args.seed)

@@ -143,6 +143,7 @@ class OnnxModel:
         if not self.inputs or not self.outputs:
             raise CardError(f"{self.card_path}: card has no inputs/outputs spec; it does not describe an ONNX model")
         self.check_finite = check_finite
+        self.max_batch = int(max_batch)
 
         available = available_providers()
         dynamic = any(BATCH in s["shape"] for s in self.inputs.values())
@@ -245,6 +246,9 @@ class OnnxModel:
                 bad = int(arr.size - np.isfinite(arr).sum())
                 raise InputError(f"{self.name}: input {name!r} has {bad} non-finite values (NaN/inf)")
             feeds[name] = np.ascontiguousarray(arr)
+        if batch is not None and batch > self.max_batch and self.provider == PROVIDERS["tensorrt"]:
+            raise InputError(f"{self.name}: batch {batch} exceeds the TensorRT profile (1..{self.max_batch}); "
+                             f"build the model with OnnxModel(..., max_batch={batch})")
         return feeds, batch
 
     # --- inference ---------------------------------------------------------------------------

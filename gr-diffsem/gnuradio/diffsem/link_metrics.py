@@ -9,10 +9,11 @@ Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db"
              output), "decoder", running means "avg_psnr_db", "avg_ssim", "accuracy", and the
              accounting counters}; a dropped frame gives {"seq", "dropped": reason, counters}.
 
-Accounting: sent = decoded + crc_dropped + queue_dropped + bad_input + failed + in_flight.
-crc_dropped comes from the receiver's own counter: pass the ofdm_analog_rx block as `rx` (its
-stats() is read) or call set_crc_counter(callable). A frame missing once the link has drained
-shows as `lost` (never silently).
+Accounting: sent = decoded + crc_dropped + queue_dropped + bad_input + failed + missing.
+crc_dropped comes from the receiver's own counters (header CRC failed, malformed or non-finite
+payload): pass the ofdm_analog_rx block as `rx` (its stats() is read) or call
+set_crc_counter(callable). `missing` is in flight while the link runs; a frame still missing
+once the link has drained was never detected by the receiver (lost), and is reported as such.
 
 The PHY header carries a 12-bit sequence number on the stock packet header, so a received seq
 is matched exactly first and otherwise modulo 4096 against the oldest reference still pending.
@@ -34,16 +35,15 @@ from diffsem.data import CLASSES
 from ._semantic_common import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, parse_image_pdu, seq_of
 
 SEQ_MODULUS = 4096
-CRC_KEYS = ("crc_dropped", "crc_failed", "crc_fail", "frames_crc_failed", "dropped_crc", "header_crc_failed")
+# ofdm_analog_rx.stats(): frames whose header failed its CRC, and frames it dropped after the
+# header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.
+RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite")
 MAX_REFERENCES = 100_000
 
 
 def crc_count_from_stats(stats: dict) -> int:
-    """The CRC-failed frame count in a receiver's stats() dict (first known key present)."""
-    for key in CRC_KEYS:
-        if key in stats:
-            return int(stats[key])
-    return 0
+    """Frames the receiver dropped (header CRC failed, or a malformed/non-finite payload)."""
+    return sum(int(stats.get(key, 0)) for key in RX_DROP_KEYS)
 
 
 class link_metrics(gr.basic_block):
@@ -181,7 +181,8 @@ class link_metrics(gr.basic_block):
             record["label"] = label
             record["index"] = ref_meta.get("index")
             if t_src is not None and meta.get("t_dec_out") is not None:
-                record["e2e_latency_ms"] = (float(meta["t_dec_out"]) - float(t_src)) * 1e3
+                record["t_src"], record["t_dec_out"] = float(t_src), float(meta["t_dec_out"])
+                record["e2e_latency_ms"] = (record["t_dec_out"] - record["t_src"]) * 1e3
             if "pred" in scores and label >= 0:
                 record["correct"] = bool(scores["pred"] == label)
                 record["pred_class"] = CLASSES[scores["pred"]]

@@ -33,7 +33,7 @@ CARD_NAME = "classifier.json"
 ONNX_CARD_NAME = "classifier_onnx.json"
 DEFAULTS = {"name": "classifier", "seed": 0, "epochs": 8, "batch": 128, "lr": 2e-3, "weight_decay": 1e-4,
             "widths": [32, 64], "features": 128, "dropout": 0.3, "hflip": True, "threads": 2,
-            "export_onnx": True, "opset": 17}
+            "export_onnx": True, "opset": 17, "train_subset": None}
 
 
 class Classifier(nn.Module):
@@ -119,6 +119,8 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
     torch.manual_seed(cfg["seed"])
 
     x_train, y_train = fmnist.load("train")
+    if cfg["train_subset"]:  # tiny configs (tests): the first N training images
+        x_train, y_train = x_train[:cfg["train_subset"]], y_train[:cfg["train_subset"]]
     x_val, y_val = fmnist.load("val")
     x_test, y_test = fmnist.load("test")
 
@@ -129,7 +131,7 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
     start_epoch, history, elapsed = 0, [], 0.0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["cfg"] == cfg:
+        if {**DEFAULTS, **state["cfg"]} == cfg:  # keys added to DEFAULTS later keep old checkpoints usable
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
             sched.load_state_dict(state["sched"])
@@ -191,7 +193,8 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
         onnx_path = out_dir / f"{cfg['name']}.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecation notice of the TorchScript exporter (dynamo needs onnxscript)
-            torch.onnx.export(_Export(net), (torch.zeros(2, 1, 28, 28),), str(onnx_path), input_names=["image"],
+            # eval() on the wrapper: the exporter restores the wrapper's mode afterwards, recursively
+            torch.onnx.export(_Export(net).eval(), (torch.zeros(2, 1, 28, 28),), str(onnx_path), input_names=["image"],
                               output_names=["logits", "features"], dynamo=False, opset_version=cfg["opset"],
                               dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}})
         parity = _onnx_parity(net, onnx_path, x_test[:256])
@@ -205,6 +208,8 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
 
 def _onnx_parity(net, onnx_path, images) -> float:
     import onnxruntime as ort
+
+    net.eval()
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     logits, feats = sess.run(["logits", "features"], {"image": images})
     with torch.no_grad():

@@ -6,8 +6,8 @@ import numpy as np
 from diffsem import cards, classifier, data
 from diffsem.runtime import OnnxModel
 
-TINY = {"kind": "classifier", "name": "classifier", "epochs": 2, "batch": 64, "lr": 0.01, "widths": [4, 8], "features": 16,
-        "train_subset": 1024, "threads": 1, "recipe": "tiny"}
+TINY = {"kind": "classifier", "name": "classifier", "epochs": 2, "batch": 64, "lr": 0.01, "widths": [4, 8],
+        "features": 16, "train_subset": 1024, "threads": 1, "recipe_path": "tiny"}
 
 
 def test_tiny_training_writes_verified_artifacts_and_resumes(tmp_path):

@@ -72,7 +72,7 @@ class _Export(nn.Module):
 
 
 # Keys a recipe may carry that do not change the trained weights (so a checkpoint stays resumable).
-_META_KEYS = ("kind", "description", "recipe", "checkpoint_dir")
+_META_KEYS = ("kind", "description", "recipe", "recipe_path", "checkpoint_dir")
 
 
 def _config(cfg: dict) -> dict:
@@ -104,8 +104,8 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
 
     Resumable: a checkpoint is written after every epoch to cfg["checkpoint_dir"] (default
     runs/checkpoints/ of the checkout, git-ignored) and picked up when the same recipe runs again.
-    cfg["recipe"] (the recipe's path) is recorded in the card. Returns the card (also written to
-    out_dir/classifier.json).
+    cfg["recipe"] or cfg["recipe_path"] (the recipe's path) is recorded in the card. Returns the
+    card (also written to out_dir/classifier.json).
     """
     from . import REPO_ROOT
     meta = {k: cfg[k] for k in _META_KEYS if k in cfg}
@@ -177,11 +177,14 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
     torch.save({"arch": net.arch, "state_dict": net.state_dict()}, pt_path)
     spec_in = [{"name": "image", "shape": ["batch", 1, 28, 28], "dtype": "float32",
                 "doc": "Fashion-MNIST image(s) in [0, 1]"}]
-    spec_out = [{"name": "logits", "shape": ["batch", 10], "dtype": "float32", "doc": "class scores (data.CLASSES order)"},
+    spec_out = [{"name": "logits", "shape": ["batch", 10], "dtype": "float32",
+                 "doc": "class scores (data.CLASSES order)"},
                 {"name": "features", "shape": ["batch", cfg["features"]], "dtype": "float32",
                  "doc": "penultimate activations: the FID-FMNIST feature space"}]
-    common = {"data": "Fashion-MNIST (Debian dataset-fashion-mnist): train 55k / val 5k (last 5k of the train file) / test 10k",
-              "recipe": str(meta.get("recipe", "models/recipes/classifier.yaml")), "seed": cfg["seed"],
+    recipe = meta.get("recipe") or meta.get("recipe_path") or "models/recipes/classifier.yaml"
+    common = {"data": "Fashion-MNIST (Debian dataset-fashion-mnist): train 55k / val 5k (last 5k of the train file) "
+                      "/ test 10k",
+              "recipe": str(recipe), "seed": cfg["seed"],
               "training": {"hardware": hardware_string(device), "time_s": round(elapsed, 1), "epochs": cfg["epochs"],
                            "history": history, "config": cfg},
               "metrics": [{"split": "test", "accuracy": round(test_acc, 4), "n": int(len(x_test))}]}

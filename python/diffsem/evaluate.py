@@ -177,7 +177,8 @@ def write_plots(rows: list[dict], out_dir) -> list[Path]:
             snr = [p[0] for p in pts]
             for ax, key in zip(axes, ("psnr", "accuracy", "fid")):
                 ax.plot(snr, [np.nan if p[1][key] is None else p[1][key] for p in pts], marker="o", label=label)
-        for ax, title in zip(axes, ("PSNR (dB, mean per image)", "classifier accuracy", "FID-FMNIST (not Inception-FID)")):
+        titles = ("PSNR (dB, mean per image)", "classifier accuracy", "FID-FMNIST (not Inception-FID)")
+        for ax, title in zip(axes, titles):
             ax.set_xlabel("SNR (dB, Es/N0 per symbol)")
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
@@ -292,8 +293,8 @@ def run(args) -> int:
             all_rows += evaluate_grid(schemes, images, labels, args.channel, args.snr, args.csi, args.seed,
                                       args.batch, on_row=emit, device=metric_device)
             if args.mosaic and schemes:
-                path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes,
-                                    images[:args.mosaic_images], args.channel[0], args.mosaic_snr, args.csi[0], args.seed)
+                path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes, images[:args.mosaic_images],
+                                    args.channel[0], args.mosaic_snr, args.csi[0], args.seed)
                 log.info("mosaic: %s", path)
     finally:
         if writer:

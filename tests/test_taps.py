@@ -167,3 +167,41 @@ def test_this_test_module_runs_without_gnu_radio():
     code = ("import sys; import diffsem.taps, diffsem.images, zmq; "
             "assert not any(m.startswith('gnuradio') for m in sys.modules), 'GNU Radio imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_monitor_prints_a_line_per_frame_and_saves_the_latest_image(tmp_path, capsys):
+    import argparse
+    import threading
+
+    from diffsem import monitor
+
+    pub = taps.TapPublisher("tcp://127.0.0.1:0")
+    stop = threading.Event()
+
+    def publish():
+        seq = 0
+        while not stop.is_set():
+            pub.publish_constellation(np.ones(8, np.complex64))
+            pub.publish_image(np.full((28, 28), 0.5, np.float32), seq=seq)
+            pub.publish_metrics({"seq": seq, "decoder": "diffusion s2", "psnr_db": 20.0 + seq, "ssim": 0.8,
+                                 "correct": True, "pred_class": "Coat", "sent": seq + 1, "decoded": seq + 1})
+            seq += 1
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    parser = argparse.ArgumentParser()
+    monitor.add_arguments(parser)
+    args = parser.parse_args(["--address", pub.endpoint, "--save", str(tmp_path), "--count", "3", "--timeout", "10"])
+    try:
+        assert monitor.run(args) == 0
+    finally:
+        stop.set()
+        thread.join()
+        pub.close()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seq")]
+    assert len(lines) == 3 and "psnr" in lines[0] and "Coat ok" in lines[0]
+    image, _ = images.decode_png((tmp_path / "latest.png").read_bytes())
+    assert image.shape == (28, 28) and abs(image.mean() - 0.5) < 0.01
+    assert np.load(tmp_path / "constellation.npy").dtype == np.complex64
+    assert "DROPPED (queue_full" in monitor.format_metrics({"seq": 4, "dropped": "queue_full", "block": "d"})

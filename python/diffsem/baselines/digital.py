@@ -509,34 +509,46 @@ def _to_numpy(x):
 class DigitalScheme:
     """Scheme interface for the separation baseline on the library channel.
 
-    ``encode(images, snr_db)`` needs the operating SNR (link adaptation) unless a fixed ``mode``
-    was given; ``decode`` uses the same rule on the snr_db it receives. Counters of the last
-    decode are in ``last_stats`` (frames, ok, crc_fail, no_image, bad_payload).
+    The mode is link configuration, known to both ends: a fixed ``mode``, or link adaptation
+    from ``link_snr_db`` (set it per operating point: ``scheme.link_snr_db = snr``; the sweep
+    does) and, when that is None, from the snr_db given to encode/decode (the same value must
+    reach both, as evaluate.transmit_and_decode's decode call does). Counters of the last
+    decode are in ``last_stats`` (frames, ok, crc_fail, no_image, bad_payload); the codec fits
+    of the last encode (what an error-free frame shows) in ``last_fits``.
     """
 
     name = "digital"
     steps = 0
 
-    def __init__(self, k: int, mode: str | None = None, codecs=CODECS, thresholds: dict | None = None):
+    def __init__(self, k: int, mode: str | None = None, codecs=CODECS, thresholds: dict | None = None,
+                 link_snr_db: float | None = None):
         if k < 1:
             raise ValueError("digital baseline: k must be >= 1")
         self.k = k
         self.fixed_mode = mode_by_name(mode) if mode else None
         self.codecs = tuple(codecs)
         self.thresholds = thresholds or MODE_THRESHOLDS_DB
+        self.link_snr_db = link_snr_db
         self.last_stats: dict = {}
         self.last_fits: list[Fit] = []
+
+    def __repr__(self):
+        how = self.fixed_mode.name if self.fixed_mode else f"adaptive@{self.link_snr_db}"
+        return f"DigitalScheme(k={self.k}, mode={how}, codecs={self.codecs})"
 
     def mode_for(self, snr_db) -> Mode:
         if self.fixed_mode is not None:
             return self.fixed_mode
+        if self.link_snr_db is not None:
+            snr_db = self.link_snr_db
         if snr_db is None:
-            raise ValueError("digital baseline: give snr_db (link adaptation) or a fixed mode")
+            raise ValueError("digital baseline: link adaptation needs the SNR: set link_snr_db, "
+                             "pass snr_db, or give a fixed mode")
         return mode_for_snr(float(snr_db), self.thresholds) or MODES[0]
 
     def _modes(self, snr_db, batch: int) -> list[Mode]:
-        if snr_db is None:
-            return [self.mode_for(None)] * batch
+        if snr_db is None or self.fixed_mode is not None or self.link_snr_db is not None:
+            return [self.mode_for(None if snr_db is None else np.ravel(_to_numpy(snr_db)[0])[0])] * batch
         snr, _ = _to_numpy(snr_db)
         snr = np.broadcast_to(np.asarray(snr, np.float64).reshape(-1), (batch,))
         return [self.mode_for(s) for s in snr]
@@ -622,7 +634,8 @@ def run_curve(k: int, snrs, n: int, seed: int, channel: str = "awgn", mode: str 
     scheme = DigitalScheme(k, mode=mode)
     for snr in snrs:
         t0 = time.time()
-        tx = scheme.encode(images, snr_db=float(snr))
+        scheme.link_snr_db = float(snr)
+        tx = scheme.encode(images)
         fits = scheme.last_fits
         g = torch.Generator().manual_seed(seed)
         s_hat, nv = transmit(torch.from_numpy(tx), float(snr), channel, generator=g)

@@ -56,7 +56,8 @@ def test_loopback_high_snr_is_bit_exact(images):
     assert rxc["crc_fail"] == 0 and rxc["lost"] == 0 and txc["rejected"] == 0
     for rec, img in zip(out, images):
         np.testing.assert_array_equal(rec[0], dg.fit_codec(img[0], budget.data_bytes).image)
-    assert all(m["snr_est"] > 24 for m in metas)
+    assert all(m["snr_db"] > 24 for m in metas)
+    assert [m["seq"] for m in metas] == list(range(len(images)))
 
 
 def test_loopback_below_threshold_counts_drops_and_shows_grey(images):

@@ -1,23 +1,25 @@
 """The digital (separation) baseline as GNU Radio hier blocks: codec -> gr-fec -> QAM -> stock OFDM.
 
-``digital_link_tx``: image PDUs in (f32vector of 784 pixels in [0, 1], or u8vector 0..255),
-complex baseband bursts out. Per image: ``diffsem.baselines.digital`` fits the codec into the
-mode's byte budget and builds the CRC-protected payload; gr-fec's ``async_encoder`` runs the
-K=7 rate-1/2 terminated convolutional code (``cc_encoder``, polys 109/79); the frame is
-punctured to the mode's rate, padded to exactly k * bits_per_symbol bits and mapped to k Gray
-QAM symbols (``chunks_to_symbols_bc``). The symbols then take the stock OFDM path of
-``digital.ofdm_tx`` — ``packet_header_ofdm`` header (BPSK, 1 OFDM symbol, its 12-bit length is
-the symbol count: bits_per_payload_sym=8 over one symbol index per byte), Schmidl & Cox sync
-words, ``ofdm_carrier_allocator_cvc``, ``fft_vcc``, ``ofdm_cyclic_prefixer`` — and
-``burst_shaper_cc`` puts zeros around each burst so the receiver's sync sees every frame.
+``digital_link_tx``: image PDUs in (f32vector of 784 pixels in [0, 1], or u8vector 0..255;
+meta "seq" travels in the header), complex baseband bursts out. Per image:
+``diffsem.baselines.digital`` fits the codec into the mode's byte budget and builds the
+CRC-protected payload; gr-fec's ``async_encoder`` runs the K=7 rate-1/2 terminated
+convolutional code (``cc_encoder``, polys 109/79); the frame is punctured to the mode's rate,
+padded to exactly k * bits_per_symbol bits and mapped to k Gray QAM symbols, behind the stock
+OFDM header (``packet_header_ofdm`` format with bits_per_payload_sym=8, so its 12-bit length is
+the symbol count; ``diffsem.phy.header_symbols``, as the analog link sends it). Then the stock
+``digital.ofdm_tx`` path: Schmidl & Cox sync words, ``ofdm_carrier_allocator_cvc``,
+``fft_vcc``, ``ofdm_cyclic_prefixer``, and ``burst_shaper_cc`` puts zeros around each burst so
+the receiver's sync sees every frame.
 
 ``digital_link_rx``: complex baseband in, image PDUs out. A copy of ``digital.ofdm_rx`` up to
-the serializer (sync, header demux, channel estimate, ``ofdm_equalizer_simpledfe`` with this
-mode's constellation: it outputs the soft equalised symbols and tracks the channel with
-decisions, right for QAM), then max-log LLRs, de-puncturing (erasures), gr-fec's
-``async_decoder`` (``cc_decoder``, soft Viterbi), CRC-16 and the codec. A frame whose CRC fails
-gives a grey image; a frame whose header was never seen (a gap in the header's packet number)
-gives a grey image when the next frame arrives. Every outcome is counted (``counters()``).
+the serializer (sync with a lower threshold, header demux and parser, channel estimate) whose
+payload goes through ``payload_channel_refiner`` (least-squares denoised channel estimate,
+pilot-based common phase correction) and the stock static equaliser, which leaves soft symbols
+(the stock ``simpledfe`` outputs hard decisions). Then max-log LLRs, de-puncturing (erasures),
+gr-fec's ``async_decoder`` (``cc_decoder``, soft Viterbi), CRC-16 and the codec. A frame whose
+CRC fails gives a grey image; a frame whose header was never seen (a gap in the header's
+sequence number) gives a grey image when the next frame arrives. Every outcome is counted.
 
 The library-channel path for sweeps is ``diffsem.baselines.digital.DigitalScheme`` (numpy
 Viterbi equivalent to gr-fec's, checked bit-exact against it in tests/qa_digital_link.py);
@@ -39,6 +41,7 @@ import numpy as np
 import pmt
 from gnuradio import blocks, digital, fec, fft, gr, pdu, analog
 
+from diffsem import phy
 from diffsem.baselines import digital as core
 from diffsem.ofdm import DEFAULT_LAYOUT
 
@@ -143,6 +146,7 @@ class _tx_framer(gr.basic_block):
     def __init__(self, budget: core.Budget, codecs, counters: _Counters):
         gr.basic_block.__init__(self, "diffsem_digital_tx_framer", None, None)
         self.budget, self.codecs, self.counters = budget, tuple(codecs), counters
+        self.next_seq = 0
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
@@ -165,6 +169,10 @@ class _tx_framer(gr.basic_block):
         if fit.codec is None:
             self.counters.add("no_fit")
         meta = _meta(msg)
+        seq_pmt = pmt.dict_ref(meta, pmt.intern("seq"), pmt.PMT_NIL)
+        seq = (pmt.to_long(seq_pmt) if pmt.is_integer(seq_pmt) else self.next_seq) % SEQ_MODULO
+        self.next_seq = (seq + 1) % SEQ_MODULO
+        meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
         meta = pmt.dict_add(meta, pmt.intern("codec"), pmt.intern(fit.codec or "none"))
         meta = pmt.dict_add(meta, pmt.intern("quality"), pmt.from_long(fit.quality if fit.codec else 0))
         bits = core.bytes_to_bits(payload)
@@ -172,11 +180,13 @@ class _tx_framer(gr.basic_block):
 
 
 class _tx_mapper(gr.basic_block):
-    """Mother-code bits PDU (from gr-fec) -> punctured, padded, one symbol index per byte."""
+    """Mother-code bits PDU (from gr-fec) -> punctured, padded, mapped to k QAM symbols, behind
+    the stock OFDM header (12-bit symbol count, 12-bit seq from the image PDU, CRC-8)."""
 
-    def __init__(self, budget: core.Budget, counters: _Counters):
+    def __init__(self, budget: core.Budget, counters: _Counters, layout=DEFAULT_LAYOUT):
         gr.basic_block.__init__(self, "diffsem_digital_tx_mapper", None, None)
-        self.budget, self.counters = budget, counters
+        self.budget, self.counters, self.layout = budget, counters, layout
+        self.points = core.constellation(budget.mode.bits_per_symbol).astype(np.complex64)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
@@ -190,8 +200,11 @@ class _tx_mapper(gr.basic_block):
             return
         air = np.concatenate([core.puncture(coded, self.budget.mode.rate),
                               np.zeros(self.budget.pad_coded_bits, np.uint8)])
-        idx = core.bits_to_indices(air, self.budget.mode.bits_per_symbol).astype(np.uint8)
-        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.make_dict(), pmt.init_u8vector(len(idx), idx.tolist())))
+        payload = self.points[core.bits_to_indices(air, self.budget.mode.bits_per_symbol)]
+        seq_pmt = pmt.dict_ref(_meta(msg), pmt.intern("seq"), pmt.PMT_NIL)
+        seq = pmt.to_long(seq_pmt) if pmt.is_integer(seq_pmt) else 0
+        frame = np.concatenate([phy.header_symbols(self.budget.k, seq, self.layout), payload])
+        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.make_dict(), pmt.init_c32vector(len(frame), frame.tolist())))
 
 
 class digital_link_tx(gr.hier_block2):
@@ -219,19 +232,13 @@ class digital_link_tx(gr.hier_block2):
         self.framer = _tx_framer(self.budget, codecs, self._counters)
         self.encoder = fec.async_encoder(make_cc_encoder(self.budget), False, False, False, 1500)
         self.mapper = _tx_mapper(self.budget, self._counters)
-        to_stream = pdu.pdu_to_tagged_stream(gr.types.byte_t, LEN_TAG)
+        to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
         self.msg_connect(self, "in", self.framer, "in")
         self.msg_connect(self.framer, "out", self.encoder, "in")
         self.msg_connect(self.encoder, "out", self.mapper, "in")
         self.msg_connect(self.mapper, "out", to_stream, "pdus")
 
         occ, pil = _occupied(layout), _pilots(layout)
-        header_formatter = digital.packet_header_ofdm(occ, n_syms=1, bits_per_header_sym=1,
-                                                      bits_per_payload_sym=8)
-        header_gen = digital.packet_headergenerator_bb(header_formatter.base(), LEN_TAG)
-        header_mod = digital.chunks_to_symbols_bc(digital.constellation_bpsk().points())
-        payload_mod = digital.chunks_to_symbols_bc([complex(p) for p in core.constellation(self.mode.bits_per_symbol)])
-        mux = blocks.tagged_stream_mux(gr.sizeof_gr_complex, LEN_TAG, 1)
         allocator = digital.ofdm_carrier_allocator_cvc(
             layout.fft_len, occupied_carriers=occ, pilot_carriers=pil,
             pilot_symbols=_ofdm_helpers._def_pilot_symbols, sync_words=list(sync_words(layout)),
@@ -239,9 +246,7 @@ class digital_link_tx(gr.hier_block2):
         ifft = fft.fft_vcc(layout.fft_len, False, (), True)
         prefixer = digital.ofdm_cyclic_prefixer(layout.fft_len, layout.fft_len + layout.cp_len, 0, LEN_TAG)
         shaper = digital.burst_shaper_cc([], burst_gap, burst_gap, False, LEN_TAG)
-        self.connect(to_stream, header_gen, header_mod, (mux, 0))
-        self.connect(to_stream, payload_mod, (mux, 1))
-        self.connect(mux, allocator, ifft, prefixer, shaper, self)
+        self.connect(to_stream, allocator, ifft, prefixer, shaper, self)
 
     def counters(self) -> dict:
         return self._counters.snapshot()
@@ -343,7 +348,7 @@ class _rx_demapper(gr.basic_block):
         n_mother = 2 * (self.budget.info_bits + core.CC_TAIL)
         used = core.punctured_length(n_mother, self.budget.mode.rate)
         soft = llr_to_gr_soft(core.depuncture(llr[:used], self.budget.mode.rate, n_mother))
-        meta = pmt.dict_add(meta, pmt.intern("snr_est"), pmt.from_double(-10 * math.log10(noise_var)))
+        meta = pmt.dict_add(meta, pmt.intern("snr_db"), pmt.from_double(-10 * math.log10(noise_var)))
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_f32vector(len(soft), soft.tolist())))
 
 
@@ -371,12 +376,15 @@ class _rx_imager(gr.basic_block):
     def _emit(self, meta, rec: core.Received, counted=False):
         seq = self._seq(meta)
         if seq is not None:
+            meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
+        if seq is not None:
             if self.next_seq is not None:
                 for missing in range((seq - self.next_seq) % SEQ_MODULO):
                     self.counters.add("lost")
                     self.counters.add("frames_out")
                     lost = pmt.dict_add(pmt.make_dict(), pmt.intern("status"), pmt.intern("lost"))
-                    lost = pmt.dict_add(lost, pmt.intern(NUM_TAG), pmt.from_long((self.next_seq + missing) % SEQ_MODULO))
+                    lost_seq = pmt.from_long((self.next_seq + missing) % SEQ_MODULO)
+                    lost = pmt.dict_add(pmt.dict_add(lost, pmt.intern(NUM_TAG), lost_seq), pmt.intern("seq"), lost_seq)
                     self._publish(lost, np.full(core.SIDE * core.SIDE, core.GREY, np.float32))
             self.next_seq = (seq + 1) % SEQ_MODULO
         if not counted:
@@ -407,7 +415,8 @@ class digital_link_rx(gr.hier_block2):
     """Digital baseline receiver: complex baseband in -> image PDUs on message port "out".
 
     Each PDU is an f32vector of 784 pixels in [0,1] with metadata: status (ok, crc_fail,
-    no_image, bad_payload, bad_frame, lost), packet_num, snr_est (decision-directed, dB),
+    no_image, bad_payload, bad_frame, lost), seq (= packet_num, the header's 12-bit number),
+    snr_db (decision-directed Es/N0 estimate),
     codec and quality when decoded. ``counters()`` returns the tallies.
     """
 
@@ -463,6 +472,8 @@ class digital_link_rx(gr.hier_block2):
 
     def counters(self) -> dict:
         return self._counters.snapshot()
+
+    stats = counters  # the name link_metrics and the analog RX use
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ sequence number), running averages, and frame accounting.
 In  "ref":   image PDUs as sent (connect image_source "out"): the references, and the count sent.
 In  "in":    decoded image PDUs (diffusion_decoder "out").
 In  "drops": drop notices {"seq", "reason", "block"} from semantic_encoder / diffusion_decoder.
+Out "reference": the reference image PDU of each decoded frame, emitted with its metrics (a GUI
+             shows it next to the reconstruction: same seq, no latency offset).
 Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db", "ssim",
              "snr_est_db", "latency_ms" (decoder), "e2e_latency_ms" (source emit -> decoder
              output), "decoder", running means "avg_psnr_db", "avg_ssim", "accuracy", and the
@@ -32,7 +34,7 @@ from gnuradio import gr
 from diffsem import inference, metrics as qm
 from diffsem.data import CLASSES
 
-from ._semantic_common import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, parse_image_pdu, seq_of
+from ._semantic_common import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, parse_image_pdu, seq_of
 
 SEQ_MODULUS = 4096
 # ofdm_analog_rx.stats(): frames whose header failed its CRC, and frames it dropped after the
@@ -51,7 +53,8 @@ class link_metrics(gr.basic_block):
 
     classifier_card: "" = models/classifier_onnx.json; "none" disables the classifier verdict.
     keep_images: keep each reconstruction in `records` (the demo builds its mosaic from them).
-    rx: the ofdm_analog_rx block (or None), whose stats() gives the CRC-dropped count.
+    rx: the ofdm_analog_rx block (or a callable returning it, or None): its stats() give the
+        CRC-dropped count.
     """
 
     def __init__(self, classifier_card="", models_dir="", keep_images=False, rx=None, name="link"):
@@ -68,7 +71,13 @@ class link_metrics(gr.basic_block):
                 self.classifier = inference.load_model(path, "cpu", threads=1)
             except Exception as exc:  # metrics without a verdict beat no metrics: say so once
                 self.log.warn(f"link_metrics: no classifier verdicts ({exc})")
-        self._crc_counter = (lambda: crc_count_from_stats(rx.stats())) if rx is not None else None
+        # `rx` may be the block or a callable returning it (GRC builds blocks in its own order)
+        self._crc_counter = None
+        if rx is not None:
+            def rx_dropped():
+                block = rx if hasattr(rx, "stats") else rx()
+                return crc_count_from_stats(block.stats())
+            self._crc_counter = rx_dropped
         self._lock = threading.Lock()
         self.references: OrderedDict[int, tuple] = OrderedDict()
         self.records: list[dict] = []
@@ -84,6 +93,8 @@ class link_metrics(gr.basic_block):
         self.set_msg_handler(pmt.intern("in"), self._on_decoded)
         self.set_msg_handler(pmt.intern("drops"), self._on_drop)
         self.message_port_register_out(pmt.intern("metrics"))
+        self.message_port_register_out(pmt.intern("reference"))
+        self._last = {}
 
     def set_crc_counter(self, counter):
         self._crc_counter = counter
@@ -200,6 +211,9 @@ class link_metrics(gr.basic_block):
             self.records.append(stored)
         record.update(self.summary())
         record.update(self.accounting())
+        self._last = record
+        if ref is not None:
+            self.message_port_pub(pmt.intern("reference"), image_pdu({"seq": seq, "label": ref[1]}, ref[0]))
         self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))
 
     # --- reporting -----------------------------------------------------------------------------------
@@ -232,6 +246,11 @@ class link_metrics(gr.basic_block):
             out["e2e_latency_ms_p50"] = float(np.percentile(lat, 50))
             out["e2e_latency_ms_p99"] = float(np.percentile(lat, 99))
         return out
+
+    def last(self, key: str, default=0.0):
+        """The latest frame's value of `key` (e.g. "snr_est_db", "psnr_db"): for GUI probes."""
+        value = self._last.get(key)
+        return default if value is None else value
 
     def wait_idle(self, timeout=None) -> bool:
         return self.worker.wait_idle(timeout)

@@ -4,6 +4,10 @@ In "in": image PDUs. For each, `folder`/<prefix>_<seq:06d>.png (when save_pngs) 
 `mosaic_every` images, `folder`/<prefix>_mosaic.png: the last `mosaic_size` images in a grid of
 `mosaic_cols` columns (written atomically, so an image viewer can keep it open and refresh).
 latest() returns (meta, image) of the most recent PDU for GUIs and tests.
+
+In "ref" (optional): reference image PDUs (link_metrics "reference": the original of each decoded
+frame, same seq). widget() returns a Qt widget showing the latest reconstruction next to its
+original (QT GUI flowgraphs: the YAML's "Show in GUI" places it with a GUI hint).
 """
 from __future__ import annotations
 
@@ -31,11 +35,39 @@ class image_sink(gr.basic_block):
         self.recent = deque(maxlen=max(1, int(mosaic_size)))
         self.received = self.bad_input = self.write_errors = 0
         self._latest = None
+        self._references = {}
         self._lock = threading.Lock()
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)  # fail at build time, not per frame
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
+        self.message_port_register_in(pmt.intern("ref"))
+        self.set_msg_handler(pmt.intern("ref"), self._handle_ref)
+
+    def _handle_ref(self, msg):
+        try:
+            meta, image = parse_image_pdu(msg)
+        except BadPdu as exc:
+            self.bad_input += 1
+            self.warn("bad_ref", f"image_sink: ignoring reference PDU: {exc}")
+            return
+        with self._lock:
+            self._references[seq_of(meta)] = (meta, image)
+            while len(self._references) > 256:  # only the latest few are ever shown
+                self._references.pop(next(iter(self._references)))
+
+    def latest_pair(self):
+        """(meta, reconstruction, reference or None) of the latest image."""
+        with self._lock:
+            if self._latest is None:
+                return None
+            meta, image = self._latest
+            ref = self._references.get(seq_of(meta))
+            return meta, image, None if ref is None else ref[1]
+
+    def widget(self, scale: int = 8, refresh_ms: int = 100):
+        """A Qt widget (PyQt5) showing the latest reconstruction beside its original."""
+        return _ImageView(self, scale, refresh_ms)
 
     def _handle(self, msg):
         try:
@@ -84,3 +116,50 @@ class image_sink(gr.basic_block):
 
     def stats(self) -> dict:
         return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors}
+
+
+def _ImageView(sink, scale, refresh_ms):
+    import numpy as np
+    from PyQt5 import QtCore, QtGui, QtWidgets
+
+    class ImageView(QtWidgets.QWidget):
+        def __init__(self):
+            super().__init__()
+            layout = QtWidgets.QGridLayout(self)
+            self.views, self.titles = [], []
+            for col, title in enumerate(("original", "reconstruction")):
+                caption = QtWidgets.QLabel(title)
+                caption.setAlignment(QtCore.Qt.AlignCenter)
+                view = QtWidgets.QLabel()
+                view.setFixedSize(28 * scale, 28 * scale)
+                view.setStyleSheet("background: black")
+                layout.addWidget(caption, 0, col)
+                layout.addWidget(view, 1, col)
+                self.views.append(view)
+                self.titles.append(caption)
+            self.info = QtWidgets.QLabel("waiting for images")
+            layout.addWidget(self.info, 2, 0, 1, 2)
+            self.shown = None
+            self.timer = QtCore.QTimer(self)
+            self.timer.timeout.connect(self.refresh)
+            self.timer.start(refresh_ms)
+
+        def _show(self, view, image):
+            pixels = np.ascontiguousarray(imglib.to_uint8(image))
+            qimg = QtGui.QImage(pixels.data, 28, 28, 28, QtGui.QImage.Format_Grayscale8).copy()
+            view.setPixmap(QtGui.QPixmap.fromImage(qimg).scaled(28 * scale, 28 * scale))
+
+        def refresh(self):
+            pair = sink.latest_pair()
+            if pair is None or pair[0].get("seq") == self.shown:
+                return
+            meta, image, ref = pair
+            self.shown = meta.get("seq")
+            self._show(self.views[1], image)
+            if ref is not None:
+                self._show(self.views[0], ref)
+            self.info.setText(f"seq {meta.get('seq')}  {meta.get('decoder', '')}  "
+                              f"RX SNR {meta.get('snr_db', float('nan')):.1f} dB  "
+                              f"decoder latency {meta.get('latency_ms', float('nan')):.0f} ms")
+
+    return ImageView()

@@ -274,3 +274,13 @@ def test_separation_bound_monotone_in_snr(test_images):
         means.append(float(_psnr(rec, x).mean()))
     assert np.all(np.diff(means) >= 0), means
     assert means[0] < 10 < 25 < means[-1]
+
+
+def test_digital_mode_without_room_for_a_frame_shows_grey(test_images):
+    x = test_images[0][:4]
+    scheme = dg.DigitalScheme(32, mode="bpsk-1/2")        # 1 payload byte: not even the CRC fits
+    assert not dg.bit_budget(32, scheme.fixed_mode).carries_frame
+    rec = scheme.decode(scheme.encode(x), np.full(4, 30.0), np.full((4, 32), 1e-3))
+    assert scheme.last_stats["no_image"] == 4 and np.all(rec == dg.GREY)
+    with pytest.raises(ValueError):
+        dg.build_payload(scheme.last_fits[0], dg.bit_budget(32, scheme.fixed_mode))

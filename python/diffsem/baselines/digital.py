@@ -242,6 +242,11 @@ class Budget:
     data_bytes: int        # what the codec may use
     pad_coded_bits: int    # coded bits left unused (zeros)
 
+    @property
+    def carries_frame(self) -> bool:
+        """Room for the descriptor, length and CRC (else the mode cannot carry any image)."""
+        return self.payload_bytes >= DESCRIPTOR_BYTES + self.length_bytes + CRC_BYTES
+
     def as_dict(self) -> dict:
         return {"k": self.k, "mode": self.mode.name, "coded_bits": self.coded_bits,
                 "payload_bytes": self.payload_bytes, "codec_bytes": self.data_bytes,
@@ -429,6 +434,9 @@ def crc16(data: bytes) -> int:
 
 
 def build_payload(fit: Fit, budget: Budget) -> bytes:
+    if not budget.carries_frame:
+        raise ValueError(f"{budget.mode.name} at k={budget.k} carries {budget.payload_bytes} payload bytes: "
+                         f"no room for descriptor, length and CRC")
     if fit.codec is None:
         desc, data = NO_IMAGE, b""
     else:
@@ -561,9 +569,13 @@ class DigitalScheme:
         self.last_fits = []
         for i, (img, mode) in enumerate(zip(x, self._modes(snr_db, len(x)))):
             budget = bit_budget(self.k, mode)
-            fit = fit_codec(img, budget.data_bytes, self.codecs)
-            self.last_fits.append(fit)
-            bits = coded_frame_bits(bytes_to_bits(build_payload(fit, budget)), budget)
+            if not budget.carries_frame:  # nothing to send: the air carries a zero frame, RX shows grey
+                self.last_fits.append(fit_codec(img, -1, ()))
+                bits = np.zeros(budget.coded_bits, np.uint8)
+            else:
+                fit = fit_codec(img, budget.data_bytes, self.codecs)
+                self.last_fits.append(fit)
+                bits = coded_frame_bits(bytes_to_bits(build_payload(fit, budget)), budget)
             sym = constellation(mode.bits_per_symbol)[bits_to_indices(bits, mode.bits_per_symbol)]
             out[i, :, 0], out[i, :, 1] = sym.real, sym.imag
         if as_torch:
@@ -586,6 +598,10 @@ class DigitalScheme:
         for mode in set(modes):  # decode frames that share a mode together (vectorised Viterbi)
             rows = [i for i, m in enumerate(modes) if m == mode]
             budget = bit_budget(self.k, mode)
+            if not budget.carries_frame:
+                stats["no_image"] += len(rows)
+                images[rows] = GREY
+                continue
             finite = np.isfinite(cplx[rows]).all(axis=1) & np.isfinite(nv[rows]).all(axis=1)
             llr = demap_llr(np.nan_to_num(cplx[rows]), np.nan_to_num(nv[rows], nan=1e6), mode.bits_per_symbol)
             info = decode_frame_llr(llr, budget) if budget.info_bits else np.zeros((len(rows), 0), np.uint8)

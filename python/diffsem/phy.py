@@ -178,8 +178,9 @@ class FrameEstimator:
       cells: complex [n_ofdm, n_data + n_pilot + n_guard]: the stock equaliser's output
              (data and pilots divided by the raw preamble estimate, guards untouched), one row per
              payload OFDM symbol, carriers in the order of `serializer_carriers`.
-      chan_taps: complex [fft_len], fft-shifted: the raw LS estimate from the second preamble,
-             already shifted by the integer carrier offset `carr_offset`.
+      eq_taps: complex [fft_len], fft-shifted: the channel state the stock equaliser divided by.
+      ls_taps: complex [fft_len], fft-shifted: the raw LS estimate from the second preamble
+             (ofdm_chanest_vcvc), already shifted by the integer carrier offset `carr_offset`.
     """
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, phase_tracking: str = "linear",
@@ -245,27 +246,28 @@ class FrameEstimator:
         dof = len(self.active) - int(keep.sum())
         return fitted, leverage, resid_e, dof, int(keep.sum())
 
-    def estimate(self, cells: np.ndarray, chan_taps: np.ndarray, n_symbols: int, carr_offset: int = 0):
+    def estimate(self, cells: np.ndarray, eq_taps: np.ndarray, ls_taps: np.ndarray, n_symbols: int,
+                 carr_offset: int = 0):
         lay = self.layout
         n_d, n_p = len(self.data), len(self.pilots)
         half = lay.fft_len // 2
         cells = np.asarray(cells, dtype=np.complex128).reshape(-1, len(self.serializer_carriers))
         n_ofdm = cells.shape[0]
-        taps = np.asarray(chan_taps, dtype=np.complex128)
-        h_ls = taps[self.active + carr_offset + half]
+        h_ls = np.asarray(ls_taps, dtype=np.complex128)[self.active + carr_offset + half]
+        h_eq = np.asarray(eq_taps, dtype=np.complex128)[self.active + carr_offset + half]
         # preamble symbol values on those carriers (training power); the LS estimate's noise is
         # sigma^2/|x|^2 = sigma^2 for BPSK
         fitted, leverage, resid_e, dof_pre, n_taps = self.smooth_channel(h_ls, carr_offset)
         pos = {k: i for i, k in enumerate(self.active)}
         idx_d = np.array([pos[k] for k in self.data])
         idx_p = np.array([pos[k] for k in self.pilots])
-        h_raw_d, h_raw_p = h_ls[idx_d], h_ls[idx_p]
+        h_raw_d, h_raw_p = h_eq[idx_d], h_eq[idx_p]
         h_d, h_p = fitted[idx_d], fitted[idx_p]
         mean_gain = float(np.mean(np.abs(fitted) ** 2))
         floor = self.min_gain * max(mean_gain, 1e-30)
         h_d = np.where(np.abs(h_d) ** 2 < floor, np.sqrt(floor), h_d)
         h_p = np.where(np.abs(h_p) ** 2 < floor, np.sqrt(floor), h_p)
-        # re-equalise with the smoothed channel: the stock equaliser divided by the raw estimate
+        # re-equalise with the floored fit (the stock equaliser divided by `eq_taps`)
         data = cells[:, :n_d] * (h_raw_d / h_d)[None, :]
         pil = cells[:, n_d:n_d + n_p] * (h_raw_p / h_p)[None, :]
         guards = cells[:, n_d + n_p:]

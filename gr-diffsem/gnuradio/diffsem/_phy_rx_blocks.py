@@ -13,6 +13,7 @@ from ._phy_common import FRAME_LEN_TAG, LEN_TAG, NUM_TAG, SYNC_TAG
 
 CHAN_TAPS_TAG = "ofdm_sync_chan_taps"
 CARR_OFFSET_TAG = "ofdm_sync_carr_offset"
+LS_TAPS_TAG = "diffsem_chan_ls"
 
 
 class sync_tagger(gr.sync_block):
@@ -73,18 +74,19 @@ class frame_assembler(gr.basic_block):
             return pmt.dict_ref(meta, pmt.intern(key), default)
 
         n_symbols = pmt.to_long(ref(LEN_TAG, pmt.from_long(-1)))
-        taps_pmt = ref(CHAN_TAPS_TAG)
-        if not pmt.is_c32vector(taps_pmt):
+        taps_pmt, ls_pmt = ref(CHAN_TAPS_TAG), ref(LS_TAPS_TAG)
+        if not (pmt.is_c32vector(taps_pmt) and pmt.is_c32vector(ls_pmt)):
             return self._drop("malformed", "no channel estimate on the frame")
         n_ofdm = cells.size // self.cells_per_symbol
         if (cells.size % self.cells_per_symbol or n_symbols <= 0
                 or n_ofdm != -(-n_symbols // len(self.estimator.data))):
             return self._drop("malformed", f"{cells.size} cells do not match {n_symbols} symbols")
         taps = np.asarray(pmt.c32vector_elements(taps_pmt), dtype=np.complex64)
-        if not (np.isfinite(cells).all() and np.isfinite(taps).all()):
+        ls_taps = np.asarray(pmt.c32vector_elements(ls_pmt), dtype=np.complex64)
+        if not (np.isfinite(cells).all() and np.isfinite(taps).all() and np.isfinite(ls_taps).all()):
             return self._drop("nonfinite", "NaN/Inf in the received frame or channel estimate")
         carr_offset = pmt.to_long(ref(CARR_OFFSET_TAG, pmt.from_long(0)))
-        est = self.estimator.estimate(cells, taps, n_symbols, carr_offset)
+        est = self.estimator.estimate(cells, taps, ls_taps, n_symbols, carr_offset)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all()
                 and math.isfinite(est.snr_db)):
             return self._drop("nonfinite", "estimation gave NaN/Inf")
@@ -129,3 +131,53 @@ class header_monitor(gr.basic_block):
             self.counters.incr("headers_ok")
         else:
             self.counters.incr("header_crc_fail")
+
+
+class header_combiner(gr.decim_block):
+    """Header path, between ofdm_chanest_vcvc and the header equaliser: sums the `repeats` copies
+    of the header OFDM symbol (same carriers, same channel: an R-fold SNR gain for the BPSK
+    header) and replaces the preamble's raw LS channel estimate by its denoised fit
+    (FrameEstimator.smooth_channel), which both equalisers then use. The raw estimate rides on as
+    tag "diffsem_chan_ls" for the payload estimator's noise bookkeeping. Without both the
+    uncoded 32-bit header fails its CRC on ~1 frame in 5 at 5 dB."""
+
+    def __init__(self, estimator: phy.FrameEstimator, repeats: int):
+        fft_len = estimator.layout.fft_len
+        gr.decim_block.__init__(self, name="diffsem_header_combiner",
+                                in_sig=[(np.complex64, fft_len)], out_sig=[(np.complex64, fft_len)],
+                                decim=int(repeats))
+        self.estimator = estimator
+        self.repeats = int(repeats)
+        self.half = fft_len // 2
+        self.set_tag_propagation_policy(gr.TPP_DONT)
+        self.taps_key = pmt.intern(CHAN_TAPS_TAG)
+        self.offset_key = pmt.intern(CARR_OFFSET_TAG)
+        self.ls_key = pmt.intern(LS_TAPS_TAG)
+
+    def work(self, input_items, output_items):
+        n_out = len(output_items[0])
+        r = self.repeats
+        frames = input_items[0][:n_out * r].reshape(n_out, r, -1)
+        output_items[0][:] = frames.sum(axis=1) / r
+        base_in, base_out = self.nitems_read(0), self.nitems_written(0)
+        tags = self.get_tags_in_window(0, 0, n_out * r)
+        offsets = {}
+        for tag in tags:
+            if tag.key == self.offset_key:
+                offsets[tag.offset] = pmt.to_long(tag.value)
+        for tag in tags:
+            out_offset = base_out + (tag.offset - base_in) // r
+            if tag.key == self.taps_key and pmt.is_c32vector(tag.value):
+                raw = np.asarray(pmt.c32vector_elements(tag.value), dtype=np.complex64)
+                smooth = raw
+                carr_offset = offsets.get(tag.offset, 0)
+                active = self.estimator.active + carr_offset + self.half
+                if np.isfinite(raw).all() and active.min() >= 0 and active.max() < raw.size:
+                    fitted = self.estimator.smooth_channel(raw[active].astype(np.complex128), carr_offset)[0]
+                    smooth = np.zeros_like(raw)
+                    smooth[active] = fitted
+                self.add_item_tag(0, out_offset, self.taps_key, pmt.init_c32vector(smooth.size, smooth))
+                self.add_item_tag(0, out_offset, self.ls_key, tag.value)
+            else:
+                self.add_item_tag(0, out_offset, tag.key, tag.value)
+        return n_out

@@ -37,7 +37,7 @@ class ofdm_analog_rx(gr.hier_block2):
 
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
                  pilot_symbols=None, payload_scale=1.0, phase_tracking="linear", samp_rate=1.0,
-                 sync_threshold=0.9):
+                 sync_threshold=0.3, header_repeats=4):
         gr.hier_block2.__init__(self, "ofdm_analog_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.layout = lay = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
@@ -55,7 +55,10 @@ class ofdm_analog_rx(gr.hier_block2):
         oscillator = analog.frequency_modulator_fc(-2.0 / lay.fft_len)
         mixer = blocks.multiply_cc()
         self.tagger = tagger = rxb.sync_tagger(sym_len)  # keep Python blocks referenced
-        demux = digital.header_payload_demux(3, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, "", True)
+        repeats = int(header_repeats)
+        estimator = phy.FrameEstimator(lay, phase_tracking=phase_tracking, payload_scale=payload_scale,
+                                       symbols_before_payload=1 + repeats)
+        demux = digital.header_payload_demux(2 + repeats, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, "", True)
         self.connect(self, sync)
         self.connect(self, delay, (mixer, 0))
         self.connect((sync, 0), oscillator, (mixer, 1))
@@ -67,18 +70,22 @@ class ofdm_analog_rx(gr.hier_block2):
 
         # --- header: BPSK through the stock chain, CRC-checked by the stock parser
         header_fft = fft.fft_vcc(lay.fft_len, True, (), True)
-        chanest = digital.ofdm_chanest_vcvc(list(sync1), list(sync2), 1)
+        chanest = digital.ofdm_chanest_vcvc(list(sync1), list(sync2), repeats)
+        self.combiner = rxb.header_combiner(estimator, repeats)
         bpsk = digital.constellation_bpsk()
+        # alpha = 1 freezes the decision-directed update: the channel state handed on to the
+        # payload stays the preamble's LS estimate, whose error statistics the estimator knows
+        # (a DFE update from hard header decisions would mix in decision errors at low SNR).
         header_eq = digital.ofdm_frame_equalizer_vcvc(
             digital.ofdm_equalizer_simpledfe(lay.fft_len, bpsk.base(), [list(data)], [list(pilots)],
-                                             pilot_syms, 0).base(),
+                                             pilot_syms, 0, 1.0).base(),
             lay.cp_len, FRAME_LEN_TAG, True, 1)
         header_serializer = digital.ofdm_serializer_vcc(lay.fft_len, [list(data)], FRAME_LEN_TAG)
         header_demod = digital.constellation_decoder_cb(bpsk.base())
         formatter = digital.packet_header_ofdm([list(data)], 1, LEN_TAG, FRAME_LEN_TAG, NUM_TAG, 1, 8)
         header_parser = digital.packet_headerparser_b(formatter.formatter())
         self.header_monitor = rxb.header_monitor(self.counters)
-        self.connect((demux, 0), header_fft, chanest, header_eq, header_serializer, header_demod,
+        self.connect((demux, 0), header_fft, chanest, self.combiner, header_eq, header_serializer, header_demod,
                      header_parser)
         self.msg_connect(header_parser, "header_data", demux, "header_data")
         self.msg_connect(header_parser, "header_data", self.header_monitor, "in")
@@ -91,7 +98,6 @@ class ofdm_analog_rx(gr.hier_block2):
         cells = list(data) + list(pilots) + list(guards)
         serializer = digital.ofdm_serializer_vcc(lay.fft_len, [cells], FRAME_LEN_TAG, "", 0, "", True)
         to_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, FRAME_LEN_TAG)
-        estimator = phy.FrameEstimator(lay, phase_tracking=phase_tracking, payload_scale=payload_scale)
         self.assembler = rxb.frame_assembler(estimator, samp_rate, self.counters, len(cells))
         self.connect((demux, 1), payload_fft, payload_eq, serializer, to_pdu)
         self.msg_connect(to_pdu, "pdus", self.assembler, "in")

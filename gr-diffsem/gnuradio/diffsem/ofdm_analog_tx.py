@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pmt
-from gnuradio import blocks, digital, fft, gr, pdu
+from gnuradio import digital, fft, gr, pdu
 
 from diffsem import phy
 
@@ -18,12 +18,13 @@ class _framer(gr.basic_block):
     sample) except the internal length key.
     """
 
-    def __init__(self, layout, payload_scale, counters):
+    def __init__(self, layout, payload_scale, counters, header_repeats):
         gr.basic_block.__init__(self, name="diffsem_ofdm_framer", in_sig=None, out_sig=None)
         self.layout = layout
         self.payload_scale = np.float32(payload_scale)
         self.counters = counters
         self.next_seq = 0
+        self.header_repeats = int(header_repeats)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
@@ -53,7 +54,8 @@ class _framer(gr.basic_block):
             seq = pmt.to_long(seq_pmt)
         seq %= phy.SEQ_MODULO
         self.next_seq = (seq + 1) % phy.SEQ_MODULO
-        frame = np.concatenate((phy.header_symbols(payload.size, seq, self.layout),
+        header = np.tile(phy.header_symbols(payload.size, seq, self.layout), self.header_repeats)
+        frame = np.concatenate((header,
                                 payload * self.payload_scale)).astype(np.complex64)
         meta = pmt.dict_delete(meta, pmt.intern(LEN_TAG))
         meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
@@ -61,16 +63,37 @@ class _framer(gr.basic_block):
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(frame.size, frame)))
 
 
+class _burst_padder(gr.basic_block):
+    """Scales a burst and surrounds it with zeros. (burst_shaper_cc would hold the last burst's
+    trailing zeros until the next burst arrives, so the receiver could not finish the last frame
+    of a message-driven run; a PDU-level padder emits each burst whole.)"""
+
+    def __init__(self, pad_front, pad_back, scale):
+        gr.basic_block.__init__(self, name="diffsem_burst_padder", in_sig=None, out_sig=None)
+        self.front = np.zeros(pad_front, dtype=np.complex64)
+        self.back = np.zeros(pad_back, dtype=np.complex64)
+        self.scale = np.float32(scale)
+        self.message_port_register_in(pmt.intern("in"))
+        self.message_port_register_out(pmt.intern("out"))
+        self.set_msg_handler(pmt.intern("in"), self.handle)
+
+    def handle(self, msg):
+        burst = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), dtype=np.complex64) * self.scale
+        out = np.concatenate((self.front, burst, self.back))
+        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(out.size, out)))
+
+
 class ofdm_analog_tx(gr.hier_block2):
     """Analog OFDM TX (hier block). Message input "in": PDU (dict metadata, c32vector of 1..4095
     unit-power payload symbols). Output: complex baseband stream of zero-padded bursts.
 
-    Burst: 2 Schmidl & Cox preamble symbols, 1 BPSK header symbol (stock packet_header_ofdm format:
-    12-bit symbol count, 12-bit sequence number = metadata "seq" if present else a counter, CRC-8),
-    then ceil(n/48) payload OFDM symbols (symbol i on data carrier i % 48 of symbol i // 48,
+    Burst: 2 Schmidl & Cox preamble symbols, `header_repeats` identical BPSK header symbols (stock
+    packet_header_ofdm format: 12-bit symbol count, 12-bit sequence number = metadata "seq" if
+    present else a counter, CRC-8; the RX sums the copies, so the uncoded header survives at
+    5 dB), then ceil(n/48) payload OFDM symbols (symbol i on data carrier i % 48 of symbol i // 48,
     unused cells of the last symbol zero), built by ofdm_carrier_allocator_cvc, fft_vcc,
-    ofdm_cyclic_prefixer and burst_shaper_cc (zero padding before/after, which Schmidl & Cox
-    detection needs between bursts).
+    ofdm_cyclic_prefixer, then zero padding before/after each burst (Schmidl & Cox detection needs
+    quiet between bursts).
 
     Power: samples are scaled by 1/sqrt(n_active) (n_active = data + pilot carriers), so with
     unit-power payload symbols every OFDM symbol (preambles and header included) has unit average
@@ -81,7 +104,8 @@ class ofdm_analog_tx(gr.hier_block2):
     """
 
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
-                 pilot_symbols=None, pad_front=None, pad_back=None, payload_scale=1.0):
+                 pilot_symbols=None, pad_front=None, pad_back=None, payload_scale=1.0,
+                 header_repeats=4):
         gr.hier_block2.__init__(self, "ofdm_analog_tx", gr.io_signature(0, 0, 0),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.layout = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
@@ -94,7 +118,10 @@ class ofdm_analog_tx(gr.hier_block2):
         self.counters = Counters("frames", "rejected_not_pdu", "rejected_wrong_type",
                                  "rejected_empty", "rejected_too_long", "rejected_nonfinite")
         self.message_port_register_hier_in("in")
-        self.framer = _framer(lay, payload_scale, self.counters)
+        if not 1 <= int(header_repeats) <= 16:
+            raise ValueError("header_repeats must be in 1..16")
+        self.header_repeats = int(header_repeats)
+        self.framer = _framer(lay, payload_scale, self.counters, self.header_repeats)
         to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
         sync1, sync2 = phy.sync_words(lay)
         allocator = digital.ofdm_carrier_allocator_cvc(
@@ -103,11 +130,15 @@ class ofdm_analog_tx(gr.hier_block2):
             sync_words=[list(sync1), list(sync2)], len_tag_key=LEN_TAG)
         ifft = fft.fft_vcc(lay.fft_len, False, (), True)
         prefixer = digital.ofdm_cyclic_prefixer(lay.fft_len, sym_len, 0, LEN_TAG)
-        padder = digital.burst_shaper_cc([], self.pad_front, self.pad_back, False, LEN_TAG)
-        scale = blocks.multiply_const_cc(phy.tx_scale(lay))
+        to_burst = pdu.tagged_stream_to_pdu(gr.types.complex_t, LEN_TAG)
+        self.padder = _burst_padder(self.pad_front, self.pad_back, phy.tx_scale(lay))
+        out_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
         self.msg_connect(self, "in", self.framer, "in")
         self.msg_connect(self.framer, "out", to_stream, "pdus")
-        self.connect(to_stream, allocator, ifft, prefixer, padder, scale, self)
+        self.connect(to_stream, allocator, ifft, prefixer, to_burst)
+        self.msg_connect(to_burst, "pdus", self.padder, "in")
+        self.msg_connect(self.padder, "out", out_stream, "pdus")
+        self.connect(out_stream, self)
 
     def stats(self) -> dict:
         return self.counters.snapshot()
@@ -115,4 +146,4 @@ class ofdm_analog_tx(gr.hier_block2):
     def burst_length(self, n_symbols: int) -> int:
         """Samples per burst (padding included) for an n-symbol payload."""
         lay = self.layout
-        return (3 + lay.n_ofdm_symbols(n_symbols)) * (lay.fft_len + lay.cp_len) + self.pad_front + self.pad_back
+        return (2 + self.header_repeats + lay.n_ofdm_symbols(n_symbols)) * (lay.fft_len + lay.cp_len) + self.pad_front + self.pad_back

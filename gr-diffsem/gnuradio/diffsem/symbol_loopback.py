@@ -1,0 +1,179 @@
+"""Test source and checker for the analog OFDM link: frames of known Gaussian symbols in, symbol
+MSE / SNR estimate / frame counts out. Used by flowgraphs/loopback_symbols.grc, the PHY tests
+and `diffsem bench phy`."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from diffsem import phy
+
+from ._phy_common import Counters
+
+
+def reference_symbols(seed: int, seq: int, n_symbols: int) -> np.ndarray:
+    """The unit-power CN(0, 1) payload of frame `seq` (mod the 12-bit header counter): the checker
+    regenerates it instead of being told."""
+    rng = np.random.default_rng([int(seed), int(seq) % phy.SEQ_MODULO])
+    z = rng.standard_normal((2, n_symbols)) / math.sqrt(2.0)
+    return (z[0] + 1j * z[1]).astype(np.complex64)
+
+
+class symbol_source(gr.basic_block):
+    """Emits `n_frames` PDUs (0 = no end) of `n_symbols` CN(0, 1) symbols on port "out", metadata
+    {"seq": i mod 4096}. Pacing: `frames_per_s` > 0 sends at that rate; with 0 it sends as fast as
+    the link takes them: at most `window` frames ahead of the acknowledgements arriving on port
+    "ack" (connect the checker's "ack"); if no acknowledgement comes for 0.5 s (lost frames), one
+    more frame is released. After the last frame a message is published on "done".
+    """
+
+    def __init__(self, n_symbols=128, n_frames=100, frames_per_s=0.0, seed=0, window=8):
+        gr.basic_block.__init__(self, name="diffsem_symbol_source", in_sig=None, out_sig=None)
+        if not 0 < int(n_symbols) <= phy.MAX_SYMBOLS_PER_FRAME:
+            raise ValueError(f"n_symbols must be in 1..{phy.MAX_SYMBOLS_PER_FRAME}")
+        self.n_symbols = int(n_symbols)
+        self.n_frames = int(n_frames)
+        self.frames_per_s = float(frames_per_s)
+        self.seed = int(seed)
+        self.window = max(int(window), 1)
+        self.sent = 0
+        self._credits = threading.Semaphore(self.window)
+        self._stop = threading.Event()
+        self._thread = None
+        self.message_port_register_out(pmt.intern("out"))
+        self.message_port_register_out(pmt.intern("done"))
+        self.message_port_register_in(pmt.intern("ack"))
+        self.set_msg_handler(pmt.intern("ack"), self._ack)
+
+    def _ack(self, msg):
+        self._credits.release()
+
+    def start(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="symbol_source", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        return True
+
+    def _run(self):
+        period = 1.0 / self.frames_per_s if self.frames_per_s > 0 else 0.0
+        next_time = time.monotonic()
+        while not self._stop.is_set() and (self.n_frames <= 0 or self.sent < self.n_frames):
+            if period:
+                next_time += period
+                delay = next_time - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+            else:
+                self._credits.acquire(timeout=0.5)  # a timeout releases a frame anyway
+            seq = self.sent % phy.SEQ_MODULO
+            sym = reference_symbols(self.seed, seq, self.n_symbols)
+            meta = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), pmt.from_long(seq))
+            self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(sym.size, sym)))
+            self.sent += 1
+        if not self._stop.is_set():
+            self.message_port_pub(pmt.intern("done"), pmt.from_long(self.sent))
+
+
+class symbol_checker(gr.basic_block):
+    """Compares received symbol PDUs (from ofdm_analog_rx) with the source's reference symbols.
+
+    Per frame it measures the symbol MSE, and accumulates: frames received, frames missing
+    (gaps in the 12-bit sequence numbers), malformed PDUs (refused, counted, logged), mean MSE,
+    mean estimated SNR and mean reported noise variance (all in dB, averaged linearly), and the
+    correlation between reported noise_var and squared error per symbol. Every `report_every`
+    frames (0 = never) it logs a summary; "stats" publishes the summary dict after each frame and
+    "ack" a message per frame (for symbol_source's flow control).
+    """
+
+    def __init__(self, n_symbols=128, seed=0, report_every=100):
+        gr.basic_block.__init__(self, name="diffsem_symbol_checker", in_sig=None, out_sig=None)
+        self.n_symbols = int(n_symbols)
+        self.seed = int(seed)
+        self.report_every = int(report_every)
+        self.counters = Counters("frames", "missing", "malformed")
+        self._lock = threading.Lock()
+        self._last_seq = None
+        self._sums = dict(mse=0.0, noise_var=0.0, snr_lin=0.0, snr_db=0.0)
+        self._corr = np.zeros(5)  # sums of x, y, xx, yy, xy for the noise_var / error correlation
+        self._n_corr = 0
+        self.records = []         # per frame: (seq, mse, snr_db, mean noise_var)
+        self.keep_records = True
+        self.keep_symbols = False  # also keep per-symbol (noise_var, squared error) arrays
+        self.symbol_records = []
+        self.message_port_register_in(pmt.intern("in"))
+        self.message_port_register_out(pmt.intern("stats"))
+        self.message_port_register_out(pmt.intern("ack"))
+        self.set_msg_handler(pmt.intern("in"), self.handle)
+
+    def _refuse(self, text):
+        self.counters.incr("malformed")
+        self.logger.warn(f"refused PDU: {text}")
+
+    def handle(self, msg):
+        self.message_port_pub(pmt.intern("ack"), pmt.PMT_T)
+        if not pmt.is_pair(msg) or not pmt.is_dict(pmt.car(msg)) or not pmt.is_c32vector(pmt.cdr(msg)):
+            return self._refuse("not a (dict, c32vector) PDU")
+        meta = pmt.car(msg)
+        seq_p = pmt.dict_ref(meta, pmt.intern("seq"), pmt.PMT_NIL)
+        nv_p = pmt.dict_ref(meta, pmt.intern("noise_var"), pmt.PMT_NIL)
+        snr_p = pmt.dict_ref(meta, pmt.intern("snr_db"), pmt.PMT_NIL)
+        got = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), dtype=np.complex64)
+        if not pmt.is_integer(seq_p) or not pmt.is_f32vector(nv_p) or not pmt.is_real(snr_p):
+            return self._refuse("metadata lacks seq / noise_var / snr_db")
+        noise_var = np.asarray(pmt.f32vector_elements(nv_p), dtype=np.float64)
+        if got.size != self.n_symbols or noise_var.size != got.size:
+            return self._refuse(f"{got.size} symbols / {noise_var.size} noise variances, expected {self.n_symbols}")
+        seq = pmt.to_long(seq_p)
+        err2 = np.abs(got - reference_symbols(self.seed, seq, self.n_symbols)) ** 2
+        mse = float(err2.mean())
+        snr_db = pmt.to_double(snr_p)
+        with self._lock:
+            if self._last_seq is not None:
+                self.counters.incr("missing", (seq - self._last_seq - 1) % phy.SEQ_MODULO)
+            self._last_seq = seq
+            self.counters.incr("frames")
+            s = self._sums
+            s["mse"] += mse
+            s["noise_var"] += float(noise_var.mean())
+            s["snr_lin"] += 10.0 ** (snr_db / 10.0)
+            s["snr_db"] += snr_db
+            self._corr += np.array([noise_var.sum(), err2.sum(), (noise_var ** 2).sum(),
+                                    (err2 ** 2).sum(), (noise_var * err2).sum()])
+            self._n_corr += noise_var.size
+            if self.keep_records:
+                self.records.append((seq, mse, snr_db, float(noise_var.mean())))
+            if self.keep_symbols:
+                self.symbol_records.append((noise_var.astype(np.float32), err2.astype(np.float32)))
+        summary = self.stats()
+        self.message_port_pub(pmt.intern("stats"), pmt.to_pmt(summary))
+        if self.report_every > 0 and summary["frames"] % self.report_every == 0:
+            self.logger.info(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in summary.items()))
+
+    def stats(self) -> dict:
+        counts = self.counters.snapshot()
+        with self._lock:
+            n = counts["frames"]
+            out = dict(counts)
+            if n:
+                s = self._sums
+                out["mse_db"] = 10.0 * math.log10(max(s["mse"] / n, 1e-30))
+                out["noise_var_db"] = 10.0 * math.log10(max(s["noise_var"] / n, 1e-30))
+                out["snr_est_db"] = s["snr_db"] / n
+                sx, sy, sxx, syy, sxy = self._corr
+                m = self._n_corr
+                cov = sxy / m - sx * sy / m ** 2
+                den = math.sqrt(max(sxx / m - (sx / m) ** 2, 0.0) * max(syy / m - (sy / m) ** 2, 0.0))
+                out["noise_var_error_corr"] = cov / den if den > 0 else float("nan")
+            return out

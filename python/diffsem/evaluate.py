@@ -11,13 +11,16 @@ with the nominal SNR and the reported per-symbol noise variance, and scored by `
 (diffsem.metrics: PSNR per image on [0,1], SSIM, classifier accuracy, FID-FMNIST, hf_ratio).
 
 Row keys: scheme, steps, k, channel, [csi: fading channels], snr_db, psnr, ssim, accuracy, fid,
-hf_ratio, n, seed (+ nonfinite when a decoder produced NaN/inf pixels, which are scored as 0).
+hf_ratio, n, seed (+ tx_snr_db with --tx-snr fixed; + nonfinite when a decoder produced NaN/inf
+pixels, which are scored as 0). The encoder is given the point's SNR when its encode() takes
+`snr_db` (the SNR-adaptive encoders are trained that way); --tx-snr fixed runs it at its default.
 
 The sweep engine and the GNU Radio link reuse `evaluate_point` and `score`.
 """
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import logging
 import math
@@ -31,9 +34,10 @@ from . import metrics
 
 log = logging.getLogger("diffsem.evaluate")
 
-SCHEMES = ("deepjscc", "teacher", "student")
+SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")  # _nonv: the ablation without noise_var
+DEFAULT_SCHEMES = ("deepjscc", "teacher", "student")
 ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", "accuracy", "fid",
-            "hf_ratio", "n", "seed", "nonfinite")
+            "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite")
 
 
 def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu"):
@@ -63,9 +67,20 @@ def score(recons, images, labels, net=None, device: str = "cpu") -> dict:
             "n": int(n)}
 
 
+def _encode(scheme, images, snr_db: float, tx_snr_known: bool):
+    """The SNR-adaptive encoders are trained knowing the batch SNR; pass it when the scheme takes it."""
+    if tx_snr_known and "snr_db" in inspect.signature(scheme.encode).parameters:
+        return scheme.encode(images, snr_db=float(snr_db))
+    return scheme.encode(images)
+
+
 def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
-                        batch: int = 256) -> tuple[np.ndarray, int]:
-    """Reconstructions of `images` through `scheme` over the channel; (recons, nonfinite pixel count)."""
+                        batch: int = 256, tx_snr_known: bool = True) -> tuple[np.ndarray, int]:
+    """Reconstructions of `images` through `scheme` over the channel; (recons, nonfinite pixel count).
+
+    tx_snr_known: give the encoder the channel SNR (as in training); False leaves the encoder at
+    its own default SNR, as a transmitter without feedback would run.
+    """
     import torch
 
     from .channel import transmit
@@ -75,7 +90,7 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
     out, nonfinite, power = [], 0, []
     for i in range(0, len(images), batch):
         x = np.ascontiguousarray(images[i:i + batch], dtype=np.float32)
-        symbols = np.asarray(scheme.encode(x), dtype=np.float32)
+        symbols = np.asarray(_encode(scheme, x, snr_db, tx_snr_known), dtype=np.float32)
         if symbols.shape != (len(x), scheme.k, 2):
             raise ValueError(f"{scheme.name}: encode gave {list(symbols.shape)}, expected [{len(x)}, {scheme.k}, 2]")
         power.append(float(np.mean(np.sum(symbols.astype(np.float64) ** 2, axis=-1))))
@@ -100,22 +115,24 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
 
 
 def evaluate_point(scheme, images, labels, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
-                   batch: int = 256, net=None, device: str = "cpu") -> dict:
+                   batch: int = 256, net=None, device: str = "cpu", tx_snr_known: bool = True) -> dict:
     """One row of `diffsem eval`: `scheme` over `channel` at `snr_db`, scored on `images`/`labels`."""
-    recons, nonfinite = transmit_and_decode(scheme, images, channel, snr_db, csi, seed, batch)
+    recons, nonfinite = transmit_and_decode(scheme, images, channel, snr_db, csi, seed, batch, tx_snr_known)
     row = {"scheme": scheme.name, "steps": scheme.steps, "k": scheme.k, "channel": channel}
     if channel != "awgn":
         row["csi"] = csi
     row["snr_db"] = float(snr_db)
     row.update(score(recons, images, labels, net, device))
     row["seed"] = int(seed)
+    if not tx_snr_known:
+        row["tx_snr_db"] = getattr(scheme, "encode_snr_db", None)
     if nonfinite:
         row["nonfinite"] = nonfinite
     return row
 
 
 def evaluate_grid(schemes, images, labels, channels, snrs, csis=("perfect",), seed: int = 0, batch: int = 256,
-                  on_row=None, net=None, device: str = "cpu") -> list[dict]:
+                  on_row=None, net=None, device: str = "cpu", tx_snr_known: bool = True) -> list[dict]:
     """Every scheme x channel (x CSI for fading channels) x SNR; `on_row(row)` as each one finishes."""
     rows = []
     for scheme in schemes:
@@ -123,7 +140,8 @@ def evaluate_grid(schemes, images, labels, channels, snrs, csis=("perfect",), se
             for csi in (csis if channel != "awgn" else ("perfect",)):
                 for snr in snrs:
                     t0 = time.perf_counter()
-                    row = evaluate_point(scheme, images, labels, channel, snr, csi, seed, batch, net, device)
+                    row = evaluate_point(scheme, images, labels, channel, snr, csi, seed, batch, net, device,
+                                         tx_snr_known)
                     log.info("%s k=%s steps=%s %s/%s %.1f dB: %.1f s", scheme.name, scheme.k, scheme.steps,
                              channel, csi, snr, time.perf_counter() - t0)
                     rows.append(row)
@@ -193,7 +211,8 @@ def write_plots(rows: list[dict], out_dir) -> list[Path]:
     return written
 
 
-def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect", seed: int = 0) -> Path:
+def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect", seed: int = 0,
+                 tx_snr_known: bool = True) -> Path:
     """Rows: original, then each scheme; columns: SNRs; each cell shows the same few test images."""
     import matplotlib
     matplotlib.use("Agg")
@@ -206,7 +225,8 @@ def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect"
     rows = [("original", [strip(images)] * len(snrs))]
     for scheme in schemes:
         rows.append((_label({"scheme": scheme.name, "steps": scheme.steps}),
-                     [strip(transmit_and_decode(scheme, images, channel, s, csi, seed)[0]) for s in snrs]))
+                     [strip(transmit_and_decode(scheme, images, channel, s, csi, seed, 256, tx_snr_known)[0])
+                      for s in snrs]))
     cell_w = len(images) * 0.45
     fig, axes = plt.subplots(len(rows), len(snrs), figsize=(cell_w * len(snrs) + 1.5, 0.55 * len(rows) + 0.6),
                              squeeze=False)
@@ -233,7 +253,7 @@ def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect"
 # --- command line ------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=list(SCHEMES))
+    parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=list(DEFAULT_SCHEMES))
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4],
                         help="student step counts (the teacher uses its own sampler; deepjscc has none)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
@@ -253,6 +273,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mosaic", type=Path, help="write an image mosaic (PNG; one per k: _k<k> added when several)")
     parser.add_argument("--mosaic-snr", nargs="+", type=float, default=[0, 5, 20])
     parser.add_argument("--mosaic-images", type=int, default=6)
+    parser.add_argument("--tx-snr", choices=("known", "fixed"), default="known",
+                        help="known: the encoder is given the channel SNR (as in training); fixed: the encoder "
+                             "runs at its default SNR, as a transmitter without feedback (row key tx_snr_db)")
     parser.add_argument("--quiet", action="store_true", help="no progress log on stderr")
 
 
@@ -291,10 +314,12 @@ def run(args) -> int:
                         failures += 1
                         log.error("cannot load scheme %s k=%d steps=%s: %s", name, k, steps, exc)
             all_rows += evaluate_grid(schemes, images, labels, args.channel, args.snr, args.csi, args.seed,
-                                      args.batch, on_row=emit, device=metric_device)
+                                      args.batch, on_row=emit, device=metric_device,
+                                      tx_snr_known=args.tx_snr == "known")
             if args.mosaic and schemes:
                 path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes, images[:args.mosaic_images],
-                                    args.channel[0], args.mosaic_snr, args.csi[0], args.seed)
+                                    args.channel[0], args.mosaic_snr, args.csi[0], args.seed,
+                                    args.tx_snr == "known")
                 log.info("mosaic: %s", path)
     finally:
         if writer:

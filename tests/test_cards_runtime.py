@@ -154,6 +154,7 @@ def test_run_and_input_validation(tiny_card, caplog):
         model = OnnxModel(tiny_card, provider="auto", threads=1)
         OnnxModel(tiny_card, provider="cpu")
     assert model.provider == "CPUExecutionProvider"
+    assert model.input_names == ["symbols", "snr_db", "noise_var"] and model.output_names == ["image"]
     assert sum("on cpu" in r.getMessage() for r in caplog.records) == 1  # logged once per file
     feeds = inputs()
     out = model(**feeds)["image"]

@@ -167,7 +167,8 @@ def matmul_peak(n: int = 1024, threads: int | None = None, provider: str = "auto
 
 
 def _inputs_for(model, batch: int) -> dict:
-    """Plausible inputs from the card spec: symbols ~ CN(0,1), snr_db 10, noise_var 0.1, ints 0..B-1."""
+    """Plausible inputs from the card spec: symbols ~ CN(0,1), snr_db 10, noise_var 0.1, noise ~ N(0,1),
+    ints 0..B-1."""
     rng = np.random.default_rng(0)
     feeds = {}
     for name, spec in model.inputs.items():
@@ -181,6 +182,8 @@ def _inputs_for(model, batch: int) -> dict:
             feeds[name] = np.full(shape, 0.1, dtype)
         elif name == "image":
             feeds[name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif name == "noise":  # a stochastic sampler's N(0, 1) draws
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
         else:
             feeds[name] = (rng.standard_normal(shape) * np.sqrt(0.5)).astype(dtype)
     return feeds

@@ -266,6 +266,14 @@ class OnnxModel:
         return self(**inputs)
 
     @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.outputs)
+
+    @property
     def batch_dynamic(self) -> bool:
         return any(BATCH in s["shape"] for s in self.inputs.values())
 

@@ -493,8 +493,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--channel", default="awgn")
     p.add_argument("--mode", default=None, help="fixed mode instead of link adaptation")
+    p.add_argument("--verbose", action="store_true", help="keep GNU Radio's info log (one line per bad header)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if not args.verbose:  # stdout is for the JSON lines; the stock header parser logs every failure there
+        gr.logging().set_default_level(gr.log_levels.warn)
     for k in args.k:
         for row in compare_paths(k, args.snr, args.n, args.seed, args.channel, args.mode):
             print(json.dumps(row), flush=True)

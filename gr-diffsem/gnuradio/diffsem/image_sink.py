@@ -36,6 +36,7 @@ class image_sink(gr.basic_block):
         self.received = self.bad_input = self.write_errors = 0
         self._latest = None
         self._references = {}
+        self._recent_meta = deque(maxlen=8)
         self._lock = threading.Lock()
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)  # fail at build time, not per frame
@@ -57,13 +58,17 @@ class image_sink(gr.basic_block):
                 self._references.pop(next(iter(self._references)))
 
     def latest_pair(self):
-        """(meta, reconstruction, reference or None) of the latest image."""
+        """(meta, reconstruction, (reference meta, reference image) or None) of the newest image
+        whose reference has arrived (its metrics come a moment after it), else of the newest."""
         with self._lock:
             if self._latest is None:
                 return None
+            for meta, image in reversed(self._recent_meta):
+                ref = self._references.get(seq_of(meta))
+                if ref is not None:
+                    return meta, image, ref
             meta, image = self._latest
-            ref = self._references.get(seq_of(meta))
-            return meta, image, None if ref is None else ref[1]
+            return meta, image, None
 
     def widget(self, scale: int = 8, refresh_ms: int = 100):
         """A Qt widget (PyQt5) showing the latest reconstruction beside its original."""
@@ -79,6 +84,7 @@ class image_sink(gr.basic_block):
         seq = seq_of(meta)
         with self._lock:
             self._latest = (meta, image)
+            self._recent_meta.append((meta, image))
             self.recent.append(image)
             self.received += 1
             n = self.received
@@ -118,6 +124,10 @@ class image_sink(gr.basic_block):
         return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors}
 
 
+def _num(value, fmt):
+    return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
+
 def _ImageView(sink, scale, refresh_ms):
     import numpy as np
     from PyQt5 import QtCore, QtGui, QtWidgets
@@ -138,6 +148,7 @@ def _ImageView(sink, scale, refresh_ms):
                 self.views.append(view)
                 self.titles.append(caption)
             self.info = QtWidgets.QLabel("waiting for images")
+            self.info.setStyleSheet("font-size: 14pt")
             layout.addWidget(self.info, 2, 0, 1, 2)
             self.shown = None
             self.timer = QtCore.QTimer(self)
@@ -151,15 +162,22 @@ def _ImageView(sink, scale, refresh_ms):
 
         def refresh(self):
             pair = sink.latest_pair()
-            if pair is None or pair[0].get("seq") == self.shown:
+            if pair is None or (pair[0].get("seq"), pair[2] is not None) == self.shown:
                 return
             meta, image, ref = pair
-            self.shown = meta.get("seq")
+            self.shown = (meta.get("seq"), ref is not None)
             self._show(self.views[1], image)
+            text = [f"seq {meta.get('seq')}", str(meta.get("decoder", "")),
+                    f"RX SNR {_num(meta.get('snr_db'), '.1f')} dB",
+                    f"decoder latency {_num(meta.get('latency_ms'), '.0f')} ms"]
             if ref is not None:
-                self._show(self.views[0], ref)
-            self.info.setText(f"seq {meta.get('seq')}  {meta.get('decoder', '')}  "
-                              f"RX SNR {meta.get('snr_db', float('nan')):.1f} dB  "
-                              f"decoder latency {meta.get('latency_ms', float('nan')):.0f} ms")
+                ref_meta, ref_image = ref
+                self._show(self.views[0], ref_image)
+                text += [f"PSNR {_num(ref_meta.get('psnr_db'), '.2f')} dB", f"SSIM {_num(ref_meta.get('ssim'), '.3f')}"]
+                if "correct" in ref_meta:
+                    text.append(f"{ref_meta.get('pred_class', '?')} {'ok' if ref_meta['correct'] else 'WRONG'}")
+                if ref_meta.get("avg_psnr_db") is not None:
+                    text.append(f"avg PSNR {_num(ref_meta.get('avg_psnr_db'), '.2f')} dB")
+            self.info.setText("   ".join(text))
 
     return ImageView()

@@ -4,8 +4,8 @@ sequence number), running averages, and frame accounting.
 In  "ref":   image PDUs as sent (connect image_source "out"): the references, and the count sent.
 In  "in":    decoded image PDUs (diffusion_decoder "out").
 In  "drops": drop notices {"seq", "reason", "block"} from semantic_encoder / diffusion_decoder.
-Out "reference": the reference image PDU of each decoded frame, emitted with its metrics (a GUI
-             shows it next to the reconstruction: same seq, no latency offset).
+Out "reference": the reference image PDU of each decoded frame, emitted with its metrics in the
+             meta (a GUI shows it next to the reconstruction: same seq, no latency offset).
 Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db", "ssim",
              "snr_est_db", "latency_ms" (decoder), "e2e_latency_ms" (source emit -> decoder
              output), "decoder", running means "avg_psnr_db", "avg_ssim", "accuracy", and the
@@ -213,7 +213,9 @@ class link_metrics(gr.basic_block):
         record.update(self.accounting())
         self._last = record
         if ref is not None:
-            self.message_port_pub(pmt.intern("reference"), image_pdu({"seq": seq, "label": ref[1]}, ref[0]))
+            shown = {k: record[k] for k in ("seq", "label", "snr_est_db", "psnr_db", "ssim", "correct", "pred_class",
+                                            "e2e_latency_ms", "avg_psnr_db", "accuracy") if record.get(k) is not None}
+            self.message_port_pub(pmt.intern("reference"), image_pdu(shown, ref[0]))
         self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))
 
     # --- reporting -----------------------------------------------------------------------------------

@@ -290,3 +290,29 @@ def test_drop_notices_reach_link_metrics_as_dicts(models):
     met._on_drop(pmt.intern("junk"))
     acc = met.accounting()
     assert acc["queue_dropped"] == 1 and acc["bad_pdu"] == 1
+
+
+def test_gnu_radio_zmq_sub_source_reads_the_constellation_tap():
+    from gnuradio import blocks as grblocks
+    from gnuradio import zeromq
+
+    pub = taps.TapPublisher("tcp://127.0.0.1:0")
+    tb = gr.top_block()
+    source = zeromq.sub_source(gr.sizeof_gr_complex, 1, pub.endpoint, 100, False, -1, "constellation")
+    sink = grblocks.vector_sink_c()
+    tb.connect(source, sink)
+    tb.start()
+    try:
+        frame = (np.arange(16) * (1 + 0.5j)).astype(np.complex64)
+        deadline = time.monotonic() + 10
+        while len(sink.data()) < 16 and time.monotonic() < deadline:  # slow joiner: resend until it arrives
+            pub.publish_metrics({"seq": 0})  # another topic: filtered out by the key
+            pub.publish_constellation(frame)
+            time.sleep(0.05)
+    finally:
+        tb.stop()
+        tb.wait()
+        pub.close()
+    data = np.asarray(sink.data(), np.complex64)
+    assert data.size >= 16 and data.size % 16 == 0
+    assert np.array_equal(data[:16], frame)

@@ -16,6 +16,8 @@ crc_dropped comes from the receiver's own counters (header CRC failed, malformed
 payload): pass the ofdm_analog_rx block as `rx` (its stats() is read) or call
 set_crc_counter(callable). `missing` is in flight while the link runs; a frame still missing
 once the link has drained was never detected by the receiver (lost), and is reported as such.
+Receiver drops beyond the frames unaccounted for are sync triggers on noise whose "header" failed
+its CRC: counted as rx_false_triggers, not as frames.
 
 The PHY header carries a 12-bit sequence number on the stock packet header, so a received seq
 is matched exactly first and otherwise modulo 4096 against the oldest reference still pending.
@@ -230,9 +232,13 @@ class link_metrics(gr.basic_block):
                 crc = int(self._crc_counter())
             except Exception as exc:
                 self.warn("crc_counter", f"link_metrics: cannot read the receiver's CRC counter: {exc}")
-        c["crc_dropped"] = crc
-        accounted = c["decoded"] + crc + c["queue_dropped"] + c["bad_input"] + c["failed"]
-        c["missing"] = c["sent"] - accounted  # in flight now; lost once the link has drained
+        # A header CRC failure carries no trustworthy seq, and a sync trigger on noise fails its
+        # CRC too: attribute receiver drops to sent frames only up to the number still unaccounted
+        # for; the excess are false triggers, reported apart.
+        unaccounted = c["sent"] - (c["decoded"] + c["queue_dropped"] + c["bad_input"] + c["failed"])
+        c["crc_dropped"] = min(crc, max(unaccounted, 0))
+        c["rx_false_triggers"] = crc - c["crc_dropped"]
+        c["missing"] = unaccounted - c["crc_dropped"]  # in flight now; lost once the link has drained
         c["pending_references"] = pending
         return c
 

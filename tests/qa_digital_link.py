@@ -30,20 +30,30 @@ def test_gr_fec_encoder_is_bit_exact_with_core(mode):
     np.testing.assert_array_equal(dl.gr_fec_encode(info, budget), dg.conv_encode(info))
 
 
-@pytest.mark.parametrize("mode", ["qpsk-3/4", "16qam-1/2"])
-def test_gr_fec_decoder_matches_numpy_viterbi(mode):
-    """Both decoders recover every frame 2 dB above the mode's threshold, and the numpy one
-    (used for fast sweeps) agrees with gr-fec's frame by frame."""
+def _noisy_llr(mode, snr_db, frames, seed):
     m = dg.mode_by_name(mode)
     budget = dg.bit_budget(128, m)
-    rng = np.random.default_rng(1)
-    info = rng.integers(0, 2, (40, budget.info_bits), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    info = rng.integers(0, 2, (frames, budget.info_bits), dtype=np.uint8)
     sym = dg.constellation(m.bits_per_symbol)[dg.bits_to_indices(dg.coded_frame_bits(info, budget), m.bits_per_symbol)]
-    nv = 10 ** (-(dg.MODE_THRESHOLDS_DB[mode] + 2) / 10)
+    nv = 10 ** (-snr_db / 10)
     rx = sym + np.sqrt(nv / 2) * (rng.normal(size=sym.shape) + 1j * rng.normal(size=sym.shape))
-    llr = dg.demap_llr(rx, np.full(rx.shape, nv), m.bits_per_symbol)
+    return info, dg.demap_llr(rx, np.full(rx.shape, nv), m.bits_per_symbol), budget
+
+
+@pytest.mark.parametrize("mode", ["qpsk-3/4", "16qam-1/2", "64qam-5/6"])
+def test_gr_fec_decoder_matches_numpy_viterbi(mode):
+    """2 dB above the mode's threshold both decoders recover every frame; at the threshold (1%
+    FER for the numpy Viterbi used in sweeps) gr-fec's cc_decoder decodes the same frames but for
+    a few: its 8-bit soft input costs a little at 64-QAM (3.5% vs 0% FER at 19 dB for 5/6)."""
+    info, llr, budget = _noisy_llr(mode, dg.MODE_THRESHOLDS_DB[mode] + 2, 40, seed=1)
     np.testing.assert_array_equal(dl.gr_fec_decode(llr, budget), info)
     np.testing.assert_array_equal(dg.decode_frame_llr(llr, budget), info)
+    info, llr, budget = _noisy_llr(mode, dg.MODE_THRESHOLDS_DB[mode], 200, seed=2)
+    gr_out, np_out = dl.gr_fec_decode(llr, budget), dg.decode_frame_llr(llr, budget)
+    fer_gr, fer_np = (gr_out != info).any(1).mean(), (np_out != info).any(1).mean()
+    assert fer_gr <= 0.05 and fer_np <= 0.03 and abs(fer_gr - fer_np) <= 0.04, (fer_gr, fer_np)
+    assert (gr_out == np_out).all(1).mean() >= 0.95
 
 
 def test_loopback_high_snr_is_bit_exact(images):
@@ -57,7 +67,8 @@ def test_loopback_high_snr_is_bit_exact(images):
     assert rxc["phy"]["frames"] == len(images) and txc["phy"]["frames"] == len(images)
     for rec, img in zip(out, images):
         np.testing.assert_array_equal(rec[0], dg.fit_codec(img[0], budget.data_bytes).image)
-    assert all(abs(m["snr_db"] - 30.0) < 1.5 for m in metas)      # the PHY's estimate
+    est = np.array([m["snr_db"] for m in metas])                   # the PHY's per-frame estimate
+    assert abs(est.mean() - 30.0) < 1.0 and np.all(np.abs(est - 30.0) < 3.0), est
     assert [m["seq"] for m in metas] == list(range(len(images)))
 
 

@@ -62,7 +62,9 @@ def make_cc_encoder(budget: core.Budget):
 
 
 def make_cc_decoder(budget: core.Budget):
-    return fec.cc_decoder.make(max(budget.info_bits, 8), core.CC_K, 2, list(core.CC_POLYS), 0, -1,
+    # end_state=0: the terminated code ends in state 0. With -1 (the default, "pick the best end
+    # state") gr-fec throws away the tail's information: 3x the frame errors at 16-QAM 3/4, 11.5 dB.
+    return fec.cc_decoder.make(max(budget.info_bits, 8), core.CC_K, 2, list(core.CC_POLYS), 0, 0,
                                fec.CC_TERMINATED, False)
 
 

@@ -89,17 +89,17 @@ def test_queue_drops_through_the_phy_are_accounted_for(models):
     assert acc["missing"] == 0
 
 
-def test_a_poor_channel_loses_frames_and_says_where(models):
-    tb = _sim(models, snr_db=5.0, decoders=["deepjscc"], count=12, sync_threshold=0.6)
+def test_a_poor_channel_drops_frames_and_says_where(models):
+    tb = _sim(models, snr_db=3.0, decoders=["deepjscc"], count=12)
     drained = tb.run_until_drained(timeout_s=120, quiet_s=3)
     acc = tb.metrics[0].accounting()
-    assert acc["sent"] == 12
-    # no frame counted twice (missing = sent - decoded - dropped is what the receiver never delivered)
-    assert acc["missing"] >= 0 and _identity(acc) == 12
-    assert acc["decoded"] < 12  # at 5 dB this PHY does not deliver every frame...
-    assert drained == (acc["missing"] == 0)  # ...and what it never detected is reported missing
     rx = tb.rx.stats()
-    assert acc["crc_dropped"] == rx["header_crc_fail"] + rx["malformed"] + rx["nonfinite"]
+    assert acc["sent"] == 12 and acc["decoded"] < 12  # at 3 dB this PHY does not deliver every frame
+    assert acc["crc_dropped"] > 0
+    # receiver drops are attributed to frames (never more than are unaccounted for) or to false triggers
+    assert acc["crc_dropped"] + acc["rx_false_triggers"] == rx["header_crc_fail"] + rx["malformed"] + rx["nonfinite"]
+    assert acc["missing"] >= 0 and _identity(acc) == 12
+    assert drained == (acc["missing"] == 0)  # what the receiver never detected stays reported as missing
 
 
 # --- the GRC flowgraphs: compile with grcc, run the generated code headless / offscreen -----------

@@ -185,3 +185,26 @@ def test_gui_flowgraph_runs_offscreen_and_shows_the_latest_image(generated, mode
     assert abs(snr - 20.0) < 2.0
     tb.diffsem_zmq_taps_0.close()
     tb.close()
+
+
+def test_demo_writes_mosaic_metrics_and_plot(models, tmp_path):
+    import json
+
+    from diffsem.cli import main
+
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--k", str(K), "--models-dir", str(models), "--n", "6", "--show", "4",
+               "--snr", "20", "--channel", "awgn", "--steps", "1", "--provider", "cpu", "--taps", "off"])
+    assert rc == 0
+    from PIL import Image
+
+    with Image.open(out / "mosaic.png") as im:  # original + DeepJSCC + diffusion rows, 4 columns
+        assert im.height > 3 * 28 * 3 and im.width > 4 * 28 * 3
+    assert (out / "psnr_accuracy_vs_snr.png").stat().st_size > 1000
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 6 and {p["decoder"] for p in metrics["points"]} == {"diffusion s1", "deepjscc"}
+    for p in metrics["points"]:
+        assert p["accounting"]["sent"] == 6 == p["accounting"]["decoded"] + p["accounting"]["crc_dropped"]
+        assert abs(p["delta_psnr_db"]) < 0.5  # the PHY adds no hidden loss (tiny linear models, 20 dB)
+        assert p["in_flowgraph"]["n"] == 6 and p["snr_est_db_mean"] is not None
+    assert metrics["command"].startswith("diffsem demo --out")

@@ -157,6 +157,73 @@ def _plot(points, path):
     plt.close(fig)
 
 
+def _percentile(values, q):
+    values = [v for v in values if v is not None]
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarize_point(args, channel, snr, drained, dec_report, by_seq, images, labels):
+    """One metrics.json entry (and the reconstructions, a lost frame as a black image)."""
+    mode = "diffusion" if dec_report["decoder"].startswith("diffusion") else "deepjscc"
+    recons = np.zeros_like(images)
+    delivered = [i for i in range(len(images)) if "image" in by_seq.get(i, {})]
+    for i in delivered:
+        recons[i, 0] = by_seq[i]["image"]
+    point = {"channel": channel, "snr_db": snr, "decoder": dec_report["decoder"], "model": dec_report["model"],
+             "provider": dec_report["provider"], "in_flowgraph": _score(recons, images, labels),
+             "accounting": {k: dec_report.get(k) for k in ("sent", "decoded", "crc_dropped", "queue_dropped",
+                                                           "bad_input", "failed", "lost", "rx_false_triggers")},
+             "drained": drained,
+             "snr_est_db_mean": _mean([by_seq[i].get("snr_est_db") for i in delivered]),
+             "e2e_latency_ms_p50": _percentile([by_seq[i].get("e2e_latency_ms") for i in delivered], 50),
+             "e2e_latency_ms_p99": _percentile([by_seq[i].get("e2e_latency_ms") for i in delivered], 99)}
+    if delivered and len(delivered) < len(images):
+        point["in_flowgraph_delivered_only"] = _score(recons[delivered], images[delivered], labels[delivered])
+    if not args.no_offline:
+        provider = "cpu" if args.provider == "auto" else args.provider
+        off = offline_recons(args.models_dir, args.k, mode, args.steps, images, channel, snr, args.seed, provider)
+        point["offline"] = _score(off, images, labels)
+        point["offline_method"] = "encoder -> diffsem.channel.transmit (perfect CSI) -> decoder, as diffsem eval"
+        point["delta_psnr_db"] = round(point["in_flowgraph"]["psnr"] - point["offline"]["psnr"], 3)
+        acc_in, acc_off = point["in_flowgraph"].get("accuracy"), point["offline"].get("accuracy")
+        if acc_in is not None and acc_off is not None:
+            point["delta_accuracy_points"] = round(100 * (acc_in - acc_off), 2)
+    return point, recons
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _point_line(point) -> str:
+    acc, f = point["accounting"], point["in_flowgraph"]
+    accuracy = f"{f['accuracy']:.3f}" if f.get("accuracy") is not None else "-"
+    line = (f"{point['channel']:9s} {point['snr_db']:5.1f} dB  {point['decoder']:13s} psnr {f['psnr']:6.2f} dB  "
+            f"acc {accuracy}  sent {acc['sent']} decoded {acc['decoded']} crc {acc['crc_dropped']} "
+            f"queue {acc['queue_dropped']} lost {acc['lost']}")
+    if "offline" in point:
+        line += f"  | offline psnr {point['offline']['psnr']:6.2f} (d {point['delta_psnr_db']:+.2f} dB)"
+        if "delta_accuracy_points" in point:
+            line += f" acc {point['offline']['accuracy']:.3f} (d {point['delta_accuracy_points']:+.1f} pts)"
+    return line
+
+
+def _command_line(args) -> str:
+    parts = ["diffsem demo"]
+    for key, value in vars(args).items():
+        if key in ("command", "func") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts.append(f"{flag} {' '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
 def run(args):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .data import CLASSES, load
@@ -177,48 +244,11 @@ def run(args):
             t0 = time.perf_counter()
             drained, report, recs = run_point(args, channel, snr, taps_address)
             for dec_report, by_seq in zip(report["decoders"], recs):
-                mode = "diffusion" if dec_report["decoder"].startswith("diffusion") else "deepjscc"
-                # frames the link lost are scored as black images so a lossy link cannot look better
-                recons = np.zeros_like(images)
-                snr_est, lat = [], []
-                for i in range(len(images)):
-                    r = by_seq.get(i)
-                    if r is not None and "image" in r:
-                        recons[i, 0] = r["image"]
-                        snr_est.append(r.get("snr_est_db"))
-                        lat.append(r.get("e2e_latency_ms"))
-                delivered = [i for i in range(len(images)) if i in by_seq]
-                point = {"channel": channel, "snr_db": snr, "decoder": dec_report["decoder"],
-                         "model": dec_report["model"], "provider": dec_report["provider"],
-                         "in_flowgraph": _score(recons, images, labels),
-                         "accounting": {k: dec_report[k] for k in ("sent", "decoded", "crc_dropped", "queue_dropped",
-                                                                   "bad_input", "failed", "lost")},
-                         "drained": drained,
-                         "snr_est_db_mean": float(np.mean([s for s in snr_est if s is not None])) if snr_est else None,
-                         "e2e_latency_ms_p50": float(np.percentile([x for x in lat if x is not None], 50)) if lat else None,
-                         "e2e_latency_ms_p99": float(np.percentile([x for x in lat if x is not None], 99)) if lat else None}
-                if len(delivered) < len(images):
-                    point["in_flowgraph_delivered_only"] = _score(recons[delivered], images[delivered], labels[delivered]) \
-                        if delivered else None
-                if not args.no_offline:
-                    off = offline_recons(args.models_dir, args.k, mode, args.steps, images, channel, snr, args.seed,
-                                         "cpu" if args.provider == "auto" else args.provider)
-                    point["offline"] = _score(off, images, labels)
-                    point["offline_method"] = "encoder -> diffsem.channel.transmit (perfect CSI) -> decoder, as diffsem eval"
-                    point["delta_psnr_db"] = round(point["in_flowgraph"]["psnr"] - point["offline"]["psnr"], 3)
-                    if point["in_flowgraph"].get("accuracy") is not None and point["offline"].get("accuracy") is not None:
-                        point["delta_accuracy_points"] = round(
-                            100 * (point["in_flowgraph"]["accuracy"] - point["offline"]["accuracy"]), 2)
+                point, recons = summarize_point(args, channel, snr, drained, dec_report, by_seq, images, labels)
                 points.append(point)
+                mode = "diffusion" if point["decoder"].startswith("diffusion") else "deepjscc"
                 tiles[(channel, snr, mode)] = [recons[i, 0] for i in range(min(args.show, len(images)))]
-                acc = point["accounting"]
-                f = point["in_flowgraph"]
-                print(f"{channel:9s} {snr:5.1f} dB  {point['decoder']:13s} psnr {f['psnr']:6.2f} dB  "
-                      f"acc {f['accuracy'] if f['accuracy'] is not None else float('nan'):.3f}  "
-                      f"sent {acc['sent']} decoded {acc['decoded']} crc {acc['crc_dropped']} "
-                      f"queue {acc['queue_dropped']} lost {acc['lost']}"
-                      + (f"  | offline psnr {point['offline']['psnr']:6.2f} (d {point['delta_psnr_db']:+.2f} dB)"
-                         if "offline" in point else ""), flush=True)
+                print(_point_line(point), flush=True)
             log.info("%s %.1f dB done in %.1f s", channel, snr, time.perf_counter() - t0)
 
     # mosaics: original, then DeepJSCC / diffusion per SNR
@@ -239,8 +269,7 @@ def run(args):
     _plot(points, out / "psnr_accuracy_vs_snr.png")
 
     summary = {
-        "command": "diffsem demo " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                              if k not in ("command", "func") and v not in (None, False)),
+        "command": _command_line(args),
         "k": args.k, "steps": args.steps, "n": int(len(images)), "first": args.first, "seed": args.seed,
         "snrs_db": args.snr, "channels": args.channel,
         "metric_notes": "psnr: mean per image on [0,1]; ssim: scikit-image; accuracy: in-project Fashion-MNIST "

@@ -23,7 +23,6 @@ import time
 import numpy as np
 from gnuradio import blocks, gr
 
-from diffsem import taps as taplib
 
 DEFAULT_DECODERS = ("diffusion:2",)
 

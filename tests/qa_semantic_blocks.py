@@ -316,3 +316,45 @@ def test_gnu_radio_zmq_sub_source_reads_the_constellation_tap():
     data = np.asarray(sink.data(), np.complex64)
     assert data.size >= 16 and data.size % 16 == 0
     assert np.array_equal(data[:16], frame)
+
+
+def test_link_metrics_matches_a_wrapped_12_bit_header_seq():
+    from gnuradio.diffsem._semantic_common import image_pdu
+
+    met = blocks.link_metrics(classifier_card="none", keep_images=True)
+    met.start()
+    try:
+        image = np.full((28, 28), 0.25, np.float32)
+        for seq in (4095, 4096, 4097):
+            met._on_ref(image_pdu({"seq": seq, "label": 3, "t_src": time.time()}, image))
+        met._on_decoded(image_pdu({"seq": 4096 % 4096, "decoder": "x"}, image))  # RX reports 12 bits
+        met._on_decoded(image_pdu({"seq": 4095, "decoder": "x"}, image))
+        assert met.wait_idle(5)
+    finally:
+        met.stop()
+    assert sorted(r["seq"] for r in met.records) == [4095, 4096]
+    assert all(r["psnr_db"] == 100.0 and r["label"] == 3 for r in met.records)  # identical image: capped PSNR
+    acc = met.accounting()
+    assert acc["unmatched"] == 0 and acc["pending_references"] == 1  # 4097 still in flight
+
+
+def test_bad_pdus_into_encoder_sink_and_taps_are_counted_not_fatal(models, tmp_path):
+    from gnuradio.diffsem._semantic_common import image_pdu
+
+    enc = blocks.semantic_encoder(k=K, models_dir=str(models), provider="cpu")
+    sink = blocks.image_sink(str(tmp_path / "rx"))
+    tap = blocks.zmq_taps("tcp://127.0.0.1:0")
+    junk = [pmt.intern("junk"), make_pdu({"seq": 1}, np.ones(100, np.float32)),
+            make_pdu({"seq": 2}, np.full(784, np.nan, np.float32)), make_pdu({"seq": 3}, np.ones(784, np.complex64))]
+    for msg in junk:
+        enc._handle(msg)
+        sink._handle(msg)
+        tap._image(msg)
+        tap._metrics(pmt.intern("junk"))
+        tap._constellation(make_pdu({}, np.ones(4, np.float32)))
+    assert enc.bad_input == len(junk) and enc.worker.counters["submitted"] == 0
+    assert sink.stats()["bad_input"] == len(junk) and sink.latest() is None
+    assert tap.stats()["bad_input"] == 3 * len(junk)
+    sink._handle(image_pdu({"seq": 9}, np.zeros(784, np.float32)))  # and good input still works
+    assert (tmp_path / "rx" / "rx_000009.png").exists()
+    tap.close()

@@ -20,7 +20,8 @@ Receiver drops beyond the frames unaccounted for are sync triggers on noise whos
 its CRC: counted as rx_false_triggers, not as frames.
 
 The PHY header carries a 12-bit sequence number on the stock packet header, so a received seq
-is matched exactly first and otherwise modulo 4096 against the oldest reference still pending.
+is matched exactly first and otherwise modulo 4096 against the references still pending (at
+most 2048 are kept, so the match is unique).
 PSNR on [0,1] per image (capped at 100 dB), SSIM from scikit-image, classifier verdict from the
 in-project Fashion-MNIST classifier (models/classifier_onnx.json) — diffsem.metrics conventions.
 """
@@ -42,7 +43,7 @@ SEQ_MODULUS = 4096
 # ofdm_analog_rx.stats(): frames whose header failed its CRC, and frames it dropped after the
 # header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.
 RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite")
-MAX_REFERENCES = 100_000
+MAX_REFERENCES = 2048  # < SEQ_MODULUS, so a 12-bit seq names one pending reference (~6 MB kept)
 
 
 def crc_count_from_stats(stats: dict) -> int:
@@ -82,6 +83,7 @@ class link_metrics(gr.basic_block):
             self._crc_counter = rx_dropped
         self._lock = threading.Lock()
         self.references: OrderedDict[int, tuple] = OrderedDict()
+        self._by_modulus: dict[int, int] = {}
         self.records: list[dict] = []
         self.counters = {"sent": 0, "decoded": 0, "queue_dropped": 0, "bad_input": 0, "failed": 0,
                          "unmatched": 0, "bad_pdu": 0}
@@ -122,16 +124,19 @@ class link_metrics(gr.basic_block):
             self.counters["sent"] += 1
             if seq is not None:
                 self.references[seq] = (image, int(meta.get("label", -1)), meta.get("t_src"), meta)
-                while len(self.references) > MAX_REFERENCES:
-                    self.references.popitem(last=False)
+                self._by_modulus[seq % SEQ_MODULUS] = seq
+                while len(self.references) > MAX_REFERENCES:  # frames the link lost long ago
+                    old, _ = self.references.popitem(last=False)
+                    if self._by_modulus.get(old % SEQ_MODULUS) == old:
+                        del self._by_modulus[old % SEQ_MODULUS]
 
     def _find_reference(self, seq):
         ref = self.references.get(seq)
         if ref is not None or seq is None or seq >= SEQ_MODULUS:
             return seq, ref
-        for s in self.references:  # oldest first: a wrapped 12-bit header seq
-            if s % SEQ_MODULUS == seq:
-                return s, self.references[s]
+        full = self._by_modulus.get(seq)  # a 12-bit header seq of a source seq >= 4096
+        if full is not None and full in self.references:
+            return full, self.references[full]
         return seq, None
 
     def _on_decoded(self, msg):

@@ -208,3 +208,22 @@ def test_demo_writes_mosaic_metrics_and_plot(models, tmp_path):
         assert abs(p["delta_psnr_db"]) < 0.5  # the PHY adds no hidden loss (tiny linear models, 20 dB)
         assert p["in_flowgraph"]["n"] == 6 and p["snr_est_db_mean"] is not None
     assert metrics["command"].startswith("diffsem demo --out")
+
+
+def test_bench_link_prints_one_json_line(models, capsys):
+    import argparse
+    import json
+
+    from gnuradio.diffsem import bench_link
+
+    parser = argparse.ArgumentParser()
+    bench_link.add_arguments(parser)
+    args = parser.parse_args(["--images", "4", "--k", str(K), "--models-dir", str(models), "--provider", "cpu",
+                              "--snr", "20", "--decoder", "diffusion:1"])
+    assert bench_link.run(args) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["drained"] and result["drops"] == 0 and result["throughput_pass"]["decoded"] == 4
+    assert result["images_per_s"] > 0 and result["ofdm_msps"] > 0 and result["samples_per_image"] > 0
+    assert result["latency_pass"]["latency_ms_p99"] >= result["latency_pass"]["latency_ms_p50"] > 0

@@ -458,7 +458,8 @@ def _seq_of(msg):
     return pmt.to_long(v) if pmt.is_integer(v) else None
 
 
-def compare_paths(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn", mode: str | None = None):
+def compare_paths(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn", mode: str | None = None,
+                  margin_db: float = 0.0):
     """Flowgraph vs library channel on the same images and mode: one dict per SNR."""
     import torch
     from diffsem import data
@@ -466,7 +467,7 @@ def compare_paths(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn", mo
     images, _ = data.load("test")
     images = images[:n]
     for snr in snrs:
-        m = core.mode_by_name(mode) if mode else (core.mode_for_snr(float(snr)) or core.MODES[0])
+        m = core.mode_by_name(mode) if mode else (core.mode_for_snr(float(snr), margin_db=margin_db) or core.MODES[0])
         t0 = time.time()
         rec, metas, txs, rxs = run_loopback(images, k, m.name, float(snr), channel, seed)
         t_fg = time.time() - t0
@@ -476,7 +477,7 @@ def compare_paths(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn", mo
         lib = scheme.decode(s_hat.numpy(), np.full(n, float(snr)), nv.numpy())
         status = [mt.get("status") for mt in metas]
         snr_est = [mt["snr_db"] for mt in metas if isinstance(mt.get("snr_db"), float)]
-        yield {"k": k, "channel": channel, "snr_db": float(snr), "mode": m.name, "n": n, "seed": seed,
+        yield {"k": k, "channel": channel, "snr_db": float(snr), "mode": m.name, "margin_db": margin_db, "n": n, "seed": seed,
                "psnr_flowgraph": round(float(np.mean([core.psnr(a, b) for a, b in zip(rec, images)])), 3),
                "psnr_library": round(float(np.mean([core.psnr(a, b) for a, b in zip(lib, images)])), 3),
                "ok_flowgraph": status.count("ok") + status.count("no_image"),
@@ -495,13 +496,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--channel", default="awgn")
     p.add_argument("--mode", default=None, help="fixed mode instead of link adaptation")
+    p.add_argument("--margin", type=float, default=0.0, help="link adaptation back-off (dB) over the thresholds")
     p.add_argument("--verbose", action="store_true", help="keep GNU Radio's info log (one line per bad header)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if not args.verbose:  # stdout is for the JSON lines; the stock header parser logs every failure there
         gr.logging().set_default_level(gr.log_levels.warn)
     for k in args.k:
-        for row in compare_paths(k, args.snr, args.n, args.seed, args.channel, args.mode):
+        for row in compare_paths(k, args.snr, args.n, args.seed, args.channel, args.mode, args.margin):
             print(json.dumps(row), flush=True)
     return 0
 

@@ -223,11 +223,12 @@ def mode_by_name(name: str) -> Mode:
     raise ValueError(f"unknown mode {name!r}: choose one of {[m.name for m in MODES]}")
 
 
-def mode_for_snr(snr_db: float, thresholds: dict | None = None) -> Mode | None:
-    """Fastest mode whose threshold is <= snr_db; None below the slowest mode's threshold
-    (the transmitter still sends its most robust mode: see DigitalScheme)."""
+def mode_for_snr(snr_db: float, thresholds: dict | None = None, margin_db: float = 0.0) -> Mode | None:
+    """Fastest mode whose threshold + margin_db is <= snr_db; None below the slowest mode's
+    (the transmitter still sends its most robust mode: see DigitalScheme). A margin covers a
+    receiver that loses some SNR to channel estimation (the OFDM flowgraph: ~1 dB)."""
     thresholds = thresholds or MODE_THRESHOLDS_DB
-    ok = [m for m in MODES if thresholds[m.name] <= snr_db]
+    ok = [m for m in MODES if thresholds[m.name] + margin_db <= snr_db]
     return max(ok, key=lambda m: m.bits_per_symbol * m.code_rate) if ok else None
 
 
@@ -530,7 +531,7 @@ class DigitalScheme:
     steps = 0
 
     def __init__(self, k: int, mode: str | None = None, codecs=CODECS, thresholds: dict | None = None,
-                 link_snr_db: float | None = None):
+                 link_snr_db: float | None = None, margin_db: float = 0.0):
         if k < 1:
             raise ValueError("digital baseline: k must be >= 1")
         self.k = k
@@ -538,6 +539,7 @@ class DigitalScheme:
         self.codecs = tuple(codecs)
         self.thresholds = thresholds or MODE_THRESHOLDS_DB
         self.link_snr_db = link_snr_db
+        self.margin_db = float(margin_db)
         self.last_stats: dict = {}
         self.last_fits: list[Fit] = []
 
@@ -553,7 +555,7 @@ class DigitalScheme:
         if snr_db is None:
             raise ValueError("digital baseline: link adaptation needs the SNR: set link_snr_db, "
                              "pass snr_db, or give a fixed mode")
-        return mode_for_snr(float(snr_db), self.thresholds) or MODES[0]
+        return mode_for_snr(float(snr_db), self.thresholds, self.margin_db) or MODES[0]
 
     def _modes(self, snr_db, batch: int) -> list[Mode]:
         if snr_db is None or self.fixed_mode is not None or self.link_snr_db is not None:
@@ -641,14 +643,15 @@ def calibrate(k: int = 128, frames: int = 2000, seed: int = 0, target_fer: float
     return out
 
 
-def run_curve(k: int, snrs, n: int, seed: int, channel: str = "awgn", mode: str | None = None):
+def run_curve(k: int, snrs, n: int, seed: int, channel: str = "awgn", mode: str | None = None,
+              margin_db: float = 0.0):
     """PSNR vs SNR of the digital link on the library channel: one JSON-able dict per SNR."""
     import torch
     from .. import data
     from ..channel import transmit
     images, _ = data.load("test")
     images = images[:n]
-    scheme = DigitalScheme(k, mode=mode)
+    scheme = DigitalScheme(k, mode=mode, margin_db=margin_db)
     for snr in snrs:
         t0 = time.time()
         scheme.link_snr_db = float(snr)
@@ -680,6 +683,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--channel", default="awgn")
     p.add_argument("--mode", default=None, help="fixed mode (e.g. qpsk-1/2) instead of link adaptation")
+    p.add_argument("--margin", type=float, default=0.0, help="link adaptation back-off (dB) over the thresholds")
     p.add_argument("--calibrate", action="store_true", help="measure the mode thresholds (FER <= 1%% at k)")
     p.add_argument("--budget", action="store_true", help="print the bit budget of every mode for each k")
     args = p.parse_args(argv)
@@ -693,7 +697,7 @@ def main(argv=None) -> int:
                 print(json.dumps(bit_budget(k, m).as_dict()))
         return 0
     for k in args.k:
-        for row in run_curve(k, args.snr, args.n, args.seed, args.channel, args.mode):
+        for row in run_curve(k, args.snr, args.n, args.seed, args.channel, args.mode, args.margin):
             print(json.dumps(row), flush=True)
     return 0
 

@@ -11,6 +11,7 @@ LEN_TAG = "packet_len"       # tagged-stream length key inside the TX (symbols) 
 FRAME_LEN_TAG = "frame_len"  # RX: OFDM symbols per payload (set by packet_header_ofdm)
 NUM_TAG = "packet_num"       # RX: sequence number from the header
 SYNC_TAG = "diffsem_sync"    # RX: per-trigger (sample offset, fine CFO) attached before the demux
+FRAME_SYNC_TAG = "diffsem_frame_sync"  # RX: the trigger that started the frame (travels with it)
 
 
 def make_layout(fft_len=None, cp_len=None, occupied_carriers=None, pilot_carriers=None,

@@ -9,18 +9,20 @@ from gnuradio import gr
 
 from diffsem import phy
 
-from ._phy_common import FRAME_LEN_TAG, LEN_TAG, NUM_TAG, SYNC_TAG
+from ._phy_common import FRAME_LEN_TAG, FRAME_SYNC_TAG, LEN_TAG, NUM_TAG, SYNC_TAG
 
 CHAN_TAPS_TAG = "ofdm_sync_chan_taps"
 CARR_OFFSET_TAG = "ofdm_sync_carr_offset"
 LS_TAPS_TAG = "diffsem_chan_ls"
+CPE_TAG = "diffsem_cpe_slope"  # common phase per OFDM symbol measured on the header copies
 
 
 class sync_tagger(gr.sync_block):
-    """Pass-through of the frequency-corrected samples that tags each Schmidl & Cox trigger with
-    (absolute sample offset at the RX input, fine CFO in subcarrier spacings). The tag lands on
-    the first header sample, so the header-payload demux hands it to the header path and the
-    header parser returns it with the header fields: it reaches the payload with its frame.
+    """Pass-through of the (delayed) samples that tags each Schmidl & Cox trigger with (absolute
+    sample offset at the RX input, fine CFO in subcarrier spacings). The tag lands on the first
+    header sample, so the header-payload demux hands it to the header path; the header derotator
+    makes it the frame's reference and the header parser returns it with the header fields, so it
+    reaches the payload with its own frame.
 
     `delay` is how many samples the data path lags the RX input (the sync's symbol delay)."""
 
@@ -42,6 +44,70 @@ class sync_tagger(gr.sync_block):
                 value = pmt.make_tuple(pmt.from_uint64(int(base + i - self.delay)),
                                        pmt.from_double(float(fine[i]) / math.pi))
                 self.add_item_tag(0, base + int(i), self.key, value)
+        return n
+
+
+class derotator(gr.sync_block):
+    """Removes the fine CFO of each frame from its time-domain OFDM symbols (CP removed, one
+    vector per symbol, as header_payload_demux outputs them), with the frame's own estimate and a
+    phase that runs from the frame's trigger.
+
+    gr-digital's ofdm_rx instead mixes the whole stream with the sync's sample-and-held estimate,
+    which any later trigger overwrites: a spurious trigger inside a frame (frequent with the low
+    detection threshold 0-5 dB needs) then changes the correction half-way through the payload.
+    Here a frame is corrected with the estimate taken at the trigger that started it.
+
+    mode "header": the stream is a sequence of header groups of `group` symbols; the SYNC tag on
+    each group's first symbol is the frame's, is re-keyed FRAME_SYNC (it travels on with the
+    header fields) and other SYNC tags are dropped. mode "payload": FRAME_SYNC tags (put on the
+    first payload symbol by the demux) restart the symbol count; the first payload symbol is
+    symbol `first` of the frame.
+    """
+
+    def __init__(self, fft_len: int, cp_len: int, mode: str, group: int = 0, first: int = 0):
+        gr.sync_block.__init__(self, name=f"diffsem_derotator_{mode}",
+                               in_sig=[(np.complex64, fft_len)], out_sig=[(np.complex64, fft_len)])
+        if mode not in ("header", "payload"):
+            raise ValueError("mode must be 'header' or 'payload'")
+        self.mode = mode
+        self.fft_len, self.cp_len = fft_len, cp_len
+        self.group, self.first = int(group), int(first)
+        self.sym_len = fft_len + cp_len
+        self.sync_key, self.frame_key = pmt.intern(SYNC_TAG), pmt.intern(FRAME_SYNC_TAG)
+        self.set_tag_propagation_policy(gr.TPP_DONT)
+        self.cfo = 0.0       # subcarrier spacings
+        self.index = 0       # symbol index within the frame of the next input item
+        self.ramp = np.arange(fft_len, dtype=np.float64)
+
+    def work(self, input_items, output_items):
+        inp, out = input_items[0], output_items[0]
+        n = len(out)
+        base = self.nitems_read(0)
+        starts = {}
+        for tag in self.get_tags_in_window(0, 0, n):
+            rel = tag.offset - base
+            if tag.key == self.sync_key:
+                if self.mode == "header" and (tag.offset % self.group) == 0 and pmt.is_tuple(tag.value):
+                    starts.setdefault(rel, tag.value)
+                continue  # spurious triggers inside a frame are not passed on
+            if tag.key == self.frame_key and self.mode == "payload" and pmt.is_tuple(tag.value):
+                starts[rel] = tag.value
+            self.add_item_tag(0, tag.offset, tag.key, tag.value)
+        for i in range(n):
+            if self.mode == "header":
+                if (base + i) % self.group == 0:
+                    self.index = 0
+                    value = starts.get(i)
+                    self.cfo = pmt.to_double(pmt.tuple_ref(value, 1)) if value is not None else 0.0
+                    if value is not None:
+                        self.add_item_tag(0, base + i, self.frame_key, value)
+            elif i in starts:
+                self.index = self.first
+                self.cfo = pmt.to_double(pmt.tuple_ref(starts[i], 1))
+            start = self.index * self.sym_len + self.cp_len
+            phase = -2.0 * np.pi * self.cfo / self.fft_len * (start + self.ramp)
+            out[i] = inp[i] * np.exp(1j * phase).astype(np.complex64)
+            self.index += 1
         return n
 
 
@@ -86,11 +152,13 @@ class frame_assembler(gr.basic_block):
         if not (np.isfinite(cells).all() and np.isfinite(taps).all() and np.isfinite(ls_taps).all()):
             return self._drop("nonfinite", "NaN/Inf in the received frame or channel estimate")
         carr_offset = pmt.to_long(ref(CARR_OFFSET_TAG, pmt.from_long(0)))
-        est = self.estimator.estimate(cells, taps, ls_taps, n_symbols, carr_offset)
+        prior = ref(CPE_TAG, pmt.from_double(0.0))
+        prior = pmt.to_double(prior) if pmt.is_real(prior) else 0.0
+        est = self.estimator.estimate(cells, taps, ls_taps, n_symbols, carr_offset, prior)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all()
                 and math.isfinite(est.snr_db)):
             return self._drop("nonfinite", "estimation gave NaN/Inf")
-        sync = ref(SYNC_TAG)
+        sync = ref(FRAME_SYNC_TAG)
         sample_offset, fine_cfo = -1, float("nan")
         if pmt.is_tuple(sync):
             sample_offset = int(pmt.to_uint64(pmt.tuple_ref(sync, 0)))
@@ -105,6 +173,7 @@ class frame_assembler(gr.basic_block):
             ("cfo", pmt.from_double(fine_cfo + carr_offset)),
             ("cpe_rad_per_symbol", pmt.from_double(est.cpe_slope)),
             ("channel_taps", pmt.from_long(est.n_taps)),
+            ("delay", pmt.from_double(est.delay)),
             ("sample_offset", pmt.from_uint64(max(sample_offset, 0))),
             ("time", pmt.from_double(sample_offset / self.samp_rate if sample_offset >= 0 else float("nan"))),
         )
@@ -136,7 +205,7 @@ class header_monitor(gr.basic_block):
 class header_combiner(gr.decim_block):
     """Header path, between ofdm_chanest_vcvc and the header equaliser: sums the `repeats` copies
     of the header OFDM symbol (same carriers, same channel: an R-fold SNR gain for the BPSK
-    header) and replaces the preamble's raw LS channel estimate by its denoised fit
+    header) after removing their pilot-tracked common phase, and replaces the preamble's raw LS channel estimate by its denoised fit
     (FrameEstimator.smooth_channel), which both equalisers then use. The raw estimate rides on as
     tag "diffsem_chan_ls" for the payload estimator's noise bookkeeping. Without both the
     uncoded 32-bit header fails its CRC on ~1 frame in 5 at 5 dB."""
@@ -153,31 +222,52 @@ class header_combiner(gr.decim_block):
         self.taps_key = pmt.intern(CHAN_TAPS_TAG)
         self.offset_key = pmt.intern(CARR_OFFSET_TAG)
         self.ls_key = pmt.intern(LS_TAPS_TAG)
+        self.cpe_key = pmt.intern(CPE_TAG)
+
+    def _combine(self, copies, taps, carr_offset):
+        """Smoothed channel and the sum of the header copies, each derotated by the common phase
+        that residual CFO accumulates since the preamble (a line through 0 at the preamble,
+        slope fitted on the pilots of all copies: without it the later copies cancel the earlier
+        ones at low SNR)."""
+        est = self.estimator
+        active = est.active + carr_offset + self.half
+        if not (np.isfinite(taps).all() and np.isfinite(copies).all()
+                and active.min() >= 0 and active.max() < taps.size):
+            return copies.mean(axis=0), taps, 0.0
+        fitted = est.smooth_channel(taps[active].astype(np.complex128), carr_offset)[0]
+        smooth = np.zeros_like(taps)
+        smooth[active] = fitted
+        pilots = np.asarray(est.pilots) + carr_offset + self.half
+        corr = (copies[:, pilots] * np.conj(smooth[pilots] * est.pilot_values)[None, :]).sum(axis=1)
+        t = 1.0 + np.arange(copies.shape[0])
+        phase = np.unwrap(np.concatenate(([0.0], np.angle(corr))))[1:]
+        slope = float(np.sum(t * phase) / np.sum(t * t))
+        combined = (copies * np.exp(-1j * slope * t)[:, None]).mean(axis=0)
+        return combined.astype(np.complex64), smooth, slope
 
     def work(self, input_items, output_items):
         n_out = len(output_items[0])
         r = self.repeats
         frames = input_items[0][:n_out * r].reshape(n_out, r, -1)
-        output_items[0][:] = frames.sum(axis=1) / r
         base_in, base_out = self.nitems_read(0), self.nitems_written(0)
         tags = self.get_tags_in_window(0, 0, n_out * r)
-        offsets = {}
+        offsets, taps = {}, {}
         for tag in tags:
             if tag.key == self.offset_key:
                 offsets[tag.offset] = pmt.to_long(tag.value)
+            elif tag.key == self.taps_key and pmt.is_c32vector(tag.value):
+                taps[tag.offset] = tag.value
+        for j in range(n_out):
+            start = base_in + j * r
+            if start in taps:
+                raw = np.asarray(pmt.c32vector_elements(taps[start]), dtype=np.complex64)
+                output_items[0][j], smooth, slope = self._combine(frames[j], raw, offsets.get(start, 0))
+                self.add_item_tag(0, base_out + j, self.cpe_key, pmt.from_double(slope))
+                self.add_item_tag(0, base_out + j, self.taps_key, pmt.init_c32vector(smooth.size, smooth))
+                self.add_item_tag(0, base_out + j, self.ls_key, taps[start])
+            else:  # no estimate (cannot happen after ofdm_chanest_vcvc): plain average
+                output_items[0][j] = frames[j].mean(axis=0)
         for tag in tags:
-            out_offset = base_out + (tag.offset - base_in) // r
-            if tag.key == self.taps_key and pmt.is_c32vector(tag.value):
-                raw = np.asarray(pmt.c32vector_elements(tag.value), dtype=np.complex64)
-                smooth = raw
-                carr_offset = offsets.get(tag.offset, 0)
-                active = self.estimator.active + carr_offset + self.half
-                if np.isfinite(raw).all() and active.min() >= 0 and active.max() < raw.size:
-                    fitted = self.estimator.smooth_channel(raw[active].astype(np.complex128), carr_offset)[0]
-                    smooth = np.zeros_like(raw)
-                    smooth[active] = fitted
-                self.add_item_tag(0, out_offset, self.taps_key, pmt.init_c32vector(smooth.size, smooth))
-                self.add_item_tag(0, out_offset, self.ls_key, tag.value)
-            else:
-                self.add_item_tag(0, out_offset, tag.key, tag.value)
+            if tag.key != self.taps_key:
+                self.add_item_tag(0, base_out + (tag.offset - base_in) // r, tag.key, tag.value)
         return n_out

@@ -1,7 +1,7 @@
 """Analog OFDM receiver: baseband samples in, one PDU of equalised symbols per frame out."""
 from __future__ import annotations
 
-from gnuradio import analog, blocks, digital, fft, gr, pdu
+from gnuradio import blocks, digital, fft, gr, pdu
 
 from diffsem import phy
 
@@ -49,20 +49,19 @@ class ofdm_analog_rx(gr.hier_block2):
         data, pilots, guards = phy.carriers_by_role(lay)
         pilot_syms = [list(lay.pilot_symbols)]
 
-        # --- synchronisation (as gr-digital ofdm_rx)
+        # --- synchronisation: stock Schmidl & Cox detector and demux; the fine CFO is removed per
+        # frame after the demux (derotator) rather than by a free-running mixer (see derotator)
         sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, sync_threshold)
         delay = blocks.delay(gr.sizeof_gr_complex, sym_len)
-        oscillator = analog.frequency_modulator_fc(-2.0 / lay.fft_len)
-        mixer = blocks.multiply_cc()
         self.tagger = tagger = rxb.sync_tagger(sym_len)  # keep Python blocks referenced
         repeats = int(header_repeats)
         estimator = phy.FrameEstimator(lay, phase_tracking=phase_tracking, payload_scale=payload_scale,
                                        symbols_before_payload=1 + repeats)
         demux = digital.header_payload_demux(2 + repeats, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, "", True)
+        self.header_derotator = rxb.derotator(lay.fft_len, lay.cp_len, "header", group=2 + repeats)
+        self.payload_derotator = rxb.derotator(lay.fft_len, lay.cp_len, "payload", first=2 + repeats)
         self.connect(self, sync)
-        self.connect(self, delay, (mixer, 0))
-        self.connect((sync, 0), oscillator, (mixer, 1))
-        self.connect(mixer, (tagger, 0))
+        self.connect(self, delay, (tagger, 0))
         self.connect((sync, 0), (tagger, 1))
         self.connect((sync, 1), (tagger, 2))
         self.connect((sync, 1), (demux, 1))
@@ -85,7 +84,7 @@ class ofdm_analog_rx(gr.hier_block2):
         formatter = digital.packet_header_ofdm([list(data)], 1, LEN_TAG, FRAME_LEN_TAG, NUM_TAG, 1, 8)
         header_parser = digital.packet_headerparser_b(formatter.formatter())
         self.header_monitor = rxb.header_monitor(self.counters)
-        self.connect((demux, 0), header_fft, chanest, self.combiner, header_eq, header_serializer, header_demod,
+        self.connect((demux, 0), self.header_derotator, header_fft, chanest, self.combiner, header_eq, header_serializer, header_demod,
                      header_parser)
         self.msg_connect(header_parser, "header_data", demux, "header_data")
         self.msg_connect(header_parser, "header_data", self.header_monitor, "in")
@@ -99,7 +98,7 @@ class ofdm_analog_rx(gr.hier_block2):
         serializer = digital.ofdm_serializer_vcc(lay.fft_len, [cells], FRAME_LEN_TAG, "", 0, "", True)
         to_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, FRAME_LEN_TAG)
         self.assembler = rxb.frame_assembler(estimator, samp_rate, self.counters, len(cells))
-        self.connect((demux, 1), payload_fft, payload_eq, serializer, to_pdu)
+        self.connect((demux, 1), self.payload_derotator, payload_fft, payload_eq, serializer, to_pdu)
         self.msg_connect(to_pdu, "pdus", self.assembler, "in")
         self.msg_connect(self.assembler, "out", self, "out")
         self.msg_connect(self.assembler, "stats", self, "stats")

@@ -58,9 +58,8 @@ def fit_pca(images: np.ndarray, n_components: int = STORED_COMPONENTS) -> dict:
             "eigenvalues": np.clip(eigval[order], 1e-12, None).astype(np.float64)}
 
 
-def fit_and_save(path: Path | None = None) -> Path:
+def _fit_training_split() -> tuple[dict, dict]:
     from .. import data
-    path = Path(path or basis_path())
     images, _ = data.load("train")
     t0 = time.time()
     pca = fit_pca(images)
@@ -72,6 +71,12 @@ def fit_and_save(path: Path | None = None) -> Path:
                 images.reshape(len(images), -1), axis=0, ddof=1).sum()),
             "made_by": "python -m diffsem.baselines.linear --fit", "numpy": np.__version__,
             "fit_seconds": round(time.time() - t0, 2)}
+    return pca, info
+
+
+def fit_and_save(path: Path | None = None) -> Path:
+    path = Path(path or basis_path())
+    pca, info = _fit_training_split()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, info=json.dumps(info), **pca)
     return path
@@ -81,19 +86,27 @@ _basis_cache: dict[str, dict] = {}
 
 
 def load_basis(path: Path | None = None) -> dict:
-    """The cached basis; fitted (and written) on first use if the file is missing."""
+    """The cached basis. If the file is missing it is fitted (3 s) and written there when the
+    folder is writable; an installed, read-only models folder keeps the fit in memory."""
     path = Path(path or basis_path())
     key = str(path)
     if key not in _basis_cache:
-        if not path.exists():
+        if path.exists():
+            with np.load(path, allow_pickle=False) as f:
+                pca = {name: f[name] for name in ("mean", "components", "eigenvalues")}
+                info = json.loads(str(f["info"]))
+        else:
             print(f"diffsem.baselines.linear: {path} missing, fitting PCA on the training split",
                   file=sys.stderr)
-            fit_and_save(path)
-        with np.load(path, allow_pickle=False) as f:
-            _basis_cache[key] = {"mean": f["mean"].astype(np.float64),
-                                 "components": f["components"].astype(np.float64),
-                                 "eigenvalues": f["eigenvalues"].astype(np.float64),
-                                 "info": json.loads(str(f["info"]))}
+            pca, info = _fit_training_split()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(path, info=json.dumps(info), **pca)
+            except OSError as exc:
+                print(f"diffsem.baselines.linear: cannot cache the basis in {path} ({exc}); "
+                      f"using it from memory", file=sys.stderr)
+        _basis_cache[key] = {name: np.asarray(pca[name], np.float64) for name in ("mean", "components", "eigenvalues")}
+        _basis_cache[key]["info"] = info
     return _basis_cache[key]
 
 

@@ -46,7 +46,7 @@ class LoopbackSim(gr.top_block):
                  rate=0.0, models_dir="", provider="auto", seed=0, cfo=0.0, timing_offset=0.0,
                  max_queue=16, max_batch=8, drop_policy="oldest", classifier_card="", keep_images=False,
                  image_folder="", taps_address="", threads=1, source="fashion-mnist", start_delay=0.2,
-                 chan_seed=None, sync_threshold=None):
+                 chan_seed=None, sync_threshold=None, impairment=None):
         gr.top_block.__init__(self, "diffsem loopback_sim")
         from gnuradio import diffsem
 
@@ -60,7 +60,11 @@ class LoopbackSim(gr.top_block):
         self.samples = blocks.null_sink(gr.sizeof_gr_complex)  # counts the OFDM samples that went through
         self.msg_connect(self.src, "out", self.enc, "in")
         self.msg_connect(self.enc, "out", self.tx, "in")
-        self.connect(self.tx, self.chan, self.rx)
+        # `impairment`: an optional complex stream block between TX and channel (tests jam bursts with it)
+        if impairment is not None:
+            self.connect(self.tx, impairment, self.chan, self.rx)
+        else:
+            self.connect(self.tx, self.chan, self.rx)
         self.connect(self.chan, self.samples)
 
         self.decoders, self.metrics = [], []

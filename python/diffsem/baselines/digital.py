@@ -4,7 +4,8 @@ Everything here is plain numpy + Pillow (no GNU Radio): bit budget, mode table, 
 framing, the K=7 convolutional code (bit-exact with gr-fec's ``cc_encoder``, polys 109/79,
 terminated), puncturing, Gray QAM mapping and max-log LLR demapping, and a soft-input Viterbi
 decoder equivalent to gr-fec's ``cc_decoder`` (checked against it in tests/qa_digital_link.py).
-``gnuradio.diffsem.digital_link`` runs the same frames through gr-fec and the stock OFDM blocks.
+``gnuradio.diffsem.digital_link`` runs the same frames through gr-fec and the semantic link's
+OFDM PHY (ofdm_analog_tx/rx, built on the stock gr-digital blocks).
 
 How the k complex channel uses of one image are spent (the same k as the semantic link):
 

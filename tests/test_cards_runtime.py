@@ -62,6 +62,7 @@ def test_card_roundtrip_and_spec(tiny_card):
     assert card["outputs"][0]["doc"] == "reconstruction in [0,1]"
     assert card["opset"] == 17 and card["bytes"] == (tiny_card.parent / "tiny.onnx").stat().st_size
     assert verify_card(tiny_card) == tiny_card.parent / "tiny.onnx"
+    assert tiny_card.stat().st_mode & 0o044 == (tiny_card.parent / "tiny.onnx").stat().st_mode & 0o044
     assert cards.find_cards(tiny_card.parent, roles=cards.DECODER_ROLES) == [tiny_card]
     assert cards.find_cards(tiny_card.parent, roles=("encoder",)) == []
 

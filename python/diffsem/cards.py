@@ -73,6 +73,9 @@ def write_card(path, card: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a card is as readable as any other file
         with os.fdopen(fd, "w") as f:
             json.dump(card, f, indent=2, allow_nan=False)
             f.write("\n")

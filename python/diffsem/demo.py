@@ -150,6 +150,9 @@ def _plot(points, path):
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    if all(p["in_flowgraph"].get("accuracy") is None for p in points):
+        axes[1].text(0.5, 0.5, "no classifier shipped (models/classifier.json):\naccuracy not measured",
+                     ha="center", va="center", transform=axes[1].transAxes)
     fig.suptitle(f"gr-diffsem loopback over the analog OFDM PHY (n = {points[0]['in_flowgraph']['n']} per point)",
                  fontsize=10)
     fig.tight_layout()
@@ -212,7 +215,7 @@ def _point_line(point) -> str:
 def _command_line(args) -> str:
     parts = ["diffsem demo"]
     for key, value in vars(args).items():
-        if key in ("command", "func") or value is None or value is False:
+        if key in ("command", "func") or value is None or value is False or value == "":
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:

@@ -216,7 +216,7 @@ def bench_model(card_path, batches, provider: str, threads: int | None, min_time
     return entry
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -250,7 +250,7 @@ def run(args) -> int:
               file=sys.stderr)
         return 1
     peak = matmul_peak(args.peak_size, args.threads, args.provider, args.min_time / 2)
-    report = {"bench": "decoder", "host": platform.node(), "cpu": _cpu_name(), "cpus": os.cpu_count(),
+    report = {"bench": "decoder", "host": platform.node(), "cpu": cpu_name(), "cpus": os.cpu_count(),
               "onnxruntime": ort.__version__, "threads": args.threads, "peak": peak, "decoders": []}
     failures = 0
     for card in cards:

@@ -13,7 +13,7 @@ network as models/classifier.onnx (card classifier_onnx.json) for consumers with
 from __future__ import annotations
 
 import logging
-import platform
+import os
 import sys
 import time
 import warnings
@@ -95,8 +95,8 @@ def accuracy(net: nn.Module, images: np.ndarray, labels: np.ndarray, device="cpu
 def hardware_string(device: str) -> str:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads " \
-           f"(torch {torch.__version__})"
+    from .bench_decoder import cpu_name
+    return f"{cpu_name()} ({os.cpu_count()} CPUs), {torch.get_num_threads()} torch threads (torch {torch.__version__})"
 
 
 def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
@@ -185,7 +185,9 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
     common = {"data": "Fashion-MNIST (Debian dataset-fashion-mnist): train 55k / val 5k (last 5k of the train file) "
                       "/ test 10k",
               "recipe": str(recipe), "seed": cfg["seed"],
-              "training": {"hardware": hardware_string(device), "time_s": round(elapsed, 1), "epochs": cfg["epochs"],
+              "training": {"hardware": hardware_string(device), "time_s": round(elapsed, 1),
+                           "time_note": "wall-clock seconds of the training epochs (machine possibly shared)",
+                           "epochs": cfg["epochs"],
                            "history": history, "config": cfg},
               "metrics": [{"split": "test", "accuracy": round(test_acc, 4), "n": int(len(x_test))}]}
     card = make_card(pt_path, name=cfg["name"], role="classifier", **common)

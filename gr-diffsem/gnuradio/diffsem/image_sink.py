@@ -148,7 +148,8 @@ def _ImageView(sink, scale, refresh_ms):
                 self.views.append(view)
                 self.titles.append(caption)
             self.info = QtWidgets.QLabel("waiting for images")
-            self.info.setStyleSheet("font-size: 14pt")
+            self.info.setStyleSheet("font-size: 12pt")
+            self.info.setWordWrap(True)
             layout.addWidget(self.info, 2, 0, 1, 2)
             self.shown = None
             self.timer = QtCore.QTimer(self)
@@ -173,11 +174,12 @@ def _ImageView(sink, scale, refresh_ms):
             if ref is not None:
                 ref_meta, ref_image = ref
                 self._show(self.views[0], ref_image)
+                text[-1] += "\n"
                 text += [f"PSNR {_num(ref_meta.get('psnr_db'), '.2f')} dB", f"SSIM {_num(ref_meta.get('ssim'), '.3f')}"]
                 if "correct" in ref_meta:
                     text.append(f"{ref_meta.get('pred_class', '?')} {'ok' if ref_meta['correct'] else 'WRONG'}")
                 if ref_meta.get("avg_psnr_db") is not None:
                     text.append(f"avg PSNR {_num(ref_meta.get('avg_psnr_db'), '.2f')} dB")
-            self.info.setText("   ".join(text))
+            self.info.setText("   ".join(text).replace("\n   ", "\n"))
 
     return ImageView()

@@ -450,7 +450,8 @@ def run_loopback(images, k: int, mode: str, snr_db: float, channel: str = "awgn"
             n = len(sink.messages)
             if any(_seq_of(m) == len(images) - 1 for m in list(sink.messages)):
                 break
-            if not sink.wait_for(n + 1, quiet_s) and tx.stats()["sent"] + tx.stats()["rejected"] >= len(images) + len(extra_pdus):
+            tx_done = tx.stats()["sent"] + tx.stats()["rejected"] >= len(images) + len(extra_pdus)
+            if not sink.wait_for(n + 1, quiet_s) and tx_done:
                 break
     finally:
         tb.stop()
@@ -544,7 +545,8 @@ def compare_paths(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn", mo
         lib = scheme.decode(s_hat.numpy(), np.full(n, float(snr)), nv.numpy())
         status = [mt.get("status") for mt in metas]
         snr_est = [mt["snr_db"] for mt in metas if isinstance(mt.get("snr_db"), float)]
-        yield {"k": k, "channel": channel, "snr_db": float(snr), "mode": m.name, "margin_db": margin_db, "n": n, "seed": seed,
+        yield {"k": k, "channel": channel, "snr_db": float(snr), "mode": m.name, "margin_db": margin_db,
+               "n": n, "seed": seed,
                "psnr_flowgraph": round(float(np.mean([core.psnr(a, b) for a, b in zip(rec, images)])), 3),
                "psnr_library": round(float(np.mean([core.psnr(a, b) for a, b in zip(lib, images)])), 3),
                "ok_flowgraph": status.count("ok") + status.count("no_image"),
@@ -570,17 +572,18 @@ def compare_linear(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn"):
         g = torch.Generator().manual_seed(seed)
         s_hat, nv = transmit(torch.from_numpy(scheme.encode(images)), float(snr), channel, generator=g)
         lib = scheme.decode(s_hat.numpy(), np.full(n, float(snr)), nv.numpy())
+        p_fg = np.array([core.psnr(a, b) for a, b in zip(fg, images)])
         yield {"scheme": "linear", "k": k, "channel": channel, "snr_db": float(snr), "n": n, "seed": seed,
-               "psnr_flowgraph": round(float(np.mean([core.psnr(a, b) for a, b in zip(fg, images)])), 3),
-               "psnr_flowgraph_received": round(float(np.mean([core.psnr(a, b) for a, b, r in zip(fg, images, received) if r])), 3)
-               if received.any() else None,
+               "psnr_flowgraph": round(float(p_fg.mean()), 3),
+               "psnr_flowgraph_received": round(float(p_fg[received].mean()), 3) if received.any() else None,
                "psnr_library": round(float(np.mean([core.psnr(a, b) for a, b in zip(lib, images)])), 3),
                "received": int(received.sum()), "flowgraph_seconds": round(t_fg, 2)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m gnuradio.diffsem.digital_link",
-                                description="baselines through the GNU Radio PHY (digital: + gr-fec) vs the library channel, JSON lines")
+                                description="baselines through the GNU Radio PHY (digital: + gr-fec) vs the "
+                                            "library channel, JSON lines")
     p.add_argument("--k", type=int, nargs="+", default=[128])
     p.add_argument("--snr", type=float, nargs="+", default=[4, 6, 8, 10, 12, 14, 16, 20, 25])
     p.add_argument("--n", type=int, default=100)

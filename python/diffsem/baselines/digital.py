@@ -461,7 +461,7 @@ class Received:
 
 def parse_payload(payload: bytes, budget: Budget) -> Received:
     grey = np.full((SIDE, SIDE), GREY, np.float32)
-    if len(payload) != budget.payload_bytes or budget.payload_bytes < DESCRIPTOR_BYTES + CRC_BYTES + budget.length_bytes:
+    if len(payload) != budget.payload_bytes or not budget.carries_frame:
         return Received("bad_payload", grey)
     body, crc = payload[:-CRC_BYTES], int.from_bytes(payload[-CRC_BYTES:], "big")
     if crc16(body) != crc:

@@ -216,7 +216,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffsem.baselines.linear",
-                                description="fit the PCA basis, or print PSNR vs SNR on the library channel (JSON lines)")
+                                description="fit the PCA basis, or print PSNR vs SNR on the library "
+                                            "channel (JSON lines)")
     p.add_argument("--fit", action="store_true", help="(re)fit models/linear_pca.npz on the training split")
     p.add_argument("--k", type=int, nargs="+", default=[128, 32])
     p.add_argument("--snr", type=float, nargs="+", default=[-5, 0, 5, 10, 15, 20, 25, 30])

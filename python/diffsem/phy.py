@@ -201,7 +201,9 @@ class FrameEstimator:
         self.tap_threshold = tap_threshold
         self.t0 = symbols_before_payload  # OFDM symbols from the channel-estimate symbol to payload 0
         self.min_gain = min_gain
-        self.last_delay = 0.0
+        self._oversample = 32
+        self._tables = {}
+        self._fits = {}
 
     @staticmethod
     def _pilot_values(layout):
@@ -211,44 +213,78 @@ class FrameEstimator:
         k = np.asarray(carriers, dtype=np.float64)[:, None] + carr_offset
         return np.exp(-2j * np.pi * k * np.asarray(delays, dtype=np.float64)[None, :] / self.layout.fft_len)
 
-    def smooth_channel(self, h_ls_active: np.ndarray, carr_offset: int):
-        """Fit the LS estimate on the active carriers with a short impulse response, keeping only
-        the taps that stand out of the noise. Returns (basis-weights fn, leverage per active
-        carrier, residual energy, dof, n_taps)."""
-        # mean delay (samples) from the phase slope between neighbouring active carriers
+    def _fit_tables(self, carr_offset: int, keep: tuple):
+        """Cached least-squares tables for a tap subset of the fixed window (taps_before ..
+        taps_after around the frame's delay): pseudo-inverse, fitted-value map and leverage."""
+        key = (carr_offset, keep)
+        tables = self._tables.get(key)
+        if tables is None:
+            delays = np.arange(-self.taps_before, self.taps_after + 1)[list(keep)]
+            basis = self._basis(self.active, delays, carr_offset)
+            pinv = np.linalg.pinv(basis)
+            hat = basis @ pinv
+            tap_noise = np.real(np.diag(np.linalg.pinv(basis.conj().T @ basis)))
+            tables = (pinv, hat, np.real(np.diag(hat)).copy(), tap_noise)
+            if len(self._tables) < 4096:
+                self._tables[key] = tables
+        return tables
+
+    def delay_of(self, h_ls_active: np.ndarray, carr_offset: int = 0) -> float:
+        """ML delay (samples) of a single path: peak of |sum_k H_k e^{+j2pi k tau/N}| over tau,
+        found on an oversampled inverse FFT near the pairwise phase-slope estimate. A centre
+        off by a fraction of a sample would need extra taps that the selection then drops."""
         k = self.active
-        step = np.diff(k)
-        adj = step == 1
+        adj = np.diff(k) == 1
         slope = np.angle(np.sum(h_ls_active[1:][adj] * np.conj(h_ls_active[:-1][adj])))
-        coarse = -slope * self.layout.fft_len / (2 * np.pi)
-        # refine to the ML delay of a single path (peak of |sum_k H_k e^{+j2pi k tau/N}|) on a
-        # 0.02-sample grid: the pairwise slope alone is too noisy at low SNR, and a centre off by
-        # a fraction of a sample would need extra taps that the selection then drops. Fractional,
-        # so that a timing offset between samples is one tap, not a spread-out sinc.
-        grid = coarse + np.arange(-1.5, 1.5001, 0.02)
-        steer = np.exp(2j * np.pi * np.outer(grid, k + carr_offset) / self.layout.fft_len)
-        centre = float(grid[np.argmax(np.abs(steer @ h_ls_active))])
-        delays = centre + np.arange(-self.taps_before, self.taps_after + 1)
-        basis = self._basis(self.active, delays, carr_offset)
-        coef, *_ = np.linalg.lstsq(basis, h_ls_active, rcond=None)
-        # noise per tap ~ sigma^2 * diag((B^H B)^-1); sigma^2 from the full-window residual
-        gram_inv = np.linalg.pinv(basis.conj().T @ basis)
-        resid = h_ls_active - basis @ coef
-        dof_full = max(len(self.active) - len(delays), 1)
-        sigma2_h = float(np.sum(np.abs(resid) ** 2) / dof_full)
-        tap_noise = sigma2_h * np.real(np.diag(gram_inv))
-        keep = np.abs(coef) ** 2 > self.tap_threshold * np.maximum(tap_noise, 1e-30)
+        n = self.layout.fft_len
+        coarse = -slope * n / (2 * np.pi)
+        over = self._oversample
+        grid = np.zeros(n * over, dtype=np.complex128)
+        grid[(k + carr_offset) % (n * over)] = h_ls_active
+        spectrum = np.abs(np.fft.ifft(grid))
+        lo = int(np.floor((coarse - 1.5) * over))
+        idx = np.arange(lo, lo + 3 * over + 1)
+        vals = spectrum[idx % (n * over)]
+        i = int(np.argmax(vals))
+        frac = 0.0
+        if 0 < i < len(vals) - 1:  # parabolic interpolation between grid points
+            den = vals[i - 1] - 2 * vals[i] + vals[i + 1]
+            frac = 0.5 * (vals[i - 1] - vals[i + 1]) / den if den < 0 else 0.0
+        return (idx[i] + frac) / over
+
+    def smooth_channel(self, h_ls_active: np.ndarray, carr_offset: int):
+        """Fit the LS estimate on the active carriers with a short impulse response around the
+        frame's delay, keeping only the taps that stand out of the noise.
+        Returns (fitted H on the active carriers, leverage per active carrier, residual energy,
+        residual degrees of freedom, taps kept, delay). Cached per LS estimate (the header combiner and
+        the payload assembler fit the same frame)."""
+        cache_key = (h_ls_active.tobytes(), carr_offset)
+        hit = self._fits.get(cache_key)
+        if hit is not None:
+            return hit
+        centre = self.delay_of(h_ls_active, carr_offset)
+        # move the delay to 0 so one fixed (cached) basis serves every frame; fractional, so
+        # a timing offset between samples is one tap, not a spread-out sinc
+        rot = np.exp(2j * np.pi * (self.active + carr_offset) * centre / self.layout.fft_len)
+        h = h_ls_active * rot
+        n_win = self.taps_before + self.taps_after + 1
+        pinv, hat, _, tap_noise = self._fit_tables(carr_offset, tuple(range(n_win)))
+        coef = pinv @ h
+        resid = h - hat @ h
+        dof_full = max(len(self.active) - n_win, 1)
+        sigma2_h = float(np.vdot(resid, resid).real / dof_full)
+        keep = np.abs(coef) ** 2 > self.tap_threshold * np.maximum(sigma2_h * tap_noise, 1e-30)
         if not keep.any():
             keep[np.argmax(np.abs(coef))] = True
-        sel = basis[:, keep]
-        coef_s, *_ = np.linalg.lstsq(sel, h_ls_active, rcond=None)
-        fitted = sel @ coef_s
-        hat = sel @ np.linalg.pinv(sel.conj().T @ sel) @ sel.conj().T
-        leverage = np.real(np.diag(hat))
+        _, hat_s, leverage, _ = self._fit_tables(carr_offset, tuple(np.flatnonzero(keep)))
+        fitted = (hat_s @ h) * np.conj(rot)
         resid_e = float(np.sum(np.abs(h_ls_active - fitted) ** 2))
         dof = len(self.active) - int(keep.sum())
-        self.last_delay = float(centre)
-        return fitted, leverage, resid_e, dof, int(keep.sum())
+        out = (fitted, leverage, resid_e, dof, int(keep.sum()), float(centre))
+        if len(self._fits) > 256:
+            self._fits.clear()
+        self._fits[cache_key] = out
+        return out
 
     def estimate(self, cells: np.ndarray, eq_taps: np.ndarray, ls_taps: np.ndarray, n_symbols: int,
                  carr_offset: int = 0, prior_slope: float = 0.0):
@@ -263,7 +299,7 @@ class FrameEstimator:
         h_eq = np.asarray(eq_taps, dtype=np.complex128)[self.active + carr_offset + half]
         # preamble symbol values on those carriers (training power); the LS estimate's noise is
         # sigma^2/|x|^2 = sigma^2 for BPSK
-        fitted, leverage, resid_e, dof_pre, n_taps = self.smooth_channel(h_ls, carr_offset)
+        fitted, leverage, resid_e, dof_pre, n_taps, delay = self.smooth_channel(h_ls, carr_offset)
         pos = {k: i for i, k in enumerate(self.active)}
         idx_d = np.array([pos[k] for k in self.data])
         idx_p = np.array([pos[k] for k in self.pilots])
@@ -328,4 +364,4 @@ class FrameEstimator:
         post_eq = -10.0 * math.log10(max(float(np.mean(noise_var)), 1e-30))
         total_slope = slope + (prior_slope if self.phase_tracking != "off" else 0.0)
         return FrameEstimate(symbols.astype(np.complex64), noise_var.astype(np.float32), snr_db,
-                             post_eq, sigma2, total_slope, n_taps, self.last_delay)
+                             post_eq, sigma2, total_slope, n_taps, delay)

@@ -10,7 +10,6 @@ from diffsem.ofdm import DEFAULT_LAYOUT, OfdmLayout
 LEN_TAG = "packet_len"       # tagged-stream length key inside the TX (symbols) and RX (payload symbols)
 FRAME_LEN_TAG = "frame_len"  # RX: OFDM symbols per payload (set by packet_header_ofdm)
 NUM_TAG = "packet_num"       # RX: sequence number from the header
-SYNC_TAG = "diffsem_sync"    # RX: per-trigger (sample offset, fine CFO) attached before the demux
 FRAME_SYNC_TAG = "diffsem_frame_sync"  # RX: the trigger that started the frame (travels with it)
 
 
@@ -41,6 +40,10 @@ def make_layout(fft_len=None, cp_len=None, occupied_carriers=None, pilot_carrier
     if len(set(carriers)) != len(carriers) or any(not -half <= k < half or k == 0 for k in carriers):
         raise ValueError(f"carriers must be distinct, non-DC, within [-{half}, {half})")
     return layout
+
+
+# pybind's init_*vector copies a Python list about 3x faster than a numpy array: callers pass
+# `array.tolist()` on the per-frame paths.
 
 
 class Counters:

@@ -9,7 +9,7 @@ from gnuradio import gr
 
 from diffsem import phy
 
-from ._phy_common import FRAME_LEN_TAG, FRAME_SYNC_TAG, LEN_TAG, NUM_TAG, SYNC_TAG
+from ._phy_common import FRAME_LEN_TAG, FRAME_SYNC_TAG, LEN_TAG, NUM_TAG
 
 CHAN_TAPS_TAG = "ofdm_sync_chan_taps"
 CARR_OFFSET_TAG = "ofdm_sync_carr_offset"
@@ -17,34 +17,7 @@ LS_TAPS_TAG = "diffsem_chan_ls"
 CPE_TAG = "diffsem_cpe_slope"  # common phase per OFDM symbol measured on the header copies
 
 
-class sync_tagger(gr.sync_block):
-    """Pass-through of the (delayed) samples that tags each Schmidl & Cox trigger with (absolute
-    sample offset at the RX input, fine CFO in subcarrier spacings). The tag lands on the first
-    header sample, so the header-payload demux hands it to the header path; the header derotator
-    makes it the frame's reference and the header parser returns it with the header fields, so it
-    reaches the payload with its own frame.
-
-    `delay` is how many samples the data path lags the RX input (the sync's symbol delay)."""
-
-    def __init__(self, delay: int):
-        gr.sync_block.__init__(self, name="diffsem_sync_tagger",
-                               in_sig=[np.complex64, np.float32, np.uint8], out_sig=[np.complex64])
-        self.delay = int(delay)
-        self.key = pmt.intern(SYNC_TAG)
-
-    def work(self, input_items, output_items):
-        samples, fine, trigger = input_items
-        n = len(output_items[0])
-        output_items[0][:] = samples[:n]
-        hits = np.flatnonzero(trigger[:n])
-        if hits.size:
-            base = self.nitems_written(0)
-            for i in hits:
-                # sync output 0 is the fine offset times pi (gr-digital: rad/sample = 2*out/fft_len)
-                value = pmt.make_tuple(pmt.from_uint64(int(base + i - self.delay)),
-                                       pmt.from_double(float(fine[i]) / math.pi))
-                self.add_item_tag(0, base + int(i), self.key, value)
-        return n
+TIME_ZERO = pmt.make_tuple(pmt.from_uint64(0), pmt.from_double(0.0))
 
 
 class derotator(gr.sync_block):
@@ -54,60 +27,69 @@ class derotator(gr.sync_block):
 
     gr-digital's ofdm_rx instead mixes the whole stream with the sync's sample-and-held estimate,
     which any later trigger overwrites: a spurious trigger inside a frame (frequent with the low
-    detection threshold 0-5 dB needs) then changes the correction half-way through the payload.
-    Here a frame is corrected with the estimate taken at the trigger that started it.
+    detection threshold 5 dB needs) then changes the correction half-way through the payload.
 
-    mode "header": the stream is a sequence of header groups of `group` symbols; the SYNC tag on
-    each group's first symbol is the frame's, is re-keyed FRAME_SYNC (it travels on with the
-    header fields) and other SYNC tags are dropped. mode "payload": FRAME_SYNC tags (put on the
-    first payload symbol by the demux) restart the symbol count; the first payload symbol is
-    symbol `first` of the frame.
+    Input items are (sample, cfo) pairs (the sync's held CFO estimate rides with each sample).
+    mode "header": groups of `group` symbols per header; the CFO at the group's first sample
+    and the demux's rx_time stamp (= sample offset) become the frame's FRAME_SYNC tag, which
+    travels on with the header fields to the payload. mode "payload": FRAME_SYNC
+    tags (put on the first payload symbol by the demux) restart the symbol count at `first`.
     """
 
-    def __init__(self, fft_len: int, cp_len: int, mode: str, group: int = 0, first: int = 0):
+    def __init__(self, fft_len: int, cp_len: int, mode: str, group: int = 0, first: int = 0,
+                 delay: int = 0):
         gr.sync_block.__init__(self, name=f"diffsem_derotator_{mode}",
-                               in_sig=[(np.complex64, fft_len)], out_sig=[(np.complex64, fft_len)])
+                               in_sig=[(np.complex64, 2 * fft_len)], out_sig=[(np.complex64, fft_len)])
         if mode not in ("header", "payload"):
             raise ValueError("mode must be 'header' or 'payload'")
         self.mode = mode
         self.fft_len, self.cp_len = fft_len, cp_len
-        self.group, self.first = int(group), int(first)
+        self.group, self.first, self.delay = int(group), int(first), int(delay)
         self.sym_len = fft_len + cp_len
-        self.sync_key, self.frame_key = pmt.intern(SYNC_TAG), pmt.intern(FRAME_SYNC_TAG)
+        self.time_key, self.frame_key = pmt.intern("rx_time"), pmt.intern(FRAME_SYNC_TAG)
         self.set_tag_propagation_policy(gr.TPP_DONT)
         self.cfo = 0.0       # subcarrier spacings
         self.index = 0       # symbol index within the frame of the next input item
         self.ramp = np.arange(fft_len, dtype=np.float64)
 
     def work(self, input_items, output_items):
-        inp, out = input_items[0], output_items[0]
+        out = output_items[0]
         n = len(out)
         base = self.nitems_read(0)
-        starts = {}
+        pairs = input_items[0][:n].reshape(n, self.fft_len, 2)
+        samples = pairs[:, :, 0]
+        times, starts = {}, {}
         for tag in self.get_tags_in_window(0, 0, n):
             rel = tag.offset - base
-            if tag.key == self.sync_key:
-                if self.mode == "header" and (tag.offset % self.group) == 0 and pmt.is_tuple(tag.value):
-                    starts.setdefault(rel, tag.value)
-                continue  # spurious triggers inside a frame are not passed on
-            if tag.key == self.frame_key and self.mode == "payload" and pmt.is_tuple(tag.value):
+            if tag.key == self.time_key:
+                times[rel] = tag.value
+                continue
+            if tag.key == self.frame_key and pmt.is_tuple(tag.value):
                 starts[rel] = tag.value
             self.add_item_tag(0, tag.offset, tag.key, tag.value)
-        for i in range(n):
+        index = np.empty(n)
+        cfo = np.empty(n)
+        for i in range(n):  # scalar bookkeeping only; the rotation below is vectorised
             if self.mode == "header":
                 if (base + i) % self.group == 0:
                     self.index = 0
-                    value = starts.get(i)
-                    self.cfo = pmt.to_double(pmt.tuple_ref(value, 1)) if value is not None else 0.0
-                    if value is not None:
-                        self.add_item_tag(0, base + i, self.frame_key, value)
+                    # sync output 0 is the fine offset times pi (gr-digital: rad/sample = 2*out/N)
+                    self.cfo = float(pairs[i, 0, 1].real) / np.pi
+                    offset = -1
+                    if i in times and pmt.is_tuple(times[i]):
+                        t = times[i]
+                        offset = int(pmt.to_uint64(pmt.tuple_ref(t, 0)) + round(pmt.to_double(pmt.tuple_ref(t, 1))))
+                        offset -= self.delay
+                    value = pmt.make_tuple(pmt.from_long(offset), pmt.from_double(self.cfo))
+                    self.add_item_tag(0, base + i, self.frame_key, value)
             elif i in starts:
                 self.index = self.first
                 self.cfo = pmt.to_double(pmt.tuple_ref(starts[i], 1))
-            start = self.index * self.sym_len + self.cp_len
-            phase = -2.0 * np.pi * self.cfo / self.fft_len * (start + self.ramp)
-            out[i] = inp[i] * np.exp(1j * phase).astype(np.complex64)
+            index[i], cfo[i] = self.index, self.cfo
             self.index += 1
+        start = index * self.sym_len + self.cp_len
+        phase = (-2.0 * np.pi / self.fft_len) * cfo[:, None] * (start[:, None] + self.ramp[None, :])
+        out[:] = samples * np.exp(1j * phase).astype(np.complex64)
         return n
 
 
@@ -161,7 +143,7 @@ class frame_assembler(gr.basic_block):
         sync = ref(FRAME_SYNC_TAG)
         sample_offset, fine_cfo = -1, float("nan")
         if pmt.is_tuple(sync):
-            sample_offset = int(pmt.to_uint64(pmt.tuple_ref(sync, 0)))
+            sample_offset = int(pmt.to_long(pmt.tuple_ref(sync, 0)))
             fine_cfo = pmt.to_double(pmt.tuple_ref(sync, 1))
         out = pmt.make_dict()
         items = (
@@ -169,7 +151,7 @@ class frame_assembler(gr.basic_block):
             ("n_symbols", pmt.from_long(n_symbols)),
             ("snr_db", pmt.from_double(est.snr_db)),
             ("post_eq_snr_db", pmt.from_double(est.post_eq_snr_db)),
-            ("noise_var", pmt.init_f32vector(est.noise_var.size, est.noise_var)),
+            ("noise_var", pmt.init_f32vector(est.noise_var.size, est.noise_var.tolist())),
             ("cfo", pmt.from_double(fine_cfo + carr_offset)),
             ("cpe_rad_per_symbol", pmt.from_double(est.cpe_slope)),
             ("channel_taps", pmt.from_long(est.n_taps)),
@@ -181,7 +163,7 @@ class frame_assembler(gr.basic_block):
             out = pmt.dict_add(out, pmt.intern(key), value)
         self.counters.incr("frames")
         self.message_port_pub(pmt.intern("out"),
-                              pmt.cons(out, pmt.init_c32vector(est.symbols.size, est.symbols)))
+                              pmt.cons(out, pmt.init_c32vector(est.symbols.size, est.symbols.tolist())))
         self.message_port_pub(pmt.intern("stats"), self.counters.to_pmt())
 
 
@@ -263,7 +245,7 @@ class header_combiner(gr.decim_block):
                 raw = np.asarray(pmt.c32vector_elements(taps[start]), dtype=np.complex64)
                 output_items[0][j], smooth, slope = self._combine(frames[j], raw, offsets.get(start, 0))
                 self.add_item_tag(0, base_out + j, self.cpe_key, pmt.from_double(slope))
-                self.add_item_tag(0, base_out + j, self.taps_key, pmt.init_c32vector(smooth.size, smooth))
+                self.add_item_tag(0, base_out + j, self.taps_key, pmt.init_c32vector(smooth.size, smooth.tolist()))
                 self.add_item_tag(0, base_out + j, self.ls_key, taps[start])
             else:  # no estimate (cannot happen after ofdm_chanest_vcvc): plain average
                 output_items[0][j] = frames[j].mean(axis=0)

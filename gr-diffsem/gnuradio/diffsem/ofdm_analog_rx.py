@@ -1,6 +1,7 @@
 """Analog OFDM receiver: baseband samples in, one PDU of equalised symbols per frame out."""
 from __future__ import annotations
 
+import pmt
 from gnuradio import blocks, digital, fft, gr, pdu
 
 from diffsem import phy
@@ -49,23 +50,33 @@ class ofdm_analog_rx(gr.hier_block2):
         data, pilots, guards = phy.carriers_by_role(lay)
         pilot_syms = [list(lay.pilot_symbols)]
 
-        # --- synchronisation: stock Schmidl & Cox detector and demux; the fine CFO is removed per
-        # frame after the demux (derotator) rather than by a free-running mixer (see derotator)
+        # --- synchronisation: stock Schmidl & Cox detector and demux. The fine CFO is not
+        # removed by a free-running mixer (a spurious trigger inside a frame would change it half
+        # way, see derotator) but per frame after the demux: the sync's CFO output rides along
+        # with each sample (streams_to_vector: items of (sample, cfo)), so the demux cuts both out
+        # together, all in C++ at the sample rate. An rx_time tag on sample 0 makes the demux
+        # stamp every header with its sample offset.
         sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, sync_threshold)
         delay = blocks.delay(gr.sizeof_gr_complex, sym_len)
-        self.tagger = tagger = rxb.sync_tagger(sym_len)  # keep Python blocks referenced
+        cfo_as_complex = blocks.float_to_complex()
+        time_tag = blocks.tags_strobe(gr.sizeof_gr_complex, rxb.TIME_ZERO, 1 << 62, pmt.intern("rx_time"))
+        add_time_tag = blocks.add_cc()
+        pair = blocks.streams_to_vector(gr.sizeof_gr_complex, 2)
         repeats = int(header_repeats)
         estimator = phy.FrameEstimator(lay, phase_tracking=phase_tracking, payload_scale=payload_scale,
                                        symbols_before_payload=1 + repeats)
-        demux = digital.header_payload_demux(2 + repeats, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, "", True)
-        self.header_derotator = rxb.derotator(lay.fft_len, lay.cp_len, "header", group=2 + repeats)
+        demux = digital.header_payload_demux(2 + repeats, lay.fft_len, lay.cp_len, FRAME_LEN_TAG, "", True,
+                                             2 * gr.sizeof_gr_complex, "rx_time", 1.0)
+        self.header_derotator = rxb.derotator(lay.fft_len, lay.cp_len, "header", group=2 + repeats,
+                                              delay=sym_len)
         self.payload_derotator = rxb.derotator(lay.fft_len, lay.cp_len, "payload", first=2 + repeats)
         self.connect(self, sync)
-        self.connect(self, delay, (tagger, 0))
-        self.connect((sync, 0), (tagger, 1))
-        self.connect((sync, 1), (tagger, 2))
+        self.connect(self, delay, (add_time_tag, 0))
+        self.connect(time_tag, (add_time_tag, 1))
+        self.connect(add_time_tag, (pair, 0))
+        self.connect((sync, 0), cfo_as_complex, (pair, 1))
         self.connect((sync, 1), (demux, 1))
-        self.connect(tagger, (demux, 0))
+        self.connect(pair, (demux, 0))
 
         # --- header: BPSK through the stock chain, CRC-checked by the stock parser
         header_fft = fft.fft_vcc(lay.fft_len, True, (), True)

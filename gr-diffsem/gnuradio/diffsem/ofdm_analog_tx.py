@@ -60,7 +60,7 @@ class _framer(gr.basic_block):
         meta = pmt.dict_delete(meta, pmt.intern(LEN_TAG))
         meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
         self.counters.incr("frames")
-        self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(frame.size, frame)))
+        self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(frame.size, frame.tolist())))
 
 
 class _burst_padder(gr.basic_block):
@@ -80,7 +80,7 @@ class _burst_padder(gr.basic_block):
     def handle(self, msg):
         burst = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), dtype=np.complex64) * self.scale
         out = np.concatenate((self.front, burst, self.back))
-        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(out.size, out)))
+        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(out.size, out.tolist())))
 
 
 class ofdm_analog_tx(gr.hier_block2):

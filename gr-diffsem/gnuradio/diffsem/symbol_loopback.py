@@ -79,7 +79,7 @@ class symbol_source(gr.basic_block):
             seq = self.sent % phy.SEQ_MODULO
             sym = reference_symbols(self.seed, seq, self.n_symbols)
             meta = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), pmt.from_long(seq))
-            self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(sym.size, sym)))
+            self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(sym.size, sym.tolist())))
             self.sent += 1
         if not self._stop.is_set():
             self.message_port_pub(pmt.intern("done"), pmt.from_long(self.sent))

@@ -21,3 +21,25 @@ def make_scheme(name: str, k: int, **kwargs):
         from .digital import DigitalScheme
         return DigitalScheme(k, **kwargs)
     raise ValueError(f"unknown baseline {name!r}: choose linear or digital")
+
+
+_classifier_cache: dict = {}
+
+
+def classifier_accuracy(images, labels) -> float | None:
+    """Accuracy of the shipped in-project classifier on images [B,1,28,28], or None (said once
+    on stderr) while models/classifier.* is not there."""
+    if "net" not in _classifier_cache:
+        try:
+            from ..classifier import load_classifier
+            _classifier_cache["net"] = load_classifier()
+        except Exception as exc:  # missing or mismatching card: accuracy is reported as null
+            import sys
+            print(f"diffsem.baselines: no classifier for accuracy ({exc}); reporting null", file=sys.stderr)
+            _classifier_cache["net"] = None
+    net = _classifier_cache["net"]
+    if net is None:
+        return None
+    import numpy as np
+    from ..classifier import accuracy
+    return round(float(accuracy(net, np.asarray(images, np.float32), np.asarray(labels))), 4)

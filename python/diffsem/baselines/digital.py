@@ -650,8 +650,9 @@ def run_curve(k: int, snrs, n: int, seed: int, channel: str = "awgn", mode: str 
     import torch
     from .. import data
     from ..channel import transmit
-    images, _ = data.load("test")
-    images = images[:n]
+    from . import classifier_accuracy
+    images, labels = data.load("test")
+    images, labels = images[:n], labels[:n]
     scheme = DigitalScheme(k, mode=mode, margin_db=margin_db)
     for snr in snrs:
         t0 = time.time()
@@ -667,6 +668,7 @@ def run_curve(k: int, snrs, n: int, seed: int, channel: str = "awgn", mode: str 
         codecs = [f.codec for f in fits if f.codec]
         yield {"scheme": "digital", "k": k, "channel": channel, "snr_db": float(snr), "mode": m.name,
                "codec_bytes": budget.data_bytes, "psnr": round(float(np.mean(p)), 3),
+               "accuracy": classifier_accuracy(rec, labels),
                "psnr_if_delivered": round(float(np.mean([f.psnr for f in fits])), 3),
                "fit_rate": round(len(codecs) / len(fits), 4),
                "codecs": {c: codecs.count(c) for c in sorted(set(codecs))},

@@ -232,8 +232,9 @@ def main(argv=None) -> int:
     import torch
     from .. import data
     from ..channel import transmit
-    images, _ = data.load("test")
-    images = images[: args.n]
+    from . import classifier_accuracy
+    images, labels = data.load("test")
+    images, labels = images[: args.n], labels[: args.n]
     for k in args.k:
         for decoder in DECODERS:
             scheme = LinearScheme(k, decoder=decoder)
@@ -244,6 +245,7 @@ def main(argv=None) -> int:
                 rec = scheme.decode(s_hat, torch.full((len(images),), float(snr)), nv).numpy()
                 print(json.dumps({"scheme": "linear", "decoder": decoder, "k": k, "channel": args.channel,
                                   "snr_db": snr, "psnr": round(float(_psnr(rec, images).mean()), 3),
+                                  "accuracy": classifier_accuracy(rec, labels),
                                   "n": len(images), "seed": args.seed,
                                   "power_mean": round(power[0], 4), "power_std": round(power[1], 4)}))
     return 0

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 import time
 
 import numpy as np
 
+from . import classifier_accuracy
 from .digital import CODECS, DESCRIPTOR_BYTES, GREY, SIDE, fit_codec, psnr
-
-log = logging.getLogger("diffsem.baselines.separation")
-
 
 def capacity_bits(k: int, snr_db: float) -> float:
     """k * log2(1 + SNR): bits per image over k complex AWGN uses at Es/N0 = snr_db."""
@@ -52,30 +49,16 @@ def reconstruct(images, k: int, snr_db: float, codecs=CODECS) -> tuple[np.ndarra
     return rec[:, None], fits
 
 
-def _classifier():
-    """The shipped classifier, or None (logged once) while it is not there."""
-    try:
-        from ..classifier import load_classifier
-        return load_classifier()
-    except Exception as exc:  # missing file / card: accuracy is reported as null
-        log.warning("no classifier for accuracy (%s): reporting accuracy as null", exc)
-        return None
-
-
 def bound_curve(k: int, snrs, n: int = 500, codecs=CODECS, with_accuracy: bool = True):
     """One dict per SNR: mean PSNR (per image, on [0,1]), accuracy (or None), fit statistics."""
     from .. import data
     images, labels = data.load("test")
     images, labels = images[:n], labels[:n]
-    net = _classifier() if with_accuracy else None
     for snr in snrs:
         t0 = time.time()
         rec, fits = reconstruct(images, k, float(snr), codecs)
         p = [psnr(r, x) for r, x in zip(rec, images)]
-        acc = None
-        if net is not None:
-            from ..classifier import accuracy
-            acc = round(float(accuracy(net, rec, labels)), 4)
+        acc = classifier_accuracy(rec, labels) if with_accuracy else None
         used = [f for f in fits if f is not None and f.codec]
         yield {"scheme": "separation_bound", "k": k, "snr_db": float(snr),
                "capacity_bits": round(capacity_bits(k, float(snr)), 1),
@@ -94,7 +77,6 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=500, help="test images per point")
     p.add_argument("--no-accuracy", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     for k in args.k:
         for row in bound_curve(k, args.snr, args.n, with_accuracy=not args.no_accuracy):
             print(json.dumps(row), flush=True)

@@ -225,7 +225,8 @@ def resolve_card(card: str | None, role: str, k: int, steps: int | None = None, 
     return folder / f"{card_name(role, k, steps)}.json"
 
 
-def load_model(card_path, provider: str = "auto", cache_dir=None, threads: int | None = None):
+def load_model(card_path, provider: str = "auto", cache_dir=None, threads: int | None = None,
+               max_batch: int = 64):
     """An OnnxModel for `card_path` (sha256 and I/O checked against the card, provider logged).
 
     Raises cards.CardError (ModelFileMissing, ChecksumMismatch, runtime.ModelMismatch) or
@@ -233,7 +234,9 @@ def load_model(card_path, provider: str = "auto", cache_dir=None, threads: int |
     """
     from .runtime import OnnxModel
 
-    return OnnxModel(card_path, provider=provider or "auto", cache_dir=cache_dir or None, threads=threads)
+    # max_batch sizes the TensorRT shape profile: it must cover the worker's largest batch
+    return OnnxModel(card_path, provider=provider or "auto", cache_dir=cache_dir or None, threads=threads,
+                     max_batch=max(1, int(max_batch)))
 
 
 def _input_names(model) -> set:

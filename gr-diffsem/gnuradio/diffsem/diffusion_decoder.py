@@ -50,12 +50,14 @@ class diffusion_decoder(gr.basic_block):
             raise ValueError(f"diffusion_decoder: mode {mode!r} is not one of {inference.DECODER_MODES}")
         role = "diffusion" if self.mode == "diffusion" else "deepjscc"
         self.card_path = inference.resolve_card(card or None, role, self.k, self.steps, models_dir or None)
-        self.model = inference.load_model(self.card_path, provider, cache_dir or None, int(threads) or None)
+        self.model = inference.load_model(self.card_path, provider, cache_dir or None, int(threads) or None,
+                                          max_batch=max(int(max_batch), 1))
         card_k = self.model.card.get("k")
         if card_k is not None and int(card_k) != self.k:
             raise ValueError(f"diffusion_decoder: k={self.k} but {self.card_path} is a k={card_k} decoder")
         self.provider = self.model.provider
-        self.label = f"diffusion s{self.model.card.get('steps') or self.steps}" if self.mode == "diffusion" else "deepjscc"
+        steps_used = self.model.card.get("steps") or self.steps
+        self.label = f"diffusion s{steps_used}" if self.mode == "diffusion" else "deepjscc"
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}")
         self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed)
         self.bad_input = 0

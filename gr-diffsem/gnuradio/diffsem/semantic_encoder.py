@@ -36,7 +36,8 @@ class semantic_encoder(gr.basic_block):
         self.warn = RateLimitedLog(self.log)
         self.k = int(k)
         self.card_path = inference.resolve_card(card or None, "encoder", self.k, None, models_dir or None)
-        self.model = inference.load_model(self.card_path, provider, threads=int(threads) or None)
+        self.model = inference.load_model(self.card_path, provider, threads=int(threads) or None,
+                                          max_batch=max(int(max_batch), 1))
         card_k = self.model.card.get("k")
         if card_k is not None and int(card_k) != self.k:
             raise ValueError(f"semantic_encoder: k={self.k} but {self.card_path} is a k={card_k} encoder")

@@ -163,7 +163,7 @@ def test_bad_symbol_pdus_are_counted_and_never_stall_the_decoder(models):
     tb.msg_connect(dec, "drops", met, "drops")
     tb.start()
     try:
-        assert _wait(lambda: dec.stats()["processed"] == 2 and met.accounting()["bad_input"] == len(bad))
+        assert _wait(lambda: met.accounting()["decoded"] == 2 and met.accounting()["bad_input"] == len(bad))
     finally:
         tb.stop()
         tb.wait()

@@ -192,11 +192,10 @@ class FrameEstimator:
         self.active = np.array(sorted(self.data + self.pilots))
         self.pilot_values = self._pilot_values(layout)
         self.sync2 = sync_words(layout)[1]
-        # impulse-response window (samples, around the channel's mean delay): with 52 of 64 carriers
-        # active, a window much longer than ~12 taps makes the fit ill-conditioned (noise gain
-        # grows ~10x per 4 extra taps), so the window follows the channel instead of covering
-        # the whole cyclic prefix.
-        self.taps_before = 3 if taps_before is None else int(taps_before)
+        # candidate taps (samples around the strongest path's delay): the greedy selection in
+        # smooth_channel only ever fits the taps it picked, so a window as long as the CP stays
+        # well-conditioned; the strongest path of a multipath channel need not be the first.
+        self.taps_before = 7 if taps_before is None else int(taps_before)
         self.taps_after = 8 if taps_after is None else int(taps_after)
         self.tap_threshold = tap_threshold
         self.t0 = symbols_before_payload  # OFDM symbols from the channel-estimate symbol to payload 0
@@ -230,20 +229,19 @@ class FrameEstimator:
         return tables
 
     def delay_of(self, h_ls_active: np.ndarray, carr_offset: int = 0) -> float:
-        """ML delay (samples) of a single path: peak of |sum_k H_k e^{+j2pi k tau/N}| over tau,
-        found on an oversampled inverse FFT near the pairwise phase-slope estimate. A centre
-        off by a fraction of a sample would need extra taps that the selection then drops."""
-        k = self.active
-        adj = np.diff(k) == 1
-        slope = np.angle(np.sum(h_ls_active[1:][adj] * np.conj(h_ls_active[:-1][adj])))
+        """ML delay (samples) of a single path: the peak of |sum_k H_k e^{+j2pi k tau/N}| over
+        tau in [-cp_len, 2 cp_len] (where the FFT window can put the channel), from an
+        oversampled inverse FFT refined by parabolic interpolation. It uses the coherent sum over
+        all carriers (17 dB of gain over the per-carrier SNR), so it holds at 0 dB where the
+        pairwise phase slope does not; a centre off by a fraction of a sample would need extra
+        taps that the selection then drops."""
         n = self.layout.fft_len
-        coarse = -slope * n / (2 * np.pi)
         over = self._oversample
         grid = np.zeros(n * over, dtype=np.complex128)
-        grid[(k + carr_offset) % (n * over)] = h_ls_active
+        grid[(self.active + carr_offset) % (n * over)] = h_ls_active
         spectrum = np.abs(np.fft.ifft(grid))
-        lo = int(np.floor((coarse - 1.5) * over))
-        idx = np.arange(lo, lo + 3 * over + 1)
+        cp = max(self.layout.cp_len, 1)
+        idx = np.arange(-cp * over, 2 * cp * over + 1)
         vals = spectrum[idx % (n * over)]
         i = int(np.argmax(vals))
         frac = 0.0
@@ -267,16 +265,31 @@ class FrameEstimator:
         # a timing offset between samples is one tap, not a spread-out sinc
         rot = np.exp(2j * np.pi * (self.active + carr_offset) * centre / self.layout.fft_len)
         h = h_ls_active * rot
+        # greedy selection (orthogonal matching pursuit) from the ML path: a tap joins while it
+        # removes more than `tap_threshold` times the noise left per degree of freedom. Fitting the
+        # whole window at once is ill-conditioned (52 of 64 carriers): at low SNR its noisy
+        # coefficients would hide the true taps.
         n_win = self.taps_before + self.taps_after + 1
-        pinv, hat, _, tap_noise = self._fit_tables(carr_offset, tuple(range(n_win)))
-        coef = pinv @ h
-        resid = h - hat @ h
-        dof_full = max(len(self.active) - n_win, 1)
-        sigma2_h = float(np.vdot(resid, resid).real / dof_full)
-        keep = np.abs(coef) ** 2 > self.tap_threshold * np.maximum(sigma2_h * tap_noise, 1e-30)
-        if not keep.any():
-            keep[np.argmax(np.abs(coef))] = True
-        _, hat_s, leverage, _ = self._fit_tables(carr_offset, tuple(np.flatnonzero(keep)))
+        n_act = len(self.active)
+        chosen = (self.taps_before,)
+        _, hat_s, _, _ = self._fit_tables(carr_offset, chosen)
+        energy = float(np.sum(np.abs(h - hat_s @ h) ** 2))
+        while len(chosen) < n_win:
+            best, best_energy = None, energy
+            for j in range(n_win):
+                if j in chosen:
+                    continue
+                trial = tuple(sorted(chosen + (j,)))
+                e = float(np.sum(np.abs(h - self._fit_tables(carr_offset, trial)[1] @ h) ** 2))
+                if e < best_energy:
+                    best, best_energy = trial, e
+            noise_per_dof = best_energy / max(n_act - len(chosen) - 1, 1)
+            if best is None or energy - best_energy < self.tap_threshold * noise_per_dof:
+                break
+            chosen, energy = best, best_energy
+        keep = np.zeros(n_win, dtype=bool)
+        keep[list(chosen)] = True
+        _, hat_s, leverage, _ = self._fit_tables(carr_offset, chosen)
         fitted = (hat_s @ h) * np.conj(rot)
         resid_e = float(np.sum(np.abs(h_ls_active - fitted) ** 2))
         dof = len(self.active) - int(keep.sum())
@@ -327,9 +340,14 @@ class FrameEstimator:
             slope = 0.0
             n_phase_params = 0
         else:
-            raw = np.unwrap(np.concatenate(([0.0], np.angle(corr))))[1:]
+            raw = np.angle(corr)
             if self.phase_tracking == "linear":
-                slope = float(np.sum(t * raw) / np.sum(t * t))
+                # line through 0 at the preamble, fitted on wrapped residual angles twice: no
+                # unwrapping, so one noisy symbol near +-pi cannot rotate the whole frame
+                slope = 0.0
+                for _ in range(2):
+                    resid = np.angle(corr * np.exp(-1j * slope * t))
+                    slope += float(np.sum(np.abs(corr) * t * resid) / max(np.sum(np.abs(corr) * t * t), 1e-30))
                 phase = slope * t
                 n_phase_params = 1
             else:

@@ -1,4 +1,4 @@
-"""Shared helpers of the analog OFDM blocks: layout from block parameters, PMT conversions, counters."""
+"""Shared helpers of the analog OFDM blocks: layout from block parameters, counters, block loading."""
 from __future__ import annotations
 
 import threading
@@ -11,6 +11,18 @@ LEN_TAG = "packet_len"       # tagged-stream length key inside the TX (symbols) 
 FRAME_LEN_TAG = "frame_len"  # RX: OFDM symbols per payload (set by packet_header_ofdm)
 NUM_TAG = "packet_num"       # RX: sequence number from the header
 FRAME_SYNC_TAG = "diffsem_frame_sync"  # RX: the trigger that started the frame (travels with it)
+
+
+def load_block(name: str, module: str | None = None):
+    """The block class `name` of this package. Importing a block module whose name equals its
+    class (ofdm_analog_tx.py defines ofdm_analog_tx) binds the package attribute to the module;
+    this re-binds it to the class so `diffsem.<name>(...)` (GRC's generated code) keeps working."""
+    import importlib
+    import sys
+    package = __name__.rsplit(".", 1)[0]
+    cls = getattr(importlib.import_module(f"{package}.{module or name}"), name)
+    setattr(sys.modules[package], name, cls)
+    return cls
 
 
 def make_layout(fft_len=None, cp_len=None, occupied_carriers=None, pilot_carriers=None,

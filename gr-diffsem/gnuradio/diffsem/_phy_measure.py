@@ -6,10 +6,15 @@ import time
 
 from gnuradio import gr
 
-from .channel_sim import channel_sim
-from .ofdm_analog_rx import ofdm_analog_rx
-from .ofdm_analog_tx import ofdm_analog_tx
-from .symbol_loopback import symbol_checker, symbol_source
+from ._phy_common import load_block
+
+# through load_block: a plain `from .ofdm_analog_tx import ...` would leave the package attribute
+# `ofdm_analog_tx` bound to the module instead of the block class
+channel_sim = load_block("channel_sim")
+ofdm_analog_rx = load_block("ofdm_analog_rx")
+ofdm_analog_tx = load_block("ofdm_analog_tx")
+symbol_checker = load_block("symbol_checker", "symbol_loopback")
+symbol_source = load_block("symbol_source", "symbol_loopback")
 
 
 class loopback(gr.top_block):

@@ -89,3 +89,31 @@ def test_bench_prints_one_json_line(tmp_path, capsys):
 def test_bench_without_decoders_says_so(tmp_path, capsys):
     assert cli.main(["bench", "decoder", "--models", str(tmp_path)]) == 1
     assert "no decoder cards" in capsys.readouterr().err
+
+
+class FilmNet(torch.nn.Module):
+    """Conv -> GroupNorm -> FiLM (chunk) -> Conv. The exported chunk (Shape/Slice arithmetic) loses
+    the batch axis in ONNX shape inference, so the last Conv's shapes come only from the probe run."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.norm = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.GroupNorm(2, 4)
+        self.film, self.b = torch.nn.Linear(1, 8), torch.nn.Conv2d(4, 1, 3)
+
+    def forward(self, image):
+        scale, shift = self.film(image.mean((2, 3))).chunk(2, dim=1)
+        h = self.norm(self.a(image)) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        return self.b(h)
+
+
+def test_flops_counted_where_shape_inference_gives_up(tmp_path, monkeypatch):
+    path = tmp_path / "film.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(FilmNet(), (torch.zeros(2, 1, 28, 28),), str(path), input_names=["image"],
+                          output_names=["out"], dynamo=False, opset_version=17, dynamic_axes={"image": {0: "batch"}})
+    flops, skipped = bench_decoder.count_flops(path)
+    assert skipped == []
+    assert flops == 2 * (4 * 28 * 28) * 1 * 9 + 2 * 1 * 1 * 8 + 2 * (1 * 26 * 26) * 4 * 9
+    monkeypatch.setattr(bench_decoder, "_measured_shapes", lambda model: {})
+    assert bench_decoder.count_flops(path)[1] == ["Conv /b/Conv (shape unknown)"]  # what the probe run fixes

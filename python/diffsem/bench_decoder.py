@@ -8,8 +8,9 @@ beside it). `student_vs_teacher` gives student images/s over the teacher's (same
 
 FLOPs are 2 x multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul nodes (the rest --
 activations, norms, adds -- is small next to them and not counted), with shapes from ONNX shape
-inference at batch 1; nodes inside a Loop body count trip-count times when the count is a
-constant. A benchmark, not a test: numbers depend on the machine and its load.
+inference at batch 1, corrected by the shapes seen in one batch-1 run of the graph (exporters'
+GroupNorm patterns defeat static inference); nodes inside a Loop body count trip-count times
+when the count is a constant. A benchmark, not a test: numbers depend on the machine and its load.
 """
 from __future__ import annotations
 
@@ -32,14 +33,16 @@ log = logging.getLogger("diffsem.bench_decoder")
 
 # --- FLOP counting ---------------------------------------------------------------------------
 
-def _shape_table(graph, outer: dict | None = None) -> dict:
-    """name -> list of ints (or None for unknown axes) for every tensor shape known in `graph`."""
+def _shape_table(graph, outer: dict | None = None, measured: dict | None = None) -> dict:
+    """name -> list of ints (or None for unknown axes) for every tensor shape known in `graph`;
+    `measured` shapes (from a run) override inferred ones."""
     table = dict(outer or {})
     for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
         dims = vi.type.tensor_type.shape.dim
         table[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     for init in graph.initializer:
         table[init.name] = list(init.dims)
+    table.update(measured or {})
     return table
 
 
@@ -54,10 +57,13 @@ def _known(*shapes) -> bool:
     return all(s is not None and None not in s for s in shapes)
 
 
-def _graph_flops(graph, outer: dict | None = None, skipped: list | None = None) -> int:
+_COUNTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _graph_flops(graph, outer: dict | None = None, skipped: list | None = None, measured: dict | None = None) -> int:
     from onnx import numpy_helper
 
-    shapes = _shape_table(graph, outer)
+    shapes = _shape_table(graph, outer, measured)
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
@@ -91,11 +97,53 @@ def _graph_flops(graph, outer: dict | None = None, skipped: list | None = None) 
                 skipped.append(f"Loop {node.name or node.output[0]} (trip count not constant)")
                 continue
             total += int(trip) * _graph_flops(body, shapes, skipped)
-        elif op in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        elif op in _COUNTED:
             skipped.append(f"{op} {node.name or node.output[0]} (shape unknown)")
         elif op in ("If", "Scan"):
             skipped.append(f"{op} {node.name or node.output[0]} (subgraph not counted)")
     return total
+
+
+def _measured_shapes(model) -> dict:
+    """Shapes of the counted nodes' tensors from one batch-1 run of the graph (every such tensor
+    exposed as an extra output). Exporters' GroupNorm (Reshape/InstanceNorm/Shape/Reshape) and
+    similar patterns defeat static shape inference; a run cannot be fooled. {} if it fails."""
+    import onnx
+    import onnxruntime as ort
+
+    graph = model.graph
+    seen = {i.name for i in graph.initializer}
+    wanted = []
+    for node in graph.node:
+        if node.op_type in _COUNTED:
+            new = [n for n in dict.fromkeys(list(node.input[:2]) + list(node.output[:1])) if n and n not in seen]
+            wanted += new
+            seen.update(new)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    elem = {vi.name: vi.type.tensor_type.elem_type for vi in list(graph.value_info) + list(graph.input)}
+    outputs = {o.name for o in graph.output}
+    for name in (n for n in wanted if n not in outputs):
+        elem_type = elem.get(name, onnx.TensorProto.FLOAT)
+        probe.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
+    feeds = {}
+    initializers = {i.name for i in graph.initializer}
+    for vi in graph.input:
+        if vi.name in initializers:
+            continue
+        shape = [d.dim_value or 1 for d in vi.type.tensor_type.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        feeds[vi.name] = np.full(shape, 0.1 if dtype.kind == "f" else 0, dtype=dtype)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        values = sess.run(wanted, feeds)
+    except Exception as exc:  # noqa: BLE001 - fall back to static shapes
+        log.warning("shape probe run failed (%s); FLOPs from static shape inference only", exc)
+        return {}
+    return {name: list(v.shape) for name, v in zip(wanted, values)}
 
 
 def count_flops(onnx_path) -> tuple[int, list[str]]:
@@ -111,12 +159,13 @@ def count_flops(onnx_path) -> tuple[int, list[str]]:
             if not d.HasField("dim_value"):
                 d.dim_value = 1  # the (dynamic) batch axis
     model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    measured = _measured_shapes(model)
     skipped: list[str] = []
     batch = 1
     first = next((vi for vi in model.graph.input if vi.name not in initializers), None)
     if first is not None and first.type.tensor_type.shape.dim:
         batch = first.type.tensor_type.shape.dim[0].dim_value or 1  # a static-batch model: per image
-    return _graph_flops(model.graph, skipped=skipped) // batch, skipped
+    return _graph_flops(model.graph, skipped=skipped, measured=measured) // batch, skipped
 
 
 # --- peak and timing ---------------------------------------------------------------------------
@@ -198,8 +247,12 @@ def bench_model(card_path, batches, provider: str, threads: int | None, min_time
     model = OnnxModel(card_path, provider=provider, threads=threads, max_batch=max(batches))
     flops, skipped = count_flops(model.path)
     entry.update(provider=model.provider, mflops_per_image=round(flops / 1e6, 4), flops_per_image=int(flops))
-    if skipped:
-        entry["flops_not_counted"] = skipped
+    if skipped:  # e.g. {"Conv (shape unknown)": 3}
+        reasons: dict = {}
+        for item in skipped:
+            key = f"{item.split(' ', 1)[0]} {item[item.rfind('('):]}"
+            reasons[key] = reasons.get(key, 0) + 1
+        entry["flops_not_counted"] = reasons
     fixed = [d for s in model.inputs.values() for d in s["shape"][:1] if d != BATCH]
     entry["images_per_s"], entry["latency_ms"], entry["peak_fraction"] = {}, {}, {}
     for b in batches:

@@ -55,3 +55,63 @@ class loopback(gr.top_block):
         out.update(sent=self.source.sent, lost=self.source.sent - out["frames"], seconds=elapsed,
                    rx=self.rx.stats(), tx=self.tx.stats())
         return out
+
+
+def measure(snr_db, channel="awgn", cfo=0.0, timing_offset=0.0, n_frames=1000, n_symbols=128, seed=0):
+    """One loopback condition -> dict of the figures docs/phy.md reports."""
+    import numpy as np
+
+    tb = loopback(snr_db, channel, cfo, timing_offset, n_frames, n_symbols, seed, window=16,
+                  keep_symbols=(channel != "awgn"))
+    r = tb.run_until_done(timeout=1200.0)
+    records = np.array([rec[1:] for rec in tb.checker.records]) if tb.checker.records else np.zeros((0, 3))
+    out = dict(snr_db=snr_db, channel=channel, cfo=cfo, timing_offset=timing_offset, frames=r["sent"],
+               lost=r["lost"], loss_pct=round(100.0 * r["lost"] / max(r["sent"], 1), 3),
+               header_crc_fail=r["rx"]["header_crc_fail"], seconds=round(r["seconds"], 1))
+    if len(records):
+        snr_est = records[:, 1]
+        out.update(mse_db=round(r["mse_db"], 3), noise_var_db=round(r["noise_var_db"], 3),
+                   mse_minus_noise_db=round(r["mse_db"] + snr_db, 3),
+                   snr_est_mean_db=round(float(np.mean(snr_est)), 3),
+                   snr_est_p5_p95_db=[round(float(v), 2) for v in np.percentile(snr_est, [5, 95])])
+    if tb.checker.symbol_records:
+        nv = np.concatenate([a for a, _ in tb.checker.symbol_records]).astype(np.float64)
+        err = np.concatenate([b for _, b in tb.checker.symbol_records]).astype(np.float64)
+        order = np.argsort(nv)
+        bins_nv = np.array([b.mean() for b in np.array_split(nv[order], 20)])
+        bins_err = np.array([b.mean() for b in np.array_split(err[order], 20)])
+        out.update(noise_var_err_corr_symbol=round(float(np.corrcoef(nv, err)[0, 1]), 3),
+                   noise_var_err_corr_log_binned=round(float(np.corrcoef(np.log(bins_nv), np.log(bins_err))[0, 1]), 4),
+                   err_over_noise_var_db=round(float(10 * np.log10(err.mean() / nv.mean())), 3))
+    return out
+
+
+def main(argv=None):
+    """python -m gnuradio.diffsem._phy_measure [--frames N] [--quick]: the PHY figures of
+    docs/phy.md, one JSON line per condition (seed 0)."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--frames", type=int, default=1000)
+    p.add_argument("--low-snr-frames", type=int, default=200, help="frames at 0 dB (many are not detected)")
+    p.add_argument("--only", default="", help="comma list of: snr,cfo,selective,rayleigh")
+    a = p.parse_args(argv)
+    only = set(filter(None, a.only.split(",")))
+    conditions = []
+    if not only or "snr" in only:
+        conditions += [dict(snr_db=0.0, n_frames=a.low_snr_frames)]
+        conditions += [dict(snr_db=s, n_frames=a.frames) for s in (5.0, 10.0, 15.0, 20.0, 25.0)]
+    if not only or "cfo" in only:
+        conditions += [dict(snr_db=s, cfo=c, timing_offset=0.5, n_frames=a.frames)
+                       for s in (5.0, 20.0) for c in (0.3, -0.3)]
+    if not only or "selective" in only:
+        conditions += [dict(snr_db=s, channel="selective", n_frames=a.frames // 2) for s in (10.0, 20.0)]
+    if not only or "rayleigh" in only:
+        conditions += [dict(snr_db=20.0, channel="rayleigh", n_frames=a.frames // 2)]
+    for cond in conditions:
+        print(json.dumps(measure(**cond)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

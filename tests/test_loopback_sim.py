@@ -276,3 +276,12 @@ def test_bench_link_prints_one_json_line(models, capsys):
     assert result["drained"] and result["drops"] == 0 and result["throughput_pass"]["decoded"] == 4
     assert result["images_per_s"] > 0 and result["ofdm_msps"] > 0 and result["samples_per_image"] > 0
     assert result["latency_pass"]["latency_ms_p99"] >= result["latency_pass"]["latency_ms_p50"] > 0
+
+
+def test_demo_without_models_says_which_file_is_missing(tmp_path, capsys):
+    from diffsem.cli import main
+
+    rc = main(["demo", "--out", str(tmp_path / "demo"), "--models-dir", str(tmp_path / "none"), "--n", "2",
+               "--snr", "10", "--channel", "awgn", "--taps", "off"])
+    assert rc == 2
+    assert "encoder_k128.json: model card not found" in capsys.readouterr().err

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -229,6 +230,17 @@ def _command_line(args) -> str:
 
 def run(args):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .cards import CardError
+    from .runtime import ProviderUnavailable
+
+    try:
+        return _run(args)
+    except (CardError, ProviderUnavailable, OSError) as exc:  # missing/tampered model, provider, port in use
+        print(f"diffsem demo: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args):
     from .data import CLASSES, load
 
     out = Path(args.out)

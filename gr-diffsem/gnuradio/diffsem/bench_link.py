@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -171,6 +172,17 @@ def _latencies(met) -> np.ndarray:
 
 
 def run(args):
+    from diffsem.cards import CardError
+    from diffsem.runtime import ProviderUnavailable
+
+    try:
+        return _run(args)
+    except (CardError, ProviderUnavailable) as exc:  # missing/tampered model, unavailable provider
+        print(f"diffsem bench link: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args):
     n = int(args.images)
     # pass 1: throughput, everything offered at once (queue big enough that nothing is dropped)
     tb, ok = _pass(args, 0.0, n)

@@ -284,3 +284,19 @@ def test_digital_mode_without_room_for_a_frame_shows_grey(test_images):
     assert scheme.last_stats["no_image"] == 4 and np.all(rec == dg.GREY)
     with pytest.raises(ValueError):
         dg.build_payload(scheme.last_fits[0], dg.bit_budget(32, scheme.fixed_mode))
+
+
+def test_baselines_plug_into_evaluate_point(test_images):
+    """The sweep's unit of work runs the baselines like any Scheme (digital: link adaptation
+    from link_snr_db) and scores what the schemes themselves reconstruct."""
+    from diffsem import evaluate
+
+    x, y = test_images[0][:32], test_images[1][:32]
+    linear_scheme, digital_scheme = make_scheme("linear", 128), make_scheme("digital", 128)
+    digital_scheme.link_snr_db = 14.0
+    for scheme in (linear_scheme, digital_scheme):
+        row = evaluate.evaluate_point(scheme, x, y, "awgn", 14.0, seed=0)
+        assert row["scheme"] == scheme.name and row["k"] == 128 and row["n"] == 32
+        rec, _ = evaluate.transmit_and_decode(scheme, x, "awgn", 14.0, seed=0)
+        assert abs(row["psnr"] - float(_psnr(rec, x).mean())) < 1e-3
+    assert digital_scheme.last_stats["ok"] == 32      # 16-QAM 3/4, 2 dB above its threshold

@@ -116,6 +116,19 @@ def header_symbols(n_symbols: int, seq: int, layout: OfdmLayout = DEFAULT_LAYOUT
     return (2.0 * bits - 1.0).astype(np.complex64)
 
 
+def header_shift(copy: int, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> int:
+    """Cyclic shift (in data carriers) of header copy `copy`: the copies put each header bit on
+    `repeats` carriers spread over the band (frequency diversity against selective fades)."""
+    return (copy * layout.n_data) // max(repeats, 1)
+
+
+def header_copies(n_symbols: int, seq: int, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """The `repeats` header OFDM symbols (data carriers only), copy c cyclically shifted by
+    header_shift(c): bit b rides data carrier (b + shift) % n_data."""
+    base = header_symbols(n_symbols, seq, layout)
+    return np.concatenate([np.roll(base, header_shift(c, repeats, layout)) for c in range(repeats)])
+
+
 # ----------------------------------------------------------------------------- PDU validation
 def check_payload(vector, max_symbols: int = MAX_SYMBOLS_PER_FRAME):
     """Why a PDU payload cannot be sent, or None. `vector` is what pmt.to_python gave for the

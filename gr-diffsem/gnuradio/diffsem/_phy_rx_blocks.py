@@ -185,12 +185,12 @@ class header_monitor(gr.basic_block):
 
 
 class header_combiner(gr.decim_block):
-    """Header path, between ofdm_chanest_vcvc and the header equaliser: sums the `repeats` copies
-    of the header OFDM symbol (same carriers, same channel: an R-fold SNR gain for the BPSK
-    header) after removing their pilot-tracked common phase, and replaces the preamble's raw LS channel estimate by its denoised fit
-    (FrameEstimator.smooth_channel), which both equalisers then use. The raw estimate rides on as
-    tag "diffsem_chan_ls" for the payload estimator's noise bookkeeping. Without both the
-    uncoded 32-bit header fails its CRC on ~1 frame in 5 at 5 dB."""
+    """Header path, between ofdm_chanest_vcvc and the header equaliser: combines the `repeats`
+    copies of the header OFDM symbol (maximum-ratio, on the denoised preamble channel, after
+    their pilot-tracked common phase; the TX spreads each bit over `repeats` carriers) into one
+    equalised symbol for the stock BPSK equaliser/decoder/parser. The raw LS estimate rides on as
+    tag "diffsem_chan_ls" for the payload estimator. Without this the uncoded 32-bit header
+    fails its CRC on ~1 frame in 5 at 5 dB."""
 
     def __init__(self, estimator: phy.FrameEstimator, repeats: int):
         fft_len = estimator.layout.fft_len
@@ -207,25 +207,43 @@ class header_combiner(gr.decim_block):
         self.cpe_key = pmt.intern(CPE_TAG)
 
     def _combine(self, copies, taps, carr_offset):
-        """Smoothed channel and the sum of the header copies, each derotated by the common phase
-        that residual CFO accumulates since the preamble (a line through 0 at the preamble,
-        slope fitted on the pilots of all copies: without it the later copies cancel the earlier
-        ones at low SNR)."""
+        """Maximum-ratio combination of the header copies on the denoised channel, each copy first
+        derotated by the common phase that residual CFO accumulates since the preamble (a line
+        through 0 at the preamble, slope fitted on the pilots of all copies: without it later
+        copies cancel earlier ones at low SNR) and un-shifted (copy c carries bit b on data
+        carrier (b + shift_c) % 48). Returns (equalised header symbol, unit channel taps for the
+        stock equaliser, smoothed channel, slope)."""
         est = self.estimator
+        n = taps.size
         active = est.active + carr_offset + self.half
         if not (np.isfinite(taps).all() and np.isfinite(copies).all()
-                and active.min() >= 0 and active.max() < taps.size):
-            return copies.mean(axis=0), taps, 0.0
+                and active.min() >= 0 and active.max() < n):
+            return None
         fitted = est.smooth_channel(taps[active].astype(np.complex128), carr_offset)[0]
-        smooth = np.zeros_like(taps)
+        smooth = np.zeros(n, dtype=np.complex128)
         smooth[active] = fitted
         pilots = np.asarray(est.pilots) + carr_offset + self.half
+        data = np.asarray(est.data) + carr_offset + self.half
         corr = (copies[:, pilots] * np.conj(smooth[pilots] * est.pilot_values)[None, :]).sum(axis=1)
         t = 1.0 + np.arange(copies.shape[0])
-        phase = np.unwrap(np.concatenate(([0.0], np.angle(corr))))[1:]
-        slope = float(np.sum(t * phase) / np.sum(t * t))
-        combined = (copies * np.exp(-1j * slope * t)[:, None]).mean(axis=0)
-        return combined.astype(np.complex64), smooth, slope
+        slope = 0.0
+        for _ in range(2):  # wrapped residual angles, no unwrapping (see FrameEstimator)
+            resid = np.angle(corr * np.exp(-1j * slope * t))
+            slope += float(np.sum(np.abs(corr) * t * resid) / max(np.sum(np.abs(corr) * t * t), 1e-30))
+        n_data = len(est.data)
+        num = np.zeros(n_data, dtype=np.complex128)
+        den = np.zeros(n_data)
+        h_d = smooth[data]
+        for c in range(copies.shape[0]):
+            z = copies[c, data] * np.exp(-1j * slope * t[c]) * np.conj(h_d)
+            num += np.roll(z, -phy.header_shift(c, copies.shape[0], est.layout))
+            den += np.roll(np.abs(h_d) ** 2, -phy.header_shift(c, copies.shape[0], est.layout))
+        out = np.zeros(n, dtype=np.complex64)
+        out[data] = num / np.maximum(den, 1e-30)
+        out[pilots] = est.pilot_values
+        unit = np.zeros(n, dtype=np.complex64)
+        unit[active] = 1.0
+        return out, unit, slope
 
     def work(self, input_items, output_items):
         n_out = len(output_items[0])
@@ -241,13 +259,18 @@ class header_combiner(gr.decim_block):
                 taps[tag.offset] = tag.value
         for j in range(n_out):
             start = base_in + j * r
+            combined = None
             if start in taps:
                 raw = np.asarray(pmt.c32vector_elements(taps[start]), dtype=np.complex64)
-                output_items[0][j], smooth, slope = self._combine(frames[j], raw, offsets.get(start, 0))
-                self.add_item_tag(0, base_out + j, self.cpe_key, pmt.from_double(slope))
-                self.add_item_tag(0, base_out + j, self.taps_key, pmt.init_c32vector(smooth.size, smooth.tolist()))
+                combined = self._combine(frames[j], raw, offsets.get(start, 0))
+            if combined is not None:
+                output_items[0][j], unit, slope = combined
+                # the header is already equalised: the stock equaliser divides by 1 and hands the
+                # same unit state to the payload (the payload estimator knows, see eq_taps)
+                self.add_item_tag(0, base_out + j, self.taps_key, pmt.init_c32vector(unit.size, unit.tolist()))
                 self.add_item_tag(0, base_out + j, self.ls_key, taps[start])
-            else:  # no estimate (cannot happen after ofdm_chanest_vcvc): plain average
+                self.add_item_tag(0, base_out + j, self.cpe_key, pmt.from_double(slope))
+            else:  # no usable estimate (cannot happen after ofdm_chanest_vcvc): plain average
                 output_items[0][j] = frames[j].mean(axis=0)
         for tag in tags:
             if tag.key != self.taps_key:

@@ -54,7 +54,7 @@ class _framer(gr.basic_block):
             seq = pmt.to_long(seq_pmt)
         seq %= phy.SEQ_MODULO
         self.next_seq = (seq + 1) % phy.SEQ_MODULO
-        header = np.tile(phy.header_symbols(payload.size, seq, self.layout), self.header_repeats)
+        header = phy.header_copies(payload.size, seq, self.header_repeats, self.layout)
         frame = np.concatenate((header,
                                 payload * self.payload_scale)).astype(np.complex64)
         meta = pmt.dict_delete(meta, pmt.intern(LEN_TAG))
@@ -87,10 +87,11 @@ class ofdm_analog_tx(gr.hier_block2):
     """Analog OFDM TX (hier block). Message input "in": PDU (dict metadata, c32vector of 1..4095
     unit-power payload symbols). Output: complex baseband stream of zero-padded bursts.
 
-    Burst: 2 Schmidl & Cox preamble symbols, `header_repeats` identical BPSK header symbols (stock
+    Burst: 2 Schmidl & Cox preamble symbols, `header_repeats` BPSK header symbols (stock
     packet_header_ofdm format: 12-bit symbol count, 12-bit sequence number = metadata "seq" if
-    present else a counter, CRC-8; the RX sums the copies, so the uncoded header survives at
-    5 dB), then ceil(n/48) payload OFDM symbols (symbol i on data carrier i % 48 of symbol i // 48,
+    present else a counter, CRC-8), copy c cyclically shifted by c*48/repeats data carriers so
+    each bit rides carriers spread over the band; the RX combines the copies (maximum-ratio), so
+    the uncoded header survives at 5 dB and in selective fades), then ceil(n/48) payload OFDM symbols (symbol i on data carrier i % 48 of symbol i // 48,
     unused cells of the last symbol zero), built by ofdm_carrier_allocator_cvc, fft_vcc,
     ofdm_cyclic_prefixer, then zero padding before/after each burst (Schmidl & Cox detection needs
     quiet between bursts).

@@ -40,13 +40,14 @@ def pseudo_huber_c(dim: int = 784) -> float:
     return 0.00054 * dim ** 0.5
 
 
-def euler_sample(velocity, x1, steps: int, t_start: float = 1.0):
-    """Integrate dx/dt = velocity(x, t) from t_start to 0 in `steps` equal Euler steps."""
+def euler_sample(velocity, x1, steps: int, t_start=1.0, dt=None):
+    """Integrate dx/dt = velocity(x, t) backwards from t_start in `steps` Euler steps of size dt
+    (default: down to t = 0). t_start may be a float or a per-sample tensor [B]."""
     x = x1
-    dt = t_start / steps
+    dt = t_start / steps if dt is None else dt
+    t0 = torch.as_tensor(t_start, dtype=x.dtype, device=x.device).expand(x.shape[0])
     for i in range(steps):
-        t = t_start - i * dt
-        x = x - dt * velocity(x, torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype))
+        x = x - dt * velocity(x, t0 - i * dt)
     return x
 
 
@@ -86,12 +87,13 @@ def flow_matching_loss(unet: CondUNet, x0, x_hat, feat, snr_db, source_sigma: fl
 
 
 def distillation_loss(student: CondUNet, teacher: CondUNet, student_steps: int,
-                      x0, x_hat, feat, snr_db, source_sigma: float, generator=None):
-    """One step of the N-step student matches two Euler steps of the 2N-step teacher.
+                      x0, x_hat, feat, snr_db, source_sigma: float, generator=None, teacher_substeps: int = 2):
+    """One step of the N-step student matches `teacher_substeps` Euler steps of its teacher.
 
     t is drawn on the student's grid {1, 1 - 1/N, ..., 1/N}; x_t from the bridge's marginal.
-    The teacher's two half steps land at x_{t - 1/N}; the student's target velocity is the one
-    whose single step lands there too.
+    The teacher's m sub-steps land at x_{t - 1/N}; the student's target velocity is the one
+    whose single step lands there too. m = 2 is classic progressive distillation; a larger m
+    skips rounds (fewer rounds, less accumulated error, more teacher evaluations per step).
     """
     b = x0.shape[0]
     dev = x0.device
@@ -102,10 +104,10 @@ def distillation_loss(student: CondUNet, teacher: CondUNet, student_steps: int,
     x1 = x_hat + source_sigma * eps
     tt = t[:, None, None, None]
     x_t = (1 - tt) * x0 + tt * x1
-    half = 1.0 / (2 * n)
+    dt = 1.0 / (teacher_substeps * n)
     with torch.no_grad():
-        x_mid = x_t - half * teacher(x_t, t, x_hat, feat, snr_db)
-        x_end = x_mid - half * teacher(x_mid, t - half, x_hat, feat, snr_db)
-        target = (x_t - x_end) / (2 * half)
+        x_end = euler_sample(lambda x, tau: teacher(x, tau, x_hat, feat, snr_db), x_t, teacher_substeps,
+                             t_start=t, dt=dt)
+        target = (x_t - x_end) * n
     v = student(x_t, t, x_hat, feat, snr_db)
     return pseudo_huber(v, target, pseudo_huber_c())

@@ -275,19 +275,21 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
     if "distill" in stages:
         _load_modules(run_dir / "teacher.pt", {"unet": unet}, device, ema=True)
         dcfg = cfg["distill"]
-        teacher = unet
+        teacher, teacher_steps = unet, cfg["teacher"]["steps"]
         for n in dcfg["rounds"]:
+            if teacher_steps % n:
+                raise ValueError(f"distillation round {n} does not divide the previous {teacher_steps} steps")
             teacher.eval().requires_grad_(False)
             student = copy.deepcopy(teacher).train().requires_grad_(True)
 
-            def distill_step(x, gen, it, student=student, teacher=teacher, n=n):
+            def distill_step(x, gen, it, student=student, teacher=teacher, n=n, m=teacher_steps // n):
                 x0, x_hat, feat, snr = conditioned(x, gen, it)
-                return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen)
+                return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen, teacher_substeps=m)
 
             st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), dcfg, cfg, device,
                        ema_of="unet")
             summary.setdefault("stages", {})[f"distill_s{n}"] = st.run(x_train, distill_step, progress)
-            teacher = student
+            teacher, teacher_steps = student, n
     summary_path.write_text(json.dumps(summary, indent=1, default=str))
     return summary
 

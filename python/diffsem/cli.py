@@ -12,6 +12,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS = {
     "train": ("diffsem.train", "train a model from a recipe (resumable from checkpoints)"),
+    "export": ("diffsem.export", "export a trained run to ONNX + model cards (checked against PyTorch)"),
     "eval": ("diffsem.evaluate", "evaluate schemes over SNRs/channels, JSON lines (+ CSV, plots, mosaic)"),
     "bench": ("diffsem.bench", "benchmarks: phy | decoder | link (figures, not tests)"),
     "sweep": ("diffsem.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),

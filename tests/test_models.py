@@ -1,0 +1,185 @@
+"""The model pipeline end to end on a tiny config: train every stage for a few steps, resume,
+export to ONNX, check parity, cards and the scheme interface; and the shipped models' cards."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffsem import REPO_ROOT, channel
+from diffsem.cards import CardError, load_card, verify_card
+from diffsem.diffusion import DiffusionDecoder, euler_sample
+from diffsem.models import CondUNet, JSCCDecoder, SemanticEncoder
+from diffsem.train import load_recipe, train_recipe
+
+TINY = REPO_ROOT / "models" / "recipes" / "tiny.yaml"
+MODELS = REPO_ROOT / "models"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    cfg = load_recipe(TINY)
+    cfg["data"]["limit"] = 128
+    run_dir = tmp_path_factory.mktemp("run")
+    train_recipe(cfg, run_dir, torch.device("cpu"), progress=False)
+    return cfg, run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_run, tmp_path_factory):
+    from diffsem.export import export_run
+    cfg, run_dir = tiny_run
+    out = tmp_path_factory.mktemp("models")
+    export_run(run_dir, out, str(TINY), students=(1, 2))
+    return out
+
+
+def test_encoder_output_has_unit_power_and_decoder_shapes():
+    enc, dec = SemanticEncoder(24, width=16), JSCCDecoder(24, width=16)
+    x = torch.rand(5, 1, 28, 28)
+    s = enc(x, torch.full((5,), 3.0))
+    assert s.shape == (5, 24, 2)
+    assert torch.allclose(s.pow(2).sum((1, 2)) / 24, torch.ones(5), atol=1e-5)
+    s_hat, nv = channel.transmit(s, 3.0, "selective")
+    img, feat = dec.features(s_hat, torch.full((5,), 3.0), nv)
+    assert img.shape == (5, 1, 28, 28) and feat.shape == (5, 16, 7, 7)
+    assert float(img.min()) >= 0 and float(img.max()) <= 1
+
+
+def test_ablation_decoder_ignores_per_symbol_noise_variance():
+    dec = JSCCDecoder(16, width=8, use_noise_var=False)
+    s, snr = torch.randn(2, 16, 2), torch.full((2,), 5.0)
+    a = dec(s, snr, torch.rand(2, 16))
+    b = dec(s, snr, torch.rand(2, 16) * 100)
+    assert torch.equal(a, b)
+    full = JSCCDecoder(16, width=8)
+    full.load_state_dict(dec.state_dict())
+    assert not torch.equal(full(s, snr, torch.rand(2, 16)), full(s, snr, torch.rand(2, 16) * 100))
+
+
+def test_euler_sampler_integrates_a_constant_velocity_exactly():
+    x1 = torch.zeros(3, 1, 28, 28)
+    out = euler_sample(lambda x, t: torch.full_like(x, 2.0), x1, steps=4)
+    assert torch.allclose(out, torch.full_like(x1, -2.0))
+
+
+def test_training_writes_every_stage_and_resumes_without_redoing(tiny_run, capsys):
+    cfg, run_dir = tiny_run
+    names = {p.stem for p in run_dir.glob("*.pt")}
+    assert {"jscc", "ablation", "teacher", "distill_s2", "distill_s1"} <= names
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stages"]["jscc"]["loss"][-1] < 0.2
+    train_recipe(cfg, run_dir, torch.device("cpu"), progress=False)
+    assert capsys.readouterr().out.count("already done") == 5
+
+
+def test_a_stage_interrupted_mid_epoch_resumes_on_the_same_batches(tmp_path, monkeypatch):
+    """Stop after a few iterations (checkpoint), resume: the weights equal an uninterrupted run."""
+    import diffsem.train as T
+    cfg = load_recipe(TINY)
+    cfg["data"]["limit"] = 256
+    straight = tmp_path / "straight"
+    train_recipe(cfg, straight, torch.device("cpu"), stages=("jscc",), progress=False)
+
+    interrupted = tmp_path / "interrupted"
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def stop_after_two(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(T, "CHECKPOINT_EVERY_S", 0.0)  # checkpoint after every iteration
+    monkeypatch.setattr(torch.optim.AdamW, "step", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe(cfg, interrupted, torch.device("cpu"), stages=("jscc",), progress=False)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert torch.load(interrupted / "jscc.pt", weights_only=False)["it"] == 2
+    train_recipe(cfg, interrupted, torch.device("cpu"), stages=("jscc",), progress=False)
+    a = torch.load(straight / "jscc.pt", weights_only=False)["modules"]["encoder"]
+    b = torch.load(interrupted / "jscc.pt", weights_only=False)["modules"]["encoder"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_export_writes_cards_that_verify_and_match_pytorch(tiny_models):
+    names = sorted(p.stem for p in tiny_models.glob("*.onnx"))
+    assert names == ["deepjscc_k16", "deepjscc_nonv_k16", "encoder_k16", "student_k16_s1", "student_k16_s2",
+                     "teacher_k16"]
+    for name in names:
+        card = load_card(tiny_models / f"{name}.json")
+        verify_card(tiny_models / f"{name}.json")
+        assert card["parity"]["max_abs_err"] <= 1e-4
+        assert card["training"]["hardware"]
+    student = load_card(tiny_models / "student_k16_s2.json")
+    assert [i["name"] for i in student["inputs"]] == ["symbols", "snr_db", "noise_var", "noise"]
+    assert student["inputs"][0]["shape"] == ["batch", 16, 2]
+    assert student["outputs"][0] == {**student["outputs"][0], "name": "image", "shape": ["batch", 1, 28, 28]}
+
+
+def test_onnx_and_torch_schemes_agree(tiny_run, tiny_models, monkeypatch):
+    from diffsem.schemes import load_scheme
+    _, run_dir = tiny_run
+    monkeypatch.setenv("DIFFSEM_MODELS", str(tiny_models))
+    images = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    for name, steps in (("deepjscc", None), ("student", 2), ("teacher", 4)):
+        a = load_scheme(name, 16, steps, backend="onnx")
+        b = load_scheme(name, 16, steps, backend="torch", run_dir=run_dir)
+        sa, sb = a.encode(images), b.encode(images)
+        assert np.abs(sa - sb).max() < 1e-4
+        nv = np.full((4, 16), 0.1, np.float32)
+        ra = a.decode(sa, np.full(4, 10.0, np.float32), nv, np.random.default_rng(1))
+        rb = b.decode(sa, np.full(4, 10.0, np.float32), nv, np.random.default_rng(1))
+        assert ra.shape == (4, 1, 28, 28) and np.abs(ra - rb).max() < 1e-4, name
+
+
+def test_tampered_model_is_refused(tiny_models, tmp_path):
+    from diffsem.runtime import OnnxModel
+    shutil.copytree(tiny_models, tmp_path / "m")
+    path = tmp_path / "m" / "student_k16_s1.onnx"
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CardError, match="sha256"):
+        OnnxModel(tmp_path / "m" / "student_k16_s1.json")
+
+
+def test_scheme_refuses_wrong_shapes(tiny_models, monkeypatch):
+    from diffsem.schemes import load_scheme
+    monkeypatch.setenv("DIFFSEM_MODELS", str(tiny_models))
+    scheme = load_scheme("deepjscc", 16)
+    with pytest.raises(ValueError, match=r"\[B,16,2\]"):
+        scheme.decode(np.zeros((2, 15, 2), np.float32), 10.0, np.ones((2, 15), np.float32))
+    with pytest.raises(ValueError, match="28"):
+        scheme.encode(np.zeros((2, 28, 28), np.float32))
+
+
+SHIPPED = sorted(p for p in MODELS.glob("*.json") if load_card(p).get("role") != "classifier") \
+    if MODELS.is_dir() else []
+
+
+@pytest.mark.parametrize("card_path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_model_cards(card_path):
+    """Every shipped model matches its card's sha256 and honours the I/O contract of DESIGN.md."""
+    card = load_card(card_path)
+    verify_card(card_path)
+    k = card["k"]
+    ins = {i["name"]: i["shape"] for i in card["inputs"]}
+    outs = {o["name"]: o["shape"] for o in card["outputs"]}
+    if card["role"] == "encoder":
+        assert ins == {"image": ["batch", 1, 28, 28], "snr_db": ["batch"]}
+        assert outs == {"symbols": ["batch", k, 2]}
+    else:
+        want = {"symbols": ["batch", k, 2], "snr_db": ["batch"], "noise_var": ["batch", k]}
+        if card["role"] in ("teacher", "student"):
+            want["noise"] = ["batch", 1, 28, 28]
+            assert card["steps"] in ((1, 2, 4) if card["role"] == "student" else (32,))
+        assert ins == want
+        assert outs == {"image": ["batch", 1, 28, 28]}
+    assert card["parity"]["max_abs_err"] <= 1e-4
+    assert card["training"]["hardware"] and card["training"]["time_s"] > 0
+    assert Path(MODELS / card["recipe"].split("models/")[-1]).exists()

@@ -297,14 +297,19 @@ class FrameDecoder:
     """Received symbols (+ SNR estimate, per-symbol noise variance) -> images, one model call per batch.
 
     mode "diffusion": a distilled student, whose `noise` input (the sampler's source noise) is
-    drawn from numpy's default_rng([seed, seq]) so a run is reproducible frame by frame whatever
-    the batching; mode "deepjscc": the DeepJSCC decoder (no noise input).
+    drawn from numpy's default_rng([seed, seq]) (times the sampling temperature, see
+    schemes.DEFAULT_TEMPERATURE) so a run is reproducible frame by frame whatever the batching;
+    mode "deepjscc": the DeepJSCC decoder (no noise input).
     """
 
-    def __init__(self, model, k: int, mode: str = "diffusion", seed: int = 0):
+    def __init__(self, model, k: int, mode: str = "diffusion", seed: int = 0, temperature: float | None = None):
+        from .schemes import DEFAULT_TEMPERATURE
         if mode not in DECODER_MODES:
             raise ValueError(f"decoder mode {mode!r}: choose one of {DECODER_MODES}")
         self.model, self.k, self.mode, self.seed = model, int(k), mode, int(seed)
+        self.temperature = DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature {temperature} out of range [0, 2]")
         names = _input_names(model)
         self.wants_noise = ("noise" in names) if names else mode == "diffusion"
         if mode == "diffusion" and names and "noise" not in names:
@@ -313,7 +318,7 @@ class FrameDecoder:
 
     def source_noise(self, seq: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, int(seq) & 0xFFFFFFFF])
-        return rng.standard_normal((1, 28, 28), dtype=np.float32)
+        return self.temperature * rng.standard_normal((1, 28, 28), dtype=np.float32)
 
     def __call__(self, requests: list[DecodeRequest]) -> list[np.ndarray]:
         inputs = {

@@ -23,6 +23,10 @@ SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")
 TEACHER_STEPS = 32
 STUDENT_STEPS = (1, 2, 4)
 ENCODE_SNR_DB = 10.0  # the SNR the transmitter assumes when it does not know the channel
+# Scale of the sampler's source noise (the perception-distortion knob). 1.0 samples the learned
+# posterior: sharpest, about 2-2.5 dB below DeepJSCC's PSNR. 0.9 keeps FID-FMNIST 60-80 % below
+# DeepJSCC's at a PSNR cost of about 1.1-1.5 dB (README, model cards); 0 is a deterministic refiner.
+DEFAULT_TEMPERATURE = 0.9
 
 
 def artifact_name(role: str, k: int, steps: int | None = None) -> str:
@@ -40,6 +44,7 @@ class Scheme:
     _encode: object = field(repr=False)
     _decode: object = field(repr=False)
     encode_snr_db: float = ENCODE_SNR_DB
+    temperature: float = DEFAULT_TEMPERATURE
 
     def encode(self, images: np.ndarray, snr_db=None) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
@@ -56,12 +61,13 @@ class Scheme:
         snr = np.broadcast_to(np.asarray(snr_db, dtype=np.float32), (b,)).copy()
         nv = np.broadcast_to(np.asarray(noise_var, dtype=np.float32), (b, self.k)).copy()
         rng = rng if rng is not None else np.random.default_rng(0)
-        noise = rng.standard_normal((b, 1, 28, 28)).astype(np.float32)
+        noise = (self.temperature * rng.standard_normal((b, 1, 28, 28))).astype(np.float32)
         return self._decode(symbols, snr, nv, noise)
 
 
 def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onnx",
-                device: str = "cpu", run_dir=None, provider: str = "auto") -> Scheme:
+                device: str = "cpu", run_dir=None, provider: str = "auto",
+                temperature: float = DEFAULT_TEMPERATURE) -> Scheme:
     if name not in SCHEMES:
         raise ValueError(f"unknown scheme {name!r}: choose one of {SCHEMES}")
     if name == "student" and steps not in STUDENT_STEPS:
@@ -71,10 +77,13 @@ def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onn
     if name.startswith("deepjscc"):
         steps = None
     if backend == "onnx":
-        return _onnx_scheme(name, k, steps, provider)
-    if backend == "torch":
-        return _torch_scheme(name, k, steps, device, run_dir)
-    raise ValueError(f"unknown backend {backend!r}: onnx or torch")
+        scheme = _onnx_scheme(name, k, steps, provider)
+    elif backend == "torch":
+        scheme = _torch_scheme(name, k, steps, device, run_dir)
+    else:
+        raise ValueError(f"unknown backend {backend!r}: onnx or torch")
+    scheme.temperature = float(temperature)
+    return scheme
 
 
 def _onnx_scheme(name, k, steps, provider):

@@ -300,3 +300,19 @@ def test_baselines_plug_into_evaluate_point(test_images):
         rec, _ = evaluate.transmit_and_decode(scheme, x, "awgn", 14.0, seed=0)
         assert abs(row["psnr"] - float(_psnr(rec, x).mean())) < 1e-3
     assert digital_scheme.last_stats["ok"] == 32      # 16-QAM 3/4, 2 dB above its threshold
+
+
+@pytest.mark.parametrize("n_bits", [32, 512, 770])
+def test_interleaver_is_a_permutation_that_spreads_neighbours(n_bits):
+    perm = dg.interleaver(n_bits)
+    assert np.array_equal(np.sort(perm), np.arange(n_bits))
+    where = np.argsort(perm)                     # air position of each coded bit
+    gaps = np.abs(np.diff(where))
+    assert gaps.min() >= n_bits // dg.INTERLEAVER_COLUMNS - 1
+    budget = dg.bit_budget(128, dg.mode_by_name("16qam-3/4"))
+    mother = np.random.default_rng(0).integers(0, 2, 2 * (budget.info_bits + dg.CC_TAIL), dtype=np.uint8)
+    air = dg.air_bits_from_mother(mother, budget)
+    back = dg.mother_llr_from_air(1.0 - 2.0 * air, budget)      # noiseless LLRs, erasures where punctured
+    kept = back != 0
+    assert np.array_equal(back[kept] < 0, mother[kept].astype(bool))
+    assert kept.sum() == dg.punctured_length(len(mother), "3/4")

@@ -13,12 +13,13 @@ source and channel coding differ.
 ``diffsem.baselines.digital`` fits the codec into the mode's byte budget and builds the CRC-16
 payload; gr-fec's ``async_encoder`` runs the K=7 rate-1/2 terminated convolutional code
 (``cc_encoder``, polys 109/79, 802.11's); the coded frame is punctured to the mode's rate,
-padded to exactly k * bits_per_symbol bits and Gray-mapped to k QAM symbols of unit average
-power, handed to ``ofdm_analog_tx`` as one symbol PDU.
+padded to exactly k * bits_per_symbol bits, block-interleaved over the subcarriers and
+Gray-mapped to k QAM symbols of unit average power, handed to ``ofdm_analog_tx`` as one
+symbol PDU.
 
 ``digital_link_rx``: complex baseband in, image PDUs out. ``ofdm_analog_rx`` gives the equalised
 symbols and their noise variances (sigma^2/|H|^2 per subcarrier); max-log LLRs with those
-variances (so a faded subcarrier counts less), de-puncturing (erasures), gr-fec's
+variances (so a faded subcarrier counts less), de-interleaving, de-puncturing (erasures), gr-fec's
 ``async_decoder`` (``cc_decoder``, soft Viterbi), CRC-16 and the codec. A frame whose CRC fails
 gives a grey image; a frame lost before its header decoded (a gap in the header's sequence
 number) gives a grey image when the next frame arrives. Every outcome is counted (``stats()``).
@@ -142,7 +143,7 @@ class _tx_framer(gr.basic_block):
 
 
 class _tx_mapper(gr.basic_block):
-    """Mother-code bits PDU (from gr-fec) -> punctured, padded, k Gray QAM symbols (c32vector)."""
+    """Mother-code bits PDU (from gr-fec) -> punctured, padded, interleaved, k Gray QAM symbols."""
 
     def __init__(self, budget: core.Budget, counters: Counters):
         gr.basic_block.__init__(self, "diffsem_digital_tx_mapper", None, None)
@@ -159,8 +160,7 @@ class _tx_mapper(gr.basic_block):
             self.counters.incr("encoder_error")
             log.error("digital_link_tx: encoder gave %d bits, expected %d", coded.size, want)
             return
-        air = np.concatenate([core.puncture(coded, self.budget.mode.rate),
-                              np.zeros(self.budget.pad_coded_bits, np.uint8)])
+        air = core.air_bits_from_mother(coded, self.budget)
         symbols = self.points[core.bits_to_indices(air, self.budget.mode.bits_per_symbol)]
         seq = pmt.dict_ref(_meta(msg), pmt.intern("seq"), pmt.from_long(0))
         meta = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), seq)
@@ -238,9 +238,7 @@ class _rx_demapper(gr.basic_block):
             return
         nv = self._noise_var(meta, y.size)
         llr = core.demap_llr(y[None], nv[None], self.budget.mode.bits_per_symbol)[0]
-        n_mother = 2 * (self.budget.info_bits + core.CC_TAIL)
-        used = core.punctured_length(n_mother, self.budget.mode.rate)
-        soft = llr_to_gr_soft(core.depuncture(llr[:used], self.budget.mode.rate, n_mother))
+        soft = llr_to_gr_soft(core.mother_llr_from_air(llr, self.budget))
         meta = pmt.dict_delete(meta, pmt.intern("noise_var"))  # 4 bytes per symbol: not needed downstream
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_f32vector(len(soft), soft.tolist())))
 
@@ -403,12 +401,10 @@ def gr_fec_encode(info_bits: np.ndarray, budget: core.Budget) -> np.ndarray:
 
 def gr_fec_decode(llr_air: np.ndarray, budget: core.Budget) -> np.ndarray:
     """gr-fec cc_decoder on air-bit LLRs [B, coded_bits] (log P0/P1) -> info bits [B, info_bits]."""
-    n_mother = 2 * (budget.info_bits + core.CC_TAIL)
-    used = core.punctured_length(n_mother, budget.mode.rate)
     dec = fec.async_decoder(make_cc_decoder(budget), False, False, MTU)
     pdus = []
     for llr in llr_air:
-        soft = llr_to_gr_soft(core.depuncture(llr[:used], budget.mode.rate, n_mother))
+        soft = llr_to_gr_soft(core.mother_llr_from_air(llr, budget))
         pdus.append(pmt.cons(pmt.make_dict(), pmt.init_f32vector(len(soft), soft.tolist())))
     msgs = _run_async(dec, pdus)
     return np.stack([np.asarray(pmt.u8vector_elements(pmt.cdr(m)), np.uint8)[: budget.info_bits] for m in msgs])

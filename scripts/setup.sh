@@ -7,7 +7,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DIFFSEM_VENV:-$REPO/.venv}"
-APT_PACKAGES=(gnuradio gnuradio-dev python3-zmq python3-venv dataset-fashion-mnist cmake)
+APT_PACKAGES=(gnuradio gnuradio-dev python3-zmq python3-matplotlib python3-venv dataset-fashion-mnist cmake)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

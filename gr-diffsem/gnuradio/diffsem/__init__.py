@@ -1,42 +1,25 @@
 """gr-diffsem GNU Radio blocks: `from gnuradio import diffsem`.
 
 Thin adapters (streams, PDUs, tags, message ports) over the core library `diffsem`
-(python/diffsem in the source tree). Blocks are imported on first use, so importing the
-package does not load torch or onnxruntime for a flowgraph that only uses the PHY.
+(python/diffsem in the source tree). Every block module defines one class of the same name;
+they are imported here, as in any GNU Radio OOT module, so that `diffsem.image_source` is the
+block class even after someone imports the module `gnuradio.diffsem.image_source` directly.
 """
-import importlib as _importlib
+# analog OFDM PHY and channel
+from .ofdm_analog_tx import ofdm_analog_tx
+from .ofdm_analog_rx import ofdm_analog_rx
+from .channel_sim import channel_sim
+from .symbol_loopback import symbol_checker, symbol_source
+# the semantic link
+from .image_source import image_source
+from .semantic_encoder import semantic_encoder
+from .diffusion_decoder import diffusion_decoder
+from .image_sink import image_sink
+from .link_metrics import link_metrics
+from .zmq_taps import zmq_taps
+# digital baseline (codec + FEC + QAM on the stock OFDM blocks)
+from .digital_link import digital_link_rx, digital_link_tx
 
-# block name -> module in this package that defines a class of that name
-_BLOCKS = {
-    # analog OFDM PHY and channel
-    "ofdm_analog_tx": "ofdm_analog_tx",
-    "ofdm_analog_rx": "ofdm_analog_rx",
-    "channel_sim": "channel_sim",
-    "symbol_source": "symbol_loopback",
-    "symbol_checker": "symbol_loopback",
-    # the semantic link
-    "image_source": "image_source",
-    "semantic_encoder": "semantic_encoder",
-    "diffusion_decoder": "diffusion_decoder",
-    "image_sink": "image_sink",
-    "link_metrics": "link_metrics",
-    "zmq_taps": "zmq_taps",
-    # digital baseline (codec + FEC + QAM on the stock OFDM blocks)
-    "digital_link_tx": "digital_link",
-    "digital_link_rx": "digital_link",
-}
-
-__all__ = sorted(_BLOCKS)
-
-
-def __getattr__(name):
-    module = _BLOCKS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gnuradio.diffsem' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__all__ = ["ofdm_analog_tx", "ofdm_analog_rx", "channel_sim", "symbol_source", "symbol_checker",
+           "image_source", "semantic_encoder", "diffusion_decoder", "image_sink", "link_metrics",
+           "zmq_taps", "digital_link_tx", "digital_link_rx"]

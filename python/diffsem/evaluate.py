@@ -173,7 +173,8 @@ class CsvWriter:
 
 
 def _label(row) -> str:
-    return row["scheme"] if row.get("steps") in (None, "") else f"{row['scheme']} ({row['steps']} steps)"
+    steps = row.get("steps")
+    return row["scheme"] if steps in (None, "") else f"{row['scheme']} ({steps} step{'' if steps == 1 else 's'})"
 
 
 def write_plots(rows: list[dict], out_dir) -> list[Path]:

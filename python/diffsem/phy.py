@@ -166,6 +166,23 @@ def fractional_delay_taps(delay: float, half_len: int = 6) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- RX estimation
+def fit_phase_slope(corr: np.ndarray, t: np.ndarray) -> float:
+    """Slope b of a common phase b*t (a line through 0 at the channel-estimate symbol, t in OFDM
+    symbols) from per-symbol pilot correlations `corr`, weighted by |corr|. Unwrapped by
+    prediction, symbol after symbol: a residual CFO of a few hundredths of a subcarrier turns the
+    phase past +-pi within a few symbols, and a plain unwrap from 0 or a fit on wrapped angles
+    then rotates whole frames (measured: ~1 % of frames lost at 5 dB)."""
+    weight = np.abs(corr)
+    phases = np.zeros(t.size)
+    slope = 0.0
+    for k in range(t.size):
+        predicted = slope * t[k]
+        phases[k] = predicted + np.angle(corr[k] * np.exp(-1j * predicted))
+        slope = float(np.sum(weight[:k + 1] * t[:k + 1] * phases[:k + 1])
+                      / max(np.sum(weight[:k + 1] * t[:k + 1] ** 2), 1e-30))
+    return slope
+
+
 @dataclass
 class FrameEstimate:
     symbols: np.ndarray     # complex64 [n_symbols], equalised, TX units
@@ -355,12 +372,7 @@ class FrameEstimator:
         else:
             raw = np.angle(corr)
             if self.phase_tracking == "linear":
-                # line through 0 at the preamble, fitted on wrapped residual angles twice: no
-                # unwrapping, so one noisy symbol near +-pi cannot rotate the whole frame
-                slope = 0.0
-                for _ in range(2):
-                    resid = np.angle(corr * np.exp(-1j * slope * t))
-                    slope += float(np.sum(np.abs(corr) * t * resid) / max(np.sum(np.abs(corr) * t * t), 1e-30))
+                slope = fit_phase_slope(corr, t)
                 phase = slope * t
                 n_phase_params = 1
             else:

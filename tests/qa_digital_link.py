@@ -1,4 +1,4 @@
-"""digital_link_tx / digital_link_rx: the separation baseline through GNU Radio (gr-fec + stock OFDM).
+"""digital_link_tx / digital_link_rx: the separation baseline through GNU Radio (gr-fec + the semantic link's OFDM PHY).
 
 Run: pytest -q tests/qa_digital_link.py
 """

@@ -1,0 +1,321 @@
+"""Endpoints of the command-line apps (gnuradio.diffsem.apps): a continuous burst stream for
+sample-stream links (ZMQ), a SigMF recorder that annotates every frame the receiver detected, a
+SigMF replay source, and the SDR endpoints (gr-uhd, gr-soapy) with one-sentence failures.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from ._phy_common import Counters
+from ._semantic_common import RateLimitedLog, block_logger
+
+RECORDER = "gr-diffsem"
+
+
+class EndpointError(RuntimeError):
+    """An endpoint that cannot be opened (no device, unreadable recording): one sentence, no traceback."""
+
+
+class burst_filler(gr.sync_block):
+    """Complex bursts (PDUs on port "pdus") in, a continuous complex stream out: queued bursts
+    back to back, zeros while none waits. A sample-stream link (ZMQ, an SDR sink) must never
+    starve the receiver, and the receiver's sync needs quiet between bursts anyway. Rate it with
+    a throttle (or the SDR's clock). At most `max_queue` bursts wait; beyond that the oldest is
+    dropped and counted (stats()["dropped"])."""
+
+    def __init__(self, max_queue=256):
+        gr.sync_block.__init__(self, name="diffsem_burst_filler", in_sig=None, out_sig=[np.complex64])
+        self.log = block_logger(self, "burst_filler")
+        self.warn = RateLimitedLog(self.log)
+        self._queue: deque[np.ndarray] = deque()
+        self._lock = threading.Lock()
+        self._current = np.zeros(0, np.complex64)
+        self._pos = 0
+        self.max_queue = int(max_queue)
+        self.counters = Counters("bursts_in", "bursts_out", "dropped", "bad_pdu", "burst_samples")
+        self.message_port_register_in(pmt.intern("pdus"))
+        self.set_msg_handler(pmt.intern("pdus"), self._on_pdu)
+
+    def _on_pdu(self, msg):
+        if not (pmt.is_pair(msg) and pmt.is_c32vector(pmt.cdr(msg))):
+            self.counters.incr("bad_pdu")
+            self.warn("bad_pdu", "burst_filler: ignoring a message that is not a complex PDU")
+            return
+        burst = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), dtype=np.complex64)
+        with self._lock:
+            self._queue.append(burst)
+            self.counters.incr("bursts_in")
+            if len(self._queue) > self.max_queue:
+                self._queue.popleft()
+                self.counters.incr("dropped")
+                self.warn("queue_full", "burst_filler: burst queue full, dropped the oldest burst")
+
+    def pending(self) -> int:
+        """Bursts not yet fully sent (queued + the one in progress)."""
+        with self._lock:
+            return len(self._queue) + (self._pos < self._current.size)
+
+    def stats(self) -> dict:
+        return self.counters.snapshot()
+
+    def work(self, input_items, output_items):
+        out = output_items[0]
+        n, filled = len(out), 0
+        with self._lock:
+            while filled < n:
+                if self._pos >= self._current.size:
+                    if not self._queue:
+                        break
+                    self._current, self._pos = self._queue.popleft(), 0
+                    self.counters.incr("bursts_out")
+                    self.counters.incr("burst_samples", self._current.size)
+                take = min(n - filled, self._current.size - self._pos)
+                out[filled:filled + take] = self._current[self._pos:self._pos + take]
+                filled += take
+                self._pos += take
+        out[filled:] = 0
+        return n
+
+
+def sigmf_paths(path: str) -> tuple[str, str]:
+    """"rec", "rec.sigmf-data" or "rec.sigmf-meta" -> ("rec.sigmf-data", "rec.sigmf-meta")."""
+    base = str(path)
+    for ext in (".sigmf-data", ".sigmf-meta", ".sigmf"):
+        if base.endswith(ext):
+            base = base[: -len(ext)]
+    return base + ".sigmf-data", base + ".sigmf-meta"
+
+
+class sigmf_recorder(gr.sync_block):
+    """Complex stream in -> a SigMF recording (cf32_le data + meta written on stop()).
+
+    Message port "frames": receiver PDUs (ofdm_analog_rx "out"); each becomes an annotation at
+    its metadata "sample_offset" (the input sample index where the frame starts, which is this
+    block's sample index when both see the same stream), `frame_samples(n_symbols)` long, with
+    seq, estimated SNR and CFO. `info` goes into the global object: sample rate, centre frequency,
+    hardware, gains, author, description (see `write_meta`)."""
+
+    def __init__(self, path, samp_rate, center_freq=0.0, info=None, frame_samples=None, max_samples=0):
+        gr.sync_block.__init__(self, name="diffsem_sigmf_recorder", in_sig=[np.complex64], out_sig=None)
+        self.log = block_logger(self, "sigmf_recorder")
+        self.warn = RateLimitedLog(self.log)
+        self.data_path, self.meta_path = sigmf_paths(path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.data_path)), exist_ok=True)
+        self.samp_rate, self.center_freq = float(samp_rate), float(center_freq)
+        self.info = dict(info or {})
+        self.frame_samples = frame_samples
+        self.max_samples = int(max_samples)  # 0 = no limit; beyond it samples are not written
+        self.annotations: list[dict] = []
+        self.counters = Counters("samples", "frames", "bad_pdu")
+        self._lock = threading.Lock()
+        self._file = open(self.data_path, "wb")
+        self._start_time = datetime.datetime.now(datetime.timezone.utc)
+        self._written_meta = False
+        self.message_port_register_in(pmt.intern("frames"))
+        self.set_msg_handler(pmt.intern("frames"), self._on_frame)
+
+    def _on_frame(self, msg):
+        meta = pmt.to_python(pmt.car(msg)) if pmt.is_pair(msg) and pmt.is_dict(pmt.car(msg)) else None
+        if not isinstance(meta, dict) or meta.get("sample_offset") is None:
+            self.counters.incr("bad_pdu")
+            self.warn("bad_pdu", "sigmf_recorder: frame PDU without sample_offset, not annotated")
+            return
+        n_sym = int(meta.get("n_symbols", 0))
+        annotation = {"start": int(meta["sample_offset"]),
+                      "length": int(self.frame_samples(n_sym)) if self.frame_samples else None,
+                      "seq": meta.get("seq"), "snr_db": meta.get("snr_db"), "cfo": meta.get("cfo"),
+                      "n_symbols": n_sym}
+        with self._lock:
+            self.annotations.append(annotation)
+        self.counters.incr("frames")
+
+    def work(self, input_items, output_items):
+        x = input_items[0]
+        keep = len(x)
+        if self.max_samples:
+            keep = max(0, min(keep, self.max_samples - self.counters.snapshot()["samples"]))
+        if keep and self._file is not None:
+            x[:keep].astype(np.complex64).tofile(self._file)
+            self.counters.incr("samples", keep)
+        return len(x)
+
+    def stop(self):
+        self.close()
+        return True
+
+    def close(self):
+        """Flush the data and write the meta file (idempotent; also called by stop())."""
+        with self._lock:
+            if self._written_meta:
+                return
+            self._written_meta = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            annotations = sorted(self.annotations, key=lambda a: a["start"])
+        write_meta(self.meta_path, self.data_path, "cf32_le", self.samp_rate, self.center_freq,
+                   self._start_time, self.info, annotations)
+        self.log.info(f"recorded {self.counters.snapshot()['samples']} samples, {len(annotations)} frames "
+                      f"to {self.meta_path}")
+
+
+def write_meta(meta_path, data_path, datatype, samp_rate, center_freq, start_time, info, annotations):
+    """SigMF meta for a single-capture recording. `info` keys: hw, author, description, gains
+    (dict, written under the "diffsem:" extension namespace with the other app settings in
+    "settings"). Annotations: {"start", "length", "seq", "snr_db", "cfo", "n_symbols"}."""
+    from sigmf import SigMFFile
+
+    fs = float(samp_rate)
+    extra = {k: v for k, v in info.items() if k not in ("hw", "author", "description")}
+    global_info = {SigMFFile.DATATYPE_KEY: datatype, SigMFFile.SAMPLE_RATE_KEY: fs,
+                   SigMFFile.RECORDER_KEY: RECORDER,
+                   SigMFFile.HW_KEY: str(info.get("hw", "unknown")),
+                   SigMFFile.AUTHOR_KEY: str(info.get("author", "")) or os.environ.get("USER", "gr-diffsem"),
+                   SigMFFile.DESCRIPTION_KEY: str(info.get("description", "gr-diffsem analog OFDM recording")),
+                   SigMFFile.EXTENSIONS_KEY: [{"name": "diffsem", "version": "0.1.0", "optional": True}]}
+    for key, value in extra.items():
+        global_info[f"diffsem:{key}"] = value
+    handle = SigMFFile(data_file=data_path, global_info=global_info)
+    handle.add_capture(0, metadata={SigMFFile.FREQUENCY_KEY: float(center_freq),
+                                    SigMFFile.DATETIME_KEY: start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    half_band = fs / 2 * float(info.get("occupied_fraction", 1.0))
+    for a in annotations:
+        meta = {SigMFFile.LABEL_KEY: f"diffsem frame seq {a.get('seq')}",
+                SigMFFile.FREQ_LOWER_EDGE_KEY: float(center_freq) - half_band,
+                SigMFFile.FREQ_UPPER_EDGE_KEY: float(center_freq) + half_band}
+        for key in ("seq", "snr_db", "cfo", "n_symbols"):
+            if a.get(key) is not None:
+                meta[f"diffsem:{key}"] = float(a[key]) if isinstance(a[key], float) else a[key]
+        handle.add_annotation(int(a["start"]), a.get("length"), metadata=meta)
+    handle.tofile(meta_path, overwrite=True)
+
+
+# numpy dtypes of the SigMF datatypes a replay accepts (complex, little-endian)
+IDLE_CHUNK = 256  # zeros per 10 ms once a replay has played out
+
+_DATATYPES = {"cf32_le": (np.float32, 1.0), "ci16_le": (np.int16, 1 / 32768.0), "ci8": (np.int8, 1 / 128.0),
+              "cu8": (np.uint8, None)}
+
+
+class sigmf_replay(gr.sync_block):
+    """A SigMF recording -> complex stream, then `tail` zero samples (so the receiver finishes the
+    last frame), then a trickle of zeros until the flowgraph is stopped (finished() turns True). Datatypes: cf32_le, ci16_le, ci8, cu8 (HackRF-style 8-bit captures
+    are scaled to +-1). `info()` gives sample rate, centre frequency and annotations. Unreadable
+    or unsupported recordings raise EndpointError with one sentence."""
+
+    def __init__(self, path, tail=4096, repeat=False):
+        gr.sync_block.__init__(self, name="diffsem_sigmf_replay", in_sig=None, out_sig=[np.complex64])
+        self.data_path, self.meta_path = sigmf_paths(path)
+        self.meta = read_meta(self.meta_path)
+        g = self.meta["global"]
+        datatype = g.get("core:datatype", "")
+        if datatype not in _DATATYPES:
+            raise EndpointError(f"recording {self.meta_path} holds {datatype!r} samples; the replay reads "
+                                f"{', '.join(_DATATYPES)}")
+        if not os.path.isfile(self.data_path):
+            raise EndpointError(f"recording data file {self.data_path} is missing")
+        dtype, scale = _DATATYPES[datatype]
+        raw = np.fromfile(self.data_path, dtype=dtype)
+        if raw.size % 2:
+            raw = raw[:-1]
+        if datatype == "cu8":
+            raw = (raw.astype(np.float32) - 127.5) / 128.0
+        else:
+            raw = raw.astype(np.float32) * scale if scale != 1.0 else raw
+        self.samples = np.ascontiguousarray(raw).view(np.complex64).copy()
+        self.samples = np.concatenate((self.samples, np.zeros(int(tail), np.complex64)))
+        self.repeat = bool(repeat)
+        self._pos = 0
+
+    def info(self) -> dict:
+        g, caps = self.meta["global"], self.meta.get("captures") or [{}]
+        return {"samp_rate": float(g.get("core:sample_rate", 0.0)),
+                "center_freq": float(caps[0].get("core:frequency", 0.0)),
+                "samples": int(self.samples.size), "annotations": self.meta.get("annotations", [])}
+
+    def finished(self) -> bool:
+        """The recording (and its tail) has been played."""
+        return not self.repeat and self._pos >= self.samples.size
+
+    def work(self, input_items, output_items):
+        out = output_items[0]
+        if self._pos >= self.samples.size:
+            if self.repeat:
+                self._pos = 0
+            else:
+                # Played out. Returning WORK_DONE would end the whole flowgraph and drop the
+                # frames still waiting in the decoder, so idle on a trickle of zeros until the
+                # app stops the flowgraph (it watches finished() and the decoder).
+                time.sleep(0.01)
+                out[:IDLE_CHUNK] = 0
+                return min(len(out), IDLE_CHUNK)
+        take = min(len(out), self.samples.size - self._pos)
+        out[:take] = self.samples[self._pos:self._pos + take]
+        self._pos += take
+        return take
+
+    def played(self) -> int:
+        """Samples of the recording (tail included) handed on so far."""
+        return min(self._pos, self.samples.size)
+
+
+def read_meta(meta_path: str) -> dict:
+    """The meta of a recording, validated by the sigmf package; EndpointError when unreadable."""
+    import json
+
+    from sigmf import SigMFFile
+    try:
+        with open(meta_path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+        SigMFFile(metadata=meta).validate()
+    except FileNotFoundError:
+        raise EndpointError(f"no SigMF recording at {meta_path}") from None
+    except Exception as exc:
+        raise EndpointError(f"SigMF meta {meta_path} is not valid: {str(exc).splitlines()[0]}") from None
+    return meta
+
+
+# --- SDR endpoints ----------------------------------------------------------------------------------
+
+def uhd_endpoint(direction, samp_rate, center_freq, gain, device_args="", antenna=""):
+    """A gr-uhd usrp_source ("rx") or usrp_sink ("tx"), tuned; EndpointError when no USRP answers."""
+    from gnuradio import uhd
+    args = str(device_args)
+    try:
+        stream_args = uhd.stream_args(cpu_format="fc32", channels=[0])
+        dev = uhd.usrp_source(args, stream_args) if direction == "rx" else uhd.usrp_sink(args, stream_args, "")
+        dev.set_samp_rate(float(samp_rate))
+        dev.set_center_freq(float(center_freq), 0)
+        dev.set_gain(float(gain), 0)
+        if antenna:
+            dev.set_antenna(str(antenna), 0)
+    except RuntimeError as exc:
+        raise EndpointError(f"no USRP found through UHD for device arguments {args!r} "
+                            f"({str(exc).splitlines()[0].strip()})") from None
+    return dev
+
+
+def soapy_endpoint(direction, samp_rate, center_freq, gain, device_args="driver=hackrf", antenna=""):
+    """A gr-soapy source ("rx") or sink ("tx") (HackRF by default); EndpointError when none answers."""
+    from gnuradio import soapy
+    args = str(device_args or "driver=hackrf")
+    try:
+        make = soapy.source if direction == "rx" else soapy.sink
+        dev = make(args, "fc32", 1, "", "", [""], [""])
+        dev.set_sample_rate(0, float(samp_rate))
+        dev.set_frequency(0, float(center_freq))
+        dev.set_gain(0, float(gain))
+        if antenna:
+            dev.set_antenna(0, str(antenna))
+    except RuntimeError as exc:
+        raise EndpointError(f"no SoapySDR device found for device arguments {args!r} "
+                            f"({str(exc).splitlines()[0].strip()})") from None
+    return dev

@@ -1,0 +1,435 @@
+"""diffsem TX / RX / channel apps: the semantic image link as separate programs with
+interchangeable endpoints (in the spirit of gr-dvbs2rx's dvbs2-tx / dvbs2-rx).
+
+    python -m gnuradio.diffsem.apps tx      --sink   sim|zmq|file|uhd|soapy ...
+    python -m gnuradio.diffsem.apps rx      --source sim|zmq|file|uhd|soapy ... [--record REC]
+    python -m gnuradio.diffsem.apps channel --in tcp://127.0.0.1:5555 --out tcp://127.0.0.1:5556 --snr 15
+
+TX:  image_source -> semantic_encoder -> ofdm_analog_tx -> sink
+     sim:   channel_sim -> (SigMF file with --output, else discarded): a local check
+     zmq:   continuous stream (bursts, zeros between them) at --samp-rate -> ZMQ PUB (binds)
+     file:  the bursts as a SigMF recording (--output), no gaps filled
+     uhd / soapy: continuous stream to a USRP / a SoapySDR device (HackRF by default)
+RX:  source -> ofdm_analog_rx -> diffusion_decoder -> link_metrics (+ image folder, ZMQ taps)
+     sim:   an in-process TX + channel_sim (what `tx --sink sim` sends)
+     zmq:   ZMQ SUB (connects; reconnects by itself, waits for samples)
+     file:  SigMF replay, as fast as possible or at the recorded rate (--throttle)
+     uhd / soapy: an SDR
+     --record REC: the RX input IQ as SigMF, one annotation per detected frame.
+The channel process (ZMQ SUB -> channel_sim -> ZMQ PUB) makes the three-process radio.
+
+The RX knows what was sent when told the same images as the TX (--first/--count of the test
+split): it then keeps the frame accounting (sent = decoded + crc_dropped + queue_dropped +
+bad_input + failed + lost) and the PSNR, and exits once every frame is accounted for or the link
+has been quiet for --idle-timeout seconds. Each app prints one JSON line (its report) on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+from gnuradio import blocks, gr, pdu
+
+from ._apps_io import EndpointError, burst_filler, sigmf_recorder, sigmf_replay, soapy_endpoint, uhd_endpoint
+from ._phy_common import LEN_TAG
+
+DEFAULT_TX_ADDRESS = "tcp://127.0.0.1:5555"   # TX PUB (the channel, or an RX, subscribes)
+DEFAULT_RX_ADDRESS = "tcp://127.0.0.1:5556"   # channel PUB (the RX subscribes)
+DEFAULT_FREQ = 2.45e9                          # 2.4 GHz ISM bench test
+DEFAULT_RATE = 1e6
+
+
+def _log(app: str, text: str):
+    print(f"diffsem-{app}: {text}", file=sys.stderr, flush=True)
+
+
+# --- shared building blocks -------------------------------------------------------------------------
+
+class _TxChain:
+    """image_source -> semantic_encoder -> ofdm_analog_tx, added to a top block."""
+
+    def __init__(self, tb, args):
+        from gnuradio import diffsem
+        self.src = diffsem.image_source(args.images, "test", args.first, args.count, args.loop, args.rate,
+                                        args.start_delay)
+        self.enc = diffsem.semantic_encoder(args.k, "", args.models_dir, args.provider, args.snr, 64,
+                                            args.max_batch, "oldest", args.threads)
+        self.tx = diffsem.ofdm_analog_tx()
+        tb.msg_connect(self.src, "out", self.enc, "in")
+        tb.msg_connect(self.enc, "out", self.tx, "in")
+        self.out = self.tx
+        self.samples_per_frame = self.tx.burst_length(args.k)
+
+    def bursts_to_stream(self, tb, samp_rate):
+        """A continuous stream at samp_rate: bursts with zeros between them (for ZMQ / SDR sinks)."""
+        to_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, LEN_TAG)
+        self.filler = burst_filler()
+        tb.connect(self.tx, to_pdu)
+        tb.msg_connect(to_pdu, "pdus", self.filler, "pdus")
+        return self.filler
+
+
+def _channel(args):
+    from gnuradio import diffsem
+    return diffsem.channel_sim(args.snr, args.channel, args.cfo, args.timing_offset, args.seed)
+
+
+def _recording_info(args, role: str) -> dict:
+    from diffsem.ofdm import OfdmLayout
+    lay = OfdmLayout()
+    n_active = len(lay.data_carriers) + len(lay.pilot_carriers)
+    return {"hw": args.hw or {"sim": "simulated channel (channel_sim)", "zmq": "ZMQ sample stream",
+                              "file": "SigMF replay", "uhd": f"USRP ({args.device_args or 'first found'})",
+                              "soapy": f"SoapySDR ({args.device_args or 'driver=hackrf'})"}.get(args.endpoint, "?"),
+            "author": args.author, "description": args.description or f"gr-diffsem {role} IQ, k={args.k}",
+            "gains": {"gain_db": args.gain}, "occupied_fraction": (n_active + 1) / lay.fft_len,
+            "settings": {"k": args.k, "snr_db": args.snr, "channel": getattr(args, "channel", None),
+                         "seed": args.seed, "first": args.first, "count": args.count}}
+
+
+def _frame_samples(n_symbols: int) -> int:
+    """Samples of one frame on air without padding (preambles, header copies, payload)."""
+    from diffsem.ofdm import OfdmLayout
+    lay = OfdmLayout()
+    return (2 + 4 + lay.n_ofdm_symbols(max(1, n_symbols))) * (lay.fft_len + lay.cp_len)
+
+
+# --- TX ------------------------------------------------------------------------------------------------
+
+class TxApp(gr.top_block):
+    def __init__(self, args):
+        gr.top_block.__init__(self, "diffsem-tx")
+        self.args = args
+        self.chain = _TxChain(self, args)
+        self.recorder = None
+        sink = args.endpoint
+        if sink == "sim":
+            self.chan = _channel(args)
+            self.connect(self.chain.out, self.chan)
+            end = self._file_or_null(self.chan, "TX through the simulated channel")
+        elif sink == "file":
+            if not args.output:
+                raise EndpointError("--sink file needs --output PATH (the SigMF recording to write)")
+            end = self._file_or_null(self.chain.out, "TX bursts")
+        else:
+            stream = self.chain.bursts_to_stream(self, args.samp_rate)
+            if sink == "zmq":
+                throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate)
+                pub = self._zmq_pub(args.address)
+                self.connect(stream, throttle, pub)
+            else:
+                make = uhd_endpoint if sink == "uhd" else soapy_endpoint
+                dev = make("tx", args.samp_rate, args.freq, args.gain, args.device_args, args.antenna)
+                self.connect(stream, blocks.multiply_const_cc(args.amplitude), dev)
+        self.sink_name = sink
+
+    def _zmq_pub(self, address):
+        from gnuradio import zeromq
+        return zeromq.pub_sink(gr.sizeof_gr_complex, 1, address, 100, False, -1)
+
+    def _file_or_null(self, block, what):
+        if self.args.output:
+            self.recorder = sigmf_recorder(self.args.output, self.args.samp_rate, self.args.freq,
+                                           _recording_info(self.args, what))
+            self.connect(block, self.recorder)
+        else:
+            self.connect(block, blocks.null_sink(gr.sizeof_gr_complex))
+        return block
+
+    def run_app(self, stop_event) -> dict:
+        """Send the images; return once all bursts have left (plus --linger s), or on a signal."""
+        self.start()
+        _log("tx", f"ready: sink {self.sink_name}, {self.args.count} images, k={self.args.k}")
+        src, tx = self.chain.src, self.chain.tx
+        filler = getattr(self.chain, "filler", None)
+        t_end = None
+        while not stop_event.is_set():
+            # done: the source finished, the encoder is idle, and the last burst has left
+            if src.finished() and not self.args.loop and self.chain.enc.wait_idle(0) \
+                    and (filler is None or filler.pending() == 0):
+                t_end = t_end or time.monotonic() + self.args.linger
+                if time.monotonic() >= t_end:
+                    break
+            stop_event.wait(0.05)
+        self.stop()
+        self.wait()
+        if self.recorder is not None:
+            self.recorder.close()
+        rep = {"app": "tx", "sink": self.sink_name, "sent": src.sent, "frames": tx.stats()["frames"],
+               "tx": tx.stats(), "samples_per_frame": self.chain.samples_per_frame}
+        if filler is not None:
+            rep["filler"] = filler.stats()
+        if self.recorder is not None:
+            rep["recording"] = self.recorder.meta_path
+        return rep
+
+
+# --- channel -------------------------------------------------------------------------------------------
+
+class ChannelApp(gr.top_block):
+    """ZMQ SUB (the TX) -> channel_sim -> ZMQ PUB (the RX). The SUB reconnects by itself, so the
+    TX and the RX may start before or after it."""
+
+    def __init__(self, args):
+        gr.top_block.__init__(self, "diffsem-channel")
+        from gnuradio import zeromq
+        self.args = args
+        self.sub = zeromq.sub_source(gr.sizeof_gr_complex, 1, args.input, 100, False, -1)
+        self.chan = _channel(args)
+        self.pub = zeromq.pub_sink(gr.sizeof_gr_complex, 1, args.output, 100, False, -1)
+        self.counter = blocks.null_sink(gr.sizeof_gr_complex)
+        self.connect(self.sub, self.chan, self.pub)
+        self.connect(self.chan, self.counter)
+
+    def run_app(self, stop_event) -> dict:
+        self.start()
+        _log("channel", f"ready: {self.args.input} -> {self.args.channel} {self.args.snr} dB -> {self.args.output}")
+        t0 = time.monotonic()
+        while not stop_event.is_set() and not (self.args.duration and time.monotonic() - t0 > self.args.duration):
+            stop_event.wait(0.1)
+        self.stop()
+        self.wait()
+        return {"app": "channel", "samples": int(self.counter.nitems_read(0)), "snr_db": self.args.snr,
+                "channel": self.args.channel}
+
+
+# --- RX ------------------------------------------------------------------------------------------------
+
+class RxApp(gr.top_block):
+    def __init__(self, args):
+        gr.top_block.__init__(self, "diffsem-rx")
+        from gnuradio import diffsem
+        from .bench_link import parse_decoders
+        self.args = args
+        self.replay = None
+        self.tx_chain = None
+        source = args.endpoint
+        if source == "sim":
+            self.tx_chain = _TxChain(self, args)
+            src = _channel(args)
+            self.connect(self.tx_chain.out, src)
+        elif source == "zmq":
+            from gnuradio import zeromq
+            src = zeromq.sub_source(gr.sizeof_gr_complex, 1, args.address, 100, False, -1)
+        elif source == "file":
+            if not args.input:
+                raise EndpointError("--source file needs --input PATH (the SigMF recording to replay)")
+            self.replay = sigmf_replay(args.input)
+            info = self.replay.info()
+            if info["samp_rate"] > 0:
+                args.samp_rate = info["samp_rate"]
+            args.freq = info["center_freq"]
+            src = self.replay
+            if args.throttle:
+                throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate)
+                self.connect(src, throttle)
+                src = throttle
+        else:
+            make = uhd_endpoint if source == "uhd" else soapy_endpoint
+            src = make("rx", args.samp_rate, args.freq, args.gain, args.device_args, args.antenna)
+        self.rx = diffsem.ofdm_analog_rx(samp_rate=args.samp_rate)
+        self.connect(src, self.rx)
+        self.samples = blocks.null_sink(gr.sizeof_gr_complex)
+        self.connect(src, self.samples)
+
+        mode, steps = parse_decoders([args.decoder])[0]
+        self.dec = diffsem.diffusion_decoder(args.k, mode, steps or 2, "", args.models_dir, args.provider, args.seed,
+                                             16, args.max_batch, "oldest", args.threads)
+        self.metrics = diffsem.link_metrics("none" if args.no_classifier else "", args.models_dir, False, self.rx,
+                                            self.dec.label)
+        self.msg_connect(self.rx, "out", self.dec, "in")
+        self.msg_connect(self.dec, "out", self.metrics, "in")
+        self.msg_connect(self.dec, "drops", self.metrics, "drops")
+        # references: the same images the TX sends (same split/first/count), all at once
+        self.refs = None
+        if args.count > 0:
+            self.refs = (self.tx_chain.src if self.tx_chain is not None else
+                         diffsem.image_source(args.images, "test", args.first, args.count, False, 0.0, 0.0))
+            self.msg_connect(self.refs, "out", self.metrics, "ref")
+            if self.tx_chain is not None:
+                self.msg_connect(self.tx_chain.enc, "drops", self.metrics, "drops")
+        self.recorder = None
+        if args.record:
+            self.recorder = sigmf_recorder(args.record, args.samp_rate, args.freq, _recording_info(args, "RX input"),
+                                           _frame_samples)
+            self.connect(src, self.recorder)
+            self.msg_connect(self.rx, "out", self.recorder, "frames")
+        if args.image_folder:
+            self.sink = diffsem.image_sink(args.image_folder, "rx", True, 16, 64, 8, 1)
+            self.msg_connect(self.dec, "out", self.sink, "in")
+        if args.taps:
+            self.taps = diffsem.zmq_taps(args.taps)
+            self.msg_connect(self.rx, "out", self.taps, "constellation")
+            self.msg_connect(self.dec, "out", self.taps, "image")
+            self.msg_connect(self.dec, "state", self.taps, "state")
+            self.msg_connect(self.metrics, "metrics", self.taps, "metrics")
+
+    def _settled(self) -> bool:
+        acc = self.metrics.accounting()
+        return (self.refs is not None and self.refs.finished() and acc["sent"] == self.args.count
+                and acc["missing"] == 0 and self.metrics.wait_idle(0))
+
+    def run_app(self, stop_event) -> dict:
+        """Receive until every expected frame is accounted for, the replay ran out and the link
+        went quiet, --duration passed, or a signal; the report gives the accounting."""
+        self.start()
+        _log("rx", f"ready: source {self.args.endpoint}, decoder {self.dec.label}")
+        t0 = time.monotonic()
+        last, t_last, reason = None, time.monotonic(), "signal"
+        while not stop_event.is_set():
+            now = time.monotonic()
+            if self._settled():
+                reason = "all frames accounted for"
+                break
+            progress = (self.rx.stats().get("frames", 0), self.metrics.accounting()["decoded"])
+            if progress != last:
+                last, t_last = progress, now
+            heard = progress[0] > 0 or (self.replay is not None and self.replay.finished())
+            if heard and now - t_last > self.args.idle_timeout:
+                reason = f"quiet for {self.args.idle_timeout:g} s"
+                break
+            if self.args.duration and now - t0 > self.args.duration:
+                reason = "duration"
+                break
+            stop_event.wait(0.05)
+        elapsed = time.monotonic() - t0
+        self.stop()
+        self.wait()
+        self.metrics.wait_idle(10)
+        if self.recorder is not None:
+            self.recorder.close()
+        acc = self.metrics.accounting()
+        rep = {"app": "rx", "source": self.args.endpoint, "stopped": reason, "elapsed_s": round(elapsed, 3),
+               "decoder": self.dec.label, "model": self.dec.model.name, "rx": self.rx.stats(),
+               "samples": self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0)), **acc, "lost": acc["missing"] if self.refs else None,
+               **self.metrics.summary()}
+        if self.recorder is not None:
+            rep["recording"] = self.recorder.meta_path
+            rep["annotations"] = len(self.recorder.annotations)
+        return rep
+
+
+# --- command line -----------------------------------------------------------------------------------------
+
+def _radio_args(p, endpoint_flag, choices, default):
+    p.add_argument(endpoint_flag, dest="endpoint", choices=choices, default=default,
+                   help=f"where the samples go / come from (default {default})")
+    r = p.add_argument_group("radio")
+    r.add_argument("--samp-rate", type=float, default=DEFAULT_RATE,
+                   help=f"sample rate in samples/s (default {DEFAULT_RATE:g}; one OFDM subcarrier is samp-rate/64)")
+    r.add_argument("--freq", type=float, default=DEFAULT_FREQ,
+                   help=f"centre frequency in Hz for SDRs and SigMF metadata (default {DEFAULT_FREQ:g})")
+    r.add_argument("--gain", type=float, default=30.0, help="SDR gain in dB (default 30; HackRF TX: 0-47)")
+    r.add_argument("--device-args", default="",
+                   help='UHD device address ("type=b200", "serial=...") or SoapySDR args (default "driver=hackrf")')
+    r.add_argument("--antenna", default="", help="SDR antenna port (e.g. TX/RX, RX2); default: the driver's")
+    r.add_argument("--hw", default="", help="hardware description written to SigMF (default: from the endpoint)")
+    r.add_argument("--author", default="", help="SigMF author")
+    r.add_argument("--description", default="", help="SigMF description")
+
+
+def _channel_args(p):
+    c = p.add_argument_group("simulated channel")
+    c.add_argument("--snr", type=float, default=15.0,
+                   help="Es/N0 per payload symbol in dB (channel_sim; also the encoder's SNR hint), default 15")
+    c.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh", "selective"))
+    c.add_argument("--cfo", type=float, default=0.0, help="carrier frequency offset in subcarrier spacings")
+    c.add_argument("--timing-offset", type=float, default=0.0, help="delay in samples (fractional allowed)")
+    c.add_argument("--seed", type=int, default=0, help="noise/fading seed (and the decoder's sampling seed)")
+
+
+def _link_args(p):
+    s = p.add_argument_group("semantic link")
+    s.add_argument("--k", type=int, default=128, choices=(32, 128), help="complex channel uses per image")
+    s.add_argument("--images", default="fashion-mnist", help="fashion-mnist (test split) or a folder of images")
+    s.add_argument("--first", type=int, default=0, help="index of the first image")
+    s.add_argument("--count", type=int, default=16, help="number of images (RX: expected, 0 = unknown)")
+    s.add_argument("--models-dir", default="", help="ONNX models + cards (default models/)")
+    s.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"))
+    s.add_argument("--max-batch", type=int, default=8)
+    s.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (0 = its default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gnuradio.diffsem.apps",
+                                     description="gr-diffsem semantic image link as separate TX / channel / RX programs")
+    sub = parser.add_subparsers(dest="app", required=True)
+
+    tx = sub.add_parser("tx", help="transmit images", description=(
+        "Encode images and send them as analog OFDM bursts. sim: through channel_sim (to --output or nowhere); "
+        "zmq: continuous stream, zeros between bursts, ZMQ PUB bound at --address; file: SigMF recording of the "
+        "bursts; uhd/soapy: an SDR."))
+    _radio_args(tx, "--sink", ("sim", "zmq", "file", "uhd", "soapy"), "zmq")
+    tx.add_argument("--address", default=DEFAULT_TX_ADDRESS, help=f"ZMQ PUB address to bind (default {DEFAULT_TX_ADDRESS})")
+    tx.add_argument("--output", default="", help="SigMF recording to write (sink file, or sim's channel output)")
+    tx.add_argument("--amplitude", type=float, default=0.3,
+                    help="SDR sinks: scale of the unit-power OFDM samples (back-off against DAC clipping), default 0.3")
+    _channel_args(tx)
+    _link_args(tx)
+    tx.add_argument("--rate", type=float, default=0.0, help="images per second (0: as fast as the encoder goes)")
+    tx.add_argument("--loop", action="store_true", help="send the images over and over (until Ctrl-C)")
+    tx.add_argument("--start-delay", type=float, default=1.0,
+                    help="seconds before the first image (lets subscribers connect; default 1)")
+    tx.add_argument("--linger", type=float, default=1.0, help="seconds of zeros sent after the last burst (default 1)")
+
+    rx = sub.add_parser("rx", help="receive and decode images", description=(
+        "Receive analog OFDM frames and regenerate the images. sim: an in-process TX + channel_sim; zmq: ZMQ SUB "
+        "connected to --address; file: SigMF replay (--input); uhd/soapy: an SDR. --record writes the RX input as "
+        "SigMF with one annotation per detected frame."))
+    _radio_args(rx, "--source", ("sim", "zmq", "file", "uhd", "soapy"), "zmq")
+    rx.add_argument("--address", default=DEFAULT_RX_ADDRESS, help=f"ZMQ address to subscribe to (default {DEFAULT_RX_ADDRESS})")
+    rx.add_argument("--input", default="", help="SigMF recording to replay (source file)")
+    rx.add_argument("--throttle", action="store_true", help="replay at the recorded sample rate (default: as fast as possible)")
+    rx.add_argument("--record", default="", help="write the RX input IQ to this SigMF recording, frames annotated")
+    _channel_args(rx)
+    _link_args(rx)
+    rx.add_argument("--decoder", default="diffusion:2", help="diffusion:<1|2|4> or deepjscc (default diffusion:2)")
+    rx.add_argument("--no-classifier", action="store_true", help="skip the classifier verdict per frame")
+    rx.add_argument("--image-folder", default="", help="write the reconstructions as PNG here")
+    rx.add_argument("--taps", default="", help="ZMQ taps address, e.g. tcp://127.0.0.1:5560 (default off)")
+    rx.add_argument("--idle-timeout", type=float, default=5.0,
+                    help="stop after this many seconds without a new frame once frames were heard (default 5)")
+    rx.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
+    rx.set_defaults(rate=0.0, loop=False, start_delay=0.2)
+
+    ch = sub.add_parser("channel", help="ZMQ SUB -> simulated channel -> ZMQ PUB", description=(
+        "The channel process of the three-process radio: subscribes to the TX stream, applies channel_sim "
+        "(AWGN / fading, CFO, timing offset), publishes the result for the RX."))
+    ch.add_argument("--in", dest="input", default=DEFAULT_TX_ADDRESS, help=f"TX stream to subscribe to (default {DEFAULT_TX_ADDRESS})")
+    ch.add_argument("--out", dest="output", default=DEFAULT_RX_ADDRESS, help=f"address to publish on (default {DEFAULT_RX_ADDRESS})")
+    _channel_args(ch)
+    ch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    return parser
+
+
+APPS = {"tx": TxApp, "rx": RxApp, "channel": ChannelApp}
+
+
+def run(args) -> int:
+    """Build and run one app; one JSON report line on stdout. Exit 2 with one sentence when an
+    endpoint or model cannot be opened."""
+    from diffsem.cards import CardError
+    from diffsem.runtime import ProviderUnavailable
+    stop_event = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_event.set())
+    try:
+        app = APPS[args.app](args)
+    except (EndpointError, CardError, ProviderUnavailable, ValueError) as exc:
+        _log(args.app, str(exc))
+        return 2
+    report = app.run_app(stop_event)
+    print(json.dumps(report, default=float), flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -175,22 +175,22 @@ def write_meta(meta_path, data_path, datatype, samp_rate, center_freq, start_tim
 
     fs = float(samp_rate)
     extra = {k: v for k, v in info.items() if k not in ("hw", "author", "description")}
-    global_info = {SigMFFile.DATATYPE_KEY: datatype, SigMFFile.SAMPLE_RATE_KEY: fs,
-                   SigMFFile.RECORDER_KEY: RECORDER,
-                   SigMFFile.HW_KEY: str(info.get("hw", "unknown")),
-                   SigMFFile.AUTHOR_KEY: str(info.get("author", "")) or os.environ.get("USER", "gr-diffsem"),
-                   SigMFFile.DESCRIPTION_KEY: str(info.get("description", "gr-diffsem analog OFDM recording")),
-                   SigMFFile.EXTENSIONS_KEY: [{"name": "diffsem", "version": "0.1.0", "optional": True}]}
+    global_info = {"core:datatype": datatype, "core:sample_rate": fs,
+                   "core:recorder": RECORDER,
+                   "core:hw": str(info.get("hw", "unknown")),
+                   "core:author": str(info.get("author", "")) or os.environ.get("USER", "gr-diffsem"),
+                   "core:description": str(info.get("description", "gr-diffsem analog OFDM recording")),
+                   "core:extensions": [{"name": "diffsem", "version": "0.1.0", "optional": True}]}
     for key, value in extra.items():
         global_info[f"diffsem:{key}"] = value
     handle = SigMFFile(data_file=data_path, global_info=global_info)
-    handle.add_capture(0, metadata={SigMFFile.FREQUENCY_KEY: float(center_freq),
-                                    SigMFFile.DATETIME_KEY: start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    handle.add_capture(0, metadata={"core:frequency": float(center_freq),
+                                    "core:datetime": start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
     half_band = fs / 2 * float(info.get("occupied_fraction", 1.0))
     for a in annotations:
-        meta = {SigMFFile.LABEL_KEY: f"diffsem frame seq {a.get('seq')}",
-                SigMFFile.FREQ_LOWER_EDGE_KEY: float(center_freq) - half_band,
-                SigMFFile.FREQ_UPPER_EDGE_KEY: float(center_freq) + half_band}
+        meta = {"core:label": f"diffsem frame seq {a.get('seq')}",
+                "core:freq_lower_edge": float(center_freq) - half_band,
+                "core:freq_upper_edge": float(center_freq) + half_band}
         for key in ("seq", "snr_db", "cfo", "n_symbols"):
             if a.get(key) is not None:
                 meta[f"diffsem:{key}"] = float(a[key]) if isinstance(a[key], float) else a[key]

@@ -123,3 +123,42 @@ def test_sdr_endpoint_without_device_is_one_sentence(endpoint, device, capsys):
     assert apps.main(["tx", "--sink", endpoint, *args]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-tx:")]
     assert len(err) == 1 and f"no {device}" in err[0] and "Traceback" not in err[0], err
+
+
+def test_taken_address_is_one_sentence(capsys):
+    import zmq
+    from gnuradio.diffsem import apps
+    (port,) = free_ports(1)
+    ctx = zmq.Context.instance()
+    squatter = ctx.socket(zmq.PUB)
+    squatter.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        assert apps.main(["channel", "--out", f"tcp://127.0.0.1:{port}", "--duration", "1"]) == 2
+    finally:
+        squatter.close(0)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-channel:")]
+    assert len(lines) == 1 and "cannot publish samples" in lines[0]
+
+
+def test_burst_filler_sends_bursts_whole_and_zeros_between():
+    import numpy as np
+    import pmt
+    from gnuradio import blocks, gr
+    from gnuradio.diffsem._apps_io import burst_filler
+
+    filler = burst_filler(max_queue=2)
+    bursts = [np.full(n, v, np.complex64) for n, v in ((300, 1 + 1j), (500, 2.0), (700, 3j))]
+    for b in bursts + [bursts[0]]:  # 4 bursts into a queue of 2 before the flowgraph runs
+        filler.to_basic_block()._post(pmt.intern("pdus"), pmt.cons(pmt.PMT_NIL, pmt.init_c32vector(b.size, b.tolist())))
+    filler.to_basic_block()._post(pmt.intern("pdus"), pmt.intern("not a pdu"))
+    tb = gr.top_block()
+    head, sink = blocks.head(gr.sizeof_gr_complex, 4000), blocks.vector_sink_c()
+    tb.connect(filler, head, sink)
+    tb.run()
+    out = np.asarray(sink.data())
+    stats = filler.stats()
+    assert stats["dropped"] == 2 and stats["bad_pdu"] == 1 and stats["bursts_out"] == 2
+    # the two newest bursts, back to back, then zeros: nothing cut, nothing invented
+    np.testing.assert_array_equal(out[:700], bursts[2])
+    np.testing.assert_array_equal(out[700:1000], bursts[0])
+    assert len(out) == 4000 and not np.any(out[1000:])

@@ -54,6 +54,9 @@ class _TxChain:
 
     def __init__(self, tb, args):
         from gnuradio import diffsem
+        if args.loop and args.rate <= 0:  # an unpaced loop would only fill the encoder's drop counter
+            args.rate = 10.0
+            _log("tx", "--loop without --rate: sending 10 images/s")
         self.src = diffsem.image_source(args.images, "test", args.first, args.count, args.loop, args.rate,
                                         args.start_delay)
         self.enc = diffsem.semantic_encoder(args.k, "", args.models_dir, args.provider, args.snr, 64,
@@ -71,6 +74,25 @@ class _TxChain:
         tb.connect(self.tx, to_pdu)
         tb.msg_connect(to_pdu, "pdus", self.filler, "pdus")
         return self.filler
+
+
+def zmq_pub(address):
+    """A ZMQ PUB sample sink bound at `address`; EndpointError when the address is taken."""
+    from gnuradio import zeromq
+    try:
+        return zeromq.pub_sink(gr.sizeof_gr_complex, 1, address, 100, False, -1)
+    except RuntimeError as exc:
+        raise EndpointError(f"cannot publish samples at {address} ({exc}): is another diffsem TX or channel "
+                            f"running there?") from None
+
+
+def zmq_sub(address):
+    """A ZMQ SUB sample source connected to `address` (it reconnects until a publisher binds)."""
+    from gnuradio import zeromq
+    try:
+        return zeromq.sub_source(gr.sizeof_gr_complex, 1, address, 100, False, -1)
+    except RuntimeError as exc:
+        raise EndpointError(f"cannot subscribe to {address} ({exc})") from None
 
 
 def _channel(args):
@@ -119,17 +141,13 @@ class TxApp(gr.top_block):
             stream = self.chain.bursts_to_stream(self, args.samp_rate)
             if sink == "zmq":
                 throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate)
-                pub = self._zmq_pub(args.address)
+                pub = zmq_pub(args.address)
                 self.connect(stream, throttle, pub)
             else:
                 make = uhd_endpoint if sink == "uhd" else soapy_endpoint
                 dev = make("tx", args.samp_rate, args.freq, args.gain, args.device_args, args.antenna)
                 self.connect(stream, blocks.multiply_const_cc(args.amplitude), dev)
         self.sink_name = sink
-
-    def _zmq_pub(self, address):
-        from gnuradio import zeromq
-        return zeromq.pub_sink(gr.sizeof_gr_complex, 1, address, 100, False, -1)
 
     def _file_or_null(self, block, what):
         if self.args.output:
@@ -176,11 +194,10 @@ class ChannelApp(gr.top_block):
 
     def __init__(self, args):
         gr.top_block.__init__(self, "diffsem-channel")
-        from gnuradio import zeromq
         self.args = args
-        self.sub = zeromq.sub_source(gr.sizeof_gr_complex, 1, args.input, 100, False, -1)
+        self.sub = zmq_sub(args.input)
         self.chan = _channel(args)
-        self.pub = zeromq.pub_sink(gr.sizeof_gr_complex, 1, args.output, 100, False, -1)
+        self.pub = zmq_pub(args.output)
         self.counter = blocks.null_sink(gr.sizeof_gr_complex)
         self.connect(self.sub, self.chan, self.pub)
         self.connect(self.chan, self.counter)
@@ -213,8 +230,7 @@ class RxApp(gr.top_block):
             src = _channel(args)
             self.connect(self.tx_chain.out, src)
         elif source == "zmq":
-            from gnuradio import zeromq
-            src = zeromq.sub_source(gr.sizeof_gr_complex, 1, args.address, 100, False, -1)
+            src = zmq_sub(args.address)
         elif source == "file":
             if not args.input:
                 raise EndpointError("--source file needs --input PATH (the SigMF recording to replay)")
@@ -238,7 +254,7 @@ class RxApp(gr.top_block):
 
         mode, steps = parse_decoders([args.decoder])[0]
         self.dec = diffsem.diffusion_decoder(args.k, mode, steps or 2, "", args.models_dir, args.provider, args.seed,
-                                             16, args.max_batch, "oldest", args.threads)
+                                             args.max_queue, args.max_batch, "oldest", args.threads)
         self.metrics = diffsem.link_metrics("none" if args.no_classifier else "", args.models_dir, False, self.rx,
                                             self.dec.label)
         self.msg_connect(self.rx, "out", self.dec, "in")
@@ -307,6 +323,9 @@ class RxApp(gr.top_block):
                "decoder": self.dec.label, "model": self.dec.model.name, "rx": self.rx.stats(),
                "samples": self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0)), **acc, "lost": acc["missing"] if self.refs else None,
                **self.metrics.summary()}
+        if self.tx_chain is None:  # t_src of a reference made in this process: no end-to-end latency
+            for key in ("e2e_latency_ms_p50", "e2e_latency_ms_p99"):
+                rep.pop(key, None)
         if self.recorder is not None:
             rep["recording"] = self.recorder.meta_path
             rep["annotations"] = len(self.recorder.annotations)
@@ -388,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     _channel_args(rx)
     _link_args(rx)
     rx.add_argument("--decoder", default="diffusion:2", help="diffusion:<1|2|4> or deepjscc (default diffusion:2)")
+    rx.add_argument("--max-queue", type=int, default=64,
+                    help="frames waiting for the decoder before the oldest is dropped (counted), default 64")
     rx.add_argument("--no-classifier", action="store_true", help="skip the classifier verdict per frame")
     rx.add_argument("--image-folder", default="", help="write the reconstructions as PNG here")
     rx.add_argument("--taps", default="", help="ZMQ taps address, e.g. tcp://127.0.0.1:5560 (default off)")

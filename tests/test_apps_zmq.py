@@ -162,3 +162,23 @@ def test_burst_filler_sends_bursts_whole_and_zeros_between():
     np.testing.assert_array_equal(out[:700], bursts[2])
     np.testing.assert_array_equal(out[700:1000], bursts[0])
     assert len(out) == 4000 and not np.any(out[1000:])
+
+
+def test_any_start_order_with_a_looping_tx():
+    """TX first, then channel, then RX, all launched at once: the SUB sockets reconnect, the RX waits
+    for samples, and a looping TX (a beacon) reaches it whatever process comes up last."""
+    tx_port, rx_port = free_ports(2)
+    tx_addr, rx_addr = f"tcp://127.0.0.1:{tx_port}", f"tcp://127.0.0.1:{rx_port}"
+    apps = []
+    try:
+        apps.append(App("tx", "--sink", "zmq", "--address", tx_addr, "--samp-rate", "250e3", "--k", "32",
+                        "--count", "4", "--loop", "--rate", "10", "--start-delay", "0", "--threads", "1"))
+        apps.append(App("channel", "--in", tx_addr, "--out", rx_addr, "--snr", "20", "--duration", "150"))
+        apps.append(App("rx", "--source", "zmq", "--address", rx_addr, "--k", "32", "--count", "0", "--frames", "6",
+                        "--no-classifier", "--threads", "1", "--duration", "120"))
+        rx = apps[2].report(timeout=150)
+    finally:
+        for app in apps:
+            app.kill()
+    assert rx["stopped"] == "6 frames decoded", rx
+    assert rx["decoded"] >= 6 and rx["rx"]["headers_ok"] >= 6

@@ -301,6 +301,9 @@ class RxApp(gr.top_block):
             if self._settled():
                 reason = "all frames accounted for"
                 break
+            if self.args.frames and self.metrics.accounting()["decoded"] >= self.args.frames:
+                reason = f"{self.args.frames} frames decoded"
+                break
             progress = (self.rx.stats().get("frames", 0), self.metrics.accounting()["decoded"])
             if progress != last:
                 last, t_last = progress, now
@@ -415,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     rx.add_argument("--idle-timeout", type=float, default=5.0,
                     help="stop after this many seconds without a new frame once frames were heard (default 5)")
     rx.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
+    rx.add_argument("--frames", type=int, default=0, help="stop after this many decoded frames (0: no limit)")
     rx.set_defaults(rate=0.0, loop=False, start_delay=0.2)
 
     ch = sub.add_parser("channel", help="ZMQ SUB -> simulated channel -> ZMQ PUB", description=(

@@ -376,15 +376,14 @@ def _link_args(p):
     s.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (0 = its default)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gnuradio.diffsem.apps",
-                                     description="gr-diffsem semantic image link as separate TX / channel / RX programs")
-    sub = parser.add_subparsers(dest="app", required=True)
+TX_DESCRIPTION = (
+    "Encode images and send them as analog OFDM bursts. sim: through channel_sim (to --output or nowhere); "
+    "zmq: continuous stream, zeros between bursts, ZMQ PUB bound at --address; file: SigMF recording of the "
+    "bursts; uhd/soapy: an SDR.")
 
-    tx = sub.add_parser("tx", help="transmit images", description=(
-        "Encode images and send them as analog OFDM bursts. sim: through channel_sim (to --output or nowhere); "
-        "zmq: continuous stream, zeros between bursts, ZMQ PUB bound at --address; file: SigMF recording of the "
-        "bursts; uhd/soapy: an SDR."))
+
+def add_tx_arguments(tx):
+    """Arguments of the TX app (also `diffsem tx` through the CLI)."""
     _radio_args(tx, "--sink", ("sim", "zmq", "file", "uhd", "soapy"), "zmq")
     tx.add_argument("--address", default=DEFAULT_TX_ADDRESS, help=f"ZMQ PUB address to bind (default {DEFAULT_TX_ADDRESS})")
     tx.add_argument("--output", default="", help="SigMF recording to write (sink file, or sim's channel output)")
@@ -398,10 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds before the first image (lets subscribers connect; default 1)")
     tx.add_argument("--linger", type=float, default=1.0, help="seconds of zeros sent after the last burst (default 1)")
 
-    rx = sub.add_parser("rx", help="receive and decode images", description=(
-        "Receive analog OFDM frames and regenerate the images. sim: an in-process TX + channel_sim; zmq: ZMQ SUB "
-        "connected to --address; file: SigMF replay (--input); uhd/soapy: an SDR. --record writes the RX input as "
-        "SigMF with one annotation per detected frame."))
+
+RX_DESCRIPTION = (
+    "Receive analog OFDM frames and regenerate the images. sim: an in-process TX + channel_sim; zmq: ZMQ SUB "
+    "connected to --address; file: SigMF replay (--input); uhd/soapy: an SDR. --record writes the RX input as "
+    "SigMF with one annotation per detected frame.")
+
+
+def add_rx_arguments(rx):
+    """Arguments of the RX app (also `diffsem rx`)."""
     _radio_args(rx, "--source", ("sim", "zmq", "file", "uhd", "soapy"), "zmq")
     rx.add_argument("--address", default=DEFAULT_RX_ADDRESS, help=f"ZMQ address to subscribe to (default {DEFAULT_RX_ADDRESS})")
     rx.add_argument("--input", default="", help="SigMF recording to replay (source file)")
@@ -421,21 +425,47 @@ def build_parser() -> argparse.ArgumentParser:
     rx.add_argument("--frames", type=int, default=0, help="stop after this many decoded frames (0: no limit)")
     rx.set_defaults(rate=0.0, loop=False, start_delay=0.2)
 
-    ch = sub.add_parser("channel", help="ZMQ SUB -> simulated channel -> ZMQ PUB", description=(
-        "The channel process of the three-process radio: subscribes to the TX stream, applies channel_sim "
-        "(AWGN / fading, CFO, timing offset), publishes the result for the RX."))
+
+CHANNEL_DESCRIPTION = (
+    "The channel process of the three-process radio: subscribes to the TX stream, applies channel_sim "
+    "(AWGN / fading, CFO, timing offset), publishes the result for the RX.")
+
+
+def add_channel_arguments(ch):
+    """Arguments of the channel app (also `diffsem channel`)."""
     ch.add_argument("--in", dest="input", default=DEFAULT_TX_ADDRESS, help=f"TX stream to subscribe to (default {DEFAULT_TX_ADDRESS})")
     ch.add_argument("--out", dest="output", default=DEFAULT_RX_ADDRESS, help=f"address to publish on (default {DEFAULT_RX_ADDRESS})")
     _channel_args(ch)
     ch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+
+
+HELP = {"tx": "transmit images (sim | zmq | file | uhd | soapy sink)",
+        "rx": "receive and decode images (sim | zmq | file | uhd | soapy source), SigMF record",
+        "channel": "ZMQ SUB -> simulated channel -> ZMQ PUB (the three-process radio)"}
+DESCRIPTIONS = {"tx": TX_DESCRIPTION, "rx": RX_DESCRIPTION, "channel": CHANNEL_DESCRIPTION}
+ADDERS = {"tx": add_tx_arguments, "rx": add_rx_arguments, "channel": add_channel_arguments}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gnuradio.diffsem.apps",
+                                     description="gr-diffsem semantic image link as separate TX / channel / RX programs")
+    sub = parser.add_subparsers(dest="app", required=True)
+    for name, adder in ADDERS.items():
+        adder(sub.add_parser(name, help=HELP[name], description=DESCRIPTIONS[name]))
     return parser
 
 
 APPS = {"tx": TxApp, "rx": RxApp, "channel": ChannelApp}
 
 
+def run_named(name: str, args) -> int:
+    """Entry for `diffsem tx|rx|channel` (see _apps_cli_*.py): run app `name` with parsed args."""
+    args.app = name
+    return run(args)
+
+
 def run(args) -> int:
-    """Build and run one app; one JSON report line on stdout. Exit 2 with one sentence when an
+    """Build and run one app (args.app); one JSON report line on stdout. Exit 2 with one sentence when an
     endpoint or model cannot be opened."""
     from diffsem.cards import CardError
     from diffsem.runtime import ProviderUnavailable

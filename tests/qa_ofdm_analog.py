@@ -168,3 +168,27 @@ def test_checker_refuses_malformed():
     chk.handle(pmt.cons(good_meta, _c32(reference_symbols(0, 0, 4))))
     stats = chk.stats()
     assert stats["malformed"] == 3 and stats["frames"] == 1 and stats["mse_db"] < -100
+
+
+def test_crc_failures_are_counted_and_published():
+    """Noise bursts that trigger the sync give headers failing the CRC: counted in stats() and
+    published on "stats", never passed on as frames."""
+    rng = np.random.default_rng(5)
+    noise = np.zeros(60000, np.complex64)
+    for start in range(0, 60000, 2000):  # bursts of strong noise between quiet gaps
+        noise[start:start + 600] = (rng.standard_normal(600) + 1j * rng.standard_normal(600)) * 3
+    tb = gr.top_block()
+    rx = diffsem.ofdm_analog_rx(sync_threshold=0.05)
+    stats = blocks.message_debug()
+    out = blocks.message_debug()
+    tb.connect(blocks.vector_source_c(noise.tolist()), rx)
+    tb.msg_connect(rx, "stats", stats, "store")
+    tb.msg_connect(rx, "out", out, "store")
+    tb.start()
+    time.sleep(1.5)
+    tb.stop()
+    tb.wait()
+    counts = rx.stats()
+    assert counts["header_crc_fail"] > 0 and counts["frames"] == 0 and out.num_messages() == 0
+    last = pmt.to_python(stats.get_message(stats.num_messages() - 1))
+    assert last["header_crc_fail"] == counts["header_crc_fail"]

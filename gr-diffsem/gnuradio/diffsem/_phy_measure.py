@@ -33,7 +33,7 @@ class loopback(gr.top_block):
         self.msg_connect(self.rx, "out", self.checker, "in")
         self.msg_connect(self.checker, "ack", self.source, "ack")
 
-    def run_until_done(self, timeout=120.0, idle=2.0):
+    def run_until_done(self, timeout=120.0, idle=5.0):
         """Start, wait until every frame is accounted for (received or after `idle` s without
         progress once the source is done), stop. Returns the checker's stats plus counters."""
         self.start()

@@ -175,6 +175,7 @@ class header_monitor(gr.basic_block):
         gr.basic_block.__init__(self, name="diffsem_header_monitor", in_sig=None, out_sig=None)
         self.counters = counters
         self.message_port_register_in(pmt.intern("in"))
+        self.message_port_register_out(pmt.intern("stats"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
 
     def handle(self, msg):
@@ -182,6 +183,7 @@ class header_monitor(gr.basic_block):
             self.counters.incr("headers_ok")
         else:
             self.counters.incr("header_crc_fail")
+            self.message_port_pub(pmt.intern("stats"), self.counters.to_pmt())
 
 
 class header_combiner(gr.decim_block):
@@ -205,6 +207,7 @@ class header_combiner(gr.decim_block):
         self.offset_key = pmt.intern(CARR_OFFSET_TAG)
         self.ls_key = pmt.intern(LS_TAPS_TAG)
         self.cpe_key = pmt.intern(CPE_TAG)
+        self.min_quality = 3.0
 
     def _combine(self, copies, taps, carr_offset):
         """Maximum-ratio combination of the header copies on the denoised channel, each copy first
@@ -238,10 +241,18 @@ class header_combiner(gr.decim_block):
             num += np.roll(z, -phy.header_shift(c, copies.shape[0], est.layout))
             den += np.roll(np.abs(h_d) ** 2, -phy.header_shift(c, copies.shape[0], est.layout))
         out = np.zeros(n, dtype=np.complex64)
-        out[data] = num / np.maximum(den, 1e-30)
-        out[pilots] = est.pilot_values
         unit = np.zeros(n, dtype=np.complex64)
         unit[active] = 1.0
+        bits = num / np.maximum(den, 1e-30)
+        # a true BPSK header is real after combining (Re^2 / Im^2 ~ 9 at 0 dB); a false trigger
+        # on noise gives ~1. Refusing those here (all-zero symbols never pass the CRC) takes the
+        # 1-in-256 chance of a noise header passing the 8-bit CRC down to ~1e-6, so a phantom
+        # frame of random length cannot swallow the real frames that follow.
+        quality = float(np.sum(bits.real ** 2) / max(np.sum(bits.imag ** 2), 1e-30))
+        if quality < self.min_quality:
+            return out, unit, 0.0
+        out[data] = bits
+        out[pilots] = est.pilot_values
         return out, unit, slope
 
     def work(self, input_items, output_items):

@@ -33,7 +33,7 @@ class ofdm_analog_rx(gr.hier_block2):
     pilots and estimates the noise from guard carriers, pilots and preamble.
 
     `stats()` -> {"frames", "headers_ok", "header_crc_fail", "malformed", "nonfinite"}; the same
-    dict goes out on message port "stats" after each frame.
+    dict goes out on message port "stats" after each frame and each dropped header.
     """
 
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
@@ -122,6 +122,7 @@ class ofdm_analog_rx(gr.hier_block2):
         self.msg_connect(to_pdu, "pdus", self.assembler, "in")
         self.msg_connect(self.assembler, "out", self, "out")
         self.msg_connect(self.assembler, "stats", self, "stats")
+        self.msg_connect(self.header_monitor, "stats", self, "stats")
 
     def stats(self) -> dict:
         return self.counters.snapshot()

@@ -231,6 +231,13 @@ class sigmf_replay(gr.sync_block):
         else:
             raw = raw.astype(np.float32) * scale if scale != 1.0 else raw
         self.samples = np.ascontiguousarray(raw).view(np.complex64).copy()
+        # NaN/Inf would poison the receiver's FFTs and estimates: zero them, count, say so once
+        bad = ~np.isfinite(self.samples)
+        self.nonfinite_samples = int(np.count_nonzero(bad))
+        if self.nonfinite_samples:
+            self.samples[bad] = 0
+            block_logger(self, "sigmf_replay").warn(
+                f"sigmf_replay: {self.nonfinite_samples} non-finite samples in {self.data_path} replaced by zeros")
         self.samples = np.concatenate((self.samples, np.zeros(int(tail), np.complex64)))
         self.repeat = bool(repeat)
         self._pos = 0

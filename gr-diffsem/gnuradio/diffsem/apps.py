@@ -329,6 +329,8 @@ class RxApp(gr.top_block):
         if self.tx_chain is None:  # t_src of a reference made in this process: no end-to-end latency
             for key in ("e2e_latency_ms_p50", "e2e_latency_ms_p99"):
                 rep.pop(key, None)
+        if self.replay is not None:
+            rep["nonfinite_samples"] = self.replay.nonfinite_samples
         if self.recorder is not None:
             rep["recording"] = self.recorder.meta_path
             rep["annotations"] = len(self.recorder.annotations)

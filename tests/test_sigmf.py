@@ -110,3 +110,15 @@ def test_nonfinite_samples_are_zeroed_and_counted(tmp_path, capsys):
     rep = rx_report(["--source", "file", "--input", path, "--count", str(COUNT)], capsys)
     assert rep["nonfinite_samples"] == 50
     check_accounting(rep, COUNT)
+
+
+def test_record_limit_keeps_whole_frames_only(tmp_path, capsys):
+    path = str(tmp_path / "short")
+    rep = rx_report(["--source", "sim", "--count", "4", "--record", path, "--record-seconds", "0.002"], capsys)
+    assert rep["decoded"] == 4  # the limit is on the recording, not on the reception
+    from sigmf import sigmffile
+    rec = sigmffile.fromfile(path + ".sigmf-meta")
+    assert rec.read_samples().size == 2000  # 2 ms at 1 Msps
+    annotations = rec.get_annotations()
+    assert rep["annotations"] == len(annotations) == 1  # frame 1 (1514..2074) does not fit whole
+    assert all(a["core:sample_start"] + a["core:sample_count"] <= 2000 for a in annotations)

@@ -114,6 +114,7 @@ class sigmf_recorder(gr.sync_block):
         self.frame_samples = frame_samples
         self.max_samples = int(max_samples)  # 0 = no limit; beyond it samples are not written
         self.annotations: list[dict] = []
+        self.written_annotations = 0
         self.counters = Counters("samples", "frames", "bad_pdu")
         self._lock = threading.Lock()
         self._file = open(self.data_path, "wb")
@@ -160,7 +161,11 @@ class sigmf_recorder(gr.sync_block):
             if self._file is not None:
                 self._file.close()
                 self._file = None
-            annotations = sorted(self.annotations, key=lambda a: a["start"])
+            recorded = self.counters.snapshot()["samples"]
+            # a frame that does not fit whole in a limited recording is not annotated
+            annotations = sorted((a for a in self.annotations if a["start"] + (a["length"] or 0) <= recorded),
+                                 key=lambda a: a["start"])
+            self.written_annotations = len(annotations)
         write_meta(self.meta_path, self.data_path, "cf32_le", self.samp_rate, self.center_freq,
                    self._start_time, self.info, annotations)
         self.log.info(f"recorded {self.counters.snapshot()['samples']} samples, {len(annotations)} frames "

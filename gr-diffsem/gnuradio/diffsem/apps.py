@@ -271,7 +271,7 @@ class RxApp(gr.top_block):
         self.recorder = None
         if args.record:
             self.recorder = sigmf_recorder(args.record, args.samp_rate, args.freq, _recording_info(args, "RX input"),
-                                           _frame_samples)
+                                           _frame_samples, int(args.record_seconds * args.samp_rate))
             self.connect(src, self.recorder)
             self.msg_connect(self.rx, "out", self.recorder, "frames")
         if args.image_folder:
@@ -333,7 +333,7 @@ class RxApp(gr.top_block):
             rep["nonfinite_samples"] = self.replay.nonfinite_samples
         if self.recorder is not None:
             rep["recording"] = self.recorder.meta_path
-            rep["annotations"] = len(self.recorder.annotations)
+            rep["annotations"] = self.recorder.written_annotations
         return rep
 
 
@@ -413,6 +413,8 @@ def add_rx_arguments(rx):
     rx.add_argument("--input", default="", help="SigMF recording to replay (source file)")
     rx.add_argument("--throttle", action="store_true", help="replay at the recorded sample rate (default: as fast as possible)")
     rx.add_argument("--record", default="", help="write the RX input IQ to this SigMF recording, frames annotated")
+    rx.add_argument("--record-seconds", type=float, default=0.0,
+                    help="record at most this many seconds of IQ (0: all; frames after the limit are not annotated)")
     _channel_args(rx)
     _link_args(rx)
     rx.add_argument("--decoder", default="diffusion:2", help="diffusion:<1|2|4> or deepjscc (default diffusion:2)")

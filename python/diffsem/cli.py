@@ -18,6 +18,10 @@ COMMANDS = {
     "sweep": ("diffsem.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),
     "demo": ("diffsem.demo", "the loopback demo over the simulated channel (the README's main job)"),
     "monitor": ("diffsem.monitor", "subscribe to a running link's ZMQ taps and print/save what they carry"),
+    # radio apps (GNU Radio): endpoints sim | zmq | file (SigMF) | SDR; see docs/radio.md
+    "tx": ("gnuradio.diffsem._apps_cli_tx", "transmitter app: images -> semantic encoder -> OFDM -> endpoint"),
+    "channel": ("gnuradio.diffsem._apps_cli_channel", "channel app for the three-process ZMQ link"),
+    "rx": ("gnuradio.diffsem._apps_cli_rx", "receiver app: endpoint -> OFDM RX -> decoder -> images, metrics"),
 }
 
 

@@ -474,14 +474,20 @@ def run(args) -> int:
     from diffsem.cards import CardError
     from diffsem.runtime import ProviderUnavailable
     stop_event = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop_event.set())
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # Ctrl-C / kill end the run cleanly
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop_event.set())
     try:
-        app = APPS[args.app](args)
-    except (EndpointError, CardError, ProviderUnavailable, ValueError) as exc:
-        _log(args.app, str(exc))
-        return 2
-    report = app.run_app(stop_event)
+        try:
+            app = APPS[args.app](args)
+        except (EndpointError, CardError, ProviderUnavailable, ValueError) as exc:
+            _log(args.app, str(exc))
+            return 2
+        report = app.run_app(stop_event)
+    finally:
+        for sig, handler in previous.items():  # a caller in the same process gets its handlers back
+            signal.signal(sig, handler)
     print(json.dumps(report, default=float), flush=True)
     return 0
 

@@ -441,6 +441,24 @@ def markdown_table(rows, k: int, channel: str = "awgn", path: str = "library") -
     return "\n".join(lines)
 
 
+def path_table(rows) -> str:
+    """Flowgraph vs library PSNR for every point computed both ways (same scheme, k, channel, SNR,
+    n, seed; the library path has no CFO so every flowgraph CFO is set beside its zero-CFO twin)."""
+    lib = {(r["scheme"], r["steps"], r["k"], r["channel"], _num(r["snr_db"]), r["n"], r["seed"]): r
+           for r in rows if r["path"] == "library"}
+    lines = ["| scheme | k | channel | CFO | SNR (dB) | PSNR flowgraph | PSNR library | difference | "
+             "flowgraph frames received |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted((r for r in rows if r["path"] == "flowgraph"),
+                    key=lambda r: (r["scheme"], r["steps"], int(r["k"]), r["channel"], _num(r["cfo"]), _num(r["snr_db"]))):
+        twin = lib.get((r["scheme"], r["steps"], r["k"], r["channel"], _num(r["snr_db"]), r["n"], r["seed"]))
+        if twin is None:
+            continue
+        fg, li = _num(r["psnr"]), _num(twin["psnr"])
+        lines.append(f"| {_label(r)} | {r['k']} | {r['channel']} | {_num(r['cfo']):g} | {_num(r['snr_db']):g} | "
+                     f"{fg:.2f} | {li:.2f} | {fg - li:+.2f} | {r.get('delivered') or ''} |")
+    return "\n".join(lines)
+
+
 # --- command line ------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
@@ -465,6 +483,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads per worker")
     parser.add_argument("--scheduler", help="tcp://host:port of a Dask distributed scheduler: run the points there")
     parser.add_argument("--table", action="store_true", help="print the PSNR/accuracy markdown table per k")
+    parser.add_argument("--compare-paths", action="store_true",
+                        help="print flowgraph vs library PSNR for the points of --csv computed both ways")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log")
 
 
@@ -494,4 +514,6 @@ def run(args) -> int:
         for k in args.k:
             for channel in args.channel:
                 print(f"\nk = {k}, {channel}, {args.path} (PSNR dB / accuracy)\n" + markdown_table(rows, k, channel, args.path))
+    if args.compare_paths:
+        print("\nflowgraph vs library (PSNR dB)\n" + path_table(read_rows(args.csv)))
     return 1 if counts["failed"] else 0

@@ -95,7 +95,7 @@ def test_three_process_zmq_link_matches_loopback():
         rx.wait_ready(90)
         channel.wait_ready(90)
         apps.append(App("tx", "--sink", "zmq", "--address", tx_addr, "--samp-rate", "500e3", *common, *link,
-                        "--start-delay", "1.5"))
+                        "--start-delay", "3"))  # PUB drops until the channel has subscribed
         tx_report = apps[2].report(timeout=120)
         rx_report = rx.report(timeout=150)
     finally:

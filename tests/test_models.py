@@ -183,3 +183,25 @@ def test_shipped_model_cards(card_path):
     assert card["parity"]["max_abs_err"] <= 1e-4
     assert card["training"]["hardware"] and card["training"]["time_s"] > 0
     assert Path(MODELS / card["recipe"].split("models/")[-1]).exists()
+
+
+def test_receiver_reports_outside_the_trained_range_are_clamped():
+    """A noiseless recording makes the RX estimate ~140 dB; the decoder must see its trained range."""
+    from diffsem.inference import TRAINED_NOISE_VAR, TRAINED_SNR_DB, clamp_to_trained
+    snr, nv = clamp_to_trained([140.0, -30.0, 7.0], [[1e-14, np.inf, 0.5]])
+    assert snr.tolist() == [TRAINED_SNR_DB[1], TRAINED_SNR_DB[0], 7.0]
+    assert nv[0, 0] == np.float32(TRAINED_NOISE_VAR[0]) and nv[0, 1] == np.float32(TRAINED_NOISE_VAR[1])
+    assert nv[0, 2] == np.float32(0.5)
+
+
+@pytest.mark.skipif(not (MODELS / "student_k128_s1.json").exists(), reason="shipped models not present")
+def test_noiseless_input_decodes_like_a_clean_channel():
+    from diffsem import data, metrics
+    from diffsem.schemes import load_scheme
+    images = data.load("test")[0][:64]
+    scheme = load_scheme("student", 128, 1)
+    symbols = scheme.encode(images)
+    clean = scheme.decode(symbols, 140.0, np.full((64, 128), 1e-14, np.float32))
+    at_25 = scheme.decode(symbols, 25.0, np.full((64, 128), 10 ** -2.5, np.float32))
+    assert abs(metrics.psnr(clean, images).mean() - metrics.psnr(at_25, images).mean()) < 0.5
+    assert metrics.psnr(clean, images).mean() > 21.0

@@ -194,6 +194,17 @@ class InferenceWorker:
 
 DECODER_MODES = ("diffusion", "deepjscc")
 MAX_NOISE_VAR = 1e4  # = channel.MIN_GAIN floor: what training saw for the deepest fade
+# What the decoders were trained on (models/recipes: SNR -5..25 dB; a selective channel's strong
+# subcarriers give noise variances down to ~10^-3.5). Receiver reports outside it are clamped:
+# a noiseless recording estimates ~140 dB, which a network never saw.
+TRAINED_SNR_DB = (-5.0, 25.0)
+TRAINED_NOISE_VAR = (10 ** -3.5, MAX_NOISE_VAR)
+
+
+def clamp_to_trained(snr_db, noise_var):
+    """(snr_db, noise_var) limited to the range the decoders were trained on, as float32 arrays."""
+    return (np.clip(np.asarray(snr_db, np.float32), *TRAINED_SNR_DB).astype(np.float32),
+            np.clip(np.asarray(noise_var, np.float32), *TRAINED_NOISE_VAR).astype(np.float32))
 STEPS = (1, 2, 4)
 
 
@@ -321,13 +332,12 @@ class FrameDecoder:
         return self.temperature * rng.standard_normal((1, 28, 28), dtype=np.float32)
 
     def __call__(self, requests: list[DecodeRequest]) -> list[np.ndarray]:
-        inputs = {
-            "symbols": np.stack([symbols_to_array(r.symbols) for r in requests]),
-            "snr_db": np.asarray([r.snr_db for r in requests], np.float32),
-            # a deep fade may report an infinite variance: cap it (the symbol is then ignored anyway)
-            "noise_var": np.minimum(np.stack([np.asarray(r.noise_var, np.float32) for r in requests]),
-                                    MAX_NOISE_VAR),
-        }
+        # The receiver may report what training never saw (a noiseless input estimates ~140 dB, a
+        # deep fade an infinite variance): clamp to the trained range (diffsem.channel).
+        snr_db, noise_var = clamp_to_trained([r.snr_db for r in requests],
+                                             np.stack([np.asarray(r.noise_var, np.float32) for r in requests]))
+        inputs = {"symbols": np.stack([symbols_to_array(r.symbols) for r in requests]),
+                  "snr_db": snr_db, "noise_var": noise_var}
         if self.wants_noise:
             inputs["noise"] = np.stack([self.source_noise(r.seq) for r in requests])
         images = np.asarray(self.model(**inputs)["image"], np.float32).reshape(len(requests), 28, 28)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import models_dir
+from .inference import clamp_to_trained
 
 SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")
 TEACHER_STEPS = 32
@@ -58,8 +59,8 @@ class Scheme:
         if symbols.ndim != 3 or symbols.shape[1:] != (self.k, 2):
             raise ValueError(f"symbols must be [B,{self.k},2], got {symbols.shape}")
         b = len(symbols)
-        snr = np.broadcast_to(np.asarray(snr_db, dtype=np.float32), (b,)).copy()
-        nv = np.broadcast_to(np.asarray(noise_var, dtype=np.float32), (b, self.k)).copy()
+        snr, nv = clamp_to_trained(np.broadcast_to(np.asarray(snr_db, dtype=np.float32), (b,)),
+                                   np.broadcast_to(np.asarray(noise_var, dtype=np.float32), (b, self.k)))
         rng = rng if rng is not None else np.random.default_rng(0)
         noise = (self.temperature * rng.standard_normal((b, 1, 28, 28))).astype(np.float32)
         return self._decode(symbols, snr, nv, noise)

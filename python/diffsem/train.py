@@ -316,8 +316,9 @@ def add_arguments(parser):
 def run(args):
     cfg = load_recipe(args.recipe)
     if cfg.get("kind") == "classifier":
+        from . import models_dir
         from .classifier import train_classifier
-        out = Path(args.run_dir or f"runs/{cfg['name']}")
+        out = Path(args.run_dir or models_dir())  # the classifier ships as models/classifier.pt + card
         train_classifier(cfg, out, str(pick_device(args.device)))
         return 0
     run_dir = Path(args.run_dir or f"runs/{cfg['name']}")

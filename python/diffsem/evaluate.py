@@ -37,7 +37,7 @@ log = logging.getLogger("diffsem.evaluate")
 SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")  # _nonv: the ablation without noise_var
 DEFAULT_SCHEMES = ("deepjscc", "teacher", "student")
 ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", "accuracy", "fid",
-            "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite")
+            "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite", "temperature")
 
 
 def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu"):
@@ -128,6 +128,8 @@ def evaluate_point(scheme, images, labels, channel: str, snr_db: float, csi: str
         row["tx_snr_db"] = getattr(scheme, "encode_snr_db", None)
     if nonfinite:
         row["nonfinite"] = nonfinite
+    if getattr(scheme, "temperature", None) is not None and scheme.name in ("teacher", "student"):
+        row["temperature"] = float(scheme.temperature)
     return row
 
 
@@ -257,6 +259,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=list(DEFAULT_SCHEMES))
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4],
                         help="student step counts (the teacher uses its own sampler; deepjscc has none)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="diffusion sampling temperature (default: diffsem.schemes.DEFAULT_TEMPERATURE)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
     parser.add_argument("--k", nargs="+", type=int, default=[128, 32], help="complex symbols per image")
     parser.add_argument("--channel", nargs="+", choices=("awgn", "rayleigh", "selective"), default=["awgn"])
@@ -311,6 +315,8 @@ def run(args) -> int:
                 for steps in step_list:
                     try:
                         schemes.append(load_scheme(name, k, steps=steps, backend=args.backend, device=args.device))
+                        if args.temperature is not None:
+                            schemes[-1].temperature = args.temperature
                     except Exception as exc:  # noqa: BLE001 - a missing model skips its scheme, loudly
                         failures += 1
                         log.error("cannot load scheme %s k=%d steps=%s: %s", name, k, steps, exc)

@@ -35,15 +35,6 @@ DOCS = {
 }
 
 
-class _Encoder(torch.nn.Module):
-    def __init__(self, enc):
-        super().__init__()
-        self.enc = enc
-
-    def forward(self, image, snr_db):
-        return self.enc(image, snr_db)
-
-
 def _export(module, inputs: dict, output: str, path: Path):
     names = list(inputs)
     torch.onnx.export(module, tuple(inputs.values()), str(path), input_names=names, output_names=[output],
@@ -94,7 +85,7 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4))
 
     teacher_steps = cfg["teacher"].get("steps", TEACHER_STEPS)
     distill_stages = [f"distill_s{n}" for n in cfg["distill"]["rounds"]]
-    jobs = [("encoder", None, _Encoder(mods["encoder"]), ["image", "snr_db"], "symbols", training("jscc")),
+    jobs = [("encoder", None, mods["encoder"], ["image", "snr_db"], "symbols", training("jscc")),
             ("deepjscc_decoder", None, mods["decoder"], ["symbols", "snr_db", "noise_var"], "image",
              training("jscc")),
             ("teacher", teacher_steps, build_diffusion_decoder(cfg, mods, "teacher", teacher_steps),

@@ -91,8 +91,7 @@ def _onnx_scheme(name, k, steps, provider):
     from .runtime import OnnxModel
     d = models_dir()
     enc = OnnxModel(d / f"{artifact_name('encoder', k)}.json", provider=provider)
-    role = {"deepjscc": "deepjscc", "deepjscc_nonv": "deepjscc_nonv"}.get(name, name)
-    dec = OnnxModel(d / f"{artifact_name(role, k, steps)}.json", provider=provider)
+    dec = OnnxModel(d / f"{artifact_name(name, k, steps)}.json", provider=provider)
 
     def encode(images, snr):
         return enc(image=images, snr_db=snr)["symbols"]

@@ -5,7 +5,7 @@ import numpy as np
 import pmt
 from gnuradio import digital, fft, gr, pdu
 
-from diffsem import phy
+from diffsem import impairments, phy
 
 from ._phy_common import LEN_TAG, Counters, make_layout
 
@@ -64,21 +64,24 @@ class _framer(gr.basic_block):
 
 
 class _burst_padder(gr.basic_block):
-    """Scales a burst and surrounds it with zeros. (burst_shaper_cc would hold the last burst's
-    trailing zeros until the next burst arrives, so the receiver could not finish the last frame
-    of a message-driven run; a PDU-level padder emits each burst whole.)"""
+    """Scales a burst, clips it if asked, and surrounds it with zeros. (burst_shaper_cc would hold
+    the last burst's trailing zeros until the next burst arrives, so the receiver could not finish
+    the last frame of a message-driven run; a PDU-level padder emits each burst whole.)"""
 
-    def __init__(self, pad_front, pad_back, scale):
+    def __init__(self, pad_front, pad_back, scale, clip_level=0.0):
         gr.basic_block.__init__(self, name="diffsem_burst_padder", in_sig=None, out_sig=None)
         self.front = np.zeros(pad_front, dtype=np.complex64)
         self.back = np.zeros(pad_back, dtype=np.complex64)
         self.scale = np.float32(scale)
+        self.clip_level = float(clip_level)  # amplitude; 0 = no clipping
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
 
     def handle(self, msg):
         burst = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), dtype=np.complex64) * self.scale
+        if self.clip_level > 0:
+            burst = impairments.clip(burst, self.clip_level)
         out = np.concatenate((self.front, burst, self.back))
         self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(out.size, out.tolist())))
 
@@ -101,12 +104,18 @@ class ofdm_analog_tx(gr.hier_block2):
     power per sample; the padding is zero. `payload_scale` multiplies payload symbols only (the
     RX must be given the same value to undo it).
 
+    clip_db: power-amplifier back-off. None (default) = linear TX. A number clips the burst's
+    amplitude at clip_db dB above its RMS (the unit-power RMS above, i.e. amplitude
+    10**(clip_db/20)), phase kept (soft limiter, diffsem.impairments.clip): OFDM's PAPR is ~10 dB
+    at 1e-3, so a few dB of back-off clips often. The clipped burst's power drops a little; the
+    clipping distortion falls on all carriers, preamble and header included, as from a real PA.
+
     `stats()` -> dict of counters (frames sent, PDUs refused by reason).
     """
 
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
                  pilot_symbols=None, pad_front=None, pad_back=None, payload_scale=1.0,
-                 header_repeats=4):
+                 header_repeats=4, clip_db=None):
         gr.hier_block2.__init__(self, "ofdm_analog_tx", gr.io_signature(0, 0, 0),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.layout = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
@@ -132,7 +141,11 @@ class ofdm_analog_tx(gr.hier_block2):
         ifft = fft.fft_vcc(lay.fft_len, False, (), True)
         prefixer = digital.ofdm_cyclic_prefixer(lay.fft_len, sym_len, 0, LEN_TAG)
         to_burst = pdu.tagged_stream_to_pdu(gr.types.complex_t, LEN_TAG)
-        self.padder = _burst_padder(self.pad_front, self.pad_back, phy.tx_scale(lay))
+        if clip_db is not None and not np.isfinite(float(clip_db)):
+            raise ValueError(f"clip_db must be a number of dB above RMS or None, got {clip_db}")
+        self.clip_db = None if clip_db is None else float(clip_db)
+        clip_level = 0.0 if self.clip_db is None else impairments.db_to_amplitude(self.clip_db)
+        self.padder = _burst_padder(self.pad_front, self.pad_back, phy.tx_scale(lay), clip_level)
         out_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
         self.msg_connect(self, "in", self.framer, "in")
         self.msg_connect(self.framer, "out", to_stream, "pdus")

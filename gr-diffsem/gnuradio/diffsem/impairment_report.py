@@ -1,7 +1,7 @@
 """Hardware-realism report: PAPR CCDF of the TX waveform, and the PSNR the semantic link loses to
 TX clipping (PA back-off) and to ADC resolution at a fixed SNR.
 
-    python -m gnuradio.diffsem.impairment_report [--images 64] [--snr 10] [--out-dir docs/figures]
+    python -m gnuradio.diffsem.impairment_report [--images 200] [--snr 10] [--out-dir docs/figures]
 
 1. PAPR: `--papr-images` test images through the k=128 encoder and ofdm_analog_tx (the block
    itself); per OFDM symbol (cyclic prefix dropped), at the Nyquist rate and 4x oversampled
@@ -263,7 +263,7 @@ def _markdown(report) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gnuradio.diffsem.impairment_report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=64, help="test images per link point (default 64)")
+    parser.add_argument("--images", type=int, default=200, help="test images per link point (default 200)")
     parser.add_argument("--papr-images", type=int, default=1000, help="images for the PAPR CCDF (default 1000)")
     parser.add_argument("--k", type=int, default=128)
     parser.add_argument("--snr", type=float, default=10.0, help="AWGN Es/N0 (dB, default 10)")

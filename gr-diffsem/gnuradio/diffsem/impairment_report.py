@@ -6,7 +6,8 @@ TX clipping (PA back-off) and to ADC resolution at a fixed SNR.
 1. PAPR: `--papr-images` test images through the k=128 encoder and ofdm_analog_tx (the block
    itself); per OFDM symbol (cyclic prefix dropped), at the Nyquist rate and 4x oversampled
    (diffsem.impairments.papr_db), for the payload symbols and for whole bursts.
-2. PSNR vs clip level and vs ADC bits: LoopbackSim (the flowgraph of loopback_sim.grc) over AWGN
+2. PSNR vs clip level, vs ADC bits (full scale fixed) and, for an 8-bit ADC, vs the full scale
+   above the signal's rms (the receive-gain setting): LoopbackSim (the flowgraph of loopback_sim.grc) over AWGN
    at `--snr` dB with the 2-step diffusion decoder and DeepJSCC decoding the same frames; the
    same images, channel seed and decoder seed at every point, so a loss is paired with the
    unimpaired run. Impairments come from ofdm_analog_tx(clip_db=...) and
@@ -33,6 +34,11 @@ from diffsem import impairments
 
 CLIP_LEVELS_DB = (12.0, 9.0, 7.0, 5.0, 3.0, 1.0)
 ADC_BITS = (12, 8, 6, 5, 4, 3, 2)
+# 8-bit ADC (HackRF), full scale this many dB above the burst's rms per rail (1/sqrt(2)): the
+# receive gain setting. Low headroom clips the ADC, high headroom leaves few codes for the signal.
+ADC_HEADROOM_DB = (0.0, 3.0, 6.0, 9.0, 20.0, 30.0, 36.0, 42.0)
+HEADROOM_BITS = 8
+RAIL_RMS = 2 ** -0.5
 DECODERS = ("diffusion:2", "deepjscc")
 
 
@@ -170,11 +176,17 @@ def link_study(args, log=print) -> dict:
         adc.append({"adc_bits": bits, **_link_point(args, dict(adc_bits=bits, adc_full_scale=args.adc_full_scale),
                                                     None)})
         log(f"adc {bits} bits: {json.dumps(adc[-1])}")
-    for row in clip + adc:
+    headroom = []
+    for h in ADC_HEADROOM_DB:
+        fs = RAIL_RMS * impairments.db_to_amplitude(h)
+        headroom.append({"adc_bits": HEADROOM_BITS, "headroom_db": h, "adc_full_scale": round(fs, 4),
+                         **_link_point(args, dict(adc_bits=HEADROOM_BITS, adc_full_scale=fs), None)})
+        log(f"adc {HEADROOM_BITS} bits, headroom {h} dB: {json.dumps(headroom[-1])}")
+    for row in clip + adc + headroom:
         for label, d in row["decoders"].items():
             ref = base["decoders"][label]["avg_psnr_db"]
             d["psnr_loss_db"] = None if d["avg_psnr_db"] is None or ref is None else round(ref - d["avg_psnr_db"], 2)
-    return {"baseline": base, "clip": clip, "adc": adc, "elapsed_s": round(time.perf_counter() - t0, 1)}
+    return {"baseline": base, "clip": clip, "adc": adc, "adc_headroom": headroom, "elapsed_s": round(time.perf_counter() - t0, 1)}
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -203,7 +215,7 @@ def _figures(report, out_dir):
     plt.close(fig)
 
     link = report["link"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
     for label in link["baseline"]["decoders"]:
         base = link["baseline"]["decoders"][label]["avg_psnr_db"]
         a1.plot([r["clip_db"] for r in link["clip"]], [r["decoders"][label]["avg_psnr_db"] for r in link["clip"]],
@@ -212,12 +224,17 @@ def _figures(report, out_dir):
         a2.plot([r["adc_bits"] for r in link["adc"]], [r["decoders"][label]["avg_psnr_db"] for r in link["adc"]],
                 "o-", label=label)
         a2.axhline(base, ls=":", color=a2.lines[-1].get_color())
+        a3.plot([r["headroom_db"] for r in link["adc_headroom"]],
+                [r["decoders"][label]["avg_psnr_db"] for r in link["adc_headroom"]], "o-", label=label)
+        a3.axhline(base, ls=":", color=a3.lines[-1].get_color())
     a1.set_xlabel("TX clip level (dB above RMS)")
     a1.set_ylabel("PSNR (dB, mean per image)")
     a1.set_title(f"TX clipping, AWGN {report['snr_db']:g} dB")
     a2.set_xlabel(f"ADC bits per rail (full scale {report['adc_full_scale']:g})")
     a2.set_title(f"ADC resolution, AWGN {report['snr_db']:g} dB")
-    for a in (a1, a2):
+    a3.set_xlabel("8-bit ADC full scale above the burst's rms per rail (dB)")
+    a3.set_title("8-bit ADC (HackRF) vs receive gain")
+    for a in (a1, a2, a3):
         a.grid(True, alpha=0.3)
         a.legend(fontsize=8, title="dotted: unimpaired", title_fontsize=7)
     fig.tight_layout()
@@ -257,6 +274,8 @@ def _markdown(report) -> str:
     lines.append(row("none", link["baseline"]))
     lines += [row(f"TX clip {r['clip_db']:g} dB", r) for r in link["clip"]]
     lines += [row(f"ADC {r['adc_bits']} bits, FS {report['adc_full_scale']:g}", r) for r in link["adc"]]
+    lines += [row(f"ADC 8 bits, FS {r['headroom_db']:g} dB above rms ({r['adc_full_scale']:g})", r)
+              for r in link["adc_headroom"]]
     return "\n".join(lines) + "\n"
 
 
@@ -301,7 +320,7 @@ def main(argv=None) -> int:
     _figures(report, args.out_dir)
     print(json.dumps({k: v for k, v in report.items() if k != "papr"} | {
         "papr": {k: v for k, v in papr.items() if k.startswith("papr_db")}}))  # the CCDF curves are in the JSON file
-    return 0 if all(p["drained"] for p in [link["baseline"], *link["clip"], *link["adc"]]) else 1
+    return 0 if all(p["drained"] for p in [link["baseline"], *link["clip"], *link["adc"], *link["adc_headroom"]]) else 1
 
 
 if __name__ == "__main__":

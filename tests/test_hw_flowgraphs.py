@@ -138,14 +138,6 @@ def test_dc_blocker_removes_a_dc_offset():
     assert blocked["snr_est_db"] == pytest.approx(20.0, abs=0.5)
 
 
-if __name__ == "__main__":
-    # the DC-offset table of docs/runbook.md: python tests/test_hw_flowgraphs.py
-    import json
-    for snr in (10.0, 20.0):
-        for dc, blocker in ((0.0, False), (0.0, True), (0.3, False), (0.3, True)):
-            print(json.dumps(dc_offset_run(snr, dc, blocker)), flush=True)
-
-
 def _free_port():
     import socket
     with socket.socket() as s:
@@ -207,3 +199,113 @@ def test_rx_flowgraph_decodes_a_recording(generated, name, tmp_path, monkeypatch
     assert summary["frames_scored"] == expected["expected_frames"], summary
     assert summary["avg_psnr_db"] == pytest.approx(expected["expected_avg_psnr_db"], abs=expected["psnr_tolerance_db"])
     assert len(list(tmp_path.glob("*.png"))) >= expected["expected_frames"]
+
+
+@pytest.mark.parametrize("name", ["usrp_tx", "hackrf_tx"])
+def test_tx_flowgraph_sends_tagged_bursts(generated, name, monkeypatch):
+    """The generated TX script with its radio block swapped for a capture: one packet_len-tagged burst
+    per image reaches the radio, scaled by --amplitude (unit-power bursts -> rms = amplitude), and at the
+    default amplitude nothing reaches the DAC's full scale (the BPSK header's peaks are 14.4 dB over rms)."""
+    import importlib.util
+    import time
+    import types
+
+    import numpy as np
+    import pmt
+    from gnuradio import blocks, gr
+    from gnuradio.diffsem import _sdr_check
+
+    class captured_radio(gr.hier_block2):
+        """Stands in for the radio sink: keeps the samples and tags; radio setters are ignored."""
+
+        def __init__(self, *args, **kwargs):
+            gr.hier_block2.__init__(self, "captured_radio", gr.io_signature(1, 1, gr.sizeof_gr_complex),
+                                    gr.io_signature(0, 0, 0))
+            self.capture = blocks.vector_sink_c()
+            self.connect(self, self.capture)
+
+        def __getattr__(self, attr):
+            if attr.startswith("set_"):
+                return lambda *a, **k: None
+            return super().__getattr__(attr)
+
+    spec = importlib.util.spec_from_file_location(f"{name}_generated", generated[name])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(_sdr_check, "require_radio", lambda *a, **k: None)
+    if name == "usrp_tx":
+        module.uhd = types.SimpleNamespace(usrp_sink=captured_radio, stream_args=lambda **k: None)
+        radio = "uhd_usrp_sink_0"
+    else:
+        module.soapy = types.SimpleNamespace(sink=captured_radio)
+        radio = "soapy_hackrf_sink_0"
+    n_images, amplitude = 4, 0.18  # the flowgraphs' default
+    tb = getattr(module, name)(k=32, n_images=n_images, rate=50.0)
+    capture = getattr(tb, radio).capture
+    burst_tags = lambda: [t for t in capture.tags() if pmt.symbol_to_string(t.key) == "packet_len"]
+    tb.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tags = burst_tags()
+            if len(tags) == n_images and len(capture.data()) >= tags[-1].offset + pmt.to_long(tags[-1].value):
+                break
+            time.sleep(0.1)
+    finally:
+        tb.stop()
+        tb.wait()
+    tags, samples = burst_tags(), np.asarray(capture.data())
+    assert len(tags) == n_images
+    lengths = {pmt.to_long(t.value) for t in tags}
+    assert len(lengths) == 1 and samples.size == n_images * lengths.pop()  # bursts back to back, nothing else
+    active = samples[np.abs(samples) > 0]
+    assert np.sqrt(np.mean(np.abs(active) ** 2)) == pytest.approx(amplitude, rel=0.15)
+    assert max(np.abs(samples.real).max(), np.abs(samples.imag).max()) < 1.0  # fc32 full scale, per component
+
+
+def tx_papr_by_symbol(n_bursts=300, n_symbols=128, seed=0):
+    """Peak-to-average power of ofdm_analog_tx's bursts (CN(0,1) payload symbols, 1x sampling), per OFDM
+    symbol role, in dB re the burst's unit average power: {role: (peak, 99.9th percentile)}, plus the
+    whole burst's and the payload's CCDF points at 1e-2 / 1e-3 / 1e-4 and maxima."""
+    import time
+
+    import numpy as np
+    import pmt
+    from gnuradio import blocks, gr
+    from gnuradio.diffsem._phy_measure import ofdm_analog_tx
+
+    rng = np.random.default_rng(seed)
+    tb, tx, sink = gr.top_block(), ofdm_analog_tx(), blocks.vector_sink_c()
+    tb.connect(tx, sink)
+    for _ in range(n_bursts):
+        sym = ((rng.standard_normal(n_symbols) + 1j * rng.standard_normal(n_symbols)) / np.sqrt(2)).astype(np.complex64)
+        tx.framer.to_basic_block()._post(pmt.intern("in"), pmt.cons(pmt.make_dict(), pmt.init_c32vector(sym.size, sym.tolist())))
+    length = tx.burst_length(n_symbols)
+    tb.start()
+    deadline = time.monotonic() + 60
+    while len(sink.data()) < n_bursts * length and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tb.stop()
+    tb.wait()
+    bursts = np.asarray(sink.data())[: n_bursts * length].reshape(n_bursts, length)
+    body = bursts[:, tx.pad_front:length - tx.pad_back]
+    power = (np.abs(body) ** 2).reshape(n_bursts, -1, tx.layout.fft_len + tx.layout.cp_len)
+    db = lambda v: round(float(10 * np.log10(v)), 1)
+    roles = ["sync1", "sync2"] + [f"header{i}" for i in range(tx.header_repeats)]
+    roles += [f"payload{i}" for i in range(power.shape[1] - len(roles))]
+    out = {role: (db(power[:, j].max()), db(np.quantile(power[:, j], 0.999))) for j, role in enumerate(roles)}
+    for name, p in (("burst", power.ravel()), ("payload", power[:, 2 + tx.header_repeats:].ravel())):
+        out[name] = {"ccdf_1e-2_1e-3_1e-4": [db(np.quantile(p, 1 - q)) for q in (1e-2, 1e-3, 1e-4)], "max": db(p.max())}
+    return out
+
+
+if __name__ == "__main__":
+    # the tables of docs/runbook.md: python tests/test_hw_flowgraphs.py dc|papr
+    import json
+    what = sys.argv[1:] or ["dc", "papr"]
+    if "dc" in what:
+        for snr in (10.0, 20.0):
+            for dc, blocker in ((0.0, False), (0.0, True), (0.3, False), (0.3, True)):
+                print(json.dumps(dc_offset_run(snr, dc, blocker)), flush=True)
+    if "papr" in what:
+        print(json.dumps(tx_papr_by_symbol()), flush=True)

@@ -160,6 +160,7 @@ def _link_point(args, chan_impairments, clip_db) -> dict:
             "avg_psnr_db": met.summary()["avg_psnr_db"],
             "decoded": acc["decoded"], "sent": acc["sent"],
             "lost": acc["crc_dropped"] + acc["queue_dropped"] + acc["missing"] + acc["bad_input"] + acc["failed"],
+            **{key: acc[key] for key in ("crc_dropped", "queue_dropped", "missing", "bad_input", "failed")},
             "snr_est_db": round(float(np.mean(snr_est)), 2) if snr_est else None}
     return point
 

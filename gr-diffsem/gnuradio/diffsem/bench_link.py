@@ -47,15 +47,17 @@ class LoopbackSim(gr.top_block):
                  rate=0.0, models_dir="", provider="auto", seed=0, cfo=0.0, timing_offset=0.0,
                  max_queue=16, max_batch=8, drop_policy="oldest", classifier_card="", keep_images=False,
                  image_folder="", taps_address="", threads=1, source="fashion-mnist", start_delay=0.2,
-                 chan_seed=None, sync_threshold=None, impairment=None):
+                 chan_seed=None, sync_threshold=None, impairment=None, tx_kwargs=None, chan_kwargs=None):
         gr.top_block.__init__(self, "diffsem loopback_sim")
         from gnuradio import diffsem
 
         self.src = diffsem.image_source(source, "test", first, count, False, rate, start_delay)
         self.enc = diffsem.semantic_encoder(k, "", models_dir, provider, snr_db, max(64, max_queue), max_batch,
                                             drop_policy, threads)
-        self.tx = diffsem.ofdm_analog_tx()
-        self.chan = diffsem.channel_sim(snr_db, channel, cfo, timing_offset, seed if chan_seed is None else chan_seed)
+        # tx_kwargs / chan_kwargs: extra options of the TX (e.g. clip_db) and channel (hardware impairments)
+        self.tx = diffsem.ofdm_analog_tx(**(tx_kwargs or {}))
+        self.chan = diffsem.channel_sim(snr_db, channel, cfo, timing_offset, seed if chan_seed is None else chan_seed,
+                                        **(chan_kwargs or {}))
         self.rx = diffsem.ofdm_analog_rx() if sync_threshold is None else \
             diffsem.ofdm_analog_rx(sync_threshold=sync_threshold)
         self.samples = blocks.null_sink(gr.sizeof_gr_complex)  # counts the OFDM samples that went through

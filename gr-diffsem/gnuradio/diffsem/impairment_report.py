@@ -19,7 +19,6 @@ impairments_report.md into --out-dir, and prints the JSON.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -42,35 +41,12 @@ RAIL_RMS = 2 ** -0.5
 DECODERS = ("diffusion:2", "deepjscc")
 
 
-@contextlib.contextmanager
-def _block_defaults(name: str, **defaults):
-    """Within the block, `diffsem.<name>(...)` builds the block with extra keyword defaults.
-
-    LoopbackSim builds its TX and channel without the hardware options; this lends them for the
-    time of one construction. (A `tx_kwargs`/`chan_kwargs` argument on LoopbackSim would make
-    this unnecessary.)"""
-    from gnuradio import diffsem
-
-    original = getattr(diffsem, name)
-
-    def make(*args, **kwargs):
-        return original(*args, **{**defaults, **kwargs})
-
-    setattr(diffsem, name, make)
-    try:
-        yield
-    finally:
-        setattr(diffsem, name, original)
-
-
 def impaired_loopback(chan_impairments: dict | None, clip_db: float | None, **loopback_kwargs):
     """A LoopbackSim whose channel_sim has `chan_impairments` (adc_bits, dc_offset, ...) and whose
     TX clips at `clip_db` dB above RMS (None = linear)."""
     from gnuradio.diffsem.bench_link import LoopbackSim
 
-    with _block_defaults("channel_sim", **(chan_impairments or {})), \
-            _block_defaults("ofdm_analog_tx", clip_db=clip_db):
-        return LoopbackSim(**loopback_kwargs)
+    return LoopbackSim(chan_kwargs=chan_impairments or {}, tx_kwargs={"clip_db": clip_db}, **loopback_kwargs)
 
 
 # --- PAPR ------------------------------------------------------------------------------------------

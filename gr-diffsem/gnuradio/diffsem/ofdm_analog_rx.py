@@ -75,8 +75,11 @@ class ofdm_analog_rx(gr.hier_block2):
         self.header_derotator = rxb.derotator(lay.fft_len, lay.cp_len, "header", group=2 + repeats,
                                               delay=sym_len - timing_advance)
         self.payload_derotator = rxb.derotator(lay.fft_len, lay.cp_len, "payload", first=2 + repeats)
-        self.connect(self, sync)
-        self.connect(self, delay, (add_time_tag, 0))
+        # The receiver tags frames itself (FRAME_LEN_TAG, rx_time): stream tags from upstream (a TX's
+        # packet_len passed on by a DC blocker, say) would corrupt its framing, so none get in.
+        gate = blocks.tag_gate(gr.sizeof_gr_complex, False)
+        self.connect(self, gate, sync)
+        self.connect(gate, delay, (add_time_tag, 0))
         self.connect(time_tag, (add_time_tag, 1))
         self.connect(add_time_tag, (pair, 0))
         self.connect((sync, 0), cfo_as_complex, (pair, 1))

@@ -67,7 +67,9 @@ def _link(models, tmp_path, count=8, mode="diffusion", **decoder_kw):
                                    **decoder_kw)
     sink = blocks.image_sink(str(tmp_path / "rx"), mosaic_every=4)
     met = blocks.link_metrics(classifier_card="none", keep_images=True)
-    tap = blocks.zmq_taps("tcp://127.0.0.1:0")
+    # the subscriber reads only after the graph drained: a send queue larger than the ~32 messages of
+    # 8 frames, or the publisher (rightly) drops the last ones, usually the decoder state
+    tap = blocks.zmq_taps("tcp://127.0.0.1:0", 1000)
     tb.msg_connect(src, "out", enc, "in")
     tb.msg_connect(src, "out", met, "ref")
     tb.msg_connect(enc, "out", air, "in")

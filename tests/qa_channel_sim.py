@@ -62,3 +62,11 @@ def test_fading_is_power_normalised(channel):
 def test_unknown_channel_refused():
     with pytest.raises(ValueError):
         channel_sim(channel="nakagami")
+
+
+def test_selective_taps_match_the_library_channel_without_torch():
+    """channel_sim's selective taps come from the numpy power-delay profile (no torch import);
+    it is the library channel's profile to float32 rounding."""
+    from diffsem.channel import selective_pdp, selective_pdp_numpy
+    assert selective_pdp_numpy().sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(selective_pdp_numpy(), selective_pdp().numpy(), rtol=1e-6)

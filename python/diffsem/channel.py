@@ -9,12 +9,18 @@ and its noise variance sigma^2 / |h_hat|^2 (a weak subcarrier gives a large vari
 exactly what the OFDM receiver block outputs, so models trained here see what the radio gives.
 
 Complex values are carried as a trailing axis of size 2 (re, im), as in the ONNX contract.
+
+torch is imported inside the functions that need it, not at module level: the GNU Radio block
+package (`from gnuradio import diffsem`: channel_sim, diffusion_decoder) uses only the constants
+and numpy helpers here, and importing torch costs ~2 s at every flowgraph start
+(tests/test_import_cost.py checks that it stays out).
 """
 from __future__ import annotations
 
 import math
+import sys
 
-import torch
+import numpy as np
 
 from .ofdm import DEFAULT_LAYOUT, OfdmLayout
 
@@ -30,22 +36,33 @@ def snr_db_to_noise_var(snr_db):
     return 10.0 ** (-snr_db / 10.0)
 
 
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")  # if torch was never imported, x cannot be a tensor
+    return torch is not None and torch.is_tensor(x)
+
+
 def noise_var_to_snr_db(noise_var):
-    return -10.0 * torch.log10(noise_var) if torch.is_tensor(noise_var) else -10.0 * math.log10(noise_var)
+    if _is_tensor(noise_var):
+        import torch
+        return -10.0 * torch.log10(noise_var)
+    return -10.0 * math.log10(noise_var)
 
 
 def power_normalize(symbols: torch.Tensor) -> torch.Tensor:
     """Scale each frame [B, k, 2] to unit average power per complex symbol."""
+    import torch
     power = symbols.pow(2).sum(dim=(1, 2), keepdim=True) / symbols.shape[1]
     return symbols / torch.sqrt(power + 1e-12)
 
 
 def _cmul(a, b):
+    import torch
     return torch.stack((a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1],
                         a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]), dim=-1)
 
 
 def _cdiv(a, b):
+    import torch
     den = (b ** 2).sum(-1).clamp_min(MIN_GAIN)
     num = _cmul(a, torch.stack((b[..., 0], -b[..., 1]), dim=-1))
     return num / den[..., None]
@@ -53,11 +70,21 @@ def _cdiv(a, b):
 
 def _cn(shape, var, generator, device):
     """Circular complex Gaussian CN(0, var) as [..., 2]; var broadcasts over shape."""
+    import torch
     z = torch.randn(*shape, 2, generator=generator, device=device)
     return z * torch.sqrt(torch.as_tensor(var, device=device) / 2.0)[..., None]
 
 
+def selective_pdp_numpy(n_taps: int = SELECTIVE_TAPS, decay: float = SELECTIVE_DECAY) -> np.ndarray:
+    """The selective channel's power-delay profile without importing torch (GNU Radio's
+    channel_sim builds its taps from it): selective_pdp's values, computed in float64 (they
+    differ from torch's float32 result by at most 1 float32 ulp)."""
+    p = np.exp(-decay * np.arange(n_taps, dtype=np.float64))
+    return p / p.sum()
+
+
 def selective_pdp(n_taps: int = SELECTIVE_TAPS, decay: float = SELECTIVE_DECAY) -> torch.Tensor:
+    import torch
     p = torch.exp(-decay * torch.arange(n_taps, dtype=torch.float32))
     return p / p.sum()
 
@@ -65,6 +92,7 @@ def selective_pdp(n_taps: int = SELECTIVE_TAPS, decay: float = SELECTIVE_DECAY) 
 def channel_gains(kind: str, batch: int, k: int, generator=None, device="cpu",
                   layout: OfdmLayout = DEFAULT_LAYOUT) -> torch.Tensor:
     """Per-symbol complex gain h [B, k, 2] seen by each payload symbol (unit average power)."""
+    import torch
     if kind == "awgn":
         h = torch.zeros(batch, k, 2, device=device)
         h[..., 0] = 1.0
@@ -89,6 +117,7 @@ def transmit(symbols: torch.Tensor, snr_db, kind: str = "awgn", csi: str = "perf
     csi="estimated" the receiver knows h only through a least-squares estimate from one
     training symbol (error variance sigma^2), and reports sigma^2/|h_hat|^2.
     """
+    import torch
     if kind not in CHANNELS:
         raise ValueError(f"unknown channel {kind!r}: choose one of {CHANNELS}")
     if csi not in CSI_MODES:

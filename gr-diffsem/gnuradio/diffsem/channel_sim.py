@@ -5,7 +5,7 @@ import numpy as np
 from gnuradio import blocks, channels, gr
 
 from diffsem import impairments, phy
-from diffsem.channel import CHANNELS, selective_pdp
+from diffsem.channel import CHANNELS, selective_pdp_numpy
 
 from ._phy_common import make_layout
 
@@ -20,7 +20,7 @@ class channel_sim(gr.hier_block2):
         is checked against this value.
     channel: "awgn"; "rayleigh" (flat, channels.fading_model, unit average power); "selective"
         (channels.selective_fading_model with the 8-tap exponential power-delay profile of
-        diffsem.channel.selective_pdp at integer sample delays, magnitudes sqrt(pdp) so the
+        diffsem.channel.selective_pdp_numpy at integer sample delays, magnitudes sqrt(pdp) so the
         average power gain is 1; the stock block does not normalise its taps).
     cfo: carrier frequency offset in subcarrier spacings (frequency_offset = cfo / fft_len).
     timing_offset: delay in samples (fractional part by a windowed-sinc FIR in the channel's taps:
@@ -97,7 +97,7 @@ class channel_sim(gr.hier_block2):
         if self.channel == "rayleigh":
             stages.append(channels.fading_model(8, self.doppler, False, 0.0, self.seed + 1))
         elif self.channel == "selective":
-            pdp = selective_pdp().numpy()
+            pdp = selective_pdp_numpy()
             stages.append(channels.selective_fading_model(
                 8, self.doppler, False, 0.0, self.seed + 1, [float(d) for d in range(len(pdp))],
                 [float(m) for m in pdp ** 0.5], len(pdp)))

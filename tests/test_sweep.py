@@ -117,19 +117,27 @@ def test_flowgraph_and_library_paths_agree_on_awgn():
     assert abs(fg["psnr"] - lib["psnr"]) < 0.5, (fg["psnr"], lib["psnr"])
 
 
-def test_cfo_reaches_channel_sim(monkeypatch):
-    seen = {}
-
-    def fake_loopback(images, snr_db, channel="awgn", seed=0):
-        from gnuradio.diffsem.channel_sim import channel_sim
-        seen["cfo"] = channel_sim(snr_db=snr_db, channel=channel, seed=seed).cfo()
-        return "ok"
-
+def test_cfo_reaches_the_loopbacks(monkeypatch):
+    """A flowgraph point hands its CFO to digital_link's loopbacks as an argument (no patching)."""
     pytest.importorskip("gnuradio.digital")
-    assert sweep._flowgraph_call(fake_loopback, 0.3, None, 20.0) == "ok"
-    assert seen["cfo"] == pytest.approx(0.3)
-    from gnuradio.diffsem.channel_sim import channel_sim
-    assert channel_sim(snr_db=20.0).cfo() == 0.0  # restored after the call
+    import numpy as np
+    from gnuradio.diffsem import digital_link
+    seen = []
+
+    def fake_scheme_loopback(scheme, images, snr_db, channel="awgn", seed=0, cfo=0.0):
+        seen.append(("scheme", cfo))
+        return np.asarray(images, np.float32), np.ones(len(images), bool)
+
+    def fake_run_loopback(images, k, mode, snr_db, channel="awgn", seed=0, cfo=0.0):
+        seen.append(("digital", cfo))
+        return np.asarray(images, np.float32), [{"status": "ok"}] * len(images), {}, {}
+
+    monkeypatch.setattr(digital_link, "scheme_loopback", fake_scheme_loopback)
+    monkeypatch.setattr(digital_link, "run_loopback", fake_run_loopback)
+    base = dict(path="flowgraph", steps=None, k=128, channel="awgn", cfo=0.3, snr_db=20.0, n=4, seed=0)
+    assert sweep.run_point(dict(base, scheme="linear"))["delivered"] == 1.0
+    assert sweep.run_point(dict(base, scheme="digital"))["delivered"] == 1.0
+    assert seen == [("scheme", 0.3), ("digital", 0.3)]
 
 
 def test_plots_and_table(tmp_path):

@@ -169,25 +169,6 @@ class _KnownSnrEncoder:
         return self._scheme.decode(*args, **kwargs)
 
 
-def _flowgraph_call(fn, cfo: float, *args, **kwargs):
-    """Call a gnuradio.diffsem.digital_link loopback with channel_sim's CFO set to `cfo`."""
-    import inspect
-    if "cfo" in inspect.signature(fn).parameters:
-        return fn(*args, cfo=cfo, **kwargs)
-    if not cfo:
-        return fn(*args, **kwargs)
-    # The loopbacks build channel_sim(snr_db, channel, seed) themselves; give it the CFO by
-    # wrapping the constructor for this call only (a worker runs one point at a time).
-    import importlib
-    module = importlib.import_module("gnuradio.diffsem.channel_sim")  # the module, not the class the package exports
-    original = module.channel_sim
-    module.channel_sim = functools.partial(original, cfo=float(cfo))
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        module.channel_sim = original
-
-
 def _run_flowgraph(point: dict, scheme, images) -> tuple:
     import numpy as np
     from gnuradio.diffsem import digital_link
@@ -200,12 +181,11 @@ def _run_flowgraph(point: dict, scheme, images) -> tuple:
             # and the receiver shows grey, exactly as the library path's "no image" frames.
             log.info("digital k=%d %s: no room for a frame; every image is grey", point["k"], mode)
             return np.full(np.shape(images), GREY, np.float32), {"mode": mode, "delivered": 0.0}
-        recons, metas, _, _ = _flowgraph_call(digital_link.run_loopback, cfo, images, point["k"], mode, snr,
-                                              channel, seed)
+        recons, metas, _, _ = digital_link.run_loopback(images, point["k"], mode, snr, channel, seed, cfo=cfo)
         delivered = sum(1 for m in metas if m.get("status") == "ok") / max(len(images), 1)
         return recons, {"mode": mode, "delivered": round(delivered, 4)}
     wrapped = _KnownSnrEncoder(scheme, snr) if point["scheme"] in NEURAL else scheme
-    recons, received = _flowgraph_call(digital_link.scheme_loopback, cfo, wrapped, images, snr, channel, seed)
+    recons, received = digital_link.scheme_loopback(wrapped, images, snr, channel, seed, cfo=cfo)
     return recons, {"delivered": round(float(received.mean()), 4) if len(received) else 0.0}
 
 

@@ -419,9 +419,9 @@ def image_pdu(image, seq: int | None = None) -> pmt.pmt_t:
 
 
 def run_loopback(images, k: int, mode: str, snr_db: float, channel: str = "awgn", seed: int = 0,
-                 timeout: float = 60.0, extra_pdus=(), quiet_s: float = 1.0):
-    """Images through digital_link_tx -> channel_sim (AWGN/Rayleigh/selective at Es/N0 = snr_db)
-    -> digital_link_rx. Returns (images [N,1,28,28], metadata dicts, tx stats, rx stats), one row
+                 timeout: float = 60.0, extra_pdus=(), quiet_s: float = 1.0, cfo: float = 0.0):
+    """Images through digital_link_tx -> channel_sim (AWGN/Rayleigh/selective at Es/N0 = snr_db,
+    carrier offset ``cfo`` in subcarrier spacings) -> digital_link_rx. Returns (images [N,1,28,28], metadata dicts, tx stats, rx stats), one row
     per image in order: frames the receiver never reported (lost, header included, after the
     last one received) are grey with status "lost". ``extra_pdus`` go to the TX first (tests of
     malformed input); valid images carry seq 0..N-1."""
@@ -429,7 +429,7 @@ def run_loopback(images, k: int, mode: str, snr_db: float, channel: str = "awgn"
     tb = gr.top_block()
     tx = digital_link_tx(k, mode)
     rx = digital_link_rx(k, mode)
-    chan = channel_sim(snr_db=snr_db, channel=channel, seed=seed)
+    chan = channel_sim(snr_db=snr_db, channel=channel, seed=seed, cfo=cfo)
     sink, source = _collector(), _emitter()
     tb.connect(tx, chan, rx)
     tb.msg_connect(source, "out", tx, "in")
@@ -470,9 +470,10 @@ def run_loopback(images, k: int, mode: str, snr_db: float, channel: str = "awgn"
 
 
 def scheme_loopback(scheme, images, snr_db: float, channel: str = "awgn", seed: int = 0, timeout: float = 60.0,
-                    quiet_s: float = 1.0):
+                    quiet_s: float = 1.0, cfo: float = 0.0):
     """Any Scheme (e.g. the linear baseline) through the semantic link's PHY: scheme.encode ->
-    one symbol PDU per image -> ofdm_analog_tx -> channel_sim -> ofdm_analog_rx -> scheme.decode
+    one symbol PDU per image -> ofdm_analog_tx -> channel_sim (carrier offset ``cfo`` in
+    subcarrier spacings) -> ofdm_analog_rx -> scheme.decode
     with the receiver's own snr_db and per-symbol noise_var. Returns (images [N,1,28,28],
     received mask [N]); frames the receiver missed are grey."""
     from .channel_sim import channel_sim
@@ -480,7 +481,7 @@ def scheme_loopback(scheme, images, snr_db: float, channel: str = "awgn", seed: 
     symbols = np.asarray(scheme.encode(x), np.float32)
     tb = gr.top_block()
     tx, rx = ofdm_analog_tx(), ofdm_analog_rx()
-    chan = channel_sim(snr_db=snr_db, channel=channel, seed=seed)
+    chan = channel_sim(snr_db=snr_db, channel=channel, seed=seed, cfo=cfo)
     sink, source = _collector(), _emitter()
     tb.connect(tx, chan, rx)
     tb.msg_connect(source, "out", tx, "in")

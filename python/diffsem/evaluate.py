@@ -40,10 +40,27 @@ ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", 
             "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite", "temperature")
 
 
-def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu"):
-    """The lead's schemes.load_scheme, imported when first used (tests substitute a fake)."""
+def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu", **kwargs):
+    """The lead's schemes.load_scheme, imported when first used (tests substitute a fake).
+    kwargs (threads) go to it as given; the temperature comes from the card unless --temperature."""
     from .schemes import load_scheme as _load
-    return _load(name, k, steps=steps, backend=backend, device=device)
+    return _load(name, k, steps=steps, backend=backend, device=device, **kwargs)
+
+
+def at_temperatures(scheme, temperatures) -> list:
+    """`scheme` once per sampling temperature (shallow copies) for the diffusion decoders; a
+    scheme without a sampler (deepjscc) is returned once, whatever the temperatures."""
+    import copy
+    if not temperatures or getattr(scheme, "name", None) not in ("teacher", "student"):
+        return [scheme]
+    out = []
+    for t in temperatures:
+        if not 0.0 <= float(t) <= 2.0:
+            raise ValueError(f"temperature {t} out of range [0, 2]")
+        s = copy.copy(scheme)
+        s.temperature = float(t)
+        out.append(s)
+    return out
 
 
 def _finite_or_none(value):
@@ -259,8 +276,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=list(DEFAULT_SCHEMES))
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4],
                         help="student step counts (the teacher uses its own sampler; deepjscc has none)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="diffusion sampling temperature (default: diffsem.schemes.DEFAULT_TEMPERATURE)")
+    parser.add_argument("--temperature", type=float, nargs="+", default=None,
+                        help="diffusion sampling temperature(s); several evaluate each teacher/student at "
+                             "each (a calibration sweep). Default: the model card's default_temperature, "
+                             "else diffsem.schemes.DEFAULT_TEMPERATURE")
     parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
     parser.add_argument("--k", nargs="+", type=int, default=[128, 32], help="complex symbols per image")
     parser.add_argument("--channel", nargs="+", choices=("awgn", "rayleigh", "selective"), default=["awgn"])
@@ -268,7 +287,11 @@ def add_arguments(parser) -> None:
                         help="receiver channel knowledge on fading channels")
     parser.add_argument("--snr", nargs="+", type=float, default=[0, 5, 10, 20], help="Es/N0 per symbol, dB")
     parser.add_argument("--n", type=int, default=10000, help="first N images of the split (default: all 10k test)")
-    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="test: the 10k Fashion-MNIST test set; val: the fixed 5k validation split "
+                             "(diffsem.data.VAL_SIZE, the end of the training file) for tuning/calibration")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for ONNX Runtime and the torch metrics (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
@@ -299,6 +322,11 @@ def run(args) -> int:
     images, labels = images[:args.n], labels[:args.n]
 
     metric_device = args.device if str(args.device).startswith("cuda") else "cpu"  # the classifier's
+    load_kwargs = {}
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(int(args.threads))
+        load_kwargs["threads"] = int(args.threads)
     writer = CsvWriter(args.csv) if args.csv else None
     all_rows, failures = [], 0
 
@@ -314,9 +342,9 @@ def run(args) -> int:
                 step_list = args.steps if name == "student" else [args.teacher_steps if name == "teacher" else None]
                 for steps in step_list:
                     try:
-                        schemes.append(load_scheme(name, k, steps=steps, backend=args.backend, device=args.device))
-                        if args.temperature is not None:
-                            schemes[-1].temperature = args.temperature
+                        scheme = load_scheme(name, k, steps=steps, backend=args.backend, device=args.device,
+                                             **load_kwargs)
+                        schemes += at_temperatures(scheme, args.temperature)
                     except Exception as exc:  # noqa: BLE001 - a missing model skips its scheme, loudly
                         failures += 1
                         log.error("cannot load scheme %s k=%d steps=%s: %s", name, k, steps, exc)

@@ -27,6 +27,9 @@ ENCODE_SNR_DB = 10.0  # the SNR the transmitter assumes when it does not know th
 # Scale of the sampler's source noise (the perception-distortion knob). 1.0 samples the learned
 # posterior: sharpest, about 2-2.5 dB below DeepJSCC's PSNR. 0.9 keeps FID-FMNIST 60-80 % below
 # DeepJSCC's at a PSNR cost of about 1.1-1.5 dB (README, model cards); 0 is a deterministic refiner.
+# A model card may set its own `default_temperature` (the distilled students are calibrated on the
+# validation split to match their teacher's sharpness at 0.9, docs/evaluation.md); load_scheme
+# uses the card's value when no temperature is given, this one otherwise.
 DEFAULT_TEMPERATURE = 0.9
 
 
@@ -66,9 +69,26 @@ class Scheme:
         return self._decode(symbols, snr, nv, noise)
 
 
+def card_temperature(name: str, k: int, steps: int | None = None, folder=None) -> float:
+    """The sampling temperature the shipped card of a diffusion decoder asks for (its
+    `default_temperature`), DEFAULT_TEMPERATURE when the card has none or does not exist."""
+    from .cards import CardError, load_card
+    if name == "teacher":
+        steps = steps or TEACHER_STEPS
+    try:
+        card = load_card(Path(folder or models_dir()) / f"{artifact_name(name, k, steps)}.json")
+    except CardError:
+        return DEFAULT_TEMPERATURE
+    value = card.get("default_temperature")
+    return DEFAULT_TEMPERATURE if value is None else float(value)
+
+
 def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onnx",
                 device: str = "cpu", run_dir=None, provider: str = "auto",
-                temperature: float = DEFAULT_TEMPERATURE) -> Scheme:
+                temperature: float | None = None, threads: int | None = None) -> Scheme:
+    """A scheme by name. temperature None: the card's `default_temperature` for teacher/student
+    (card_temperature), DEFAULT_TEMPERATURE without one. threads: ONNX Runtime intra-op threads
+    (None: its default, all cores)."""
     if name not in SCHEMES:
         raise ValueError(f"unknown scheme {name!r}: choose one of {SCHEMES}")
     if name == "student" and steps not in STUDENT_STEPS:
@@ -78,20 +98,22 @@ def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onn
     if name.startswith("deepjscc"):
         steps = None
     if backend == "onnx":
-        scheme = _onnx_scheme(name, k, steps, provider)
+        scheme = _onnx_scheme(name, k, steps, provider, threads)
     elif backend == "torch":
         scheme = _torch_scheme(name, k, steps, device, run_dir)
     else:
         raise ValueError(f"unknown backend {backend!r}: onnx or torch")
+    if temperature is None:
+        temperature = card_temperature(name, k, steps) if name in ("teacher", "student") else DEFAULT_TEMPERATURE
     scheme.temperature = float(temperature)
     return scheme
 
 
-def _onnx_scheme(name, k, steps, provider):
+def _onnx_scheme(name, k, steps, provider, threads=None):
     from .runtime import OnnxModel
     d = models_dir()
-    enc = OnnxModel(d / f"{artifact_name('encoder', k)}.json", provider=provider)
-    dec = OnnxModel(d / f"{artifact_name(name, k, steps)}.json", provider=provider)
+    enc = OnnxModel(d / f"{artifact_name('encoder', k)}.json", provider=provider, threads=threads)
+    dec = OnnxModel(d / f"{artifact_name(name, k, steps)}.json", provider=provider, threads=threads)
 
     def encode(images, snr):
         return enc(image=images, snr_db=snr)["symbols"]

@@ -1,0 +1,100 @@
+"""Sampling temperature: per-card defaults (schemes.card_temperature / load_scheme) and the
+`diffsem eval --temperature T1 T2 ... --split val` calibration sweep."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fake_scheme import DctScheme
+
+from diffsem import cli, data, evaluate, models_dir, schemes
+from diffsem.cards import load_card, write_card
+
+MODELS = models_dir()
+
+
+class NoisyStudent(DctScheme):
+    """A fake diffusion decoder: the DCT decoder plus temperature-scaled source noise."""
+
+    def __init__(self, k, steps=1):
+        super().__init__(k, name="student", steps=steps)
+        self.temperature = schemes.DEFAULT_TEMPERATURE
+
+    def decode(self, symbols, snr_db, noise_var, rng):
+        out = super().decode(symbols, snr_db, noise_var, rng)
+        noise = 0.05 * self.temperature * rng.standard_normal(out.shape)
+        return np.clip(out + noise, 0, 1).astype(np.float32)
+
+
+def _card(folder, name, **extra):
+    (folder / f"{name}.onnx").write_bytes(b"x")
+    write_card(folder / f"{name}.json", {"name": name, "role": extra.pop("role", "student"),
+                                         "file": f"{name}.onnx", "sha256": "0" * 64, "bytes": 1, **extra})
+
+
+def test_card_temperature_reads_the_card_default(tmp_path):
+    _card(tmp_path, "student_k8_s1", default_temperature=0.97)
+    _card(tmp_path, "student_k8_s2")                                   # no key: the global default
+    _card(tmp_path, "student_k8_s4", default_temperature=None)         # null: the global default
+    _card(tmp_path, "teacher_k8", role="teacher", default_temperature=0.9)
+    assert schemes.card_temperature("student", 8, 1, folder=tmp_path) == 0.97
+    assert schemes.card_temperature("student", 8, 2, folder=tmp_path) == schemes.DEFAULT_TEMPERATURE
+    assert schemes.card_temperature("student", 8, 4, folder=tmp_path) == schemes.DEFAULT_TEMPERATURE
+    assert schemes.card_temperature("teacher", 8, folder=tmp_path) == 0.9
+    assert schemes.card_temperature("student", 99, 1, folder=tmp_path) == schemes.DEFAULT_TEMPERATURE
+
+
+@pytest.mark.skipif(not (MODELS / "student_k128_s1.json").exists(), reason="shipped models not present")
+@pytest.mark.parametrize("name,k,steps", [("student", 128, 1), ("student", 32, 2), ("teacher", 128, None)])
+def test_load_scheme_takes_the_shipped_card_default(name, k, steps):
+    card = load_card(MODELS / f"{schemes.artifact_name(name, k, steps or schemes.TEACHER_STEPS)}.json")
+    want = card.get("default_temperature")
+    want = schemes.DEFAULT_TEMPERATURE if want is None else want
+    assert schemes.load_scheme(name, k, steps, threads=1).temperature == pytest.approx(want)
+    assert schemes.load_scheme(name, k, steps, temperature=0.5, threads=1).temperature == 0.5
+
+
+@pytest.mark.skipif(not (MODELS / "student_k128_s1.json").exists(), reason="shipped models not present")
+def test_shipped_student_defaults_are_in_range_and_the_deepjscc_keeps_the_global_one():
+    for path in sorted(MODELS.glob("student_k*_s*.json")):
+        t = load_card(path).get("default_temperature")
+        assert t is None or 0.5 <= t <= 1.5, path.name
+    assert schemes.load_scheme("deepjscc", 32, threads=1).temperature == schemes.DEFAULT_TEMPERATURE
+
+
+def test_at_temperatures_copies_diffusion_schemes_only():
+    student, plain = NoisyStudent(8), DctScheme(8)
+    copies = evaluate.at_temperatures(student, [0.8, 1.0])
+    assert [c.temperature for c in copies] == [0.8, 1.0] and student.temperature == schemes.DEFAULT_TEMPERATURE
+    assert evaluate.at_temperatures(student, None) == [student]
+    assert evaluate.at_temperatures(plain, [0.8, 1.0]) == [plain]
+    with pytest.raises(ValueError, match="out of range"):
+        evaluate.at_temperatures(student, [2.5])
+
+
+def test_cli_temperature_sweep_on_the_validation_split(monkeypatch, capsys):
+    splits = []
+    real_load = data.load
+
+    def load(split):
+        splits.append(split)
+        return real_load(split)
+
+    def fake_load(name, k, steps=None, backend="onnx", device="cpu", **kwargs):
+        assert kwargs == {"threads": 1}
+        return NoisyStudent(k, steps) if name == "student" else DctScheme(k, name=name)
+
+    monkeypatch.setattr(data, "load", load)
+    monkeypatch.setattr(evaluate, "load_scheme", fake_load)
+    rc = cli.main(["eval", "--split", "val", "--scheme", "deepjscc", "student", "--steps", "1", "--k", "8",
+                   "--temperature", "0.5", "1.5", "--snr", "5", "--n", "64", "--threads", "1", "--quiet"])
+    assert rc == 0 and splits == ["val"]
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["scheme"], r.get("temperature")) for r in rows] == [("deepjscc", None), ("student", 0.5),
+                                                                   ("student", 1.5)]
+    cold, hot = rows[1], rows[2]
+    assert cold["psnr"] > hot["psnr"] and cold["n"] == hot["n"] == 64
+    # The validation images are not the test images.
+    val, test = real_load("val")[0][:64], real_load("test")[0][:64]
+    assert not np.array_equal(val, test) and len(real_load("val")[0]) == data.VAL_SIZE

@@ -316,3 +316,59 @@ def test_interleaver_is_a_permutation_that_spreads_neighbours(n_bits):
     kept = back != 0
     assert np.array_equal(back[kept] < 0, mother[kept].astype(bool))
     assert kept.sum() == dg.punctured_length(len(mother), "3/4")
+
+
+# ---------------------------------------------------------------- digital: scrambler and power
+
+def test_scrambler_is_80211s_and_follows_the_sequence_number():
+    seq = dg.scrambler_sequence(2 * dg.SCRAMBLER_PERIOD)
+    assert "".join(map(str, seq[:16])) == "0000111011110010"   # 802.11-2016 17.3.5.5, all-ones state
+    assert np.array_equal(seq[:127], seq[127:]) and seq[:127].sum() == 64   # m-sequence, period 127
+    assert np.array_equal(dg.frame_scrambler(300, 0), dg.scrambler_sequence(300))
+    rows = dg.frame_scrambler(300, np.arange(130))
+    assert rows.shape == (130, 300) and np.array_equal(rows[129], dg.frame_scrambler(300, 2))
+    assert len({r.tobytes() for r in rows[:127]}) == 127          # a different state for each seq mod 127
+
+
+@pytest.mark.parametrize("k", [128, 32])
+def test_digital_average_power_is_one_per_channel_use(k, test_images):
+    """Padding, tail and "no image" frames are scrambled like the rest: over the test images the
+    average power per complex channel use is 1 in every mode (unscrambled: up to 1.43 at k=32)."""
+    x = test_images[0][:120] if k == 128 else test_images[0]    # frame power std ~0.05 (k=128), ~0.1 (k=32)
+    for mode in dg.MODES:
+        if mode.bits_per_symbol <= 2:
+            continue          # every BPSK/QPSK point has power 1 (test_constellation_unit_power_gray_and_demapper)
+        sym = dg.DigitalScheme(k, mode=mode.name).encode(x).astype(np.float64)
+        frame_power = (sym ** 2).sum(-1).mean(1)
+        assert abs(frame_power.mean() - 1.0) < 0.02, (k, mode.name, frame_power.mean())
+        assert frame_power.max() < 1.5, (k, mode.name, frame_power.max())
+
+
+def test_evaluate_does_not_warn_about_digital_power(test_images, caplog):
+    from diffsem import evaluate
+    x = test_images[0][:64]
+    with caplog.at_level("WARNING", logger="diffsem.evaluate"):
+        for k, mode in ((32, "16qam-1/2"), (32, "64qam-2/3"), (128, "64qam-2/3")):
+            evaluate.transmit_and_decode(dg.DigitalScheme(k, mode=mode), x, "awgn", 25.0, seed=0)
+    assert "average power" not in caplog.text
+
+
+def test_digital_frames_decode_only_with_their_sequence_number(test_images):
+    x = test_images[0][:6]
+    scheme = dg.DigitalScheme(128, mode="16qam-3/4")
+    seq = np.array([5, 6, 7, 300, 301, 4095])
+    sym = scheme.encode(x, seq=seq)
+    nv = np.full((6, 128), 1e-4)
+    scheme.decode(sym, np.full(6, 40.0), nv, seq=seq)
+    assert scheme.last_stats["ok"] == 6
+    scheme.decode(sym, np.full(6, 40.0), nv)                   # default seq 0..5: other scrambler states
+    assert scheme.last_stats["ok"] == 0 and scheme.last_stats["crc_fail"] == 6
+
+
+def test_idle_frame_of_a_mode_without_room_has_unit_power():
+    for k, mode in ((32, "qpsk-1/2"), (8, "16qam-1/2"), (6, "64qam-3/4")):
+        budget = dg.bit_budget(k, dg.mode_by_name(mode))
+        assert not budget.carries_frame
+        power = [np.mean(np.abs(dg.constellation(budget.mode.bits_per_symbol)[
+            dg.bits_to_indices(dg.idle_frame_bits(budget, s), budget.mode.bits_per_symbol)]) ** 2) for s in range(127)]
+        assert abs(np.mean(power) - 1.0) < 0.03, (k, mode, np.mean(power))

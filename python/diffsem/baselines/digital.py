@@ -18,7 +18,9 @@ How the k complex channel uses of one image are spent (the same k as the semanti
 * **Coded bits**: k * bits_per_symbol. The mother code adds 6 tail bits (termination) and is
   punctured to the mode's rate; the largest whole number of payload bytes whose coded length
   fits is used, and the leftover coded bits (< 8/rate + 1 bits) are zero padding. A 16-column
-  block interleaver (802.11a's idea) spreads the frame's bits over the subcarriers.
+  block interleaver (802.11a's idea) spreads the frame's bits over the subcarriers, then
+  802.11's scrambler (state from the frame's sequence number) is XORed onto all of them, so
+  padding and tail bits look random on the air and the average power per channel use is 1.
 * **Payload bytes**: 1 descriptor byte (codec id, quality index), a length field (1 byte, or 2
   when the payload can exceed 255 bytes), the codec data, zero padding, CRC-16-CCITT (2 bytes).
   A frame whose CRC fails shows a grey image (0.5) and is counted; so does an image for which
@@ -516,15 +518,69 @@ def interleaver(n_bits: int, bits_per_symbol: int = 1, columns: int = INTERLEAVE
     return perm
 
 
-def air_bits_from_mother(mother: np.ndarray, budget: Budget) -> np.ndarray:
-    """Mother-code bits [..., 2(info+6)] -> the k*bps bits on the air: puncture, pad, interleave."""
+SCRAMBLER_PERIOD = 127  # 802.11's scrambler x^7 + x^4 + 1: an m-sequence of period 127
+
+
+def scrambler_sequence(n_bits: int, state: int = 0x7F) -> np.ndarray:
+    """The first n_bits of 802.11a's scrambler (x^7 + x^4 + 1) from a nonzero 7-bit state; the
+    all-ones state gives 00001110 11110010 ... as in the standard."""
+    state = int(state)
+    if not 0 < state < 128:
+        raise ValueError("scrambler state must be a nonzero 7-bit value")
+    out = np.empty(n_bits, np.uint8)
+    for i in range(n_bits):
+        bit = ((state >> 6) ^ (state >> 3)) & 1
+        state = ((state << 1) | bit) & 0x7F
+        out[i] = bit
+    return out
+
+
+_scrambler_table: list = []  # [128, 127] uint8: row s = one period from state s (row 0 unused)
+
+
+def frame_scrambler(n_bits: int, seq=0) -> np.ndarray:
+    """Scrambling bits of a frame's n_bits air bits: [n_bits] for an int seq, [B, n_bits] for an
+    array of B sequence numbers. The state is 127 - seq % 127 (seq 0: the all-ones state).
+
+    Why: XORed onto the air bits after the interleaver (as LTE scrambles its coded bits), it
+    makes the Gray QAM points near uniform over a frame whatever the data. Unscrambled, a frame
+    that is mostly zeros (payload padding, coded padding, the tail, a short or absent image) sits
+    on one corner of the constellation (16-QAM: power 1.8 for all-zero bits); at k=32 almost
+    every frame is such a frame. The state follows the frame's sequence number (the OFDM header
+    carries it; the library Scheme uses the frame's index in the batch), as 802.11 changes its
+    seed per frame, so identical frames do not all get the same power and the average power per
+    channel use over frames is 1 (over the 127 states every 6-bit pattern occurs equally often
+    but for one). The receiver flips its LLR signs where the sequence is 1, which costs nothing."""
+    if not _scrambler_table:
+        table = np.zeros((128, SCRAMBLER_PERIOD), np.uint8)
+        for state in range(1, 128):
+            table[state] = scrambler_sequence(SCRAMBLER_PERIOD, state)
+        table.flags.writeable = False
+        _scrambler_table.append(table)
+    states = SCRAMBLER_PERIOD - np.asarray(seq, np.int64) % SCRAMBLER_PERIOD
+    return _scrambler_table[0][states[..., None], np.arange(n_bits) % SCRAMBLER_PERIOD]
+
+
+def idle_frame_bits(budget: Budget, seq: int = 0) -> np.ndarray:
+    """Air bits of a frame that carries nothing (the mode has no room for the frame's own
+    fields): scrambled zeros, so it has the power of any other frame. The receiver, configured
+    with the same k and mode, knows no image can be in it and shows grey without decoding."""
+    return frame_scrambler(budget.coded_bits, seq)
+
+
+def air_bits_from_mother(mother: np.ndarray, budget: Budget, seq=0) -> np.ndarray:
+    """Mother-code bits [..., 2(info+6)] -> the k*bps bits on the air: puncture, pad, interleave,
+    scramble (frame_scrambler of the frame's sequence number: an int, or one per frame)."""
     coded = puncture(mother, budget.mode.rate)
     pad = np.zeros(coded.shape[:-1] + (budget.pad_coded_bits,), np.uint8)
-    return np.concatenate([coded, pad], axis=-1)[..., interleaver(budget.coded_bits, budget.mode.bits_per_symbol)]
+    air = np.concatenate([coded, pad], axis=-1)[..., interleaver(budget.coded_bits, budget.mode.bits_per_symbol)]
+    return air ^ frame_scrambler(budget.coded_bits, seq)
 
 
-def mother_llr_from_air(llr: np.ndarray, budget: Budget) -> np.ndarray:
-    """LLRs of the air bits [..., k*bps] -> LLRs of the mother code (punctured bits as erasures)."""
+def mother_llr_from_air(llr: np.ndarray, budget: Budget, seq=0) -> np.ndarray:
+    """LLRs of the air bits [..., k*bps] -> LLRs of the mother code (descramble: flip the signs
+    where the scrambler put a 1; punctured bits as erasures)."""
+    llr = np.where(frame_scrambler(budget.coded_bits, seq).astype(bool), -llr, llr)
     coded = np.empty_like(llr)
     coded[..., interleaver(budget.coded_bits, budget.mode.bits_per_symbol)] = llr
     n_mother = 2 * (budget.info_bits + CC_TAIL)
@@ -532,14 +588,15 @@ def mother_llr_from_air(llr: np.ndarray, budget: Budget) -> np.ndarray:
     return depuncture(coded[..., :used], budget.mode.rate, n_mother)
 
 
-def coded_frame_bits(info_bits: np.ndarray, budget: Budget) -> np.ndarray:
-    """Info bits [..., 8*payload_bytes] -> the k*bps bits on the air (encode, puncture, pad, interleave)."""
-    return air_bits_from_mother(conv_encode(info_bits), budget)
+def coded_frame_bits(info_bits: np.ndarray, budget: Budget, seq=0) -> np.ndarray:
+    """Info bits [..., 8*payload_bytes] -> the k*bps bits on the air (encode, puncture, pad,
+    interleave, scramble with the frame's sequence number)."""
+    return air_bits_from_mother(conv_encode(info_bits), budget, seq)
 
 
-def decode_frame_llr(llr: np.ndarray, budget: Budget) -> np.ndarray:
+def decode_frame_llr(llr: np.ndarray, budget: Budget, seq=0) -> np.ndarray:
     """LLRs of the k*bps bits on the air [B, coded_bits] -> info bits [B, info_bits]."""
-    return viterbi_decode(mother_llr_from_air(np.asarray(llr, np.float64), budget), budget.info_bits)
+    return viterbi_decode(mother_llr_from_air(np.asarray(llr, np.float64), budget, seq), budget.info_bits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,20 +661,31 @@ class DigitalScheme:
         snr = np.broadcast_to(np.asarray(snr, np.float64).reshape(-1), (batch,))
         return [self.mode_for(s) for s in snr]
 
-    def encode(self, images, snr_db=None):
+    @staticmethod
+    def _seqs(seq, batch: int) -> np.ndarray:
+        """Sequence numbers of the frames (they pick the scrambler state): the batch index by default."""
+        if seq is None:
+            return np.arange(batch)
+        seq = np.broadcast_to(np.asarray(_to_numpy(seq)[0], np.int64).reshape(-1), (batch,))
+        return seq
+
+    def encode(self, images, snr_db=None, seq=None):
+        """Images -> [B, k, 2] symbols. seq: the frames' sequence numbers (default 0..B-1), which
+        choose each frame's scrambler state; decode must be given the same."""
         x, as_torch = _to_numpy(images)
         x = np.asarray(x, np.float32).reshape(len(x), SIDE, SIDE)
         out = np.empty((len(x), self.k, 2), np.float32)
+        seqs = self._seqs(seq, len(x))
         self.last_fits = []
         for i, (img, mode) in enumerate(zip(x, self._modes(snr_db, len(x)))):
             budget = bit_budget(self.k, mode)
-            if not budget.carries_frame:  # nothing to send: the air carries a zero frame, RX shows grey
+            if not budget.carries_frame:  # nothing to send: an idle frame goes out, the RX shows grey
                 self.last_fits.append(fit_codec(img, -1, ()))
-                bits = np.zeros(budget.coded_bits, np.uint8)
+                bits = idle_frame_bits(budget, seqs[i])
             else:
                 fit = fit_codec(img, budget.data_bytes, self.codecs)
                 self.last_fits.append(fit)
-                bits = coded_frame_bits(bytes_to_bits(build_payload(fit, budget)), budget)
+                bits = coded_frame_bits(bytes_to_bits(build_payload(fit, budget)), budget, seqs[i])
             sym = constellation(mode.bits_per_symbol)[bits_to_indices(bits, mode.bits_per_symbol)]
             out[i, :, 0], out[i, :, 1] = sym.real, sym.imag
         if as_torch:
@@ -625,10 +693,11 @@ class DigitalScheme:
             return torch.from_numpy(out)
         return out
 
-    def decode(self, symbols, snr_db=None, noise_var=None, rng=None):
+    def decode(self, symbols, snr_db=None, noise_var=None, rng=None, seq=None):
         y, as_torch = _to_numpy(symbols)
         y = np.asarray(y, np.float64)
         b = len(y)
+        seqs = self._seqs(seq, b)
         if noise_var is None:
             noise_var = np.ones((b, self.k)) if snr_db is None else \
                 np.repeat(10 ** (-np.asarray(_to_numpy(snr_db)[0], np.float64).reshape(-1, 1) / 10), self.k, 1)
@@ -646,7 +715,8 @@ class DigitalScheme:
                 continue
             finite = np.isfinite(cplx[rows]).all(axis=1) & np.isfinite(nv[rows]).all(axis=1)
             llr = demap_llr(np.nan_to_num(cplx[rows]), np.nan_to_num(nv[rows], nan=1e6), mode.bits_per_symbol)
-            info = decode_frame_llr(llr, budget) if budget.info_bits else np.zeros((len(rows), 0), np.uint8)
+            info = decode_frame_llr(llr, budget, seqs[rows]) if budget.info_bits else \
+                np.zeros((len(rows), 0), np.uint8)
             for j, i in enumerate(rows):
                 rec = parse_payload(bits_to_bytes(info[j]), budget) if finite[j] else \
                     Received("bad_payload", np.full((SIDE, SIDE), GREY, np.float32))

@@ -30,3 +30,42 @@ def test_scheme_loopback_takes_cfo(images):
     from diffsem.baselines.linear import LinearScheme
     fg, received = dl.scheme_loopback(LinearScheme(32), images[:2], 25.0, seed=2, cfo=-0.2)
     assert received.all() and fg.shape == images[:2].shape
+
+
+def test_mode_without_room_refuses_images_and_the_receiver_shows_grey(images, caplog):
+    """k=32 at BPSK 1/2 holds 1 payload byte, less than the frame's own descriptor, length and
+    CRC: the TX does not raise; it refuses each image (logged, counted "no_room") and sends an
+    idle frame, and the RX shows grey for each, counted "no_image", as DigitalScheme does."""
+    k, mode = 32, "bpsk-1/2"
+    assert not dg.bit_budget(k, dg.mode_by_name(mode)).carries_frame
+    with caplog.at_level("WARNING", logger="gnuradio.diffsem.digital_link"):
+        out, metas, txc, rxc = dl.run_loopback(images, k, mode, 20.0, seed=3)
+    assert "image refused" in caplog.text and "k=32 in bpsk-1/2" in caplog.text
+    assert txc["no_room"] == len(images) and txc["sent"] == 0 and txc["phy"]["frames"] == len(images)
+    assert [m["status"] for m in metas] == ["no_image"] * len(images)
+    assert [m["seq"] for m in metas] == list(range(len(images)))
+    assert rxc["no_image"] == len(images) and rxc["frames_out"] == len(images) and rxc["crc_fail"] == 0
+    assert np.all(out == dg.GREY)
+    scheme = dg.DigitalScheme(k, mode=mode)                       # the library path shows the same
+    lib = scheme.decode(scheme.encode(images), np.full(len(images), 20.0), np.full((len(images), k), 0.01))
+    assert np.array_equal(lib, out) and scheme.last_stats["no_image"] == len(images)
+
+
+def test_tx_and_rx_build_for_a_mode_without_room():
+    """Building the blocks for such a mode (e.g. a GRC flowgraph at k=8) is not an error either;
+    only a k beyond one OFDM frame is."""
+    tx, rx = dl.digital_link_tx(8, "bpsk-1/2"), dl.digital_link_rx(8, "bpsk-1/2")
+    assert not tx.budget.carries_frame and tx.stats()["no_room"] == 0 and rx.stats()["no_image"] == 0
+    with pytest.raises(ValueError):
+        dl.digital_link_tx(100000, "bpsk-1/2")
+
+
+def test_library_and_flowgraph_send_the_same_scrambled_frames(images):
+    """Frame i of run_loopback carries seq i, the library Scheme's default for the i-th image of a
+    batch: at 30 dB both paths decode every frame into the same images."""
+    k, mode = 128, "64qam-2/3"
+    out, metas, txc, rxc = dl.run_loopback(images, k, mode, 30.0, seed=4)
+    scheme = dg.DigitalScheme(k, mode=mode)
+    lib = scheme.decode(scheme.encode(images), np.full(len(images), 30.0), np.full((len(images), k), 1e-3))
+    assert [m["status"] for m in metas] == ["ok"] * len(images)
+    assert scheme.last_stats["ok"] == len(images) and np.array_equal(lib, out)

@@ -140,6 +140,18 @@ def test_cfo_reaches_the_loopbacks(monkeypatch):
     assert seen == [("scheme", 0.3), ("digital", 0.3)]
 
 
+def test_digital_point_without_room_for_a_frame_is_grey_on_both_paths():
+    """k=32 at 0 dB: link adaptation picks BPSK 1/2, which cannot hold a frame; the flowgraph
+    runs anyway (TX refuses each image, RX shows grey) and scores like the library path."""
+    pytest.importorskip("gnuradio.digital")
+    base = dict(scheme="digital", steps=None, k=32, channel="awgn", cfo=0.0, snr_db=0.0, n=4, seed=0)
+    lib = sweep.run_point(dict(base, path="library"))
+    fg = sweep.run_point(dict(base, path="flowgraph"))
+    assert fg["mode"] == lib["mode"] == "bpsk-1/2"
+    assert fg["delivered"] == lib["delivered"] == 0.0
+    assert fg["psnr"] == pytest.approx(lib["psnr"], abs=1e-6)
+
+
 def test_plots_and_table(tmp_path):
     rows = []
     for scheme, offset in (("linear", 0.0), ("digital", -5.0), ("separation", -2.0)):

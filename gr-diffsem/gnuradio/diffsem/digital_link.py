@@ -13,16 +13,19 @@ source and channel coding differ.
 ``diffsem.baselines.digital`` fits the codec into the mode's byte budget and builds the CRC-16
 payload; gr-fec's ``async_encoder`` runs the K=7 rate-1/2 terminated convolutional code
 (``cc_encoder``, polys 109/79, 802.11's); the coded frame is punctured to the mode's rate,
-padded to exactly k * bits_per_symbol bits, block-interleaved over the subcarriers and
-Gray-mapped to k QAM symbols of unit average power, handed to ``ofdm_analog_tx`` as one
-symbol PDU.
+padded to exactly k * bits_per_symbol bits, block-interleaved over the subcarriers, scrambled
+(802.11's scrambler, state from the header's sequence number) and Gray-mapped to k QAM symbols
+(average power 1 per symbol over frames), handed to ``ofdm_analog_tx`` as one symbol PDU. A
+mode with no room for a frame refuses each image (logged, counted) and sends an idle frame.
 
 ``digital_link_rx``: complex baseband in, image PDUs out. ``ofdm_analog_rx`` gives the equalised
 symbols and their noise variances (sigma^2/|H|^2 per subcarrier); max-log LLRs with those
-variances (so a faded subcarrier counts less), de-interleaving, de-puncturing (erasures), gr-fec's
-``async_decoder`` (``cc_decoder``, soft Viterbi), CRC-16 and the codec. A frame whose CRC fails
-gives a grey image; a frame lost before its header decoded (a gap in the header's sequence
-number) gives a grey image when the next frame arrives. Every outcome is counted (``stats()``).
+variances (so a faded subcarrier counts less), descrambling, de-interleaving, de-puncturing
+(erasures), gr-fec's ``async_decoder`` (``cc_decoder``, soft Viterbi), CRC-16 and the codec.
+A frame whose CRC fails gives a grey image; a frame lost before its header decoded (a gap in
+the header's sequence number) gives a grey image when the next frame arrives; so does a frame
+of a mode that cannot carry an image (status "no_image"). Every outcome is counted
+(``stats()``).
 
 The library-channel path for sweeps is ``diffsem.baselines.digital.DigitalScheme`` (numpy
 Viterbi, checked frame by frame against gr-fec's decoder in tests/qa_digital_link.py).
@@ -103,16 +106,51 @@ def _grey():
     return np.full((core.SIDE, core.SIDE), core.GREY, np.float32)
 
 
+def _seq_in(meta, default: int = 0) -> int:
+    seq = pmt.dict_ref(meta, pmt.intern("seq"), pmt.PMT_NIL)
+    return pmt.to_long(seq) if pmt.is_integer(seq) else default
+
+
 class _tx_framer(gr.basic_block):
-    """Image PDU -> payload info bits PDU (unpacked, one bit per byte) for gr-fec's encoder."""
+    """Image PDU -> payload info bits PDU (unpacked, one bit per byte) for gr-fec's encoder.
+
+    When the mode has no room for a frame (budget.carries_frame is False) the image is refused:
+    counted ("no_room"), logged, and an idle frame (scrambled zeros, k symbols) goes straight to
+    the PHY on port "idle", so the receiver sees one frame per image, as on the library path."""
+
+    LOG_FIRST, LOG_EVERY = 3, 100   # refusals logged: the first few, then one in LOG_EVERY
 
     def __init__(self, budget: core.Budget, codecs, counters: Counters):
         gr.basic_block.__init__(self, "diffsem_digital_tx_framer", None, None)
         self.budget, self.codecs, self.counters = budget, tuple(codecs), counters
         self.next_seq = 0
+        self.refused = 0
+        self.points = core.constellation(budget.mode.bits_per_symbol).astype(np.complex64)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
+        self.message_port_register_out(pmt.intern("idle"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
+
+    def _take_seq(self, meta) -> int:
+        seq = _seq_in(meta, self.next_seq) % SEQ_MODULO
+        self.next_seq = (seq + 1) % SEQ_MODULO
+        return seq
+
+    def _refuse(self, meta):
+        """No room for the frame's own fields in k symbols of this mode: send an idle frame."""
+        seq = self._take_seq(meta)
+        self.refused += 1
+        self.counters.incr("no_room")
+        if self.refused <= self.LOG_FIRST or self.refused % self.LOG_EVERY == 0:
+            b = self.budget
+            log.warning("digital_link_tx: image refused (seq %d, %d so far): k=%d in %s carries %d payload "
+                        "byte(s), fewer than the frame's own %d (descriptor, length, CRC); an idle frame is sent "
+                        "and the receiver shows grey", seq, self.refused, b.k, b.mode.name, b.payload_bytes,
+                        core.DESCRIPTOR_BYTES + b.length_bytes + core.CRC_BYTES)
+        bits = core.idle_frame_bits(self.budget, seq)
+        symbols = self.points[core.bits_to_indices(bits, self.budget.mode.bits_per_symbol)]
+        out = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), pmt.from_long(seq))
+        self.message_port_pub(pmt.intern("idle"), pmt.cons(out, pmt.init_c32vector(len(symbols), symbols.tolist())))
 
     def _handle(self, msg):
         try:
@@ -120,6 +158,9 @@ class _tx_framer(gr.basic_block):
         except ValueError as exc:
             self.counters.incr("rejected")
             log.warning("digital_link_tx: dropped a malformed image PDU: %s", exc)
+            return
+        if not self.budget.carries_frame:
+            self._refuse(_meta(msg))
             return
         try:
             fit = core.fit_codec(image, self.budget.data_bytes, self.codecs)
@@ -132,9 +173,7 @@ class _tx_framer(gr.basic_block):
         if fit.codec is None:
             self.counters.incr("no_fit")
         meta = _meta(msg)
-        seq_pmt = pmt.dict_ref(meta, pmt.intern("seq"), pmt.PMT_NIL)
-        seq = (pmt.to_long(seq_pmt) if pmt.is_integer(seq_pmt) else self.next_seq) % SEQ_MODULO
-        self.next_seq = (seq + 1) % SEQ_MODULO
+        seq = self._take_seq(meta)
         meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
         meta = pmt.dict_add(meta, pmt.intern("codec"), pmt.intern(fit.codec or "none"))
         meta = pmt.dict_add(meta, pmt.intern("quality"), pmt.from_long(fit.quality if fit.codec else 0))
@@ -160,10 +199,10 @@ class _tx_mapper(gr.basic_block):
             self.counters.incr("encoder_error")
             log.error("digital_link_tx: encoder gave %d bits, expected %d", coded.size, want)
             return
-        air = core.air_bits_from_mother(coded, self.budget)
+        seq = _seq_in(_meta(msg))
+        air = core.air_bits_from_mother(coded, self.budget, seq)
         symbols = self.points[core.bits_to_indices(air, self.budget.mode.bits_per_symbol)]
-        seq = pmt.dict_ref(_meta(msg), pmt.intern("seq"), pmt.from_long(0))
-        meta = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), seq)
+        meta = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), pmt.from_long(seq))
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(len(symbols), symbols.tolist())))
 
 
@@ -174,6 +213,14 @@ class digital_link_tx(gr.hier_block2):
     mode: "qpsk-1/2", "16qam-3/4", ... (diffsem.baselines.digital.MODES).
     codecs: candidate codecs ("jpeg", "jpeg14", "webp"): the best PSNR that fits wins.
     header_repeats: header copies (as ofdm_analog_tx; the RX must use the same number).
+
+    A mode whose k symbols cannot hold the frame's own descriptor, length and CRC (e.g. k=32 at
+    BPSK 1/2: 1 payload byte) is not an error (link adaptation picks such modes at low SNR, and
+    a radio must not crash on them): each image is refused with a log line and counted
+    ("no_room"), and an idle frame of k symbols takes its place on the air, so the receiver shows
+    a grey image for it and counts it ("no_image"), as DigitalScheme does on the library channel.
+    Counters (``stats()``): sent (images framed and encoded), no_fit (sent as "no image": no
+    codec setting fits), no_room, rejected (malformed PDUs), codec_error, encoder_error.
     """
 
     def __init__(self, k: int = 128, mode: str = "16qam-3/4", codecs=core.CODECS, header_repeats: int = 4):
@@ -181,13 +228,14 @@ class digital_link_tx(gr.hier_block2):
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.mode = core.mode_by_name(mode)
         self.budget = core.bit_budget(int(k), self.mode)
-        if self.budget.info_bits < 8 * (core.DESCRIPTOR_BYTES + self.budget.length_bytes + core.CRC_BYTES):
-            raise ValueError(f"digital_link_tx: k={k} in {mode} carries {self.budget.payload_bytes} payload "
-                             f"bytes, fewer than the frame's own descriptor, length and CRC")
         if int(k) > phy.MAX_SYMBOLS_PER_FRAME or self.budget.payload_bytes > MTU:
             raise ValueError(f"digital_link_tx: k={k} does not fit one frame (<= {phy.MAX_SYMBOLS_PER_FRAME} "
                              f"symbols, <= {MTU} payload bytes)")
-        self.counters = Counters("sent", "rejected", "no_fit", "codec_error", "encoder_error")
+        if not self.budget.carries_frame:
+            log.warning("digital_link_tx: k=%d in %s carries %d payload byte(s), fewer than the frame's own "
+                        "descriptor, length and CRC: every image will be refused (grey at the receiver)",
+                        int(k), mode, self.budget.payload_bytes)
+        self.counters = Counters("sent", "rejected", "no_fit", "no_room", "codec_error", "encoder_error")
         self.message_port_register_hier_in("in")
         # Python blocks are kept as attributes: a hier block does not keep them alive.
         self.framer = _tx_framer(self.budget, codecs, self.counters)
@@ -198,6 +246,7 @@ class digital_link_tx(gr.hier_block2):
         self.msg_connect(self.framer, "out", self.encoder, "in")
         self.msg_connect(self.encoder, "out", self.mapper, "in")
         self.msg_connect(self.mapper, "out", self.phy, "in")
+        self.msg_connect(self.framer, "idle", self.phy, "in")
         self.connect(self.phy, self)
 
     def stats(self) -> dict:
@@ -213,6 +262,7 @@ class _rx_demapper(gr.basic_block):
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.message_port_register_out(pmt.intern("bad"))
+        self.message_port_register_out(pmt.intern("idle"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
 
     def _noise_var(self, meta, n: int) -> np.ndarray:
@@ -236,9 +286,13 @@ class _rx_demapper(gr.basic_block):
                         y.size, self.budget.k)
             self.message_port_pub(pmt.intern("bad"), pmt.cons(meta, pmt.init_u8vector(0, [])))
             return
+        if not self.budget.carries_frame:  # this link configuration cannot carry an image: idle frame
+            meta = pmt.dict_delete(meta, pmt.intern("noise_var"))
+            self.message_port_pub(pmt.intern("idle"), pmt.cons(meta, pmt.init_u8vector(0, [])))
+            return
         nv = self._noise_var(meta, y.size)
         llr = core.demap_llr(y[None], nv[None], self.budget.mode.bits_per_symbol)[0]
-        soft = llr_to_gr_soft(core.mother_llr_from_air(llr, self.budget))
+        soft = llr_to_gr_soft(core.mother_llr_from_air(llr, self.budget, _seq_in(meta)))
         meta = pmt.dict_delete(meta, pmt.intern("noise_var"))  # 4 bytes per symbol: not needed downstream
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_f32vector(len(soft), soft.tolist())))
 
@@ -255,12 +309,18 @@ class _rx_imager(gr.basic_block):
         self.next_seq = None
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_in(pmt.intern("bad"))
+        self.message_port_register_in(pmt.intern("idle"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
         self.set_msg_handler(pmt.intern("bad"), self._handle_bad)  # bound methods only: GR's gateway rejects lambdas
+        self.set_msg_handler(pmt.intern("idle"), self._handle_idle)
 
     def _handle_bad(self, msg):
         self._emit(_meta(msg), core.Received("bad_frame", _grey()))
+
+    def _handle_idle(self, msg):
+        """A frame of a mode with no room for an image (the TX refused it): grey, "no_image"."""
+        self._emit(_meta(msg), core.Received("no_image", _grey()))
 
     @staticmethod
     def _seq(meta):
@@ -325,6 +385,7 @@ class digital_link_rx(gr.hier_block2):
         self.msg_connect(self.phy, "out", self.demapper, "in")
         self.msg_connect(self.demapper, "out", self.decoder, "in")
         self.msg_connect(self.demapper, "bad", self.imager, "bad")
+        self.msg_connect(self.demapper, "idle", self.imager, "idle")
         self.msg_connect(self.decoder, "out", self.imager, "in")
         self.msg_connect(self.imager, "out", self, "out")
 
@@ -421,10 +482,12 @@ def image_pdu(image, seq: int | None = None) -> pmt.pmt_t:
 def run_loopback(images, k: int, mode: str, snr_db: float, channel: str = "awgn", seed: int = 0,
                  timeout: float = 60.0, extra_pdus=(), quiet_s: float = 1.0, cfo: float = 0.0):
     """Images through digital_link_tx -> channel_sim (AWGN/Rayleigh/selective at Es/N0 = snr_db,
-    carrier offset ``cfo`` in subcarrier spacings) -> digital_link_rx. Returns (images [N,1,28,28], metadata dicts, tx stats, rx stats), one row
-    per image in order: frames the receiver never reported (lost, header included, after the
-    last one received) are grey with status "lost". ``extra_pdus`` go to the TX first (tests of
-    malformed input); valid images carry seq 0..N-1."""
+    carrier offset ``cfo`` in subcarrier spacings) -> digital_link_rx. Returns (images
+    [N,1,28,28], metadata dicts, tx stats, rx stats), one row per image in order: frames the
+    receiver never reported (lost, header included, after the last one received) are grey with
+    status "lost". ``extra_pdus`` go to the TX first (tests of malformed input); valid images
+    carry seq 0..N-1. A mode with no room for a frame runs too: every image is refused by the
+    TX, and the RX shows grey with status "no_image" (as DigitalScheme on the library channel)."""
     from .channel_sim import channel_sim
     tb = gr.top_block()
     tx = digital_link_tx(k, mode)
@@ -446,7 +509,8 @@ def run_loopback(images, k: int, mode: str, snr_db: float, channel: str = "awgn"
             n = len(sink.messages)
             if any(_seq_of(m) == len(images) - 1 for m in list(sink.messages)):
                 break
-            tx_done = tx.stats()["sent"] + tx.stats()["rejected"] >= len(images) + len(extra_pdus)
+            txs = tx.stats()
+            tx_done = txs["sent"] + txs["rejected"] + txs["no_room"] >= len(images) + len(extra_pdus)
             if not sink.wait_for(n + 1, quiet_s) and tx_done:
                 break
     finally:

@@ -26,6 +26,8 @@ Receiver estimates (`FrameEstimator`), per frame, without any hard decision on t
 """
 from __future__ import annotations
 
+import cmath
+import functools
 import math
 from dataclasses import dataclass
 
@@ -122,6 +124,14 @@ def header_shift(copy: int, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -
     return (copy * layout.n_data) // max(repeats, 1)
 
 
+@functools.lru_cache(maxsize=64)
+def header_unshift_index(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """[repeats, n_data]: entry [c, b] is the data carrier (position among the data carriers)
+    that carries header bit b in copy c, i.e. (b + header_shift(c)) % n_data."""
+    n = layout.n_data
+    return np.stack([(np.arange(n) + header_shift(c, repeats, layout)) % n for c in range(repeats)])
+
+
 def header_copies(n_symbols: int, seq: int, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
     """The `repeats` header OFDM symbols (data carriers only), copy c cyclically shifted by
     header_shift(c): bit b rides data carrier (b + shift) % n_data."""
@@ -172,15 +182,50 @@ def fit_phase_slope(corr: np.ndarray, t: np.ndarray) -> float:
     prediction, symbol after symbol: a residual CFO of a few hundredths of a subcarrier turns the
     phase past +-pi within a few symbols, and a plain unwrap from 0 or a fit on wrapped angles
     then rotates whole frames (measured: ~1 % of frames lost at 5 dB)."""
-    weight = np.abs(corr)
-    phases = np.zeros(t.size)
-    slope = 0.0
-    for k in range(t.size):
-        predicted = slope * t[k]
-        phases[k] = predicted + np.angle(corr[k] * np.exp(-1j * predicted))
-        slope = float(np.sum(weight[:k + 1] * t[:k + 1] * phases[:k + 1])
-                      / max(np.sum(weight[:k + 1] * t[:k + 1] ** 2), 1e-30))
+    # scalar loop on Python floats: it is sequential by nature and short (one step per symbol)
+    slope = num = den = 0.0
+    for c, tk in zip(np.asarray(corr, dtype=np.complex128).tolist(), np.asarray(t, dtype=np.float64).tolist()):
+        w = abs(c)
+        predicted = slope * tk
+        phase = predicted + cmath.phase(c * cmath.exp(-1j * predicted))
+        num += w * tk * phase
+        den += w * tk * tk
+        slope = num / max(den, 1e-30)
     return slope
+
+
+def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray, carr_offset: int):
+    """Maximum-ratio combination of the header copies (fft-shifted spectra, one row per copy) on
+    the denoised channel `smooth` (fft-shifted), each copy first derotated by the common phase that
+    residual CFO accumulates since the preamble (a line through 0 at the preamble, slope fitted on
+    the pilots of all copies: without it later copies cancel earlier ones at low SNR) and
+    un-shifted (copy c carries bit b on data carrier (b + shift_c) % n_data).
+    Returns (soft header symbols [n_data], slope rad/OFDM symbol, quality) or None when the
+    inputs are unusable. quality = sum Re^2 / sum Im^2 of the combined symbols: a true BPSK
+    header is real after combining (~9 at 0 dB), a trigger on noise gives ~1."""
+    half = est.layout.fft_len // 2
+    n = smooth.size
+    active = est.active + carr_offset + half
+    if not (np.isfinite(smooth).all() and np.isfinite(copies).all()
+            and active.min() >= 0 and active.max() < n):
+        return None
+    pilots = np.asarray(est.pilots) + carr_offset + half
+    data = np.asarray(est.data) + carr_offset + half
+    corr = (copies[:, pilots] * np.conj(smooth[pilots] * est.pilot_values)[None, :]).sum(axis=1)
+    t = 1.0 + np.arange(copies.shape[0])
+    # unwrap by prediction, copy after copy: the CFO left by the sync at 5 dB (~0.05
+    # subcarrier) turns the phase by ~0.4 rad per symbol, so later copies pass +-pi
+    slope = fit_phase_slope(corr, t)
+    h_d = smooth[data]
+    gain = np.abs(h_d) ** 2
+    z = copies[:, data] * np.exp(-1j * slope * t)[:, None] * np.conj(h_d)[None, :]
+    unshift = header_unshift_index(copies.shape[0], est.layout)  # [copies, n_data]
+    rows = np.arange(copies.shape[0])[:, None]
+    num = z[rows, unshift].sum(axis=0)
+    den = gain[unshift].sum(axis=0)
+    bits = num / np.maximum(den, 1e-30)
+    quality = float(np.sum(bits.real ** 2) / max(np.sum(bits.imag ** 2), 1e-30))
+    return bits, float(slope), quality
 
 
 @dataclass
@@ -221,6 +266,9 @@ class FrameEstimator:
         self.serializer_carriers = self.data + self.pilots + self.guards
         self.active = np.array(sorted(self.data + self.pilots))
         self.pilot_values = self._pilot_values(layout)
+        pos = {k: i for i, k in enumerate(self.active)}
+        self._idx_d = np.array([pos[k] for k in self.data])     # data / pilot carriers among the active ones
+        self._idx_p = np.array([pos[k] for k in self.pilots], dtype=np.int64)
         self.sync2 = sync_words(layout)[1]
         # candidate taps (samples around the strongest path's delay): the greedy selection in
         # smooth_channel only ever fits the taps it picked, so a window as long as the CP stays
@@ -230,7 +278,8 @@ class FrameEstimator:
         self.tap_threshold = tap_threshold
         self.t0 = symbols_before_payload  # OFDM symbols from the channel-estimate symbol to payload 0
         self.min_gain = min_gain
-        self._oversample = 32
+        self._oversample = 4
+        self._omega = {}
         self._tables = {}
         self._fits = {}
 
@@ -258,13 +307,34 @@ class FrameEstimator:
                 self._tables[key] = tables
         return tables
 
+    def _trial_tables(self, carr_offset: int, chosen: tuple):
+        """The candidate subsets chosen + one more tap, and one row per candidate: the conjugate of
+        its basis column orthogonalised against the chosen taps, normalised (zero if it adds
+        nothing), so one small matrix product scores every candidate of a greedy step."""
+        key = ("trials", carr_offset, chosen)
+        tables = self._tables.get(key)
+        if tables is None:
+            n_win = self.taps_before + self.taps_after + 1
+            others = [j for j in range(n_win) if j not in chosen]
+            trials = [tuple(sorted(chosen + (j,))) for j in others]
+            hat = self._fit_tables(carr_offset, chosen)[1]
+            cols = self._basis(self.active, np.arange(-self.taps_before, self.taps_after + 1)[others], carr_offset)
+            q = cols - hat @ cols
+            norm = np.sqrt(np.sum(np.abs(q) ** 2, axis=0))
+            proj = np.where(norm[:, None] > 1e-9, np.conj(q.T) / np.maximum(norm, 1e-30)[:, None], 0.0)
+            tables = (trials, proj)
+            if len(self._tables) < 4096:
+                self._tables[key] = tables
+        return tables
+
     def delay_of(self, h_ls_active: np.ndarray, carr_offset: int = 0) -> float:
-        """ML delay (samples) of a single path: the peak of |sum_k H_k e^{+j2pi k tau/N}| over
-        tau in [-cp_len, 2 cp_len] (where the FFT window can put the channel), from an
-        oversampled inverse FFT refined by parabolic interpolation. It uses the coherent sum over
-        all carriers (17 dB of gain over the per-carrier SNR), so it holds at 0 dB where the
-        pairwise phase slope does not; a centre off by a fraction of a sample would need extra
-        taps that the selection then drops."""
+        """ML delay (samples) of a single path: the peak of |S(tau)|, S(tau) = sum_k H_k
+        e^{+j2pi k tau/N}, over tau in [-cp_len, 2 cp_len] (where the FFT window can put the
+        channel): coarse peak of a 4x oversampled inverse FFT, then Newton steps on |S|^2. It uses
+        the coherent sum over all carriers (17 dB of gain over the per-carrier SNR), so it holds
+        at 0 dB where the pairwise phase slope does not; a centre off by a fraction of a sample
+        would need extra taps that the selection then drops (and shows as excess error on the
+        band-edge carriers)."""
         n = self.layout.fft_len
         over = self._oversample
         grid = np.zeros(n * over, dtype=np.complex128)
@@ -272,25 +342,41 @@ class FrameEstimator:
         spectrum = np.abs(np.fft.ifft(grid))
         cp = max(self.layout.cp_len, 1)
         idx = np.arange(-cp * over, 2 * cp * over + 1)
-        vals = spectrum[idx % (n * over)]
-        i = int(np.argmax(vals))
-        frac = 0.0
-        if 0 < i < len(vals) - 1:  # parabolic interpolation between grid points
-            den = vals[i - 1] - 2 * vals[i] + vals[i + 1]
-            frac = 0.5 * (vals[i - 1] - vals[i + 1]) / den if den < 0 else 0.0
-        return (idx[i] + frac) / over
+        tau = float(idx[int(np.argmax(spectrum[idx % (n * over)]))]) / over
+        return self.refine_delay(h_ls_active, carr_offset, tau, 0.5 / over)
 
-    def smooth_channel(self, h_ls_active: np.ndarray, carr_offset: int):
+    def refine_delay(self, h_ls_active: np.ndarray, carr_offset: int, tau: float, max_step: float,
+                     steps: int = 2) -> float:
+        """Newton steps on |S(tau)|^2 from `tau` (see delay_of), each step at most `max_step`."""
+        w = self._omega.get(carr_offset)
+        if w is None:
+            w = self._omega[carr_offset] = 2.0 * np.pi * (self.active + carr_offset) / self.layout.fft_len
+        w2 = w * w
+        for _ in range(steps):
+            e = h_ls_active * np.exp(1j * w * tau)
+            s0, s1, s2 = complex(e.sum()), 1j * complex(np.dot(w, e)), -complex(np.dot(w2, e))
+            d1 = 2.0 * (s0.conjugate() * s1).real
+            d2 = 2.0 * (abs(s1) ** 2 + (s0.conjugate() * s2).real)
+            if d2 >= 0:      # not at a maximum: keep the estimate
+                break
+            tau += max(min(-d1 / d2, max_step), -max_step)
+        return tau
+
+    def smooth_channel(self, h_ls_active: np.ndarray, carr_offset: int, start=None):
         """Fit the LS estimate on the active carriers with a short impulse response around the
         frame's delay, keeping only the taps that stand out of the noise.
+        `start`: the `selection` of an earlier fit of the same frame (a noisier LS estimate):
+        its delay is kept and its taps are the starting set, so a refit costs one greedy step.
         Returns (fitted H on the active carriers, leverage per active carrier, residual energy,
-        residual degrees of freedom, taps kept, delay). Cached per LS estimate (the header combiner and
-        the payload assembler fit the same frame)."""
-        cache_key = (h_ls_active.tobytes(), carr_offset)
+        residual degrees of freedom, taps kept, delay, selection). Cached per LS estimate."""
+        cache_key = (h_ls_active.tobytes(), carr_offset, start)
         hit = self._fits.get(cache_key)
         if hit is not None:
             return hit
-        centre = self.delay_of(h_ls_active, carr_offset)
+        if start is None:
+            centre = self.delay_of(h_ls_active, carr_offset)
+        else:
+            centre = self.refine_delay(h_ls_active, carr_offset, start[0], 0.25, steps=1)
         # move the delay to 0 so one fixed (cached) basis serves every frame; fractional, so
         # a timing offset between samples is one tap, not a spread-out sinc
         rot = np.exp(2j * np.pi * (self.active + carr_offset) * centre / self.layout.fft_len)
@@ -301,38 +387,41 @@ class FrameEstimator:
         # coefficients would hide the true taps.
         n_win = self.taps_before + self.taps_after + 1
         n_act = len(self.active)
-        chosen = (self.taps_before,)
+        chosen = (self.taps_before,) if start is None else start[1]
         _, hat_s, _, _ = self._fit_tables(carr_offset, chosen)
         energy = float(np.sum(np.abs(h - hat_s @ h) ** 2))
+        resid = h - hat_s @ h
         while len(chosen) < n_win:
-            best, best_energy = None, energy
-            for j in range(n_win):
-                if j in chosen:
-                    continue
-                trial = tuple(sorted(chosen + (j,)))
-                e = float(np.sum(np.abs(h - self._fit_tables(carr_offset, trial)[1] @ h) ** 2))
-                if e < best_energy:
-                    best, best_energy = trial, e
+            trials, proj = self._trial_tables(carr_offset, chosen)
+            # adding tap j removes |<q_j, r>|^2 / |q_j|^2 (q_j: its basis column orthogonalised
+            # against the chosen taps, r: the current residual), i.e. orthogonal matching pursuit
+            energies = energy - np.abs(proj @ resid) ** 2
+            j = int(np.argmin(energies))
+            best, best_energy = (trials[j], float(energies[j])) if energies[j] < energy else (None, energy)
             noise_per_dof = best_energy / max(n_act - len(chosen) - 1, 1)
             if best is None or energy - best_energy < self.tap_threshold * noise_per_dof:
                 break
             chosen, energy = best, best_energy
+            resid = h - self._fit_tables(carr_offset, chosen)[1] @ h
         keep = np.zeros(n_win, dtype=bool)
         keep[list(chosen)] = True
         _, hat_s, leverage, _ = self._fit_tables(carr_offset, chosen)
         fitted = (hat_s @ h) * np.conj(rot)
         resid_e = float(np.sum(np.abs(h_ls_active - fitted) ** 2))
         dof = len(self.active) - int(keep.sum())
-        out = (fitted, leverage, resid_e, dof, int(keep.sum()), float(centre))
+        out = (fitted, leverage, resid_e, dof, int(keep.sum()), float(centre), (float(centre), chosen))
         if len(self._fits) > 256:
             self._fits.clear()
         self._fits[cache_key] = out
         return out
 
     def estimate(self, cells: np.ndarray, eq_taps: np.ndarray, ls_taps: np.ndarray, n_symbols: int,
-                 carr_offset: int = 0, prior_slope: float = 0.0):
+                 carr_offset: int = 0, prior_slope: float = 0.0, training_symbols: int = 1,
+                 channel_start=None):
         """`prior_slope`: common phase per OFDM symbol already measured (on the header copies);
-        removed first, so the pilot fit only sees the small remainder (no phase wrapping)."""
+        removed first, so the pilot fit only sees the small remainder (no phase wrapping).
+        `training_symbols`: how many known unit-power OFDM symbols were averaged into `ls_taps`
+        (its noise is sigma^2 / training_symbols). `channel_start`: see smooth_channel."""
         lay = self.layout
         n_d, n_p = len(self.data), len(self.pilots)
         half = lay.fft_len // 2
@@ -342,10 +431,10 @@ class FrameEstimator:
         h_eq = np.asarray(eq_taps, dtype=np.complex128)[self.active + carr_offset + half]
         # preamble symbol values on those carriers (training power); the LS estimate's noise is
         # sigma^2/|x|^2 = sigma^2 for BPSK
-        fitted, leverage, resid_e, dof_pre, n_taps, delay = self.smooth_channel(h_ls, carr_offset)
-        pos = {k: i for i, k in enumerate(self.active)}
-        idx_d = np.array([pos[k] for k in self.data])
-        idx_p = np.array([pos[k] for k in self.pilots])
+        fitted, leverage, resid_e, dof_pre, n_taps, delay, _ = self.smooth_channel(h_ls, carr_offset, channel_start)
+        m = max(int(training_symbols), 1)
+        leverage, resid_e = leverage / m, resid_e * m
+        idx_d, idx_p = self._idx_d, self._idx_p
         h_raw_d, h_raw_p = h_eq[idx_d], h_eq[idx_p]
         h_d, h_p = fitted[idx_d], fitted[idx_p]
         mean_gain = float(np.mean(np.abs(fitted) ** 2))

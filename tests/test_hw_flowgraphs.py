@@ -130,12 +130,12 @@ def dc_offset_run(snr_db, dc, dc_blocker, n_frames=200, seed=0):
 
 
 def test_dc_blocker_removes_a_dc_offset():
-    """A DC term ~10 dB below the burst power (HackRF-like) makes false syncs and biases the SNR
-    estimate (the receiver skips the DC carrier, so the equalised error barely moves); the HackRF
-    RX's DC blocker removes both and costs nothing on a clean signal."""
+    """A DC term ~10 dB below the burst power (HackRF-like) makes the detector fire on noise
+    (the receiver itself skips the DC carrier and re-estimates the channel, so frames still
+    decode); the HackRF RX's DC blocker removes the false syncs and costs nothing on a clean signal."""
     with_dc = dc_offset_run(20.0, 0.3, False, n_frames=30)
     blocked = dc_offset_run(20.0, 0.3, True, n_frames=30)
-    assert with_dc["snr_est_db"] < 19.0 and with_dc["false_triggers"] > 20, with_dc
+    assert with_dc["decoded"] >= 29 and with_dc["false_triggers"] > 20, with_dc
     # without any DC the detector's threshold (0.2) gives ~0.2 false triggers per frame at 20 dB
     assert blocked["decoded"] >= 29 and blocked["mse_db"] < -19.3 and blocked["false_triggers"] <= 15, blocked
     assert blocked["false_triggers"] < with_dc["false_triggers"] / 2 and blocked["header_crc_fail"] == 0, blocked

@@ -417,11 +417,16 @@ class FrameEstimator:
 
     def estimate(self, cells: np.ndarray, eq_taps: np.ndarray, ls_taps: np.ndarray, n_symbols: int,
                  carr_offset: int = 0, prior_slope: float = 0.0, training_symbols: int = 1,
-                 channel_start=None):
+                 channel_start=None, phase_anchors=None):
         """`prior_slope`: common phase per OFDM symbol already measured (on the header copies);
         removed first, so the pilot fit only sees the small remainder (no phase wrapping).
         `training_symbols`: how many known unit-power OFDM symbols were averaged into `ls_taps`
-        (its noise is sigma^2 / training_symbols). `channel_start`: see smooth_channel."""
+        (its noise is sigma^2 / training_symbols). `channel_start`: see smooth_channel.
+        `phase_anchors`: (t, corr) of known symbols before the payload (the decoded header
+        copies: t in OFDM symbols from the channel-estimate symbol, corr = sum over carriers of
+        y conj(H x), phase already corrected like the payload's). The linear phase fit then uses
+        them with the payload pilots: with 52 known carriers each they pin the slope far better
+        than 4 pilots per payload symbol (a one-symbol payload has nothing else)."""
         lay = self.layout
         n_d, n_p = len(self.data), len(self.pilots)
         half = lay.fft_len // 2
@@ -461,7 +466,11 @@ class FrameEstimator:
         else:
             raw = np.angle(corr)
             if self.phase_tracking == "linear":
-                slope = fit_phase_slope(corr, t)
+                if phase_anchors is not None:
+                    t_fit = np.concatenate((np.asarray(phase_anchors[0], dtype=np.float64), t))
+                    slope = fit_phase_slope(np.concatenate((np.asarray(phase_anchors[1]), corr)), t_fit)
+                else:
+                    slope = fit_phase_slope(corr, t)
                 phase = slope * t
                 n_phase_params = 1
             else:
@@ -479,7 +488,12 @@ class FrameEstimator:
         dof = guards.size + max(pil_res.size - n_phase_params, 0) + dof_pre
         sigma2 = energy / max(dof, 1)
         if self.phase_tracking == "linear":
-            phase_var = t * t * sigma2 / (2.0 * max(float(w_p.sum()), 1e-30) * float(np.sum(t * t)))
+            # slope variance sigma^2 / (2 sum_k W_k t_k^2), W_k = sum |H|^2 over the known carriers
+            info = float(w_p.sum()) * float(np.sum(t * t))
+            if phase_anchors is not None:
+                t_a = np.asarray(phase_anchors[0], dtype=np.float64)
+                info += float(np.sum(np.abs(phase_anchors[1]) * t_a * t_a))
+            phase_var = t * t * sigma2 / (2.0 * max(info, 1e-30))
         elif self.phase_tracking == "per_symbol":
             phase_var = np.full(n_ofdm, sigma2 / (2.0 * max(float(w_p.sum()), 1e-30)))
 

@@ -63,6 +63,7 @@ class _Header:
     ls_taps: np.ndarray      # fft_len, fft-shifted: averaged LS estimate at the preamble's phase
     training: int            # training symbols averaged into ls_taps
     selection: tuple         # the preamble fit's delay and taps (FrameEstimator.smooth_channel)
+    anchors: tuple | None    # (t, corr) of the decoded header copies for the payload's phase fit
 
 
 def parse_header(bits: np.ndarray, n_data: int):
@@ -236,16 +237,29 @@ class BurstReceiver:
             events.append(("header_fail", "header CRC failed"))
             return None
         n_symbols, seq = parsed
-        training = 1
-        if self.data_aided:
-            ls, slope, training = self._data_aided(spec, ls, smooth, slope, n_symbols, seq)
-        # residual CFO from the common-phase slope (rad per OFDM symbol), removed in the time
-        # domain from the payload on; the channel estimate moves to that derotation's phase (its
-        # effective instant is the middle of the second preamble's FFT window)
         n = self.layout.fft_len
+        training, anchors = 1, None
+        if self.data_aided:
+            ls, slope, training, anchors = self._data_aided(spec, ls, smooth, slope, n_symbols, seq)
+            # residual CFO from the common-phase slope (rad per OFDM symbol). Above ~0.002
+            # subcarrier its inter-carrier interference (-(pi eps)^2/3 dB) is worth removing from
+            # the training too: derotate again and re-estimate on the clean preamble and copies.
+            residual = slope * n / (2.0 * math.pi * self.sym_len)
+            if abs(residual) > 0.002:
+                cfo += residual
+                spec = self._symbols(start, 0, self.header_syms, cfo)
+                ls = np.zeros_like(ls)
+                ls[act] = spec[1, act] / self.sync2[act]
+                fit = est.smooth_channel(ls[act], 0, selection)
+                smooth = np.zeros_like(ls)
+                smooth[act] = fit[0]
+                ls, slope, training, anchors = self._data_aided(spec, ls, smooth, 0.0, n_symbols, seq)
+        # what remains is removed in the time domain from the payload on; the channel estimate
+        # moves to that derotation's phase (its effective instant is the middle of the second
+        # preamble's FFT window)
         residual = slope * n / (2.0 * math.pi * self.sym_len)
         ls = ls * np.exp(-2j * math.pi * residual * (self.sym_len + self.cp + (n - 1) / 2.0) / n)
-        return _Header(start, n_symbols, seq, cfo + residual, ls, training, selection)
+        return _Header(start, n_symbols, seq, cfo + residual, ls, training, selection, anchors)
 
     def _retime(self, selection) -> int:
         """Samples to move the FFT windows by (positive: later) so the channel's significant taps
@@ -282,7 +296,10 @@ class BurstReceiver:
         acc += np.sum(y / x * np.exp(-1j * slope * t)[:, None], axis=0)
         out = np.zeros_like(ls)
         out[act] = acc / (1 + self.repeats)
-        return out, slope, 1 + self.repeats
+        # what is left of each copy's phase once the slope is removed: anchors for the payload's
+        # phase fit (|corr| ~ sum |H|^2 over the 52 known carriers, the pilots' weighting)
+        anchors = (t, corr * np.exp(-1j * slope * t))
+        return out, slope, 1 + self.repeats, anchors
 
     def _finish(self, hdr: _Header, events: list) -> bool:
         """Payload of an accepted header, once its samples are in. False = wait for samples."""
@@ -298,7 +315,8 @@ class BurstReceiver:
         cells = spec[:, self.cells + self.half]
         eq = np.ones(self.layout.fft_len, dtype=np.complex128)
         est = self.estimator.estimate(cells, eq, hdr.ls_taps, hdr.n_symbols, 0, 0.0,
-                                      training_symbols=hdr.training, channel_start=hdr.selection)
+                                      training_symbols=hdr.training, channel_start=hdr.selection,
+                                      phase_anchors=hdr.anchors)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all() and math.isfinite(est.snr_db)):
             events.append(("nonfinite", "estimation gave NaN/Inf"))
             return True

@@ -3,6 +3,7 @@ MSE / SNR estimate / frame counts out. Used by flowgraphs/loopback_symbols.grc, 
 and `diffsem bench phy`."""
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -16,12 +17,16 @@ from diffsem import phy
 from ._phy_common import Counters
 
 
+@functools.lru_cache(maxsize=2 * phy.SEQ_MODULO)
 def reference_symbols(seed: int, seq: int, n_symbols: int) -> np.ndarray:
     """The unit-power CN(0, 1) payload of frame `seq` (mod the 12-bit header counter): the checker
-    regenerates it instead of being told."""
+    regenerates it instead of being told. Cached (read-only): source and checker both need it,
+    and a fresh generator per frame was a visible share of a loopback's Python time."""
     rng = np.random.default_rng([int(seed), int(seq) % phy.SEQ_MODULO])
     z = rng.standard_normal((2, n_symbols)) / math.sqrt(2.0)
-    return (z[0] + 1j * z[1]).astype(np.complex64)
+    out = (z[0] + 1j * z[1]).astype(np.complex64)
+    out.flags.writeable = False
+    return out
 
 
 class symbol_source(gr.basic_block):

@@ -122,7 +122,11 @@ class BurstReceiver:
         self.header_syms = 2 + self.repeats
         self._s1_idx = np.flatnonzero(self.sync1)
         self._s12 = np.conj(self.sync1[self._s1_idx]) * self.sync2[self._s1_idx]
-        self._unshift = phy.header_unshift_index(self.repeats, layout)
+        # data carrier j of header copy c carries header bit (j - shift_c) % n_data
+        self._copy_gather = np.stack([(np.arange(layout.n_data) - phy.header_shift(c, self.repeats, layout)) % layout.n_data
+                                      for c in range(self.repeats)])
+        self._idx_d, self._idx_p = self.estimator._idx_d, self.estimator._idx_p
+        self._pilot_row = np.asarray(layout.pilot_symbols, dtype=np.float64)[None, :]
         offsets = [c for c in range(-self.max_carr_offset, self.max_carr_offset + 1)
                    if 0 <= self._s1_idx.min() + c and self._s1_idx.max() + c < n]
         self._offsets = np.asarray(offsets or [0])
@@ -232,7 +236,8 @@ class BurstReceiver:
         if quality < self.min_header_quality:
             events.append(("header_fail", "header symbols are not BPSK"))
             return None
-        parsed = parse_header(soft.real > 0, self.layout.n_data)
+        bits = soft.real > 0
+        parsed = parse_header(bits, self.layout.n_data)
         if parsed is None:
             events.append(("header_fail", "header CRC failed"))
             return None
@@ -240,12 +245,14 @@ class BurstReceiver:
         n = self.layout.fft_len
         training, anchors = 1, None
         if self.data_aided:
-            ls, slope, training, anchors = self._data_aided(spec, ls, smooth, slope, n_symbols, seq)
-            # residual CFO from the common-phase slope (rad per OFDM symbol). Above ~0.002
-            # subcarrier its inter-carrier interference (-(pi eps)^2/3 dB) is worth removing from
-            # the training too: derotate again and re-estimate on the clean preamble and copies.
+            ls, slope, training, anchors = self._data_aided(spec, ls, smooth, slope, bits)
+            # residual CFO from the common-phase slope (rad per OFDM symbol). Where its
+            # inter-carrier interference ((pi eps)^2 / 3 of the signal power) exceeds 1 % of the
+            # noise, remove it from the training too: derotate again and re-estimate on the clean
+            # preamble and copies (at 20 dB that is above ~0.006 subcarrier).
             residual = slope * n / (2.0 * math.pi * self.sym_len)
-            if abs(residual) > 0.002:
+            snr = float(np.mean(np.abs(fit[0]) ** 2)) * max(fit[3], 1) / max(fit[2], 1e-30)
+            if (math.pi * residual) ** 2 / 3.0 * snr > 0.01:
                 cfo += residual
                 spec = self._symbols(start, 0, self.header_syms, cfo)
                 ls = np.zeros_like(ls)
@@ -253,7 +260,7 @@ class BurstReceiver:
                 fit = est.smooth_channel(ls[act], 0, selection)
                 smooth = np.zeros_like(ls)
                 smooth[act] = fit[0]
-                ls, slope, training, anchors = self._data_aided(spec, ls, smooth, 0.0, n_symbols, seq)
+                ls, slope, training, anchors = self._data_aided(spec, ls, smooth, 0.0, bits)
         # what remains is removed in the time domain from the payload on; the channel estimate
         # moves to that derotation's phase (its effective instant is the middle of the second
         # preamble's FFT window)
@@ -275,25 +282,24 @@ class BurstReceiver:
     def _carr_offset_safe(self, spec):
         return self._carrier_offset(spec[0], spec[1]) if self.max_carr_offset > 0 else 0
 
-    def _data_aided(self, spec, ls, smooth, slope, n_symbols, seq):
+    def _data_aided(self, spec, ls, smooth, slope, bits):
         """Header known (CRC passed): its copies are training symbols. Common-phase slope from all
         active carriers of the copies, then the LS channel averaged over preamble + copies, each
         copy derotated to the preamble's phase. Returns (ls_taps, slope, training symbols)."""
-        lay = self.layout
-        known = np.zeros((self.repeats, lay.fft_len), dtype=np.complex128)
-        base = phy.header_symbols(n_symbols, seq, lay)
-        # copy c carries bit b on data carrier unshift[c, b]
-        known[np.arange(self.repeats)[:, None], self.data[self._unshift] + self.half] = base[None, :]
-        known[:, self.pilots + self.half] = np.asarray(lay.pilot_symbols)[None, :]
+        # known copies on the active carriers: BPSK header bits (hard decisions, verified by the
+        # CRC) cyclically shifted per copy, and the pilots; all +-1
+        base = np.where(bits, 1.0, -1.0)
+        x = np.empty((self.repeats, self.active.size))
+        x[:, self._idx_d] = base[self._copy_gather]
+        x[:, self._idx_p] = self._pilot_row
         act = self.active + self.half
         y = spec[2:, act]
-        x = known[:, act]
         h = smooth[act]
-        corr = np.sum(y * np.conj(h * x), axis=1)
+        corr = np.sum(y * np.conj(h) * x, axis=1)
         t = 1.0 + np.arange(self.repeats)
         slope = phy.fit_phase_slope(corr * np.exp(-1j * slope * t), t) + slope
         acc = ls[act].copy()
-        acc += np.sum(y / x * np.exp(-1j * slope * t)[:, None], axis=0)
+        acc += np.sum(y * x * np.exp(-1j * slope * t)[:, None], axis=0)  # x = +-1: y / x = y x
         out = np.zeros_like(ls)
         out[act] = acc / (1 + self.repeats)
         # what is left of each copy's phase once the slope is removed: anchors for the payload's

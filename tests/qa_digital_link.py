@@ -96,9 +96,10 @@ def test_malformed_pdus_are_refused_counted_and_do_not_stall(images):
     assert [m["status"] for m in metas] == ["ok"] * 3      # the valid images after them still go through
 
 
-def test_tx_refuses_a_mode_with_no_room_for_the_frame():
-    with pytest.raises(ValueError):
-        dl.digital_link_tx(8, "bpsk-1/2")
+def test_tx_knows_a_mode_with_no_room_for_the_frame():
+    """Built, not raised: each image is then refused and counted (end to end in test_digital_link.py)."""
+    tx = dl.digital_link_tx(8, "bpsk-1/2")
+    assert not tx.budget.carries_frame
 
 
 def test_fading_channel_uses_per_symbol_noise_variance(images):
@@ -190,7 +191,7 @@ def test_rx_turns_malformed_symbol_frames_into_counted_grey_images():
         source.post(frame(1, pmt.init_f32vector(k, [0.0] * k)))                      # wrong type
         source.post(frame(2, pmt.init_c32vector(k, [complex("nan")] * k)))          # NaN
         fit = dg.fit_codec(np.full((28, 28), 0.2, np.float32), budget.data_bytes)
-        bits = dg.coded_frame_bits(dg.bytes_to_bits(dg.build_payload(fit, budget)), budget)
+        bits = dg.coded_frame_bits(dg.bytes_to_bits(dg.build_payload(fit, budget)), budget, seq=3)  # scrambled as frame 3
         good = dg.constellation(4)[dg.bits_to_indices(bits, 4)].astype(np.complex64)
         source.post(frame(3, pmt.init_c32vector(k, good.tolist())))
         assert sink.wait_for(4, 10)

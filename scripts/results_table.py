@@ -1,38 +1,176 @@
 #!/usr/bin/env python3
-"""Markdown tables for the README from `diffsem eval` JSON lines (docs/results/eval_models.jsonl).
+"""Markdown tables from `diffsem eval` JSON lines.
 
-    python scripts/results_table.py docs/results/eval_models.jsonl
+    python scripts/results_table.py docs/results/eval_models.jsonl                 # README tables
+    python scripts/results_table.py --vs-teacher docs/results/eval_models.jsonl    # issue-6 checks
+    python scripts/results_table.py --calibration docs/results/temperature_val.jsonl
+
+--vs-teacher: every student row against the teacher row of the same k/channel/CSI/SNR (ΔPSNR dB,
+Δaccuracy points, FID ratio; the issue's bar: |ΔPSNR| ≤ 0.5, Δacc ≥ −1, FID ratio ≤ 1.10) and
+against DeepJSCC (FID reduction, Δaccuracy, PSNR cost, hf_ratio distance to 1).
+--calibration: a temperature sweep on the validation split (`diffsem eval --split val
+--temperature T1 T2 ...`), each student temperature against the teacher at the same point and n.
 """
+import argparse
 import json
 import sys
 
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-idx = {(r["k"], r["channel"], r.get("csi") or "", r["snr_db"], r["scheme"], r["steps"]): r for r in rows}
-cols = [("deepjscc", None, "DeepJSCC"), ("teacher", 32, "teacher (32)"), ("student", 1, "student 1"),
-        ("student", 2, "student 2"), ("student", 4, "student 4")]
+# The issue-6 bar for a student against its teacher.
+MAX_DPSNR, MAX_DACC, MAX_FID_RATIO = 0.5, 0.01, 1.10
 
 
-def cell(r):
-    return f"{r['psnr']:.2f} / {100 * r['accuracy']:.1f} / {r['fid']:.1f} / {r['hf_ratio']:.2f}" if r else "–"
+def load(path):
+    return [json.loads(line) for line in open(path) if line.strip()]
 
 
-for channel, csi in (("awgn", ""), ("rayleigh", "perfect")):
+def key(r):
+    return (r["k"], r["channel"], r.get("csi") or "", r["snr_db"])
+
+
+def vs_teacher(s, t) -> dict:
+    return {"dpsnr": s["psnr"] - t["psnr"], "dacc": s["accuracy"] - t["accuracy"], "fid_ratio": s["fid"] / t["fid"]}
+
+
+def meets(d) -> bool:
+    """PSNR within ±0.5 dB; accuracy and FID no worse than the bar (a student may be better)."""
+    eps = 1e-9  # rows carry rounded metrics
+    return abs(d["dpsnr"]) <= MAX_DPSNR + eps and d["dacc"] >= -MAX_DACC - eps and d["fid_ratio"] <= MAX_FID_RATIO + eps
+
+
+def fmt(d) -> str:
+    return f"{d['dpsnr']:+.2f} / {100 * d['dacc']:+.1f} / {d['fid_ratio']:.2f}"
+
+
+def readme_tables(rows):
+    idx = {(r["k"], r["channel"], r.get("csi") or "", r["snr_db"], r["scheme"], r["steps"]): r for r in rows}
+    cols = [("deepjscc", None, "DeepJSCC"), ("teacher", 32, "teacher (32)"), ("student", 1, "student 1"),
+            ("student", 2, "student 2"), ("student", 4, "student 4")]
+
+    def temp(st):
+        ts = {r.get("temperature") for r in rows if r["scheme"] == st[0] and r["steps"] == st[1]
+              and r["channel"] in ("awgn", "rayleigh")}
+        ts.discard(None)
+        return f" (T {'/'.join(f'{t:g}' for t in sorted(ts))})" if ts else ""
+
+    def cell(r):
+        return f"{r['psnr']:.2f} / {100 * r['accuracy']:.1f} / {r['fid']:.1f} / {r['hf_ratio']:.2f}" if r else "–"
+
+    for channel, csi in (("awgn", ""), ("rayleigh", "perfect")):
+        for k in (128, 32):
+            print(f"\n**k = {k}, {channel}** — PSNR dB / accuracy % / FID-FMNIST / hf_ratio\n")
+            print("| SNR | " + " | ".join(c[2] + temp(c) for c in cols) + " |")
+            print("|---" * (len(cols) + 1) + "|")
+            for snr in (0.0, 5.0, 10.0, 20.0):
+                print(f"| {snr:.0f} dB | " + " | ".join(cell(idx.get((k, channel, csi, snr, s, st)))
+                                                      for s, st, _ in cols) + " |")
+
+    print("\n**Per-symbol noise variance ablation** (8-tap selective fading, zero forcing) — PSNR dB\n")
+    print("| k | CSI | SNR | DeepJSCC (noise_var) | same net, SNR only | gain | student 2 |")
+    print("|---|---|---|---|---|---|---|")
     for k in (128, 32):
-        print(f"\n**k = {k}, {channel}** — PSNR dB / accuracy % / FID-FMNIST / hf_ratio\n")
-        print("| SNR | " + " | ".join(c[2] for c in cols) + " |")
-        print("|---" * (len(cols) + 1) + "|")
-        for snr in (0.0, 5.0, 10.0, 20.0):
-            print(f"| {snr:.0f} dB | " + " | ".join(cell(idx.get((k, channel, csi, snr, s, st))) for s, st, _ in cols) + " |")
+        for csi in ("perfect", "estimated"):
+            for snr in (0.0, 5.0, 10.0, 20.0):
+                a = idx.get((k, "selective", csi, snr, "deepjscc", None))
+                b = idx.get((k, "selective", csi, snr, "deepjscc_nonv", None))
+                s = idx.get((k, "selective", csi, snr, "student", 2))
+                if a and b:
+                    print(f"| {k} | {csi} | {snr:.0f} dB | {a['psnr']:.2f} | {b['psnr']:.2f} | "
+                          f"{a['psnr'] - b['psnr']:+.2f} | " + (f"{s['psnr']:.2f}" if s else "–") + " |")
 
-print("\n**Per-symbol noise variance ablation** (8-tap selective fading, zero forcing) — PSNR dB\n")
-print("| k | CSI | SNR | DeepJSCC (noise_var) | same net, SNR only | gain | student 2 |")
-print("|---|---|---|---|---|---|---|")
-for k in (128, 32):
-    for csi in ("perfect", "estimated"):
-        for snr in (0.0, 5.0, 10.0, 20.0):
-            a = idx.get((k, "selective", csi, snr, "deepjscc", None))
-            b = idx.get((k, "selective", csi, snr, "deepjscc_nonv", None))
-            s = idx.get((k, "selective", csi, snr, "student", 2))
-            if a and b:
-                print(f"| {k} | {csi} | {snr:.0f} dB | {a['psnr']:.2f} | {b['psnr']:.2f} | "
-                      f"{a['psnr'] - b['psnr']:+.2f} | {s['psnr']:.2f} |")
+
+def vs_teacher_tables(rows):
+    teacher = {key(r): r for r in rows if r["scheme"] == "teacher"}
+    deepjscc = {key(r): r for r in rows if r["scheme"] == "deepjscc"}
+    students = sorted({r["steps"] for r in rows if r["scheme"] == "student"})
+    print("\n**Students vs their teacher** — ΔPSNR dB / Δaccuracy points / FID ratio "
+          f"(bar: |ΔPSNR| ≤ {MAX_DPSNR}, Δacc ≥ −{100 * MAX_DACC:g}, FID ratio ≤ {MAX_FID_RATIO:.2f}; ✗ = misses)\n")
+    print("| k | channel | SNR | " + " | ".join(f"student {s}" for s in students) + " |")
+    print("|---" * (3 + len(students)) + "|")
+    by = {(key(r), r["steps"]): r for r in rows if r["scheme"] == "student"}
+    tally = {s: [0, 0] for s in students}
+    for kk in sorted(teacher, key=lambda x: (-x[0], x[1], x[2], x[3])):
+        if kk[1] not in ("awgn", "rayleigh"):
+            continue
+        cells = []
+        for s in students:
+            r = by.get((kk, s))
+            if r is None:
+                cells.append("–")
+                continue
+            d = vs_teacher(r, teacher[kk])
+            ok = meets(d)
+            tally[s][0] += ok
+            tally[s][1] += 1
+            cells.append(fmt(d) + ("" if ok else " ✗") + f" (T {r.get('temperature')})")
+        print(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
+    print("\n" + "; ".join(f"student {s}: {a}/{n} points meet the bar" for s, (a, n) in tally.items()))
+
+    print("\n**Students vs DeepJSCC** — FID reduction % / Δaccuracy points / PSNR cost dB / "
+          "|1 − hf_ratio| student vs DeepJSCC\n")
+    print("| k | channel | SNR | " + " | ".join(f"student {s}" for s in students) + " |")
+    print("|---" * (3 + len(students)) + "|")
+    for kk in sorted(deepjscc, key=lambda x: (-x[0], x[1], x[2], x[3])):
+        if kk[1] not in ("awgn", "rayleigh"):
+            continue
+        d = deepjscc[kk]
+        cells = []
+        for s in students:
+            r = by.get((kk, s))
+            cells.append("–" if r is None else
+                         f"{100 * (1 - r['fid'] / d['fid']):.0f} / {100 * (r['accuracy'] - d['accuracy']):+.1f} / "
+                         f"{d['psnr'] - r['psnr']:.2f} / {abs(1 - r['hf_ratio']):.2f} vs {abs(1 - d['hf_ratio']):.2f}")
+        print(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
+
+
+def calibration_tables(rows):
+    teacher = {(key(r), r["n"]): r for r in rows if r["scheme"] == "teacher"}
+    points = sorted({key(r) for r in rows if r["scheme"] == "student"}, key=lambda x: (-x[0], x[1], x[3]))
+    for k in sorted({p[0] for p in points}, reverse=True):
+        pts = [p for p in points if p[0] == k]
+        print(f"\n**k = {k}, validation split** — student vs teacher (T 0.9) at the same point and n: "
+              "ΔPSNR dB / Δaccuracy points / FID ratio\n")
+        heads = [f"{p[1]} {p[3]:.0f} dB" for p in pts]
+        print("| steps | T | " + " | ".join(heads) + " | all meet |")
+        print("|---" * (3 + len(pts)) + "|")
+        tline = []
+        for p in pts:
+            t = next((v for (kk, n), v in teacher.items() if kk == p), None)
+            tline.append(f"{t['psnr']:.2f} dB / {100 * t['accuracy']:.1f} % / FID {t['fid']:.2f} (n {t['n']})"
+                         if t else "–")
+        print("| teacher | 0.9 | " + " | ".join(tline) + " | |")
+        combos = sorted({(r["steps"], r.get("temperature")) for r in rows if r["scheme"] == "student" and r["k"] == k})
+        for steps, temp in combos:
+            cells, ok = [], True
+            for p in pts:
+                s = next((r for r in rows if r["scheme"] == "student" and key(r) == p and r["steps"] == steps
+                          and r.get("temperature") == temp), None)
+                t = teacher.get((p, s["n"])) if s else None
+                if s is None or t is None:
+                    cells.append("–")
+                    ok = False
+                    continue
+                d = vs_teacher(s, t)
+                ok &= meets(d)
+                cells.append(fmt(d) + ("" if meets(d) else " ✗"))
+            print(f"| {steps} | {temp} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("jsonl", nargs="?")
+    ap.add_argument("--vs-teacher", metavar="JSONL")
+    ap.add_argument("--calibration", metavar="JSONL")
+    args = ap.parse_args(argv)
+    if not (args.jsonl or args.vs_teacher or args.calibration):
+        ap.error("give a JSON-lines file")
+    if args.jsonl:
+        readme_tables(load(args.jsonl))
+    if args.vs_teacher:
+        vs_teacher_tables(load(args.vs_teacher))
+    if args.calibration:
+        calibration_tables(load(args.calibration))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -132,11 +132,24 @@ def header_unshift_index(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> n
     return np.stack([(np.arange(n) + header_shift(c, repeats, layout)) % n for c in range(repeats)])
 
 
+@functools.lru_cache(maxsize=64)
+def header_scrambler(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """[repeats, n_data] of fixed +-1 (seeded), multiplied onto the header copies' data carriers.
+    The header's bits are mostly the same value (16 bits of zero fill, small lengths and
+    sequence numbers), so unscrambled its BPSK symbol is nearly constant across carriers: a
+    time-domain impulse with ~14 dB of PAPR that an 8-bit ADC or a PA clips. Scrambled, the
+    header has the PAPR of a data symbol. The bits (and the stock format and CRC) are unchanged."""
+    rng = np.random.RandomState(SYNC_SEED + 1)
+    return np.where(rng.randint(2, size=(repeats, layout.n_data)) == 0, 1.0, -1.0)
+
+
 def header_copies(n_symbols: int, seq: int, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
     """The `repeats` header OFDM symbols (data carriers only), copy c cyclically shifted by
-    header_shift(c): bit b rides data carrier (b + shift) % n_data."""
+    header_shift(c) (bit b rides data carrier (b + shift) % n_data) and multiplied by
+    header_scrambler()[c]."""
     base = header_symbols(n_symbols, seq, layout)
-    return np.concatenate([np.roll(base, header_shift(c, repeats, layout)) for c in range(repeats)])
+    pn = header_scrambler(repeats, layout)
+    return np.concatenate([np.roll(base, header_shift(c, repeats, layout)) * pn[c] for c in range(repeats)]).astype(np.complex64)
 
 
 # ----------------------------------------------------------------------------- PDU validation
@@ -218,7 +231,7 @@ def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray
     slope = fit_phase_slope(corr, t)
     h_d = smooth[data]
     gain = np.abs(h_d) ** 2
-    z = copies[:, data] * np.exp(-1j * slope * t)[:, None] * np.conj(h_d)[None, :]
+    z = copies[:, data] * header_scrambler(copies.shape[0], est.layout) * np.exp(-1j * slope * t)[:, None] * np.conj(h_d)[None, :]
     unshift = header_unshift_index(copies.shape[0], est.layout)  # [copies, n_data]
     rows = np.arange(copies.shape[0])[:, None]
     num = z[rows, unshift].sum(axis=0)
@@ -417,7 +430,7 @@ class FrameEstimator:
 
     def estimate(self, cells: np.ndarray, eq_taps: np.ndarray, ls_taps: np.ndarray, n_symbols: int,
                  carr_offset: int = 0, prior_slope: float = 0.0, training_symbols: int = 1,
-                 channel_start=None, phase_anchors=None):
+                 channel_start=None, phase_anchors=None, training_spread=None):
         """`prior_slope`: common phase per OFDM symbol already measured (on the header copies);
         removed first, so the pilot fit only sees the small remainder (no phase wrapping).
         `training_symbols`: how many known unit-power OFDM symbols were averaged into `ls_taps`
@@ -426,7 +439,13 @@ class FrameEstimator:
         copies: t in OFDM symbols from the channel-estimate symbol, corr = sum over carriers of
         y conj(H x), phase already corrected like the payload's). The linear phase fit then uses
         them with the payload pilots: with 52 known carriers each they pin the slope far better
-        than 4 pilots per payload symbol (a one-symbol payload has nothing else)."""
+        than 4 pilots per payload symbol (a one-symbol payload has nothing else).
+        `training_spread`: (energy, dof) of the training symbols' LS estimates around their mean
+        (per carrier, each has the noise's own variance sigma^2). With it, sigma^2 comes from
+        noise only (guards, pilots, spread), and the fit residual beyond the noise it should hold
+        (sigma^2 / training_symbols per carrier) is channel-model error: added to each symbol's
+        noise_var as error/|H|^2 instead of being counted as noise (which, scaled by
+        training_symbols, would overstate sigma^2 wherever the channel fit is imperfect)."""
         lay = self.layout
         n_d, n_p = len(self.data), len(self.pilots)
         half = lay.fft_len // 2
@@ -484,9 +503,19 @@ class FrameEstimator:
         # noise: guards (raw), pilot residuals scaled back by |H|^2, preamble fit residual
         lev_p = leverage[idx_p]
         pil_res = np.abs(pil - self.pilot_values[None, :]) ** 2 * w_p[None, :] / (1.0 + lev_p[None, :])
-        energy = float(np.sum(np.abs(guards) ** 2) + np.sum(pil_res) + resid_e)
-        dof = guards.size + max(pil_res.size - n_phase_params, 0) + dof_pre
-        sigma2 = energy / max(dof, 1)
+        energy = float(np.sum(np.abs(guards) ** 2) + np.sum(pil_res))
+        dof = guards.size + max(pil_res.size - n_phase_params, 0)
+        model_err = 0.0
+        if training_spread is None:
+            energy += resid_e
+            dof += dof_pre
+            sigma2 = energy / max(dof, 1)
+        else:
+            energy += float(training_spread[0])
+            dof += int(training_spread[1])
+            sigma2 = energy / max(dof, 1)
+            # resid_e was scaled by m above: per carrier it holds m (model error) + sigma^2
+            model_err = max(resid_e / max(dof_pre, 1) - sigma2, 0.0) / m
         if self.phase_tracking == "linear":
             # slope variance sigma^2 / (2 sum_k W_k t_k^2), W_k = sum |H|^2 over the known carriers
             info = float(w_p.sum()) * float(np.sum(t * t))
@@ -504,7 +533,7 @@ class FrameEstimator:
         lev_d = leverage[idx_d]
         scale2 = self.payload_scale ** 2
         symbols = data[sym_row, sym_col] / self.payload_scale
-        noise_var = (sigma2 / gain[sym_col] * (1.0 + lev_d[sym_col]) + phase_var[sym_row]) / scale2
+        noise_var = ((sigma2 * (1.0 + lev_d[sym_col]) + model_err) / gain[sym_col] + phase_var[sym_row]) / scale2
         sym_gain = gain[sym_col] * scale2
         snr_db = 10.0 * math.log10(max(float(np.mean(sym_gain)) / max(sigma2, 1e-30), 1e-30))
         post_eq = -10.0 * math.log10(max(float(np.mean(noise_var)), 1e-30))

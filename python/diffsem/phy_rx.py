@@ -64,6 +64,7 @@ class _Header:
     training: int            # training symbols averaged into ls_taps
     selection: tuple         # the preamble fit's delay and taps (FrameEstimator.smooth_channel)
     anchors: tuple | None    # (t, corr) of the decoded header copies for the payload's phase fit
+    spread: tuple | None     # (energy, dof) of the training estimates around their mean
 
 
 def parse_header(bits: np.ndarray, n_data: int):
@@ -126,6 +127,7 @@ class BurstReceiver:
         self._copy_gather = np.stack([(np.arange(layout.n_data) - phy.header_shift(c, self.repeats, layout)) % layout.n_data
                                       for c in range(self.repeats)])
         self._idx_d, self._idx_p = self.estimator._idx_d, self.estimator._idx_p
+        self._scrambler = phy.header_scrambler(self.repeats, layout)
         self._pilot_row = np.asarray(layout.pilot_symbols, dtype=np.float64)[None, :]
         offsets = [c for c in range(-self.max_carr_offset, self.max_carr_offset + 1)
                    if 0 <= self._s1_idx.min() + c and self._s1_idx.max() + c < n]
@@ -243,9 +245,9 @@ class BurstReceiver:
             return None
         n_symbols, seq = parsed
         n = self.layout.fft_len
-        training, anchors = 1, None
+        training, anchors, spread = 1, None, None
         if self.data_aided:
-            ls, slope, training, anchors = self._data_aided(spec, ls, smooth, slope, bits)
+            ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, slope, bits)
             # residual CFO from the common-phase slope (rad per OFDM symbol). Where its
             # inter-carrier interference ((pi eps)^2 / 3 of the signal power) exceeds 1 % of the
             # noise, remove it from the training too: derotate again and re-estimate on the clean
@@ -260,13 +262,13 @@ class BurstReceiver:
                 fit = est.smooth_channel(ls[act], 0, selection)
                 smooth = np.zeros_like(ls)
                 smooth[act] = fit[0]
-                ls, slope, training, anchors = self._data_aided(spec, ls, smooth, 0.0, bits)
+                ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, 0.0, bits)
         # what remains is removed in the time domain from the payload on; the channel estimate
         # moves to that derotation's phase (its effective instant is the middle of the second
         # preamble's FFT window)
         residual = slope * n / (2.0 * math.pi * self.sym_len)
         ls = ls * np.exp(-2j * math.pi * residual * (self.sym_len + self.cp + (n - 1) / 2.0) / n)
-        return _Header(start, n_symbols, seq, cfo + residual, ls, training, selection, anchors)
+        return _Header(start, n_symbols, seq, cfo + residual, ls, training, selection, anchors, spread)
 
     def _retime(self, selection) -> int:
         """Samples to move the FFT windows by (positive: later) so the channel's significant taps
@@ -290,7 +292,7 @@ class BurstReceiver:
         # CRC) cyclically shifted per copy, and the pilots; all +-1
         base = np.where(bits, 1.0, -1.0)
         x = np.empty((self.repeats, self.active.size))
-        x[:, self._idx_d] = base[self._copy_gather]
+        x[:, self._idx_d] = base[self._copy_gather] * self._scrambler
         x[:, self._idx_p] = self._pilot_row
         act = self.active + self.half
         y = spec[2:, act]
@@ -298,14 +300,17 @@ class BurstReceiver:
         corr = np.sum(y * np.conj(h) * x, axis=1)
         t = 1.0 + np.arange(self.repeats)
         slope = phy.fit_phase_slope(corr * np.exp(-1j * slope * t), t) + slope
-        acc = ls[act].copy()
-        acc += np.sum(y * x * np.exp(-1j * slope * t)[:, None], axis=0)  # x = +-1: y / x = y x
+        each = np.concatenate((ls[act][None, :], y * x * np.exp(-1j * slope * t)[:, None]))  # x = +-1: y/x = y x
+        mean = each.mean(axis=0)
         out = np.zeros_like(ls)
-        out[act] = acc / (1 + self.repeats)
+        out[act] = mean
+        # spread of the 1 + repeats estimates around their mean: noise only (a channel-model
+        # error is common to all of them), sigma^2 per carrier each
+        spread = (float(np.sum(np.abs(each - mean[None, :]) ** 2)), self.repeats * act.size)
         # what is left of each copy's phase once the slope is removed: anchors for the payload's
         # phase fit (|corr| ~ sum |H|^2 over the 52 known carriers, the pilots' weighting)
         anchors = (t, corr * np.exp(-1j * slope * t))
-        return out, slope, 1 + self.repeats, anchors
+        return out, slope, 1 + self.repeats, anchors, spread
 
     def _finish(self, hdr: _Header, events: list) -> bool:
         """Payload of an accepted header, once its samples are in. False = wait for samples."""
@@ -322,7 +327,7 @@ class BurstReceiver:
         eq = np.ones(self.layout.fft_len, dtype=np.complex128)
         est = self.estimator.estimate(cells, eq, hdr.ls_taps, hdr.n_symbols, 0, 0.0,
                                       training_symbols=hdr.training, channel_start=hdr.selection,
-                                      phase_anchors=hdr.anchors)
+                                      phase_anchors=hdr.anchors, training_spread=hdr.spread)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all() and math.isfinite(est.snr_db)):
             events.append(("nonfinite", "estimation gave NaN/Inf"))
             return True

@@ -2,6 +2,9 @@
 flowgraph) against gr-digital's stock ofdm_tx/ofdm_rx loopback on the same channel, measured in
 the same run. Prints one JSON line: ours_msps, stock_msps, ratio and the settings behind them.
 
+Also, from the same runs' recorded channel output, each receiver alone (`*_rx_only_msps`): what
+it costs where the TX is another process or machine, as over the air.
+
 Both chains: 64-FFT, 802.11a-like carriers, the same zero padding between bursts, channel_model
 AWGN at the same SNR, frames sent as fast as the flowgraph takes them. Msps counts every sample
 through the channel, padding included. Ours carries 128 analog symbols per frame; the stock
@@ -39,16 +42,37 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _rx_only(samples: np.ndarray, make_rx, count) -> dict:
+    """The receiver alone on recorded channel output (what it costs where the TX runs in another
+    process or on another machine, as over the air): Msps and frames received."""
+    tb = gr.top_block("rx_only")
+    src = blocks.vector_source_c(samples.tolist(), False)
+    rx = make_rx(tb, src)
+    t0 = time.monotonic()
+    tb.run()
+    seconds = time.monotonic() - t0
+    return dict(msps=samples.size / seconds / 1e6, frames_received=count(rx))
+
+
 def bench_ours(frames: int, snr_db: float, n_symbols: int, seed: int) -> dict:
-    from ._phy_measure import loopback
+    from ._phy_measure import loopback, ofdm_analog_rx
     tb = loopback(snr_db, "awgn", 0.0, 0.0, frames, n_symbols, seed, window=32)
     tb.checker.keep_records = False
+    recorder = blocks.vector_sink_c()
+    tb.connect(tb.channel, recorder)
     samples_per_frame = tb.tx.burst_length(n_symbols)
     result = tb.run_until_done(timeout=600.0)
     samples = result["sent"] * samples_per_frame
+
+    def make_rx(top, src):
+        rx = ofdm_analog_rx()
+        top.connect(src, rx)
+        return rx
+
+    rx_only = _rx_only(np.asarray(recorder.data(), dtype=np.complex64), make_rx, lambda rx: rx.stats()["frames"])
     return dict(msps=samples / result["seconds"] / 1e6, seconds=result["seconds"],
                 frames_sent=result["sent"], frames_received=result["frames"],
-                samples_per_frame=samples_per_frame, mse_db=result.get("mse_db"))
+                samples_per_frame=samples_per_frame, mse_db=result.get("mse_db"), rx_only=rx_only)
 
 
 def bench_stock(frames: int, snr_db: float, seed: int, pad: int, packet_bytes: int = 32) -> dict:
@@ -70,15 +94,25 @@ def bench_stock(frames: int, snr_db: float, seed: int, pad: int, packet_bytes: i
     rx = digital.ofdm_rx(bps_header=1, bps_payload=2)
     sink = blocks.vector_sink_b()
     probe = blocks.probe_rate(gr.sizeof_gr_complex, 1000.0, 0.15)
+    recorder = blocks.vector_sink_c()
     tb.connect(src, tx, padder, chan, rx, sink)
     tb.connect(chan, probe)
+    tb.connect(chan, recorder)
     t0 = time.monotonic()
     tb.run()
     seconds = time.monotonic() - t0
     samples = probe.nitems_read(0)
+
+    def make_rx(top, src):
+        stock_rx, out = digital.ofdm_rx(bps_header=1, bps_payload=2), blocks.vector_sink_b()
+        top.connect(src, stock_rx, out)
+        return out
+
+    rx_only = _rx_only(np.asarray(recorder.data(), dtype=np.complex64), make_rx,
+                       lambda out: len(out.data()) // packet_bytes)
     return dict(msps=samples / seconds / 1e6, seconds=seconds, frames_sent=frames,
                 frames_received=len(sink.data()) // packet_bytes,
-                samples_per_frame=samples / frames)
+                samples_per_frame=samples / frames, rx_only=rx_only)
 
 
 def run(args) -> int:
@@ -87,6 +121,10 @@ def run(args) -> int:
     stock = bench_stock(args.frames, args.snr_db, args.seed, pad)
     out = dict(ours_msps=round(ours["msps"], 3), stock_msps=round(stock["msps"], 3),
                ratio=round(ours["msps"] / stock["msps"], 3) if stock["msps"] else None,
+               ours_rx_only_msps=round(ours["rx_only"]["msps"], 3),
+               stock_rx_only_msps=round(stock["rx_only"]["msps"], 3),
+               rx_only_ratio=round(ours["rx_only"]["msps"] / stock["rx_only"]["msps"], 3)
+               if stock["rx_only"]["msps"] else None,
                snr_db=args.snr_db, frames=args.frames, symbols_per_frame=args.symbols,
                ours=ours, stock=stock, cpus=os.cpu_count(), cpu=_cpu_model(),
                gnuradio=gr.version())

@@ -2,9 +2,9 @@
 
 Both links ride the same PHY: the QAM symbols of the digital link go through exactly the OFDM
 transmitter and receiver the semantic link's analog symbols use (``ofdm_analog_tx`` /
-``ofdm_analog_rx``: the stock gr-digital allocator, FFT, cyclic prefix, Schmidl & Cox sync,
-header demux and ``packet_header_ofdm`` header, with pilot phase tracking, a denoised channel
-estimate and a per-symbol noise variance), so the same k payload symbols per image, the same
+``ofdm_analog_rx``: the stock gr-digital allocator, FFT, cyclic prefix, Schmidl & Cox sync and
+``packet_header_ofdm`` header format, then the per-frame burst receiver with pilot phase
+tracking, a denoised channel estimate and a per-symbol noise variance), so the same k payload symbols per image, the same
 preamble and header overhead, the same channel and the same estimation errors reach both. Only
 source and channel coding differ.
 

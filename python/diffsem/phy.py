@@ -143,13 +143,16 @@ def header_scrambler(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.nd
     return np.where(rng.randint(2, size=(repeats, layout.n_data)) == 0, 1.0, -1.0)
 
 
+@functools.lru_cache(maxsize=4 * SEQ_MODULO)
 def header_copies(n_symbols: int, seq: int, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
     """The `repeats` header OFDM symbols (data carriers only), copy c cyclically shifted by
     header_shift(c) (bit b rides data carrier (b + shift) % n_data) and multiplied by
-    header_scrambler()[c]."""
+    header_scrambler()[c]. Cached (read-only): the TX builds one per frame."""
     base = header_symbols(n_symbols, seq, layout)
     pn = header_scrambler(repeats, layout)
-    return np.concatenate([np.roll(base, header_shift(c, repeats, layout)) * pn[c] for c in range(repeats)]).astype(np.complex64)
+    out = np.concatenate([np.roll(base, header_shift(c, repeats, layout)) * pn[c] for c in range(repeats)]).astype(np.complex64)
+    out.flags.writeable = False
+    return out
 
 
 # ----------------------------------------------------------------------------- PDU validation

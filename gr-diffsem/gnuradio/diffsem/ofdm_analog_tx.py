@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pmt
-from gnuradio import digital, fft, gr, pdu
+from gnuradio import blocks, digital, fft, gr, pdu
 
 from diffsem import impairments, phy
 
@@ -64,26 +64,25 @@ class _framer(gr.basic_block):
 
 
 class _burst_padder(gr.basic_block):
-    """Scales a burst, clips it if asked, and surrounds it with zeros. (burst_shaper_cc would hold
+    """Clips a (scaled) burst if asked and surrounds it with zeros. (burst_shaper_cc would hold
     the last burst's trailing zeros until the next burst arrives, so the receiver could not finish
     the last frame of a message-driven run; a PDU-level padder emits each burst whole.)"""
 
-    def __init__(self, pad_front, pad_back, scale, clip_level=0.0):
+    def __init__(self, pad_front, pad_back, clip_level=0.0):
         gr.basic_block.__init__(self, name="diffsem_burst_padder", in_sig=None, out_sig=None)
-        self.front = np.zeros(pad_front, dtype=np.complex64)
-        self.back = np.zeros(pad_back, dtype=np.complex64)
-        self.scale = np.float32(scale)
+        self.front = [0j] * int(pad_front)
+        self.back = [0j] * int(pad_back)
         self.clip_level = float(clip_level)  # amplitude; 0 = no clipping
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
 
     def handle(self, msg):
-        burst = np.asarray(pmt.c32vector_elements(pmt.cdr(msg)), dtype=np.complex64) * self.scale
+        burst = pmt.c32vector_elements(pmt.cdr(msg))  # a list: padding lists costs less than numpy round trips
         if self.clip_level > 0:
-            burst = impairments.clip(burst, self.clip_level)
-        out = np.concatenate((self.front, burst, self.back))
-        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(out.size, out.tolist())))
+            burst = impairments.clip(np.asarray(burst, dtype=np.complex64), self.clip_level).tolist()
+        out = self.front + burst + self.back
+        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(len(out), out)))
 
 
 class ofdm_analog_tx(gr.hier_block2):
@@ -145,11 +144,12 @@ class ofdm_analog_tx(gr.hier_block2):
             raise ValueError(f"clip_db must be a number of dB above RMS or None, got {clip_db}")
         self.clip_db = None if clip_db is None else float(clip_db)
         clip_level = 0.0 if self.clip_db is None else impairments.db_to_amplitude(self.clip_db)
-        self.padder = _burst_padder(self.pad_front, self.pad_back, phy.tx_scale(lay), clip_level)
+        self.padder = _burst_padder(self.pad_front, self.pad_back, clip_level)
         out_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
+        scale = blocks.multiply_const_cc(phy.tx_scale(lay))
         self.msg_connect(self, "in", self.framer, "in")
         self.msg_connect(self.framer, "out", to_stream, "pdus")
-        self.connect(to_stream, allocator, ifft, prefixer, to_burst)
+        self.connect(to_stream, allocator, ifft, prefixer, scale, to_burst)
         self.msg_connect(to_burst, "pdus", self.padder, "in")
         self.msg_connect(self.padder, "out", out_stream, "pdus")
         self.connect(out_stream, self)

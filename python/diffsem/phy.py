@@ -133,6 +133,14 @@ def header_unshift_index(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> n
 
 
 @functools.lru_cache(maxsize=64)
+def header_bit_of_carrier(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """[repeats, n_data]: entry [c, j] is the header bit that data carrier j of copy c carries,
+    (j - header_shift(c)) % n_data (the inverse of header_unshift_index)."""
+    n = layout.n_data
+    return np.stack([(np.arange(n) - header_shift(c, repeats, layout)) % n for c in range(repeats)])
+
+
+@functools.lru_cache(maxsize=64)
 def header_scrambler(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
     """[repeats, n_data] of fixed +-1 (seeded), multiplied onto the header copies' data carriers.
     The header's bits are mostly the same value (16 bits of zero fill, small lengths and

@@ -123,9 +123,7 @@ class BurstReceiver:
         self.header_syms = 2 + self.repeats
         self._s1_idx = np.flatnonzero(self.sync1)
         self._s12 = np.conj(self.sync1[self._s1_idx]) * self.sync2[self._s1_idx]
-        # data carrier j of header copy c carries header bit (j - shift_c) % n_data
-        self._copy_gather = np.stack([(np.arange(layout.n_data) - phy.header_shift(c, self.repeats, layout)) % layout.n_data
-                                      for c in range(self.repeats)])
+        self._copy_gather = phy.header_bit_of_carrier(self.repeats, layout)
         self._idx_d, self._idx_p = self.estimator._idx_d, self.estimator._idx_p
         self._scrambler = phy.header_scrambler(self.repeats, layout)
         self._pilot_row = np.asarray(layout.pilot_symbols, dtype=np.float64)[None, :]

@@ -173,3 +173,28 @@ def test_sync_words_shape():
     assert w1.shape == w2.shape == (N,)
     assert np.all(w1[N // 2::2] == 0)           # even carriers empty: two equal halves in time
     assert np.count_nonzero(w2) == phy.n_active()
+
+
+def test_header_copies_are_scrambled_to_a_data_like_papr():
+    """The stock header's bits are mostly equal: unscrambled, its BPSK symbol is nearly constant
+    over the carriers (a time-domain impulse an ADC or PA clips). The copies are scrambled and
+    the receiver's bit map inverts the cyclic shifts."""
+    lay = phy.DEFAULT_LAYOUT
+
+    def papr_db(values):
+        x = np.zeros(lay.fft_len, complex)
+        x[np.asarray(lay.data_carriers) % lay.fft_len] = values
+        x[np.asarray(lay.pilot_carriers) % lay.fft_len] = lay.pilot_symbols
+        t = np.fft.ifft(x)
+        return 10 * np.log10(np.max(np.abs(t) ** 2) / np.mean(np.abs(t) ** 2))
+
+    assert papr_db(phy.header_symbols(128, 5)) > 12.0
+    for n, seq in ((1, 0), (128, 5), (4095, 4095)):
+        copies = phy.header_copies(n, seq, 4).reshape(4, -1)
+        assert max(papr_db(c) for c in copies) < 9.0
+        pn = phy.header_scrambler(4)
+        bits = phy.header_symbols(n, seq)
+        gather = phy.header_bit_of_carrier(4)
+        assert np.allclose(copies * pn, bits[gather])
+    unshift = phy.header_unshift_index(4)
+    assert all((gather[c][unshift[c]] == np.arange(lay.n_data)).all() for c in range(4))

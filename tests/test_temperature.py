@@ -98,3 +98,25 @@ def test_cli_temperature_sweep_on_the_validation_split(monkeypatch, capsys):
     # The validation images are not the test images.
     val, test = real_load("val")[0][:64], real_load("test")[0][:64]
     assert not np.array_equal(val, test) and len(real_load("val")[0]) == data.VAL_SIZE
+
+
+def test_frame_decoder_takes_the_cards_calibrated_temperature():
+    """The radio path (diffusion_decoder -> FrameDecoder) samples at the card's calibrated
+    temperature unless told otherwise, as `diffsem eval` does, so flowgraph and offline agree."""
+    import types
+
+    import numpy as np
+
+    from diffsem.inference import FrameDecoder
+    from diffsem.schemes import DEFAULT_TEMPERATURE
+
+    card = {"inputs": [{"name": n} for n in ("symbols", "snr_db", "noise_var", "noise")],
+            "default_temperature": 0.95}
+    model = types.SimpleNamespace(card=card)
+    assert FrameDecoder(model, 8).temperature == 0.95
+    assert FrameDecoder(model, 8, temperature=0.5).temperature == 0.5
+    plain = types.SimpleNamespace(card={"inputs": card["inputs"]})
+    assert FrameDecoder(plain, 8).temperature == DEFAULT_TEMPERATURE
+    noise = FrameDecoder(model, 8, seed=3).source_noise(7)
+    ref = np.random.default_rng([3, 7]).standard_normal((1, 28, 28), dtype=np.float32)
+    assert np.allclose(noise, 0.95 * ref)

@@ -118,8 +118,12 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4))
                          default_temperature=DEFAULT_TEMPERATURE if steps else None,
                          metrics=[])
         old = out_dir / f"{name}.json"
-        if old.exists():  # keep evaluation rows measured earlier for the same recipe
-            card["metrics"] = json.loads(old.read_text()).get("metrics", [])
+        if old.exists():  # keep evaluation rows and the temperature calibrated for the same recipe
+            previous = json.loads(old.read_text())
+            card["metrics"] = previous.get("metrics", [])
+            for key in ("default_temperature", "temperature_calibration"):
+                if previous.get(key) is not None and steps:
+                    card[key] = previous[key]
         write_card(old, card)
         written.append(path)
         print(f"{path.name}: {path.stat().st_size / 1e6:.2f} MB, parity {err:.1e}, {time.time() - t0:.1f} s")

@@ -308,8 +308,8 @@ class FrameDecoder:
     """Received symbols (+ SNR estimate, per-symbol noise variance) -> images, one model call per batch.
 
     mode "diffusion": a distilled student, whose `noise` input (the sampler's source noise) is
-    drawn from numpy's default_rng([seed, seq]) (times the sampling temperature, see
-    schemes.DEFAULT_TEMPERATURE) so a run is reproducible frame by frame whatever the batching;
+    drawn from numpy's default_rng([seed, seq]) (times the sampling temperature: the card's
+    `default_temperature` unless given, schemes.DEFAULT_TEMPERATURE without one) so a run is reproducible frame by frame whatever the batching;
     mode "deepjscc": the DeepJSCC decoder (no noise input).
     """
 
@@ -318,7 +318,10 @@ class FrameDecoder:
         if mode not in DECODER_MODES:
             raise ValueError(f"decoder mode {mode!r}: choose one of {DECODER_MODES}")
         self.model, self.k, self.mode, self.seed = model, int(k), mode, int(seed)
-        self.temperature = DEFAULT_TEMPERATURE if temperature is None else float(temperature)
+        if temperature is None:  # the card's calibrated value (docs/evaluation.md), as diffsem eval uses
+            card = getattr(model, "card", None) or {}
+            temperature = card.get("default_temperature") or DEFAULT_TEMPERATURE
+        self.temperature = float(temperature)
         if not 0.0 <= self.temperature <= 2.0:
             raise ValueError(f"temperature {temperature} out of range [0, 2]")
         names = _input_names(model)

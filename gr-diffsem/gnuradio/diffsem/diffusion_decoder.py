@@ -38,12 +38,14 @@ class diffusion_decoder(gr.basic_block):
     force tensorrt/cuda/cpu. A missing/tampered model or an unavailable forced provider is a
     construction error with the reason, so the flowgraph never starts in a broken state.
     seed: the diffusion source noise of frame `seq` is drawn from default_rng([seed, seq]).
-    temperature: scale of that noise (0.9 default: about 1.2-1.5 dB below DeepJSCC's PSNR, much
-    sharper; 1.0 samples the learned posterior, sharpest; 0 is a deterministic refiner).
+    temperature: scale of that noise; None or negative (default) = the card's calibrated
+    `default_temperature` (0.925-0.975 for the shipped students: their teacher's sharpness, about
+    1.4-1.9 dB below DeepJSCC's PSNR), 1.0 samples the learned posterior (sharpest), 0 is a
+    deterministic refiner.
     """
 
     def __init__(self, k=128, mode="diffusion", steps=2, card="", models_dir="", provider="auto", seed=0,
-                 max_queue=16, max_batch=8, drop_policy="oldest", threads=1, cache_dir="", temperature=0.9):
+                 max_queue=16, max_batch=8, drop_policy="oldest", threads=1, cache_dir="", temperature=None):
         gr.basic_block.__init__(self, name="diffusion_decoder", in_sig=None, out_sig=None)
         self.log = block_logger(self, "diffusion_decoder")
         self.warn = RateLimitedLog(self.log)
@@ -61,7 +63,11 @@ class diffusion_decoder(gr.basic_block):
         steps_used = self.model.card.get("steps") or self.steps
         self.label = f"diffusion s{steps_used}" if self.mode == "diffusion" else "deepjscc"
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}")
+        if temperature is not None and float(temperature) < 0:
+            temperature = None
         self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed, temperature)
+        detail = f", temperature {self.decode.temperature:g}" if self.decode.wants_noise else ""
+        self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}{detail}")
         self.bad_input = 0
         self.worker = inference.InferenceWorker(
             self.decode, self._emit, max_queue=int(max_queue), max_batch=int(max_batch),

@@ -200,6 +200,14 @@ def fractional_delay_taps(delay: float, half_len: int = 6) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- RX estimation
+def _matvec(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """a @ x for the receiver's small per-frame products, without BLAS: OpenBLAS runs a 52x52
+    complex gemv on two threads whose spin-wait then holds a second core (see also
+    diffsem.phy_rx._single_threaded_blas)."""
+    return np.einsum("ij,j->i", a, x)
+
+
+
 def fit_phase_slope(corr: np.ndarray, t: np.ndarray) -> float:
     """Slope b of a common phase b*t (a line through 0 at the channel-estimate symbol, t in OFDM
     symbols) from per-symbol pilot correlations `corr`, weighted by |corr|. Unwrapped by
@@ -413,24 +421,24 @@ class FrameEstimator:
         n_act = len(self.active)
         chosen = (self.taps_before,) if start is None else start[1]
         _, hat_s, _, _ = self._fit_tables(carr_offset, chosen)
-        energy = float(np.sum(np.abs(h - hat_s @ h) ** 2))
-        resid = h - hat_s @ h
+        resid = h - _matvec(hat_s, h)
+        energy = float(np.sum(np.abs(resid) ** 2))
         while len(chosen) < n_win:
             trials, proj = self._trial_tables(carr_offset, chosen)
             # adding tap j removes |<q_j, r>|^2 / |q_j|^2 (q_j: its basis column orthogonalised
             # against the chosen taps, r: the current residual), i.e. orthogonal matching pursuit
-            energies = energy - np.abs(proj @ resid) ** 2
+            energies = energy - np.abs(_matvec(proj, resid)) ** 2
             j = int(np.argmin(energies))
             best, best_energy = (trials[j], float(energies[j])) if energies[j] < energy else (None, energy)
             noise_per_dof = best_energy / max(n_act - len(chosen) - 1, 1)
             if best is None or energy - best_energy < self.tap_threshold * noise_per_dof:
                 break
             chosen, energy = best, best_energy
-            resid = h - self._fit_tables(carr_offset, chosen)[1] @ h
+            resid = h - _matvec(self._fit_tables(carr_offset, chosen)[1], h)
         keep = np.zeros(n_win, dtype=bool)
         keep[list(chosen)] = True
         _, hat_s, leverage, _ = self._fit_tables(carr_offset, chosen)
-        fitted = (hat_s @ h) * np.conj(rot)
+        fitted = _matvec(hat_s, h) * np.conj(rot)
         resid_e = float(np.sum(np.abs(h_ls_active - fitted) ** 2))
         dof = len(self.active) - int(keep.sum())
         out = (fitted, leverage, resid_e, dof, int(keep.sum()), float(centre), (float(centre), chosen))

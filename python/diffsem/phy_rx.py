@@ -26,6 +26,7 @@ Per trigger (sample index t of the detector's plateau, fine CFO estimate):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -65,6 +66,26 @@ class _Header:
     selection: tuple         # the preamble fit's delay and taps (FrameEstimator.smooth_channel)
     anchors: tuple | None    # (t, corr) of the decoded header copies for the payload's phase fit
     spread: tuple | None     # (energy, dof) of the training estimates around their mean
+
+
+_BLAS = None
+
+
+def _single_threaded_blas():
+    """Context that keeps numpy's BLAS/LAPACK on one thread while the receiver works. Its products
+    are tiny (52x52); OpenBLAS ran them (and the occasional least-squares table) on two threads
+    whose spin-wait then held the other core for ~0.1 s: measured 1.3-2x the receiver's CPU, the
+    core the flowgraph's other blocks needed. No-op where threadpoolctl is absent."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS = ThreadpoolController()
+        except ImportError:  # pragma: no cover - threadpoolctl is in requirements.txt
+            _BLAS = False
+    if not _BLAS:
+        return contextlib.nullcontext()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def parse_header(bits: np.ndarray, n_data: int):
@@ -142,6 +163,10 @@ class BurstReceiver:
 
     # ------------------------------------------------------------------ stream bookkeeping
     def push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
+        with _single_threaded_blas():
+            return self._push(samples, triggers, cfos)
+
+    def _push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
         base = self.buf_start + self.buf.size
         for t, c in zip(triggers, cfos):
             self.pending.append((base + int(t), float(c)))
@@ -192,7 +217,7 @@ class BurstReceiver:
         """Integer carrier offset: the coherent product of both preambles (channel and CFO phase
         cancel) is largest where the known pattern lines up."""
         idx = self._offset_idx  # [candidates, sync-1 carriers]
-        m = np.abs((y1[idx] * np.conj(y2[idx])) @ np.conj(self._s12))
+        m = np.abs(np.einsum("cj,j->c", y1[idx] * np.conj(y2[idx]), np.conj(self._s12)))  # no BLAS threads
         return int(self._offsets[int(np.argmax(m))])
 
     def _header(self, start: int, cfo: float, events: list):

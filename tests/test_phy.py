@@ -86,7 +86,7 @@ def test_fractional_delay_is_flat_and_delays():
 
 
 def _frame(est, rng, snr_db, n_symbols, delay=7.0, taps=None, cpe_slope=0.0):
-    """Synthetic RX view of one frame: returns (cells, eq_taps, ls_taps, sent, true_gain)."""
+    """Synthetic RX view of one frame: returns (cells, ls_taps, sent, true_gain)."""
     lay = est.layout
     n_ofdm = lay.n_ofdm_symbols(n_symbols)
     g = N * phy.tx_scale(lay)
@@ -111,11 +111,11 @@ def _frame(est, rng, snr_db, n_symbols, delay=7.0, taps=None, cpe_slope=0.0):
     d_idx = np.array(est.data) + N // 2
     p_idx = np.array(est.pilots) + N // 2
     g_idx = np.array(est.guards) + N // 2
-    y_d = (grid * H[d_idx] * rot + cn(grid.shape, sigma2)) / ls[d_idx]
-    y_p = (est.pilot_values * H[p_idx] * rot + cn((n_ofdm, p_idx.size), sigma2)) / ls[p_idx]
+    y_d = grid * H[d_idx] * rot + cn(grid.shape, sigma2)
+    y_p = est.pilot_values * H[p_idx] * rot + cn((n_ofdm, p_idx.size), sigma2)
     y_g = cn((n_ofdm, g_idx.size), sigma2)
     cells = np.concatenate((y_d, y_p, y_g), axis=1).astype(np.complex64)
-    return cells, ls.astype(np.complex64), ls.astype(np.complex64), sent, np.abs(h_time[d_idx]) ** 2
+    return cells, ls.astype(np.complex64), sent, np.abs(h_time[d_idx]) ** 2
 
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 25.0])
@@ -124,8 +124,8 @@ def test_estimator_awgn_mse_and_snr(snr_db):
     rng = np.random.default_rng(int(snr_db) + 3)
     mse, nv, snr = [], [], []
     for _ in range(60):
-        cells, eq, ls, sent, _ = _frame(est, rng, snr_db, 128, delay=7.3, cpe_slope=0.02)
-        r = est.estimate(cells, eq, ls, 128)
+        cells, ls, sent, _ = _frame(est, rng, snr_db, 128, delay=7.3, cpe_slope=0.02)
+        r = est.estimate(cells, ls, 128)
         mse.append(np.mean(np.abs(r.symbols - sent) ** 2))
         nv.append(np.mean(r.noise_var))
         snr.append(r.snr_db)
@@ -138,11 +138,11 @@ def test_estimator_awgn_mse_and_snr(snr_db):
 def test_estimator_tracks_residual_cfo_phase():
     est = phy.FrameEstimator()
     rng = np.random.default_rng(5)
-    cells, eq, ls, sent, _ = _frame(est, rng, 30.0, 480, cpe_slope=0.15)
-    r = est.estimate(cells, eq, ls, 480)
+    cells, ls, sent, _ = _frame(est, rng, 30.0, 480, cpe_slope=0.15)
+    r = est.estimate(cells, ls, 480)
     assert r.cpe_slope == pytest.approx(0.15, abs=0.01)
     assert 10 * np.log10(np.mean(np.abs(r.symbols - sent) ** 2)) < -29.0
-    off = phy.FrameEstimator(phase_tracking="off").estimate(cells, eq, ls, 480)
+    off = phy.FrameEstimator(phase_tracking="off").estimate(cells, ls, 480)
     assert np.mean(np.abs(off.symbols - sent) ** 2) > 10 * np.mean(np.abs(r.symbols - sent) ** 2)
 
 
@@ -155,8 +155,8 @@ def test_estimator_noise_var_tracks_selective_fading():
     nv, err = [], []
     for _ in range(40):
         taps = np.sqrt(pdp / 2) * (rng.standard_normal(8) + 1j * rng.standard_normal(8))
-        cells, eq, ls, sent, _ = _frame(est, rng, 15.0, 480, delay=3.0, taps=taps)
-        r = est.estimate(cells, eq, ls, 480)
+        cells, ls, sent, _ = _frame(est, rng, 15.0, 480, delay=3.0, taps=taps)
+        r = est.estimate(cells, ls, 480)
         nv.append(r.noise_var)
         err.append(np.abs(r.symbols - sent) ** 2)
     nv, err = np.concatenate(nv), np.concatenate(err)

@@ -273,16 +273,14 @@ class FrameEstimate:
 
 
 class FrameEstimator:
-    """Turns one received frame (the GNU Radio serializer's output over data, pilot and guard
-    carriers, plus the channel state of the stock equaliser) into symbols + honest noise figures.
+    """Turns one received frame (the payload's FFT over data, pilot and guard carriers, plus the
+    least-squares channel estimate of its training) into symbols + honest noise figures.
 
     Inputs to `estimate`:
-      cells: complex [n_ofdm, n_data + n_pilot + n_guard]: the stock equaliser's output
-             (data and pilots divided by the raw preamble estimate, guards untouched), one row per
-             payload OFDM symbol, carriers in the order of `serializer_carriers`.
-      eq_taps: complex [fft_len], fft-shifted: the channel state the stock equaliser divided by.
-      ls_taps: complex [fft_len], fft-shifted: the raw LS estimate from the second preamble
-             (ofdm_chanest_vcvc), already shifted by the integer carrier offset `carr_offset`.
+      cells: complex [n_ofdm, n_data + n_pilot + n_guard]: the payload OFDM symbols' FFT values
+             (unequalised), one row per symbol, carriers in the order of `serializer_carriers`.
+      ls_taps: complex [fft_len], fft-shifted: the LS channel estimate (the second preamble,
+             averaged with the decoded header copies by diffsem.phy_rx), shifted by `carr_offset`.
     """
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, phase_tracking: str = "linear",
@@ -447,12 +445,9 @@ class FrameEstimator:
         self._fits[cache_key] = out
         return out
 
-    def estimate(self, cells: np.ndarray, eq_taps: np.ndarray, ls_taps: np.ndarray, n_symbols: int,
-                 carr_offset: int = 0, prior_slope: float = 0.0, training_symbols: int = 1,
-                 channel_start=None, phase_anchors=None, training_spread=None):
-        """`prior_slope`: common phase per OFDM symbol already measured (on the header copies);
-        removed first, so the pilot fit only sees the small remainder (no phase wrapping).
-        `training_symbols`: how many known unit-power OFDM symbols were averaged into `ls_taps`
+    def estimate(self, cells: np.ndarray, ls_taps: np.ndarray, n_symbols: int, carr_offset: int = 0,
+                 training_symbols: int = 1, channel_start=None, phase_anchors=None, training_spread=None):
+        """`training_symbols`: how many known unit-power OFDM symbols were averaged into `ls_taps`
         (its noise is sigma^2 / training_symbols). `channel_start`: see smooth_channel.
         `phase_anchors`: (t, corr) of known symbols before the payload (the decoded header
         copies: t in OFDM symbols from the channel-estimate symbol, corr = sum over carriers of
@@ -471,29 +466,24 @@ class FrameEstimator:
         cells = np.asarray(cells, dtype=np.complex128).reshape(-1, len(self.serializer_carriers))
         n_ofdm = cells.shape[0]
         h_ls = np.asarray(ls_taps, dtype=np.complex128)[self.active + carr_offset + half]
-        h_eq = np.asarray(eq_taps, dtype=np.complex128)[self.active + carr_offset + half]
         # preamble symbol values on those carriers (training power); the LS estimate's noise is
         # sigma^2/|x|^2 = sigma^2 for BPSK
         fitted, leverage, resid_e, dof_pre, n_taps, delay, _ = self.smooth_channel(h_ls, carr_offset, channel_start)
         m = max(int(training_symbols), 1)
         leverage, resid_e = leverage / m, resid_e * m
         idx_d, idx_p = self._idx_d, self._idx_p
-        h_raw_d, h_raw_p = h_eq[idx_d], h_eq[idx_p]
         h_d, h_p = fitted[idx_d], fitted[idx_p]
         mean_gain = float(np.mean(np.abs(fitted) ** 2))
         floor = self.min_gain * max(mean_gain, 1e-30)
         h_d = np.where(np.abs(h_d) ** 2 < floor, np.sqrt(floor), h_d)
         h_p = np.where(np.abs(h_p) ** 2 < floor, np.sqrt(floor), h_p)
-        # re-equalise with the floored fit (the stock equaliser divided by `eq_taps`)
-        data = cells[:, :n_d] * (h_raw_d / h_d)[None, :]
-        pil = cells[:, n_d:n_d + n_p] * (h_raw_p / h_p)[None, :]
+        # zero-forcing on the floored fit
+        data = cells[:, :n_d] / h_d[None, :]
+        pil = cells[:, n_d:n_d + n_p] / h_p[None, :]
         guards = cells[:, n_d + n_p:]
 
         # common phase from the pilots, weighted by pilot SNR (|H|^2)
         t = self.t0 + np.arange(n_ofdm, dtype=np.float64)
-        if self.phase_tracking != "off" and prior_slope:
-            pre = np.exp(-1j * prior_slope * t)[:, None]
-            data, pil = data * pre, pil * pre
         w_p = np.abs(h_p) ** 2
         corr = (pil * np.conj(self.pilot_values)[None, :] * w_p[None, :]).sum(axis=1)
         if self.phase_tracking == "off":
@@ -556,6 +546,5 @@ class FrameEstimator:
         sym_gain = gain[sym_col] * scale2
         snr_db = 10.0 * math.log10(max(float(np.mean(sym_gain)) / max(sigma2, 1e-30), 1e-30))
         post_eq = -10.0 * math.log10(max(float(np.mean(noise_var)), 1e-30))
-        total_slope = slope + (prior_slope if self.phase_tracking != "off" else 0.0)
         return FrameEstimate(symbols.astype(np.complex64), noise_var.astype(np.float32), snr_db,
-                             post_eq, sigma2, total_slope, n_taps, delay)
+                             post_eq, sigma2, slope, n_taps, delay)

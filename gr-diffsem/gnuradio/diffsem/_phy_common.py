@@ -7,10 +7,7 @@ import pmt
 
 from diffsem.ofdm import DEFAULT_LAYOUT, OfdmLayout
 
-LEN_TAG = "packet_len"       # tagged-stream length key inside the TX (symbols) and RX (payload symbols)
-FRAME_LEN_TAG = "frame_len"  # RX: OFDM symbols per payload (set by packet_header_ofdm)
-NUM_TAG = "packet_num"       # RX: sequence number from the header
-FRAME_SYNC_TAG = "diffsem_frame_sync"  # RX: the trigger that started the frame (travels with it)
+LEN_TAG = "packet_len"       # tagged-stream length key inside the TX (symbols per burst)
 
 
 def load_block(name: str, module: str | None = None):

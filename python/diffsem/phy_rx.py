@@ -225,35 +225,29 @@ class BurstReceiver:
         if not np.isfinite(spec).all():
             events.append(("nonfinite", "NaN/Inf samples in a frame's preamble or header"))
             return None
-        c = self._carr_offset_safe(spec)
+        c = self._carrier_offset(spec[0], spec[1]) if self.max_carr_offset > 0 else 0
         if c:
             # an integer offset is removed in the time domain too: besides moving the carriers it
             # turns each OFDM symbol by 2 pi c cp_len / fft_len (the cyclic prefix)
             cfo += c
             spec = self._symbols(start, 0, self.header_syms, cfo)
-        est = self.estimator
         act = self.active + self.half
-        ls = np.zeros(self.layout.fft_len, dtype=np.complex128)
-        ls[act] = spec[1, act] / self.sync2[self.active + self.half]
-        fit = est.smooth_channel(ls[act], 0)
+        ls, fit, smooth = self._preamble_fit(spec)
         shift = self._retime(fit[-1])
         if shift:
             # The trigger jitters (-7..+10 samples at 5 dB): windows that start too late reach
             # into the next symbol. Move them so the channel's taps sit mid cyclic prefix.
             start += shift
             spec = self._symbols(start, 0, self.header_syms, cfo)
-            ls[act] = spec[1, act] / self.sync2[self.active + self.half]
-            fit = est.smooth_channel(ls[act], 0)
-        fitted, selection = fit[0], fit[-1]
+            ls, fit, smooth = self._preamble_fit(spec)
+        selection = fit[-1]
         # a real preamble's LS estimate is mostly explained by a few channel taps (half of its
         # energy at 0 dB, all of it at high SNR); noise by ~taps/52 of it
         explained = 1.0 - fit[2] / max(float(np.sum(np.abs(ls[act]) ** 2)), 1e-30)
         if not explained >= self.min_preamble_fit:
             events.append(("false_trigger", "no preamble where the detector triggered"))
             return None
-        smooth = np.zeros_like(ls)
-        smooth[act] = fitted
-        combined = phy.combine_header(est, spec[2:], smooth, 0)
+        combined = phy.combine_header(self.estimator, spec[2:], smooth, 0)
         if combined is None:
             events.append(("header_fail", "no usable channel estimate"))
             return None
@@ -280,11 +274,7 @@ class BurstReceiver:
             if (math.pi * residual) ** 2 / 3.0 * snr > 0.01:
                 cfo += residual
                 spec = self._symbols(start, 0, self.header_syms, cfo)
-                ls = np.zeros_like(ls)
-                ls[act] = spec[1, act] / self.sync2[act]
-                fit = est.smooth_channel(ls[act], 0, selection)
-                smooth = np.zeros_like(ls)
-                smooth[act] = fit[0]
+                ls, _, smooth = self._preamble_fit(spec, selection)
                 ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, 0.0, bits)
         # what remains is removed in the time domain from the payload on; the channel estimate
         # moves to that derotation's phase (its effective instant is the middle of the second
@@ -292,6 +282,18 @@ class BurstReceiver:
         residual = slope * n / (2.0 * math.pi * self.sym_len)
         ls = ls * np.exp(-2j * math.pi * residual * (self.sym_len + self.cp + (n - 1) / 2.0) / n)
         return _Header(start, n_symbols, seq, cfo + residual, ls, training, selection, anchors, spread)
+
+    def _preamble_fit(self, spec: np.ndarray, start=None):
+        """LS channel on the second preamble (fft-shifted, zero off the active carriers), its
+        denoised fit (FrameEstimator.smooth_channel, from `start` if given) and the fitted channel
+        spread back over the FFT bins."""
+        act = self.active + self.half
+        ls = np.zeros(self.layout.fft_len, dtype=np.complex128)
+        ls[act] = spec[1, act] / self.sync2[act]
+        fit = self.estimator.smooth_channel(ls[act], 0, start)
+        smooth = np.zeros_like(ls)
+        smooth[act] = fit[0]
+        return ls, fit, smooth
 
     def _retime(self, selection) -> int:
         """Samples to move the FFT windows by (positive: later) so the channel's significant taps
@@ -303,9 +305,6 @@ class BurstReceiver:
         shift = int(round(lo - (self.cp - (hi - lo)) / 2.0))
         shift = max(min(shift, self.cp), -self.cp)  # the buffer keeps cp_len samples either side
         return shift if abs(shift) > 2 else 0
-
-    def _carr_offset_safe(self, spec):
-        return self._carrier_offset(spec[0], spec[1]) if self.max_carr_offset > 0 else 0
 
     def _data_aided(self, spec, ls, smooth, slope, bits):
         """Header known (CRC passed): its copies are training symbols. Common-phase slope from all
@@ -347,10 +346,9 @@ class BurstReceiver:
             events.append(("nonfinite", "NaN/Inf samples in a frame's payload"))
             return True
         cells = spec[:, self.cells + self.half]
-        eq = np.ones(self.layout.fft_len, dtype=np.complex128)
-        est = self.estimator.estimate(cells, eq, hdr.ls_taps, hdr.n_symbols, 0, 0.0,
-                                      training_symbols=hdr.training, channel_start=hdr.selection,
-                                      phase_anchors=hdr.anchors, training_spread=hdr.spread)
+        est = self.estimator.estimate(cells, hdr.ls_taps, hdr.n_symbols, training_symbols=hdr.training,
+                                      channel_start=hdr.selection, phase_anchors=hdr.anchors,
+                                      training_spread=hdr.spread)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all() and math.isfinite(est.snr_db)):
             events.append(("nonfinite", "estimation gave NaN/Inf"))
             return True

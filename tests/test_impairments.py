@@ -12,6 +12,7 @@ from gnuradio import blocks, channels, gr
 
 from diffsem import impairments, phy
 from gnuradio.diffsem._phy_common import load_block
+from gr_helpers import run_block
 
 channel_sim = load_block("channel_sim")
 ofdm_analog_tx = load_block("ofdm_analog_tx")
@@ -70,14 +71,6 @@ def test_papr_and_ccdf():
 
 # --- channel_sim impairments --------------------------------------------------------------------
 
-def _run(block, x):
-    tb = gr.top_block()
-    sink = blocks.vector_sink_c()
-    tb.connect(blocks.vector_source_c(np.asarray(x, np.complex64).tolist()), block, sink)
-    tb.run()
-    return np.array(sink.data())
-
-
 def _signal(n=20000, seed=3):
     rng = np.random.default_rng(seed)
     return ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
@@ -87,33 +80,33 @@ def test_impairments_off_is_bit_identical_to_the_plain_channel():
     x = _signal()
     plain = channel_sim(snr_db=15.0, seed=4)
     assert plain.stages == [plain.model]  # no extra stage connected when everything is off
-    ref = _run(plain, x)
-    off = _run(channel_sim(snr_db=15.0, seed=4, adc_bits=0, dc_offset=0j, iq_imbalance_db=0.0,
+    ref = run_block(plain, x)
+    off = run_block(channel_sim(snr_db=15.0, seed=4, adc_bits=0, dc_offset=0j, iq_imbalance_db=0.0,
                            iq_imbalance_deg=0.0, phase_noise=0.0), x)
     assert np.array_equal(ref, off)
 
 
 def test_adc_quantises_after_the_noise():
     x = _signal()
-    clean = _run(channel_sim(snr_db=20.0, seed=5), x)
-    y = _run(channel_sim(snr_db=20.0, seed=5, adc_bits=8, adc_full_scale=3.0), x)
+    clean = run_block(channel_sim(snr_db=20.0, seed=5), x)
+    y = run_block(channel_sim(snr_db=20.0, seed=5, adc_bits=8, adc_full_scale=3.0), x)
     assert np.array_equal(y, impairments.quantize(clean, 8, 3.0))
     assert np.unique(y.real).size <= 256
-    sat = _run(channel_sim(snr_db=200.0, adc_bits=4, adc_full_scale=0.5), x)
+    sat = run_block(channel_sim(snr_db=200.0, adc_bits=4, adc_full_scale=0.5), x)
     assert np.max(np.abs(sat.real)) == pytest.approx(0.5 - 0.5 / 16)  # top level: FS - step/2, step = FS / 8
 
 
 def test_dc_offset_iq_imbalance_and_phase_noise_each_act():
     x = _signal()
-    clean = _run(channel_sim(snr_db=200.0), x)
-    dc = _run(channel_sim(snr_db=200.0, dc_offset=0.1 - 0.05j), x)
+    clean = run_block(channel_sim(snr_db=200.0), x)
+    dc = run_block(channel_sim(snr_db=200.0, dc_offset=0.1 - 0.05j), x)
     assert np.allclose(dc - clean, 0.1 - 0.05j, atol=1e-6)
     # receiver IQ imbalance: the same as gr-channels' iqbal_gen on the clean output
-    iq = _run(channel_sim(snr_db=200.0, iq_imbalance_db=1.0, iq_imbalance_deg=5.0), x)
-    assert np.allclose(iq, _run(channels.iqbal_gen(1.0, 5.0, 1), clean), atol=1e-6)
+    iq = run_block(channel_sim(snr_db=200.0, iq_imbalance_db=1.0, iq_imbalance_deg=5.0), x)
+    assert np.allclose(iq, run_block(channels.iqbal_gen(1.0, 5.0, 1), clean), atol=1e-6)
     assert np.mean(np.abs(iq.real) ** 2) / np.mean(np.abs(iq.imag) ** 2) == pytest.approx(10 ** 0.1, rel=0.05)
     # phase noise: unit-modulus rotation, phase std = drive * sqrt(a / (2 - a))
-    pn = _run(channel_sim(snr_db=200.0, phase_noise=0.1, phase_noise_alpha=0.1), x)
+    pn = run_block(channel_sim(snr_db=200.0, phase_noise=0.1, phase_noise_alpha=0.1), x)
     assert np.allclose(np.abs(pn), np.abs(clean), rtol=1e-4)
     phase = np.angle(pn * np.conj(clean))
     assert np.std(phase[100:]) == pytest.approx(0.1 * np.sqrt(0.1 / 1.9), rel=0.15)

@@ -11,8 +11,8 @@ which is what `noise_voltage_for_snr` inverts. After equalisation, symbol i is i
 the convention of diffsem.channel.
 
 Receiver estimates (`FrameEstimator`), per frame, without any hard decision on the payload:
-* channel: the least-squares estimate from the second Schmidl & Cox preamble (given by GNU Radio's
-  ofdm_chanest_vcvc) is denoised by projecting it onto a short impulse response whose significant
+* channel: the least-squares estimate from the second Schmidl & Cox preamble (averaged with the
+  decoded header copies by diffsem.phy_rx) is denoised by projecting it onto a short impulse response whose significant
   taps are selected against the noise floor (DFT-based estimation with tap selection). On AWGN
   this cuts the estimation noise from sigma^2 (one training symbol) to ~2/52 of it, so the
   equalised error stays within a fraction of a dB of the channel's noise.

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffsem import REPO_ROOT, channel
-from diffsem.cards import CardError, load_card, verify_card
+from diffsem.cards import CardError, load_card, verify_card, write_card
 from diffsem.diffusion import DiffusionDecoder, euler_sample
 from diffsem.models import CondUNet, JSCCDecoder, SemanticEncoder
 from diffsem.train import load_recipe, train_recipe
@@ -119,6 +119,22 @@ def test_export_writes_cards_that_verify_and_match_pytorch(tiny_models):
     assert [i["name"] for i in student["inputs"]] == ["symbols", "snr_db", "noise_var", "noise"]
     assert student["inputs"][0]["shape"] == ["batch", 16, 2]
     assert student["outputs"][0] == {**student["outputs"][0], "name": "image", "shape": ["batch", 1, 28, 28]}
+
+
+def test_export_only_one_model_keeps_the_other_cards_calibration(tiny_run, tmp_path):
+    from diffsem.export import export_run
+    _, run_dir = tiny_run
+    out = tmp_path / "models"
+    assert [p.name for p in export_run(run_dir, out, students=(1,), only=("deepjscc_nonv",))] == ["deepjscc_nonv_k16.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["deepjscc_nonv_k16.json", "deepjscc_nonv_k16.onnx"]
+    export_run(run_dir, out, students=(1,), only=("student",))
+    card = load_card(out / "student_k16_s1.json")
+    card["default_temperature"] = 0.85
+    write_card(out / "student_k16_s1.json", card)
+    export_run(run_dir, out, students=(1,), only=("student",))  # a re-export keeps the calibrated value
+    assert load_card(out / "student_k16_s1.json")["default_temperature"] == 0.85
+    with pytest.raises(ValueError, match="unknown roles"):
+        export_run(run_dir, out, only=("decoder",))
 
 
 def test_onnx_and_torch_schemes_agree(tiny_run, tiny_models, monkeypatch):

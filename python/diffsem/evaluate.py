@@ -296,6 +296,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     parser.add_argument("--device", default="cpu", help="torch device / 'cpu' or 'cuda' for ONNX Runtime")
+    parser.add_argument("--run-dir", default=None,
+                        help="torch backend: the training run folder, '{k}' replaced by k (default runs/k{k})")
     parser.add_argument("--csv", type=Path, help="also append the rows to this CSV file")
     parser.add_argument("--plots", type=Path, help="write PSNR/accuracy/FID vs SNR figures to this folder")
     parser.add_argument("--mosaic", type=Path, help="write an image mosaic (PNG; one per k: _k<k> added when several)")
@@ -331,6 +333,7 @@ def run(args) -> int:
     all_rows, failures = [], 0
 
     def emit(row):
+        row["split"] = args.split
         print(json.dumps(row), flush=True)
         if writer:
             writer.write(row)
@@ -342,6 +345,8 @@ def run(args) -> int:
                 step_list = args.steps if name == "student" else [args.teacher_steps if name == "teacher" else None]
                 for steps in step_list:
                     try:
+                        if args.backend == "torch" and args.run_dir:
+                            load_kwargs["run_dir"] = args.run_dir.replace("{k}", str(k))
                         scheme = load_scheme(name, k, steps=steps, backend=args.backend, device=args.device,
                                              **load_kwargs)
                         schemes += at_temperatures(scheme, args.temperature)

@@ -68,8 +68,14 @@ def sample_inputs(enc, k: int, n: int = 16, seed: int = 0) -> dict:
             "noise": torch.randn(n, 1, 28, 28, generator=g)}
 
 
-def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4)) -> list[Path]:
+EXPORT_ROLES = ("encoder", "deepjscc", "deepjscc_nonv", "teacher", "student")
+
+
+def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4), only=None) -> list[Path]:
+    """Export a run's networks; `only`: a subset of EXPORT_ROLES (e.g. after retraining one stage)."""
     run_dir = Path(run_dir)
+    if only and not set(only) <= set(EXPORT_ROLES):
+        raise ValueError(f"unknown roles {sorted(set(only) - set(EXPORT_ROLES))}: choose from {EXPORT_ROLES}")
     out_dir = Path(out_dir or models_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg, mods = torch_modules(run_dir)
@@ -99,7 +105,10 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4))
                      ["symbols", "snr_db", "noise_var", "noise"], "image", training("jscc", "teacher", *upto)))
     written = []
     for role, steps, module, in_names, out_name, train_info in jobs:
-        name = artifact_name({"deepjscc_decoder": "deepjscc"}.get(role, role), k, steps)
+        public = {"deepjscc_decoder": "deepjscc"}.get(role, role)
+        if only and public not in only:
+            continue
+        name = artifact_name(public, k, steps)
         path = out_dir / f"{name}.onnx"
         inputs = {n: ex[n] for n in in_names}
         t0 = time.time()
@@ -136,13 +145,15 @@ def add_arguments(parser):
     parser.add_argument("--out", default=None, help="default models/")
     parser.add_argument("--metrics", default=None,
                         help="a JSON-lines file of `diffsem eval` rows to copy into the matching cards")
+    parser.add_argument("--only", nargs="+", choices=EXPORT_ROLES, default=None,
+                        help="export only these models (default: all of the run)")
 
 
 def run(args):
     from .train import load_recipe
     cfg = load_recipe(args.recipe)
     export_run(args.run_dir or f"runs/{cfg['name']}", args.out, args.recipe,
-               students=cfg.get("export", {}).get("students", (1, 2, 4)))
+               students=cfg.get("export", {}).get("students", (1, 2, 4)), only=args.only)
     if args.metrics:
         rows = [json.loads(line) for line in Path(args.metrics).read_text().splitlines() if line.strip()]
         print(f"{attach_metrics(args.out or models_dir(), rows)} evaluation rows copied into the cards")

@@ -3,13 +3,11 @@
 
     python scripts/results_table.py docs/results/eval_models.jsonl                 # README tables
     python scripts/results_table.py --vs-teacher docs/results/eval_models.jsonl    # issue-6 checks
-    python scripts/results_table.py --calibration docs/results/temperature_val.jsonl
 
 --vs-teacher: every student row against the teacher row of the same k/channel/CSI/SNR (ΔPSNR dB,
 Δaccuracy points, FID ratio; the issue's bar: |ΔPSNR| ≤ 0.5, Δacc ≥ −1, FID ratio ≤ 1.10) and
 against DeepJSCC (FID reduction, Δaccuracy, PSNR cost, hf_ratio distance to 1).
---calibration: a temperature sweep on the validation split (`diffsem eval --split val
---temperature T1 T2 ...`), each student temperature against the teacher at the same point and n.
+The temperature calibration on the validation split is `diffsem calibrate` (diffsem/calibration.py).
 """
 import argparse
 import json
@@ -122,53 +120,17 @@ def vs_teacher_tables(rows):
         print(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
 
 
-def calibration_tables(rows):
-    teacher = {(key(r), r["n"]): r for r in rows if r["scheme"] == "teacher"}
-    points = sorted({key(r) for r in rows if r["scheme"] == "student"}, key=lambda x: (-x[0], x[1], x[3]))
-    for k in sorted({p[0] for p in points}, reverse=True):
-        pts = [p for p in points if p[0] == k]
-        print(f"\n**k = {k}, validation split** — student vs teacher (T 0.9) at the same point and n: "
-              "ΔPSNR dB / Δaccuracy points / FID ratio\n")
-        heads = [f"{p[1]} {p[3]:.0f} dB" for p in pts]
-        print("| steps | T | " + " | ".join(heads) + " | all meet |")
-        print("|---" * (3 + len(pts)) + "|")
-        tline = []
-        for p in pts:
-            t = next((v for (kk, n), v in teacher.items() if kk == p), None)
-            tline.append(f"{t['psnr']:.2f} dB / {100 * t['accuracy']:.1f} % / FID {t['fid']:.2f} (n {t['n']})"
-                         if t else "–")
-        print("| teacher | 0.9 | " + " | ".join(tline) + " | |")
-        combos = sorted({(r["steps"], r.get("temperature")) for r in rows if r["scheme"] == "student" and r["k"] == k})
-        for steps, temp in combos:
-            cells, ok = [], True
-            for p in pts:
-                s = next((r for r in rows if r["scheme"] == "student" and key(r) == p and r["steps"] == steps
-                          and r.get("temperature") == temp), None)
-                t = teacher.get((p, s["n"])) if s else None
-                if s is None or t is None:
-                    cells.append("–")
-                    ok = False
-                    continue
-                d = vs_teacher(s, t)
-                ok &= meets(d)
-                cells.append(fmt(d) + ("" if meets(d) else " ✗"))
-            print(f"| {steps} | {temp} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("jsonl", nargs="?")
     ap.add_argument("--vs-teacher", metavar="JSONL")
-    ap.add_argument("--calibration", metavar="JSONL")
     args = ap.parse_args(argv)
-    if not (args.jsonl or args.vs_teacher or args.calibration):
+    if not (args.jsonl or args.vs_teacher):
         ap.error("give a JSON-lines file")
     if args.jsonl:
         readme_tables(load(args.jsonl))
     if args.vs_teacher:
         vs_teacher_tables(load(args.vs_teacher))
-    if args.calibration:
-        calibration_tables(load(args.calibration))
     return 0
 
 

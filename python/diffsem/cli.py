@@ -14,6 +14,7 @@ COMMANDS = {
     "train": ("diffsem.train", "train a model from a recipe (resumable from checkpoints)"),
     "export": ("diffsem.export", "export a trained run to ONNX + model cards (checked against PyTorch)"),
     "eval": ("diffsem.evaluate", "evaluate schemes over SNRs/channels, JSON lines (+ CSV, plots, mosaic)"),
+    "calibrate": ("diffsem.calibration", "choose sampling temperatures from validation eval rows (+ write cards)"),
     "bench": ("diffsem.bench", "benchmarks: phy | decoder | link (figures, not tests)"),
     "sweep": ("diffsem.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),
     "demo": ("diffsem.demo", "the loopback demo over the simulated channel (the README's main job)"),

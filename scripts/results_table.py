@@ -44,9 +44,9 @@ def readme_tables(rows):
     cols = [("deepjscc", None, "DeepJSCC"), ("teacher", 32, "teacher (32)"), ("student", 1, "student 1"),
             ("student", 2, "student 2"), ("student", 4, "student 4")]
 
-    def temp(st):
+    def temp(st, k):
         ts = {r.get("temperature") for r in rows if r["scheme"] == st[0] and r["steps"] == st[1]
-              and r["channel"] in ("awgn", "rayleigh")}
+              and r["k"] == k and r["channel"] in ("awgn", "rayleigh")}
         ts.discard(None)
         return f" (T {'/'.join(f'{t:g}' for t in sorted(ts))})" if ts else ""
 
@@ -56,7 +56,7 @@ def readme_tables(rows):
     for channel, csi in (("awgn", ""), ("rayleigh", "perfect")):
         for k in (128, 32):
             print(f"\n**k = {k}, {channel}** — PSNR dB / accuracy % / FID-FMNIST / hf_ratio\n")
-            print("| SNR | " + " | ".join(c[2] + temp(c) for c in cols) + " |")
+            print("| SNR | " + " | ".join(c[2] + temp(c, k) for c in cols) + " |")
             print("|---" * (len(cols) + 1) + "|")
             for snr in (0.0, 5.0, 10.0, 20.0):
                 print(f"| {snr:.0f} dB | " + " | ".join(cell(idx.get((k, channel, csi, snr, s, st)))

@@ -25,11 +25,11 @@ TEACHER_STEPS = 32
 STUDENT_STEPS = (1, 2, 4)
 ENCODE_SNR_DB = 10.0  # the SNR the transmitter assumes when it does not know the channel
 # Scale of the sampler's source noise (the perception-distortion knob). 1.0 samples the learned
-# posterior: sharpest, about 2-2.5 dB below DeepJSCC's PSNR. 0.9 keeps FID-FMNIST 60-80 % below
-# DeepJSCC's at a PSNR cost of about 1.1-1.5 dB (README, model cards); 0 is a deterministic refiner.
-# A model card may set its own `default_temperature` (the distilled students are calibrated on the
-# validation split to match their teacher's sharpness at 0.9, docs/evaluation.md); load_scheme
-# uses the card's value when no temperature is given, this one otherwise.
+# posterior: sharpest, about 2-2.5 dB below DeepJSCC's PSNR; 0 is a deterministic refiner. Every
+# shipped teacher/student card sets its own `default_temperature`, chosen on the validation split
+# by `diffsem calibrate` (calibration.py: the teacher's within a 1.5 dB PSNR budget, each student
+# matching its teacher's FID-FMNIST); load_scheme uses the card's value when no temperature is
+# given, and this fallback for a card without one.
 DEFAULT_TEMPERATURE = 0.9
 
 

@@ -183,3 +183,29 @@ def test_path_table_pairs_flowgraph_with_library_points():
     lines = sweep.path_table(rows).splitlines()
     assert lines[2:] == ["| linear | 32 | awgn | 0 | 10 | 19.75 | 20.00 | -0.25 | 1.0 |",
                          "| linear | 32 | awgn | 0.3 | 10 | 19.50 | 20.00 | -0.50 | 0.9 |"]
+
+
+def test_diffusion_points_carry_their_temperature_in_the_key(monkeypatch):
+    from diffsem import schemes
+    monkeypatch.setattr(schemes, "card_temperature", lambda name, k, steps, folder=None: 0.85)
+    lin, s1 = sweep.make_points(["linear", "student"], [1], [32], ["awgn"], [10], n=4, seed=0)
+    assert lin["temperature"] is None and s1["temperature"] == 0.85   # the card's, when not given
+    (s1_forced,) = sweep.make_points(["student"], [1], [32], ["awgn"], [10], n=4, seed=0, temperature=1.0)
+    assert s1_forced["temperature"] == 1.0
+    # a new card temperature is a new point: a resumed sweep recomputes it instead of keeping the old row
+    assert sweep.point_key(s1) != sweep.point_key(s1_forced)
+
+
+def test_csv_from_before_the_temperature_column_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.csv"
+    old_fields = [f for f in sweep.FIELDS if f != "temperature"]
+    path.write_text(",".join(old_fields) + "\n"
+                    "library,linear,,32,awgn,0.0,10.0,4,0,20.5,0.5,0.7,99.0,0.5,,,,1.0,t0,w\n")
+    (p_old, p_new) = sweep.make_points(["linear"], [], [32], ["awgn"], [10, 20], n=4, seed=0)
+    writer = sweep.RowWriter(path)
+    writer.write(dict(p_new, psnr=22.0, finished_at="t1"))
+    writer.close()
+    assert path.read_text().splitlines()[0] == ",".join(sweep.FIELDS)
+    rows = sweep.read_rows(path)
+    assert [sweep.point_key(r) for r in rows] == [sweep.point_key(p_old), sweep.point_key(p_new)]
+    assert rows[0]["psnr"] == "20.5" and rows[0]["temperature"] == ""

@@ -3,8 +3,11 @@
     diffsem sweep --scheme digital linear deepjscc student separation --steps 1 2 --k 128 32 \\
         --channel awgn --snr -5 -2.5 0 2.5 5 --n 300 --csv runs/sweep.csv --plots runs/plots
 
-Grid coordinates (the resume key, all written in every CSV row): path, scheme, steps, k,
-channel, cfo, snr_db, n, seed. A point is
+Grid coordinates (the resume key, all written in every CSV row): path, scheme, steps,
+temperature, k, channel, cfo, snr_db, n, seed. `temperature` is the sampling temperature of a
+teacher/student point (--temperature, else the model card's `default_temperature`), so a rerun
+after a card's temperature changed recomputes those points instead of keeping stale rows. A
+point is
 
 * path "library": the scheme over diffsem.channel.transmit (diffsem.evaluate.evaluate_point:
   the same seeded noise draws for every scheme), or
@@ -39,7 +42,7 @@ SCHEMES = ("digital", "linear", "deepjscc", "deepjscc_nonv", "teacher", "student
 NEURAL = ("deepjscc", "deepjscc_nonv", "teacher", "student")
 CHANNELS = ("awgn", "rayleigh", "selective")
 PATHS = ("library", "flowgraph")
-KEY_FIELDS = ("path", "scheme", "steps", "k", "channel", "cfo", "snr_db", "n", "seed")
+KEY_FIELDS = ("path", "scheme", "steps", "temperature", "k", "channel", "cfo", "snr_db", "n", "seed")
 METRIC_FIELDS = ("psnr", "ssim", "accuracy", "fid", "hf_ratio", "delivered", "mode", "nonfinite")
 INFO_FIELDS = ("seconds", "finished_at", "worker")
 FIELDS = KEY_FIELDS + METRIC_FIELDS + INFO_FIELDS
@@ -47,7 +50,7 @@ FIELDS = KEY_FIELDS + METRIC_FIELDS + INFO_FIELDS
 
 # --- the grid ----------------------------------------------------------------------------------
 
-_FLOAT_KEYS = ("cfo", "snr_db")
+_FLOAT_KEYS = ("cfo", "snr_db", "temperature")
 _INT_KEYS = ("steps", "k", "n", "seed")
 
 
@@ -66,8 +69,18 @@ def point_key(point: dict) -> tuple:
     return tuple(_fmt(f, point.get(f)) for f in KEY_FIELDS)
 
 
+def point_temperature(scheme: str, k: int, steps, temperature=None):
+    """The sampling temperature a teacher/student point runs at (None for the other schemes)."""
+    if scheme not in ("teacher", "student"):
+        return None
+    if temperature is not None:
+        return float(temperature)
+    from .schemes import TEACHER_STEPS, card_temperature
+    return card_temperature(scheme, k, steps or TEACHER_STEPS)
+
+
 def make_points(schemes, steps, ks, channels, snrs, n: int, seed: int, path: str = "library",
-                cfos=(0.0,), teacher_steps=None) -> list[dict]:
+                cfos=(0.0,), teacher_steps=None, temperature=None) -> list[dict]:
     """Every grid point, in a stable order (k, channel, cfo, scheme, steps, SNR)."""
     points = []
     for k in ks:
@@ -84,7 +97,9 @@ def make_points(schemes, steps, ks, channels, snrs, n: int, seed: int, path: str
                         step_list = [None]
                     for st in step_list:
                         for snr in snrs:
-                            points.append({"path": path, "scheme": scheme, "steps": st, "k": int(k),
+                            points.append({"path": path, "scheme": scheme, "steps": st,
+                                           "temperature": point_temperature(scheme, k, st, temperature),
+                                           "k": int(k),
                                            "channel": channel, "cfo": float(cfo), "snr_db": float(snr),
                                            "n": int(n), "seed": int(seed)})
     return points
@@ -109,6 +124,24 @@ def read_rows(path) -> list[dict]:
     return rows
 
 
+def _upgrade_header(path: Path) -> None:
+    """Rewrite a CSV written with other columns (an older gr-diffsem) under FIELDS, atomically.
+    Columns it lacks stay empty: such rows keep their values but match no point that needs them."""
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if header == list(FIELDS):
+        return
+    rows = read_rows(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: row.get(k) or "" for k in FIELDS})
+    tmp.replace(path)
+    log.warning("%s: columns upgraded to %s (%d rows kept)", path, ", ".join(FIELDS), len(rows))
+
+
 class RowWriter:
     """Appends rows with the FIELDS header; flushed and fsynced per row so a kill loses at most one."""
 
@@ -117,6 +150,7 @@ class RowWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         if not new:
+            _upgrade_header(self.path)
             with open(self.path, "rb") as f:  # a line cut by a kill must not swallow the next row
                 f.seek(-1, os.SEEK_END)
                 ends_clean = f.read(1) == b"\n"
@@ -201,6 +235,8 @@ def run_point(point: dict) -> dict:
         extra["delivered"] = round(sum(1 for f in fits if f is not None and f.codec) / len(fits), 4)
     else:
         scheme = _scheme(name, k, point["steps"])
+        if point.get("temperature") not in (None, ""):
+            scheme.temperature = float(point["temperature"])
         if name == "digital":
             scheme.link_snr_db = snr
             extra["mode"] = scheme.mode_for(snr).name
@@ -426,13 +462,16 @@ def markdown_table(rows, k: int, channel: str = "awgn", path: str = "library") -
 def path_table(rows) -> str:
     """Flowgraph vs library PSNR for every point computed both ways (same scheme, k, channel, SNR,
     n, seed; the library path has no CFO so every flowgraph CFO is set beside its zero-CFO twin)."""
-    lib = {(r["scheme"], r["steps"], r["k"], r["channel"], _num(r["snr_db"]), r["n"], r["seed"]): r
-           for r in rows if r["path"] == "library"}
+    def twin_key(r):
+        return (r["scheme"], r["steps"], r.get("temperature") or "", r["k"], r["channel"], _num(r["snr_db"]),
+                r["n"], r["seed"])
+
+    lib = {twin_key(r): r for r in rows if r["path"] == "library"}
     lines = ["| scheme | k | channel | CFO | SNR (dB) | PSNR flowgraph | PSNR library | difference | "
              "flowgraph frames received |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in sorted((r for r in rows if r["path"] == "flowgraph"),
                     key=lambda r: (r["scheme"], r["steps"], int(r["k"]), r["channel"], _num(r["cfo"]), _num(r["snr_db"]))):
-        twin = lib.get((r["scheme"], r["steps"], r["k"], r["channel"], _num(r["snr_db"]), r["n"], r["seed"]))
+        twin = lib.get(twin_key(r))
         if twin is None:
             continue
         fg, li = _num(r["psnr"]), _num(twin["psnr"])
@@ -447,6 +486,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=["digital", "linear", "deepjscc", "student"])
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 2], help="student step counts (1, 2, 4)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature of teacher/student points (default: each card's)")
     parser.add_argument("--k", nargs="+", type=int, default=[128, 32], help="complex channel uses per image")
     parser.add_argument("--channel", nargs="+", choices=CHANNELS, default=["awgn"])
     parser.add_argument("--cfo", nargs="+", type=float, default=[0.0],
@@ -481,7 +522,7 @@ def run(args) -> int:
     if "student" in args.scheme and bad_steps:
         raise SystemExit(f"diffsem sweep: student steps must be 1, 2 or 4, not {bad_steps}")
     points = make_points(args.scheme, args.steps, args.k, args.channel, args.snr, args.n, args.seed, args.path,
-                         args.cfo, args.teacher_steps)
+                         args.cfo, args.teacher_steps, args.temperature)
     t0 = time.time()
     counts = run_sweep(points, args.csv, args.jobs, args.scheduler, args.threads, progress=not args.quiet)
     log.info("sweep: %s in %.0f s -> %s", counts, time.time() - t0, args.csv)

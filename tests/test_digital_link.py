@@ -69,3 +69,40 @@ def test_library_and_flowgraph_send_the_same_scrambled_frames(images):
     lib = scheme.decode(scheme.encode(images), np.full(len(images), 30.0), np.full((len(images), k), 1e-3))
     assert [m["status"] for m in metas] == ["ok"] * len(images)
     assert scheme.last_stats["ok"] == len(images) and np.array_equal(lib, out)
+
+
+class _FakeTx:
+    pad_back = 10
+
+    def __init__(self, bursts, samples):
+        self.bursts, self.samples = bursts, samples
+
+    def emitted(self):
+        return self.bursts, self.samples
+
+
+class _FakeRx:
+    def __init__(self, step):
+        self.read, self.step = 0, step
+
+    def samples_read(self):
+        self.read += self.step  # the receiver keeps reading while the test polls
+        return self.read
+
+
+def test_wait_for_link_ends_on_the_receivers_progress_not_on_silence():
+    """A silent receiver that has not yet read what the TX sent is still working (at low SNR a run
+    of lost frames is silent); once it has read everything, quiet_s of silence ends the run."""
+    import time
+    sink = dl._collector()
+    rx = _FakeRx(step=200)
+    assert dl.wait_for_link(sink, 9, _FakeTx(10, 1000), rx, lambda: 10, timeout=30.0, quiet_s=0.1)
+    assert rx.read >= 990  # it polled until the receiver had read all but the last burst's padding
+    # the TX has not sent every frame yet: no end before the timeout, however long the silence
+    t0 = time.monotonic()
+    assert not dl.wait_for_link(sink, 9, _FakeTx(3, 300), _FakeRx(step=1000), lambda: 10, timeout=0.5, quiet_s=0.05)
+    assert time.monotonic() - t0 >= 0.5
+    # the last frame arriving ends it at once
+    sink._handle(dl.pmt.cons(dl.pmt.dict_add(dl.pmt.make_dict(), dl.pmt.intern("seq"), dl.pmt.from_long(9)),
+                             dl.pmt.init_c32vector(1, [0j])))
+    assert dl.wait_for_link(sink, 9, _FakeTx(3, 300), _FakeRx(step=0), lambda: None, timeout=5.0)

@@ -65,3 +65,7 @@ class ofdm_analog_rx(gr.hier_block2):
 
     def stats(self) -> dict:
         return self.counters.snapshot()
+
+    def samples_read(self) -> int:
+        """Input samples the frame receiver has processed (a run's end: ofdm_analog_tx.emitted)."""
+        return int(self.frames.nitems_read(0))

@@ -73,6 +73,7 @@ class _burst_padder(gr.basic_block):
         self.front = [0j] * int(pad_front)
         self.back = [0j] * int(pad_back)
         self.clip_level = float(clip_level)  # amplitude; 0 = no clipping
+        self.bursts = self.samples = 0  # handed to the stream so far (a run's end: see emitted())
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
@@ -82,6 +83,8 @@ class _burst_padder(gr.basic_block):
         if self.clip_level > 0:
             burst = impairments.clip(np.asarray(burst, dtype=np.complex64), self.clip_level).tolist()
         out = self.front + burst + self.back
+        self.bursts += 1
+        self.samples += len(out)
         self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(len(out), out)))
 
 
@@ -156,6 +159,11 @@ class ofdm_analog_tx(gr.hier_block2):
 
     def stats(self) -> dict:
         return self.counters.snapshot()
+
+    def emitted(self) -> tuple[int, int]:
+        """(bursts, samples) handed to the output stream so far: the stream holds nothing else,
+        so a receiver that has read `samples` has seen every burst."""
+        return self.padder.bursts, self.padder.samples
 
     def burst_length(self, n_symbols: int) -> int:
         """Samples per burst (padding included) for an n-symbol payload."""

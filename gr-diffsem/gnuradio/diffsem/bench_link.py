@@ -107,7 +107,10 @@ class LoopbackSim(gr.top_block):
         return True
 
     def _progress(self):
-        return tuple(met.accounting()["decoded"] for met in self.metrics) + (self.rx.stats().get("frames", 0),)
+        # The receiver reading samples is progress too: at low SNR a run of lost frames decodes
+        # nothing for a while, and the link is not idle until the receiver has read the TX's output.
+        return tuple(met.accounting()["decoded"] for met in self.metrics) + (
+            self.rx.stats().get("frames", 0), self.rx.samples_read(), self.tx.emitted()[1])
 
     def run_until_drained(self, timeout_s: float = 600.0, quiet_s: float = 5.0, poll_s: float = 0.05) -> bool:
         """Run until every frame is accounted for (True), or nothing moved for quiet_s after the

@@ -13,8 +13,7 @@ import argparse
 import json
 import sys
 
-# The issue-6 bar for a student against its teacher.
-MAX_DPSNR, MAX_DACC, MAX_FID_RATIO = 0.5, 0.01, 1.10
+from diffsem.calibration import BAR_FID_RATIO, MAX_ACC_DROP, MAX_DPSNR_DB, within_teacher_bar
 
 
 def load(path):
@@ -30,9 +29,7 @@ def vs_teacher(s, t) -> dict:
 
 
 def meets(d) -> bool:
-    """PSNR within ±0.5 dB; accuracy and FID no worse than the bar (a student may be better)."""
-    eps = 1e-9  # rows carry rounded metrics
-    return abs(d["dpsnr"]) <= MAX_DPSNR + eps and d["dacc"] >= -MAX_DACC - eps and d["fid_ratio"] <= MAX_FID_RATIO + eps
+    return within_teacher_bar(d["dpsnr"], d["dacc"], d["fid_ratio"])
 
 
 def fmt(d) -> str:
@@ -81,7 +78,7 @@ def vs_teacher_tables(rows):
     deepjscc = {key(r): r for r in rows if r["scheme"] == "deepjscc"}
     students = sorted({r["steps"] for r in rows if r["scheme"] == "student"})
     print("\n**Students vs their teacher** — ΔPSNR dB / Δaccuracy points / FID ratio "
-          f"(bar: |ΔPSNR| ≤ {MAX_DPSNR}, Δacc ≥ −{100 * MAX_DACC:g}, FID ratio ≤ {MAX_FID_RATIO:.2f}; ✗ = misses)\n")
+          f"(bar: |ΔPSNR| ≤ {MAX_DPSNR_DB}, Δacc ≥ −{100 * MAX_ACC_DROP:g}, FID ratio ≤ {BAR_FID_RATIO:.2f}; ✗ = misses)\n")
     print("| k | channel | SNR | " + " | ".join(f"student {s}" for s in students) + " |")
     print("|---" * (3 + len(students)) + "|")
     by = {(key(r), r["steps"]): r for r in rows if r["scheme"] == "student"}

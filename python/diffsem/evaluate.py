@@ -341,12 +341,12 @@ def run(args) -> int:
     try:
         for k in args.k:
             schemes = []
+            if args.backend == "torch" and args.run_dir:
+                load_kwargs["run_dir"] = args.run_dir.replace("{k}", str(k))
             for name in args.scheme:
                 step_list = args.steps if name == "student" else [args.teacher_steps if name == "teacher" else None]
                 for steps in step_list:
                     try:
-                        if args.backend == "torch" and args.run_dir:
-                            load_kwargs["run_dir"] = args.run_dir.replace("{k}", str(k))
                         scheme = load_scheme(name, k, steps=steps, backend=args.backend, device=args.device,
                                              **load_kwargs)
                         schemes += at_temperatures(scheme, args.temperature)

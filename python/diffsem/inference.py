@@ -314,13 +314,12 @@ class FrameDecoder:
     """
 
     def __init__(self, model, k: int, mode: str = "diffusion", seed: int = 0, temperature: float | None = None):
-        from .schemes import DEFAULT_TEMPERATURE
+        from .schemes import temperature_of_card
         if mode not in DECODER_MODES:
             raise ValueError(f"decoder mode {mode!r}: choose one of {DECODER_MODES}")
         self.model, self.k, self.mode, self.seed = model, int(k), mode, int(seed)
         if temperature is None:  # the card's calibrated value (docs/evaluation.md), as diffsem eval uses
-            card = getattr(model, "card", None) or {}
-            temperature = card.get("default_temperature") or DEFAULT_TEMPERATURE
+            temperature = temperature_of_card(getattr(model, "card", None) or {})
         self.temperature = float(temperature)
         if not 0.0 <= self.temperature <= 2.0:
             raise ValueError(f"temperature {temperature} out of range [0, 2]")

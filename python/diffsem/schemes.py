@@ -69,9 +69,15 @@ class Scheme:
         return self._decode(symbols, snr, nv, noise)
 
 
+def temperature_of_card(card: dict) -> float:
+    """A card's `default_temperature`, DEFAULT_TEMPERATURE when it has none."""
+    value = card.get("default_temperature")
+    return DEFAULT_TEMPERATURE if value is None else float(value)
+
+
 def card_temperature(name: str, k: int, steps: int | None = None, folder=None) -> float:
-    """The sampling temperature the shipped card of a diffusion decoder asks for (its
-    `default_temperature`), DEFAULT_TEMPERATURE when the card has none or does not exist."""
+    """The sampling temperature the shipped card of a diffusion decoder asks for
+    (temperature_of_card), DEFAULT_TEMPERATURE when the card does not exist."""
     from .cards import CardError, load_card
     if name == "teacher":
         steps = steps or TEACHER_STEPS
@@ -79,8 +85,7 @@ def card_temperature(name: str, k: int, steps: int | None = None, folder=None) -
         card = load_card(Path(folder or models_dir()) / f"{artifact_name(name, k, steps)}.json")
     except CardError:
         return DEFAULT_TEMPERATURE
-    value = card.get("default_temperature")
-    return DEFAULT_TEMPERATURE if value is None else float(value)
+    return temperature_of_card(card)
 
 
 def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onnx",

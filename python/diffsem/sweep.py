@@ -75,8 +75,8 @@ def point_temperature(scheme: str, k: int, steps, temperature=None):
         return None
     if temperature is not None:
         return float(temperature)
-    from .schemes import TEACHER_STEPS, card_temperature
-    return card_temperature(scheme, k, steps or TEACHER_STEPS)
+    from .schemes import card_temperature
+    return card_temperature(scheme, k, steps)
 
 
 def make_points(schemes, steps, ks, channels, snrs, n: int, seed: int, path: str = "library",

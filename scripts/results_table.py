@@ -3,6 +3,7 @@
 
     python scripts/results_table.py docs/results/eval_models.jsonl                 # README tables
     python scripts/results_table.py --vs-teacher docs/results/eval_models.jsonl    # issue-6 checks
+    python scripts/results_table.py --ablation docs/results/ablation_variants.jsonl  # ablation variants
 
 --vs-teacher: every student row against the teacher row of the same k/channel/CSI/SNR (ΔPSNR dB,
 Δaccuracy points, FID ratio; the issue's bar: |ΔPSNR| ≤ 0.5, Δacc ≥ −1, FID ratio ≤ 1.10) and
@@ -117,17 +118,45 @@ def vs_teacher_tables(rows):
         print(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
 
 
+def ablation_tables(rows):
+    """Per variant (rows tagged `variant`, both decoders evaluated in one run): the noise-variance
+    decoder's PSNR and its gain over the SNR-only decoder, on AWGN and selective fading."""
+    by_variant = {}
+    for r in rows:
+        by_variant.setdefault((r["variant"], r["k"]), []).append(r)
+    print("\n**Noise-variance decoder vs the SNR-only decoder, per variant** — PSNR dB with noise_var, "
+          "gain dB (AWGN: no per-symbol information, the gap is the two decoders' fit)\n")
+    print("| variant | k | AWGN 0 / 5 dB | selective perfect 0 / 5 / 10 / 20 dB | selective estimated 0 / 5 / 10 / 20 dB |")
+    print("|---|---|---|---|---|")
+    for (variant, k), group in by_variant.items():
+        idx = {(r["scheme"], r["channel"], r.get("csi") or "", r["snr_db"]): r["psnr"] for r in group}
+
+        def cells(channel, csi, snrs):
+            out = []
+            for snr in snrs:
+                a, b = idx.get(("deepjscc", channel, csi, snr)), idx.get(("deepjscc_nonv", channel, csi, snr))
+                out.append("–" if a is None or b is None else f"{a:.2f} {a - b:+.2f}")
+            return " / ".join(out)
+
+        print(f"| {variant}: {group[0].get('variant_desc', '')} | {k} | {cells('awgn', '', (0.0, 5.0))} | "
+              f"{cells('selective', 'perfect', (0.0, 5.0, 10.0, 20.0))} | "
+              f"{cells('selective', 'estimated', (0.0, 5.0, 10.0, 20.0))} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("jsonl", nargs="?")
     ap.add_argument("--vs-teacher", metavar="JSONL")
+    ap.add_argument("--ablation", metavar="JSONL", help="rows tagged with a `variant`")
     args = ap.parse_args(argv)
-    if not (args.jsonl or args.vs_teacher):
+    if not (args.jsonl or args.vs_teacher or args.ablation):
         ap.error("give a JSON-lines file")
     if args.jsonl:
         readme_tables(load(args.jsonl))
     if args.vs_teacher:
         vs_teacher_tables(load(args.vs_teacher))
+    if args.ablation:
+        ablation_tables(load(args.ablation))
     return 0
 
 

@@ -59,6 +59,20 @@ def test_ablation_decoder_ignores_per_symbol_noise_variance():
     assert not torch.equal(full(s, snr, torch.rand(2, 16)), full(s, snr, torch.rand(2, 16) * 100))
 
 
+def test_ablation_stage_can_train_on_its_own_channel_mix():
+    from diffsem.train import channel_batch, stage_recipe
+    cfg = {"channel": {"snr_min": -5, "snr_max": 25, "kinds": ["awgn", "rayleigh", "selective"]},
+           "ablation": {"epochs": 3, "channel": {"kinds": ["awgn"]}}}
+    plain = stage_recipe(cfg, "ablation")
+    assert plain["channel"] == {"snr_min": -5, "snr_max": 25, "kinds": ["awgn"]}
+    assert cfg["channel"]["kinds"] == ["awgn", "rayleigh", "selective"]  # the recipe is not modified
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(4, 1, 28, 28)
+    assert {channel_batch(x, plain, gen, it)[1] for it in range(6)} == {"awgn"}
+    assert {channel_batch(x, cfg, gen, it)[1] for it in range(6)} == {"awgn", "rayleigh", "selective"}
+    assert stage_recipe(cfg, "teacher") is cfg
+
+
 def test_euler_sampler_integrates_a_constant_velocity_exactly():
     x1 = torch.zeros(3, 1, 28, 28)
     out = euler_sample(lambda x, t: torch.full_like(x, 2.0), x1, steps=4)

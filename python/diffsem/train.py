@@ -2,7 +2,9 @@
 
 Stages (each its own checkpoint in the run folder, each resumable mid-epoch):
   jscc      encoder + DeepJSCC decoder, trained jointly over SNR and channels (MSE)
-  ablation  the same decoder architecture without per-symbol noise variance (encoder frozen)
+  ablation  the same decoder architecture without per-symbol noise variance (encoder frozen);
+            its recipe block may override the training channel (e.g. `channel: {kinds: [awgn]}`
+            trains the AWGN-only, SNR-adaptive decoder of the DeepJSCC literature)
   teacher   the diffusion decoder's velocity network, encoder and DeepJSCC decoder frozen
   distill   progressive distillation of the teacher, halving the step count each round
 
@@ -109,6 +111,12 @@ class Batches:
         perm = torch.randperm(len(self.images), generator=g).to(self.images.device)
         for i in range(start, self.per_epoch):
             yield i, self.images[perm[i * self.batch:(i + 1) * self.batch]]
+
+
+def stage_recipe(cfg: dict, stage: str) -> dict:
+    """The recipe as `stage` sees it: its own `channel` block, if any, overrides the recipe's."""
+    override = (cfg.get(stage) or {}).get("channel")
+    return {**cfg, "channel": {**cfg["channel"], **override}} if override else cfg
 
 
 def channel_batch(x: torch.Tensor, cfg: dict, gen: torch.Generator, it: int):
@@ -241,14 +249,15 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
     if "ablation" in stages:
         abl = build_decoder(cfg, use_noise_var=False).to(device)
+        abl_cfg = stage_recipe(cfg, "ablation")
 
         def ablation_step(x, gen, it):
-            snr, kind, csi = channel_batch(x, cfg, gen, it)
+            snr, kind, csi = channel_batch(x, abl_cfg, gen, it)
             with torch.no_grad():
                 s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
             return torch.nn.functional.mse_loss(abl(s_hat, snr, nv), x)
 
-        acfg = {**cfg["jscc"], **cfg.get("ablation", {})}
+        acfg = {**cfg["jscc"], **{k: v for k, v in cfg.get("ablation", {}).items() if k != "channel"}}
         st = Stage("ablation", run_dir, {"decoder": abl}, abl.parameters(), acfg, cfg, device)
         summary.setdefault("stages", {})["ablation"] = st.run(x_train, ablation_step, progress)
 

@@ -129,12 +129,12 @@ def ablation_tables(rows):
     print("| variant | k | AWGN 0 / 5 dB | selective perfect 0 / 5 / 10 / 20 dB | selective estimated 0 / 5 / 10 / 20 dB |")
     print("|---|---|---|---|---|")
     for (variant, k), group in by_variant.items():
-        idx = {(r["scheme"], r["channel"], r.get("csi") or "", r["snr_db"]): r["psnr"] for r in group}
+        idx = {(r["scheme"],) + key(r): r["psnr"] for r in group}
 
         def cells(channel, csi, snrs):
             out = []
             for snr in snrs:
-                a, b = idx.get(("deepjscc", channel, csi, snr)), idx.get(("deepjscc_nonv", channel, csi, snr))
+                a, b = idx.get(("deepjscc", k, channel, csi, snr)), idx.get(("deepjscc_nonv", k, channel, csi, snr))
                 out.append("–" if a is None or b is None else f"{a:.2f} {a - b:+.2f}")
             return " / ".join(out)
 

@@ -153,7 +153,7 @@ def choose_student(rows, k: int, steps: int, teacher_temperature: float,
                                f"'{RULE_STUDENT.format(ratio=max_fid_ratio)}'")
     t, w, _ = min(ok, key=lambda c: c[0])
     return Choice(f"student_k{k}_s{steps}", k, t, RULE_STUDENT.format(ratio=max_fid_ratio),
-                  f"teacher_k{k} (32 steps) at T {teacher_temperature:g}, same images and points", w, cands)
+                  f"teacher_k{k} ({teacher_steps} steps) at T {teacher_temperature:g}, same images and points", w, cands)
 
 
 def calibrate(rows, ks=(128, 32), steps=(1, 2, 4), max_psnr_cost_db=MAX_PSNR_COST_DB,

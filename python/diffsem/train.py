@@ -257,7 +257,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
                 s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
             return torch.nn.functional.mse_loss(abl(s_hat, snr, nv), x)
 
-        acfg = {**cfg["jscc"], **{k: v for k, v in cfg.get("ablation", {}).items() if k != "channel"}}
+        acfg = {**cfg["jscc"], **cfg.get("ablation", {})}  # Stage reads only its own keys; `channel` is abl_cfg's
         st = Stage("ablation", run_dir, {"decoder": abl}, abl.parameters(), acfg, cfg, device)
         summary.setdefault("stages", {})["ablation"] = st.run(x_train, ablation_step, progress)
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from diffsem import phy
-from gnuradio.diffsem._phy_common import load_block
+from gnuradio import diffsem
 from gr_helpers import run_block
 
-channel_sim = load_block("channel_sim")
+channel_sim = diffsem.channel_sim
 
 
 def test_awgn_noise_follows_snr_convention():

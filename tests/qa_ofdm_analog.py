@@ -9,8 +9,7 @@ from gnuradio.digital import ofdm_txrx
 
 from diffsem import phy
 from gnuradio import diffsem
-from gnuradio.diffsem._phy_measure import loopback
-from gnuradio.diffsem.symbol_loopback import reference_symbols
+from gnuradio.diffsem.harness import PhyLoopback
 
 
 def _pdu(vec, meta=None):
@@ -101,7 +100,7 @@ def test_tx_refuses_bad_pdus_and_keeps_running():
 
 
 def test_loopback_awgn_metadata_and_accuracy():
-    lb = loopback(snr_db=20.0, n_frames=40, seed=3)
+    lb = PhyLoopback(snr_db=20.0, n_frames=40, seed=3)
     dbg = blocks.message_debug()
     lb.msg_connect(lb.rx, "out", dbg, "store")
     stats_dbg = blocks.message_debug()
@@ -129,7 +128,7 @@ def test_loopback_awgn_metadata_and_accuracy():
 
 def test_loopback_cfo_and_timing_offset():
     for cfo in (0.3, -0.3):
-        lb = loopback(snr_db=10.0, cfo=cfo, timing_offset=0.5, n_frames=30, seed=1)
+        lb = PhyLoopback(snr_db=10.0, cfo=cfo, timing_offset=0.5, n_frames=30, seed=1)
         dbg = blocks.message_debug()
         lb.msg_connect(lb.rx, "out", dbg, "store")
         result = lb.run_until_done(timeout=60)
@@ -142,7 +141,7 @@ def test_loopback_cfo_and_timing_offset():
 
 def test_rx_survives_noise_and_garbage_input():
     """Noise only, then a burst of huge/NaN samples: no frame, no crash, still receives after."""
-    tb = loopback(snr_db=15.0, n_frames=5, seed=2)
+    tb = PhyLoopback(snr_db=15.0, n_frames=5, seed=2)
     # splice garbage before the TX's bursts: a source of NaNs added into the channel input
     rng = np.random.default_rng(0)
     garbage = (rng.standard_normal(5000) * 1e6).astype(np.complex64)
@@ -157,7 +156,7 @@ def test_rx_survives_noise_and_garbage_input():
 
 
 def test_checker_refuses_malformed():
-    from gnuradio.diffsem.symbol_loopback import symbol_checker
+    from gnuradio.diffsem.symbol_checker import symbol_checker
     chk = symbol_checker(n_symbols=4, seed=0, report_every=0)
     good_meta = pmt.dict_add(pmt.dict_add(pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), pmt.from_long(0)),
                                           pmt.intern("snr_db"), pmt.from_double(10.0)),
@@ -165,7 +164,7 @@ def test_checker_refuses_malformed():
     chk.handle(pmt.intern("junk"))
     chk.handle(pmt.cons(pmt.make_dict(), _c32(np.ones(4))))
     chk.handle(pmt.cons(good_meta, _c32(np.ones(3))))
-    chk.handle(pmt.cons(good_meta, _c32(reference_symbols(0, 0, 4))))
+    chk.handle(pmt.cons(good_meta, _c32(phy.reference_symbols(0, 0, 4))))
     stats = chk.stats()
     assert stats["malformed"] == 3 and stats["frames"] == 1 and stats["mse_db"] < -100
 

@@ -15,7 +15,7 @@ from gnuradio import gr
 from diffsem import cards, inference, taps
 from diffsem.runtime import ModelMismatch, ProviderUnavailable
 from gnuradio import diffsem as blocks
-from gnuradio.diffsem._semantic_common import dict_to_pmt, make_pdu, pdu_parts
+from gnuradio.diffsem.harness import dict_to_pmt, make_pdu, pdu_parts
 from test_inference_worker import TINY_K, export_tiny_models
 
 K = TINY_K
@@ -321,7 +321,7 @@ def test_gnu_radio_zmq_sub_source_reads_the_constellation_tap():
 
 
 def test_link_metrics_matches_a_wrapped_12_bit_header_seq():
-    from gnuradio.diffsem._semantic_common import image_pdu
+    from gnuradio.diffsem.harness import image_pdu
 
     met = blocks.link_metrics(classifier_card="none", keep_images=True)
     met.start()
@@ -341,7 +341,7 @@ def test_link_metrics_matches_a_wrapped_12_bit_header_seq():
 
 
 def test_bad_pdus_into_encoder_sink_and_taps_are_counted_not_fatal(models, tmp_path):
-    from gnuradio.diffsem._semantic_common import image_pdu
+    from gnuradio.diffsem.harness import image_pdu
 
     enc = blocks.semantic_encoder(k=K, models_dir=str(models), provider="cpu")
     sink = blocks.image_sink(str(tmp_path / "rx"))

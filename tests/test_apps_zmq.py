@@ -32,7 +32,7 @@ class App:
     """One app as an OS process; stderr lines are collected so the test can wait for "ready"."""
 
     def __init__(self, *argv):
-        self.proc = subprocess.Popen([sys.executable, "-m", "gnuradio.diffsem.apps", *argv], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.radio", *argv], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.err: list[str] = []
@@ -71,7 +71,7 @@ class App:
 
 def loopback_reference():
     """The single-flowgraph loopback on the same images / SNR / seed."""
-    from gnuradio.diffsem.bench_link import LoopbackSim
+    from gnuradio.diffsem.harness import LoopbackSim
     tb = LoopbackSim(k=K, snr_db=SNR_DB, decoders=["diffusion:2"], count=COUNT, seed=SEED, classifier_card="none",
                      max_queue=COUNT)
     assert tb.run_until_drained(timeout_s=120, quiet_s=10)
@@ -115,25 +115,25 @@ def test_three_process_zmq_link_matches_loopback():
 
 @pytest.mark.parametrize("endpoint,device", [("uhd", "USRP"), ("soapy", "SoapySDR")])
 def test_sdr_endpoint_without_device_is_one_sentence(endpoint, device, capsys):
-    from gnuradio.diffsem import apps
+    from diffsem_apps import radio
     args = ["--device-args", "type=b200" if endpoint == "uhd" else "driver=hackrf"]
-    assert apps.main(["rx", "--source", endpoint, *args, "--count", "0"]) == 2
+    assert radio.main(["rx", "--source", endpoint, *args, "--count", "0"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-rx:")]
     assert len(err) == 1 and f"no {device}" in err[0], err
-    assert apps.main(["tx", "--sink", endpoint, *args]) == 2
+    assert radio.main(["tx", "--sink", endpoint, *args]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-tx:")]
     assert len(err) == 1 and f"no {device}" in err[0] and "Traceback" not in err[0], err
 
 
 def test_taken_address_is_one_sentence(capsys):
     import zmq
-    from gnuradio.diffsem import apps
+    from diffsem_apps import radio
     (port,) = free_ports(1)
     ctx = zmq.Context.instance()
     squatter = ctx.socket(zmq.PUB)
     squatter.bind(f"tcp://127.0.0.1:{port}")
     try:
-        assert apps.main(["channel", "--out", f"tcp://127.0.0.1:{port}", "--duration", "1"]) == 2
+        assert radio.main(["channel", "--out", f"tcp://127.0.0.1:{port}", "--duration", "1"]) == 2
     finally:
         squatter.close(0)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-channel:")]
@@ -144,7 +144,7 @@ def test_burst_filler_sends_bursts_whole_and_zeros_between():
     import numpy as np
     import pmt
     from gnuradio import blocks, gr
-    from gnuradio.diffsem._apps_io import burst_filler
+    from diffsem_apps.endpoints import burst_filler
 
     filler = burst_filler(max_queue=2)
     bursts = [np.full(n, v, np.complex64) for n, v in ((300, 1 + 1j), (500, 2.0), (700, 3j))]

@@ -7,7 +7,8 @@ import warnings
 import pytest
 import torch
 
-from diffsem import bench_decoder, cli
+from diffsem import bench_decoder
+from diffsem_apps import cli
 from diffsem.cards import make_card, write_card
 
 K = 8

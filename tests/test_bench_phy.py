@@ -2,7 +2,7 @@
 themselves are benchmarks, not tests)."""
 import json
 
-from diffsem import cli
+from diffsem_apps import cli
 
 
 def test_bench_phy_prints_one_json_line(capsys):

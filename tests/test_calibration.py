@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from diffsem import calibration, cli, models_dir
+from diffsem import calibration, models_dir
+from diffsem_apps import cli
 from diffsem.calibration import CalibrationError, calibrate, choose_student, choose_teacher
 from diffsem.cards import load_card, write_card
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from fake_scheme import DctScheme
 
-from diffsem import cli, data, evaluate
+from diffsem import data, evaluate
+from diffsem_apps import cli
 
 K = 16
 

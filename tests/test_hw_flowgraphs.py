@@ -78,7 +78,7 @@ def test_hackrf_rx_blocks_dc_before_sync(generated):
 
 
 def test_require_radio_in_process():
-    from gnuradio.diffsem._sdr_check import require_radio, soapy_hackrf_args
+    from diffsem_apps.sdr_check import require_radio, soapy_hackrf_args
     assert soapy_hackrf_args("") == "driver=hackrf"
     assert soapy_hackrf_args(" serial=0000abcd, ") == "driver=hackrf,serial=0000abcd"
     with pytest.raises(SystemExit) as exc:
@@ -96,8 +96,7 @@ def dc_offset_run(snr_db, dc, dc_blocker, n_frames=200, seed=0):
     import time
 
     from gnuradio import blocks, filter, gr
-    from gnuradio.diffsem._phy_measure import (channel_sim, ofdm_analog_rx, ofdm_analog_tx, symbol_checker,
-                                               symbol_source)
+    from gnuradio.diffsem import channel_sim, ofdm_analog_rx, ofdm_analog_tx, symbol_checker, symbol_source
     tb = gr.top_block()
     src = symbol_source(128, n_frames, 0.0, seed, 16)
     tx, chan, rx = ofdm_analog_tx(), channel_sim(snr_db, "awgn", 0.0, 0.0, seed), ofdm_analog_rx()
@@ -154,11 +153,11 @@ def _load_generated(generated, name, monkeypatch):
     is swapped for a stand-in by the caller)."""
     import importlib.util
 
-    from gnuradio.diffsem import _sdr_check
+    from diffsem_apps import sdr_check
     spec = importlib.util.spec_from_file_location(f"{name}_generated", generated[name])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(_sdr_check, "require_radio", lambda *a, **k: None)
+    monkeypatch.setattr(sdr_check, "require_radio", lambda *a, **k: None)
     return module
 
 
@@ -171,7 +170,7 @@ def test_rx_flowgraph_decodes_a_recording(generated, name, tmp_path, monkeypatch
     import types
 
     from gnuradio import gr
-    from gnuradio.diffsem._apps_io import sigmf_replay
+    from diffsem_apps.endpoints import sigmf_replay
 
     vector = REPO / "tests" / "data" / "sigmf" / "awgn15_k32_8frames"
     expected = json.loads(vector.with_suffix(".json").read_text())
@@ -280,7 +279,7 @@ def tx_papr_by_symbol(n_bursts=300, n_symbols=128, seed=0):
     import numpy as np
     import pmt
     from gnuradio import blocks, gr
-    from gnuradio.diffsem._phy_measure import ofdm_analog_tx
+    from gnuradio.diffsem import ofdm_analog_tx
 
     rng = np.random.default_rng(seed)
     tb, tx, sink = gr.top_block(), ofdm_analog_tx(), blocks.vector_sink_c()

@@ -11,11 +11,11 @@ import pytest
 from gnuradio import blocks, channels, gr
 
 from diffsem import impairments, phy
-from gnuradio.diffsem._phy_common import load_block
+from gnuradio import diffsem as grblocks
 from gr_helpers import run_block
 
-channel_sim = load_block("channel_sim")
-ofdm_analog_tx = load_block("ofdm_analog_tx")
+channel_sim = grblocks.channel_sim
+ofdm_analog_tx = grblocks.ofdm_analog_tx
 
 
 # --- maths -------------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_loopback_with_hackrf_like_8bit_adc_still_decodes(tmp_path_factory):
     from test_inference_worker import TINY_K, export_tiny_models
 
     from gnuradio import diffsem
-    from gnuradio.diffsem.impairment_report import impaired_loopback
+    from diffsem_apps.impairment_report import impaired_loopback
 
     models = tmp_path_factory.mktemp("models")
     export_tiny_models(models)

@@ -23,7 +23,7 @@ def models(tmp_path_factory):
 
 
 def _sim(models, **kw):
-    from gnuradio.diffsem.bench_link import LoopbackSim
+    from gnuradio.diffsem.harness import LoopbackSim
 
     defaults = dict(k=K, snr_db=20.0, channel="awgn", decoders=["diffusion:1", "deepjscc"], count=12,
                     models_dir=str(models), provider="cpu", classifier_card="none", keep_images=True)
@@ -239,7 +239,7 @@ def test_gui_flowgraph_runs_offscreen_and_shows_the_latest_image(generated, mode
 def test_demo_writes_mosaic_metrics_and_plot(models, tmp_path):
     import json
 
-    from diffsem.cli import main
+    from diffsem_apps.cli import main
 
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--k", str(K), "--models-dir", str(models), "--n", "6", "--show", "4",
@@ -263,7 +263,7 @@ def test_bench_link_prints_one_json_line(models, capsys):
     import argparse
     import json
 
-    from gnuradio.diffsem import bench_link
+    from diffsem_apps import bench_link
 
     parser = argparse.ArgumentParser()
     bench_link.add_arguments(parser)
@@ -279,7 +279,7 @@ def test_bench_link_prints_one_json_line(models, capsys):
 
 
 def test_demo_without_models_says_which_file_is_missing(tmp_path, capsys):
-    from diffsem.cli import main
+    from diffsem_apps.cli import main
 
     rc = main(["demo", "--out", str(tmp_path / "demo"), "--models-dir", str(tmp_path / "none"), "--n", "2",
                "--snr", "10", "--channel", "awgn", "--taps", "off"])

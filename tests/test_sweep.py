@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sweep_cmd(csv_path, snrs, extra=()):
-    return [sys.executable, "-m", "diffsem.cli", "sweep", "--scheme", "linear", "--k", "32", "--n", "6",
+    return [sys.executable, "-m", "diffsem_apps.cli", "sweep", "--scheme", "linear", "--k", "32", "--n", "6",
             "--jobs", "1", "--quiet", "--csv", str(csv_path), "--snr", *[str(s) for s in snrs], *extra]
 
 
@@ -110,18 +110,21 @@ def test_dask_cluster_runs_the_same_points(tmp_path):
 
 def test_flowgraph_and_library_paths_agree_on_awgn():
     pytest.importorskip("gnuradio.digital")
+    from diffsem_apps.sweep import run_flowgraph
     base = dict(scheme="linear", steps=None, k=32, channel="awgn", cfo=0.0, snr_db=20.0, n=6, seed=0)
     lib = sweep.run_point(dict(base, path="library"))
-    fg = sweep.run_point(dict(base, path="flowgraph"))
+    fg = sweep.run_point(dict(base, path="flowgraph"), run_flowgraph)
     assert fg["delivered"] == 1.0
     assert abs(fg["psnr"] - lib["psnr"]) < 0.5, (fg["psnr"], lib["psnr"])
 
 
 def test_cfo_reaches_the_loopbacks(monkeypatch):
-    """A flowgraph point hands its CFO to digital_link's loopbacks as an argument (no patching)."""
+    """A flowgraph point hands its CFO to the harness loopbacks as an argument (no patching)."""
     pytest.importorskip("gnuradio.digital")
     import numpy as np
-    from gnuradio.diffsem import digital_link
+    from gnuradio.diffsem import harness
+
+    from diffsem_apps.sweep import run_flowgraph
     seen = []
 
     def fake_scheme_loopback(scheme, images, snr_db, channel="awgn", seed=0, cfo=0.0):
@@ -132,11 +135,11 @@ def test_cfo_reaches_the_loopbacks(monkeypatch):
         seen.append(("digital", cfo))
         return np.asarray(images, np.float32), [{"status": "ok"}] * len(images), {}, {}
 
-    monkeypatch.setattr(digital_link, "scheme_loopback", fake_scheme_loopback)
-    monkeypatch.setattr(digital_link, "run_loopback", fake_run_loopback)
+    monkeypatch.setattr(harness, "scheme_loopback", fake_scheme_loopback)
+    monkeypatch.setattr(harness, "run_loopback", fake_run_loopback)
     base = dict(path="flowgraph", steps=None, k=128, channel="awgn", cfo=0.3, snr_db=20.0, n=4, seed=0)
-    assert sweep.run_point(dict(base, scheme="linear"))["delivered"] == 1.0
-    assert sweep.run_point(dict(base, scheme="digital"))["delivered"] == 1.0
+    assert sweep.run_point(dict(base, scheme="linear"), run_flowgraph)["delivered"] == 1.0
+    assert sweep.run_point(dict(base, scheme="digital"), run_flowgraph)["delivered"] == 1.0
     assert seen == [("scheme", 0.3), ("digital", 0.3)]
 
 
@@ -144,9 +147,10 @@ def test_digital_point_without_room_for_a_frame_is_grey_on_both_paths():
     """k=32 at 0 dB: link adaptation picks BPSK 1/2, which cannot hold a frame; the flowgraph
     runs anyway (TX refuses each image, RX shows grey) and scores like the library path."""
     pytest.importorskip("gnuradio.digital")
+    from diffsem_apps.sweep import run_flowgraph
     base = dict(scheme="digital", steps=None, k=32, channel="awgn", cfo=0.0, snr_db=0.0, n=4, seed=0)
     lib = sweep.run_point(dict(base, path="library"))
-    fg = sweep.run_point(dict(base, path="flowgraph"))
+    fg = sweep.run_point(dict(base, path="flowgraph"), run_flowgraph)
     assert fg["mode"] == lib["mode"] == "bpsk-1/2"
     assert fg["delivered"] == lib["delivered"] == 0.0
     assert fg["psnr"] == pytest.approx(lib["psnr"], abs=1e-6)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from fake_scheme import DctScheme
 
-from diffsem import cli, data, evaluate, models_dir, schemes
+from diffsem import data, evaluate, models_dir, schemes
+from diffsem_apps import cli
 from diffsem.cards import load_card, write_card
 
 MODELS = models_dir()

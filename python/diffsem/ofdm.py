@@ -39,3 +39,32 @@ class OfdmLayout:
 
 
 DEFAULT_LAYOUT = OfdmLayout()
+
+
+def make_layout(fft_len=None, cp_len=None, occupied_carriers=None, pilot_carriers=None,
+                pilot_symbols=None) -> OfdmLayout:
+    """OfdmLayout from block parameters; None keeps the 802.11a-like default. Carrier lists may be
+    given flat or, as gr-digital does, as a one-element list of lists."""
+    def flat(x):
+        if x is None:
+            return None
+        x = list(x)
+        if x and isinstance(x[0], (list, tuple)):
+            if len(x) != 1:
+                raise ValueError("one carrier set per frame is supported (a single list)")
+            x = list(x[0])
+        return tuple(x)
+
+    d = DEFAULT_LAYOUT
+    layout = OfdmLayout(
+        fft_len=int(fft_len or d.fft_len), cp_len=int(d.cp_len if cp_len is None else cp_len),
+        data_carriers=flat(occupied_carriers) or d.data_carriers,
+        pilot_carriers=flat(pilot_carriers) if pilot_carriers is not None else d.pilot_carriers,
+        pilot_symbols=flat(pilot_symbols) if pilot_symbols is not None else d.pilot_symbols)
+    if len(layout.pilot_carriers) != len(layout.pilot_symbols):
+        raise ValueError("need one pilot symbol per pilot carrier")
+    half = layout.fft_len // 2
+    carriers = list(layout.data_carriers) + list(layout.pilot_carriers)
+    if len(set(carriers)) != len(carriers) or any(not -half <= k < half or k == 0 for k in carriers):
+        raise ValueError(f"carriers must be distinct, non-DC, within [-{half}, {half})")
+    return layout

@@ -40,6 +40,7 @@ HEADER_BITS_SEQ = 12
 SEQ_MODULO = 1 << HEADER_BITS_SEQ
 SYNC_SEED = 42         # the seed gr-digital's ofdm_txrx uses for its preambles
 PHASE_TRACKING = ("linear", "per_symbol", "off")
+LEN_TAG = "packet_len"  # tagged-stream length key inside the TX (symbols per burst)
 
 
 # ----------------------------------------------------------------------------- layout helpers
@@ -548,3 +549,17 @@ class FrameEstimator:
         post_eq = -10.0 * math.log10(max(float(np.mean(noise_var)), 1e-30))
         return FrameEstimate(symbols.astype(np.complex64), noise_var.astype(np.float32), snr_db,
                              post_eq, sigma2, slope, n_taps, delay)
+
+
+# --- test payloads of the PHY loopback (symbol_source / symbol_checker) -------------------------
+
+@functools.lru_cache(maxsize=2 * SEQ_MODULO)
+def reference_symbols(seed: int, seq: int, n_symbols: int) -> np.ndarray:
+    """The unit-power CN(0, 1) payload of frame `seq` (mod the 12-bit header counter): the checker
+    regenerates it instead of being told. Cached (read-only): source and checker both need it,
+    and a fresh generator per frame was a visible share of a loopback's Python time."""
+    rng = np.random.default_rng([int(seed), int(seq) % SEQ_MODULO])
+    z = rng.standard_normal((2, n_symbols)) / math.sqrt(2.0)
+    out = (z[0] + 1j * z[1]).astype(np.complex64)
+    out.flags.writeable = False
+    return out

@@ -11,9 +11,9 @@ point is
 
 * path "library": the scheme over diffsem.channel.transmit (diffsem.evaluate.evaluate_point:
   the same seeded noise draws for every scheme), or
-* path "flowgraph": the GNU Radio PHY (gnuradio.diffsem.digital_link: `run_loopback` for the
-  digital link, `scheme_loopback` for any analog scheme through ofdm_analog_tx/rx) over
-  channel_sim, which also takes --cfo (carrier offset in subcarrier spacings),
+* path "flowgraph": the GNU Radio PHY over channel_sim, which also takes --cfo (carrier offset
+  in subcarrier spacings). This library has no GNU Radio in it: the flowgraph runner is passed
+  in (`flowgraph=`) by the `diffsem sweep` command of the apps (diffsem_apps.sweep),
 
 scored by diffsem.evaluate.score (PSNR per image on [0,1], SSIM, accuracy and FID-FMNIST of the
 in-project classifier). "separation" is the ideal separation bound (offline: the best codec
@@ -189,38 +189,9 @@ def _scheme(name: str, k: int, steps):
     return load_scheme(name, k, steps=steps, backend="onnx")
 
 
-class _KnownSnrEncoder:
-    """A Scheme whose encoder is told the point's SNR (as in training and on the library path)."""
-
-    def __init__(self, scheme, snr_db: float):
-        self._scheme, self._snr = scheme, float(snr_db)
-        self.name, self.k, self.steps = scheme.name, scheme.k, scheme.steps
-
-    def encode(self, images):
-        return self._scheme.encode(images, snr_db=self._snr)
-
-    def decode(self, *args, **kwargs):
-        return self._scheme.decode(*args, **kwargs)
-
-
-def _run_flowgraph(point: dict, scheme, images) -> tuple:
-    from gnuradio.diffsem import digital_link
-    snr, channel, seed, cfo = point["snr_db"], point["channel"], point["seed"], point["cfo"]
-    if point["scheme"] == "digital":
-        from .baselines.digital import MODES, mode_for_snr
-        mode = (mode_for_snr(snr) or MODES[0]).name
-        # A mode whose k symbols cannot hold the frame's own fields runs like any other: the TX
-        # refuses each image and sends an idle frame, the RX shows grey ("no_image"), as on the library path.
-        recons, metas, _, _ = digital_link.run_loopback(images, point["k"], mode, snr, channel, seed, cfo=cfo)
-        delivered = sum(1 for m in metas if m.get("status") == "ok") / max(len(images), 1)
-        return recons, {"mode": mode, "delivered": round(delivered, 4)}
-    wrapped = _KnownSnrEncoder(scheme, snr) if point["scheme"] in NEURAL else scheme
-    recons, received = digital_link.scheme_loopback(wrapped, images, snr, channel, seed, cfo=cfo)
-    return recons, {"delivered": round(float(received.mean()), 4) if len(received) else 0.0}
-
-
-def run_point(point: dict) -> dict:
-    """Compute one grid point; returns the CSV row (grid coordinates + metrics + timing)."""
+def run_point(point: dict, flowgraph=None) -> dict:
+    """Compute one grid point; returns the CSV row (grid coordinates + metrics + timing).
+    flowgraph(point, scheme, images) -> (recons, extra row fields) runs a "flowgraph" point."""
     import numpy as np
 
     from . import evaluate
@@ -250,7 +221,9 @@ def run_point(point: dict) -> dict:
                 if st.get("frames"):
                     extra["delivered"] = round(st.get("ok", 0) / st["frames"], 4)
         else:
-            recons, extra_fg = _run_flowgraph(point, scheme, images)
+            if flowgraph is None:
+                raise ValueError("--path flowgraph needs GNU Radio: run it through the `diffsem sweep` command")
+            recons, extra_fg = flowgraph(point, scheme, images)
             extra.update(extra_fg)
             metrics = evaluate.score(np.asarray(recons, np.float32), images, labels)
     row = dict(point)
@@ -276,14 +249,14 @@ def _init_worker(threads: int) -> None:
 
 # --- executors -------------------------------------------------------------------------------
 
-def _results_local(points, jobs: int, threads: int):
+def _results_local(points, jobs: int, threads: int, flowgraph=None):
     """(point, row or exception) as points finish, on a pool of `jobs` spawned worker processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     ctx = multiprocessing.get_context("spawn")  # fork after torch/ORT/GNU Radio threads can deadlock
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(run_point, p): p for p in points}
+        futures = {pool.submit(run_point, p, flowgraph): p for p in points}
         try:
             for fut in as_completed(futures):
                 exc = fut.exception()
@@ -294,10 +267,10 @@ def _results_local(points, jobs: int, threads: int):
             raise
 
 
-def _results_dask(points, scheduler: str):
+def _results_dask(points, scheduler: str, flowgraph=None):
     from distributed import Client, as_completed
     with Client(scheduler, timeout="30s") as client:
-        futures = client.map(run_point, points, pure=False)
+        futures = client.map(functools.partial(run_point, flowgraph=flowgraph), points, pure=False)
         index = {f.key: p for f, p in zip(futures, points)}
         try:
             for fut in as_completed(futures):
@@ -312,8 +285,9 @@ def _results_dask(points, scheduler: str):
 
 
 def run_sweep(points, csv_path, jobs: int = 2, scheduler: str | None = None, threads: int = 1,
-              progress: bool = True) -> dict:
-    """Run the points not already in `csv_path`, appending rows as they finish. Returns counts."""
+              progress: bool = True, flowgraph=None) -> dict:
+    """Run the points not already in `csv_path`, appending rows as they finish. Returns counts.
+    flowgraph: the runner of "flowgraph" points (see run_point)."""
     done = {point_key(r) for r in read_rows(csv_path)}
     todo = [p for p in points if point_key(p) not in done]
     skipped = len(points) - len(todo)
@@ -323,7 +297,8 @@ def run_sweep(points, csv_path, jobs: int = 2, scheduler: str | None = None, thr
         return counts
     from tqdm import tqdm
     writer = RowWriter(csv_path)
-    results = _results_dask(todo, scheduler) if scheduler else _results_local(todo, max(1, jobs), threads)
+    results = _results_dask(todo, scheduler, flowgraph) if scheduler else \
+        _results_local(todo, max(1, jobs), threads, flowgraph)
     try:
         with tqdm(total=len(todo), desc="sweep", unit="pt", disable=not progress, file=sys.stderr) as bar:
             for point, result in results:
@@ -511,7 +486,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log")
 
 
-def run(args) -> int:
+def run(args, flowgraph=None) -> int:
+    """The `diffsem sweep` command; flowgraph: the runner of --path flowgraph points."""
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     if args.n <= 0:
@@ -524,7 +500,8 @@ def run(args) -> int:
     points = make_points(args.scheme, args.steps, args.k, args.channel, args.snr, args.n, args.seed, args.path,
                          args.cfo, args.teacher_steps, args.temperature)
     t0 = time.time()
-    counts = run_sweep(points, args.csv, args.jobs, args.scheduler, args.threads, progress=not args.quiet)
+    counts = run_sweep(points, args.csv, args.jobs, args.scheduler, args.threads, progress=not args.quiet,
+                       flowgraph=flowgraph)
     log.info("sweep: %s in %.0f s -> %s", counts, time.time() - t0, args.csv)
     print(f'{{"points": {counts["points"]}, "skipped": {counts["skipped"]}, "ran": {counts["ran"]}, '
           f'"failed": {counts["failed"]}, "seconds": {time.time() - t0:.1f}, "csv": "{args.csv}"}}', flush=True)

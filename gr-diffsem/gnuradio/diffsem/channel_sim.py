@@ -7,7 +7,7 @@ from gnuradio import blocks, channels, gr
 from diffsem import impairments, phy
 from diffsem.channel import CHANNELS, selective_pdp_numpy
 
-from ._phy_common import make_layout
+from diffsem.ofdm import make_layout
 
 
 class channel_sim(gr.hier_block2):

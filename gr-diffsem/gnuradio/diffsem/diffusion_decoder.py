@@ -26,7 +26,7 @@ from gnuradio import gr
 from diffsem import inference
 from diffsem.channel import snr_db_to_noise_var
 
-from ._semantic_common import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, pdu_parts, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, pdu_parts, seq_of
 
 
 class diffusion_decoder(gr.basic_block):

@@ -20,7 +20,7 @@ from gnuradio import gr
 
 from diffsem import images as imglib
 
-from ._semantic_common import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, seq_of
 
 
 class image_sink(gr.basic_block):

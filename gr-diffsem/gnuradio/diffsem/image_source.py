@@ -17,7 +17,7 @@ from gnuradio import gr
 
 from diffsem import images as imglib
 
-from ._semantic_common import block_logger, dict_to_pmt, image_pdu
+from ._pdu import block_logger, dict_to_pmt, image_pdu
 
 SOURCES = ("fashion-mnist",)
 

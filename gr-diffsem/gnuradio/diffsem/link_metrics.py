@@ -11,44 +11,26 @@ Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db"
              output), "decoder", running means "avg_psnr_db", "avg_ssim", "accuracy", and the
              accounting counters}; a dropped frame gives {"seq", "dropped": reason, counters}.
 
-Accounting: sent = decoded + crc_dropped + queue_dropped + bad_input + failed + missing.
-crc_dropped comes from the receiver's own counters (header CRC failed, malformed or non-finite
-payload): pass the ofdm_analog_rx block as `rx` (its stats() is read) or call
-set_crc_counter(callable). `missing` is in flight while the link runs; a frame still missing
-once the link has drained was never detected by the receiver (lost), and is reported as such.
-Receiver drops beyond the frames unaccounted for are sync triggers on noise whose "header" failed
-its CRC: counted as rx_false_triggers, not as frames.
-
-The PHY header carries a 12-bit sequence number on the stock packet header, so a received seq
-is matched exactly first and otherwise modulo 4096 against the references still pending (at
-most 2048 are kept, so the match is unique).
+Accounting (sent = decoded + crc_dropped + queue_dropped + bad_input + failed + missing) and the
+matching of a received 12-bit seq to its reference are diffsem.link.accounting's. crc_dropped
+comes from the receiver's own counters: pass the ofdm_analog_rx block as `rx` (its stats() is
+read) or call set_crc_counter(callable).
 PSNR on [0,1] per image (capped at 100 dB), SSIM from scikit-image, classifier verdict from the
 in-project Fashion-MNIST classifier (models/classifier_onnx.json) — diffsem.metrics conventions.
 """
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-
 import numpy as np
 import pmt
 from gnuradio import gr
 
 from diffsem import inference, metrics as qm
 from diffsem.data import CLASSES
+from diffsem.link.accounting import COUNTERS, ReferenceBook, crc_count_from_stats, drop_counter, settle
+from diffsem.link.seq import seq_of
 
-from ._semantic_common import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, parse_image_pdu, seq_of
-
-SEQ_MODULUS = 4096
-# ofdm_analog_rx.stats(): frames whose header failed its CRC, and frames it dropped after the
-# header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.
-RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite")
-MAX_REFERENCES = 2048  # < SEQ_MODULUS, so a 12-bit seq names one pending reference (~6 MB kept)
-
-
-def crc_count_from_stats(stats: dict) -> int:
-    """Frames the receiver dropped (header CRC failed, or a malformed/non-finite payload)."""
-    return sum(int(stats.get(key, 0)) for key in RX_DROP_KEYS)
+from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, parse_image_pdu
 
 
 class link_metrics(gr.basic_block):
@@ -82,11 +64,9 @@ class link_metrics(gr.basic_block):
                 return crc_count_from_stats(block.stats())
             self._crc_counter = rx_dropped
         self._lock = threading.Lock()
-        self.references: OrderedDict[int, tuple] = OrderedDict()
-        self._by_modulus: dict[int, int] = {}
+        self.references = ReferenceBook()
         self.records: list[dict] = []
-        self.counters = {"sent": 0, "decoded": 0, "queue_dropped": 0, "bad_input": 0, "failed": 0,
-                         "unmatched": 0, "bad_pdu": 0}
+        self.counters = dict.fromkeys(COUNTERS, 0)
         self._sums = {"psnr_db": 0.0, "ssim": 0.0, "correct": 0, "classified": 0}
         # metrics run on a worker too (SSIM + classifier per batch), never on the message thread
         self.worker = inference.InferenceWorker(self._score, self._publish, max_queue=1 << 16, max_batch=32,
@@ -123,21 +103,7 @@ class link_metrics(gr.basic_block):
         with self._lock:
             self.counters["sent"] += 1
             if seq is not None:
-                self.references[seq] = (image, int(meta.get("label", -1)), meta.get("t_src"), meta)
-                self._by_modulus[seq % SEQ_MODULUS] = seq
-                while len(self.references) > MAX_REFERENCES:  # frames the link lost long ago
-                    old, _ = self.references.popitem(last=False)
-                    if self._by_modulus.get(old % SEQ_MODULUS) == old:
-                        del self._by_modulus[old % SEQ_MODULUS]
-
-    def _find_reference(self, seq):
-        ref = self.references.get(seq)
-        if ref is not None or seq is None or seq >= SEQ_MODULUS:
-            return seq, ref
-        full = self._by_modulus.get(seq)  # a 12-bit header seq of a source seq >= 4096
-        if full is not None and full in self.references:
-            return full, self.references[full]
-        return seq, None
+                self.references.add(seq, (image, int(meta.get("label", -1)), meta.get("t_src"), meta))
 
     def _on_decoded(self, msg):
         try:
@@ -147,9 +113,7 @@ class link_metrics(gr.basic_block):
             self.warn("bad_pdu", f"link_metrics: ignoring decoded PDU: {exc}")
             return
         with self._lock:
-            seq, ref = self._find_reference(seq_of(meta))
-            if ref is not None:
-                self.references.pop(seq, None)
+            seq, ref = self.references.take(seq_of(meta))
             self.counters["decoded"] += 1
             if ref is None:
                 self.counters["unmatched"] += 1
@@ -163,12 +127,12 @@ class link_metrics(gr.basic_block):
             self.counters["bad_pdu"] += 1
             return
         reason = str(notice.get("reason", "error")).split(":")[0]
-        key = {"queue_full": "queue_dropped", "stopped": "queue_dropped", "bad_input": "bad_input"}.get(reason, "failed")
+        key = drop_counter(reason)
         seq = seq_of(notice)
         with self._lock:
             self.counters[key] += 1
             if seq is not None and seq >= 0 and notice.get("block") == "semantic_encoder":
-                self.references.pop(seq, None)  # never reached the air: not pending any more
+                self.references.discard(seq)  # never reached the air: not pending any more
         record = {"seq": seq, "dropped": reason, "block": notice.get("block"), **self.accounting()}
         self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))
 
@@ -237,15 +201,7 @@ class link_metrics(gr.basic_block):
                 crc = int(self._crc_counter())
             except Exception as exc:
                 self.warn("crc_counter", f"link_metrics: cannot read the receiver's CRC counter: {exc}")
-        # A header CRC failure carries no trustworthy seq, and a sync trigger on noise fails its
-        # CRC too: attribute receiver drops to sent frames only up to the number still unaccounted
-        # for; the excess are false triggers, reported apart.
-        unaccounted = c["sent"] - (c["decoded"] + c["queue_dropped"] + c["bad_input"] + c["failed"])
-        c["crc_dropped"] = min(crc, max(unaccounted, 0))
-        c["rx_false_triggers"] = crc - c["crc_dropped"]
-        c["missing"] = unaccounted - c["crc_dropped"]  # in flight now; lost once the link has drained
-        c["pending_references"] = pending
-        return c
+        return settle(c, crc, pending)
 
     def summary(self) -> dict:
         with self._lock:

@@ -4,9 +4,10 @@ from __future__ import annotations
 from gnuradio import blocks, digital, gr
 
 from diffsem import phy_rx
+from diffsem.ofdm import make_layout
 
-from . import _phy_rx_blocks as rxb
-from ._phy_common import Counters, make_layout
+from ._pdu import Counters
+from .frame_receiver import frame_receiver
 
 
 class ofdm_analog_rx(gr.hier_block2):
@@ -55,7 +56,7 @@ class ofdm_analog_rx(gr.hier_block2):
         # passed on by a DC blocker, say) are not needed and must not travel on, so none get in.
         gate = blocks.tag_gate(gr.sizeof_gr_complex, False)
         sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, sync_threshold)
-        self.frames = rxb.frame_receiver(self.receiver, self.counters, samp_rate)
+        self.frames = frame_receiver(self.receiver, self.counters, samp_rate)
         self.connect(self, gate, sync)
         self.connect(gate, (self.frames, 0))
         self.connect((sync, 0), (self.frames, 1))

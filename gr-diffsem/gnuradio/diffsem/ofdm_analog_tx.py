@@ -6,8 +6,10 @@ import pmt
 from gnuradio import blocks, digital, fft, gr, pdu
 
 from diffsem import impairments, phy
+from diffsem.ofdm import make_layout
+from diffsem.phy import LEN_TAG
 
-from ._phy_common import LEN_TAG, Counters, make_layout
+from ._pdu import Counters
 
 
 class _framer(gr.basic_block):

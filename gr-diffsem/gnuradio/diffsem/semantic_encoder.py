@@ -15,7 +15,7 @@ from gnuradio import gr
 
 from diffsem import inference
 
-from ._semantic_common import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, make_pdu, parse_image_pdu, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, make_pdu, parse_image_pdu, seq_of
 
 
 class semantic_encoder(gr.basic_block):

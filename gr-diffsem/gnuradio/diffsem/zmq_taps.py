@@ -17,7 +17,7 @@ from gnuradio import gr
 
 from diffsem import taps
 
-from ._semantic_common import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, pdu_parts, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, pdu_parts, seq_of
 
 
 def _as_dict(msg):

@@ -1,8 +1,9 @@
-"""Reference schemes the semantic link is measured against (issue 5).
+"""Reference schemes the semantic link is measured against.
 
 * ``linear``     — SoftCast-style linear analog transmission (PCA, MSE-optimal power, LMMSE).
 * ``digital``    — the separation approach: image codec + convolutional code + QAM, with the
-  cliff; the pure parts live here, the gr-fec / OFDM parts in ``gnuradio.diffsem.digital_link``.
+  cliff; the pure parts live here, the gr-fec / OFDM parts in the blocks ``digital_link_tx`` /
+  ``digital_link_rx``.
 * ``separation`` — the ideal separation bound: the best codec quality that fits k·log2(1+SNR)
   bits, i.e. what a capacity-achieving channel code would deliver.
 

@@ -4,8 +4,8 @@ Everything here is plain numpy + Pillow (no GNU Radio): bit budget, mode table, 
 framing, the K=7 convolutional code (bit-exact with gr-fec's ``cc_encoder``, polys 109/79,
 terminated), puncturing, Gray QAM mapping and max-log LLR demapping, and a soft-input Viterbi
 decoder equivalent to gr-fec's ``cc_decoder`` (checked against it in tests/qa_digital_link.py).
-``gnuradio.diffsem.digital_link`` runs the same frames through gr-fec and the semantic link's
-OFDM PHY (ofdm_analog_tx/rx, built on the stock gr-digital blocks).
+The blocks ``digital_link_tx`` / ``digital_link_rx`` run the same frames through gr-fec and the
+semantic link's OFDM PHY (ofdm_analog_tx/rx, built on the stock gr-digital blocks).
 
 How the k complex channel uses of one image are spent (the same k as the semantic link):
 
@@ -212,7 +212,7 @@ MODES = tuple(Mode(m, r) for m, r in (
     ("16qam", "3/4"), ("64qam", "2/3"), ("64qam", "3/4"), ("64qam", "5/6")))
 
 # SNR (Es/N0, dB) at which a k=128 frame decodes with frame error rate <= 1% on AWGN, measured
-# with this module's Viterbi: `python -m diffsem.baselines.digital --calibrate --k 128` (seed 0,
+# with this module's Viterbi: `diffsem baseline digital --calibrate --k 128` (seed 0,
 # 2000 random payloads per point, 0.5 dB grid, interleaver and scrambler included; 3 min on 2
 # shared cores). bpsk-1/2 measured -0.5 before the scrambler, 0.0 with it (sampling noise: the
 # random draws differ); its threshold changes nothing, as it is also the fallback mode below it.
@@ -262,6 +262,7 @@ class Budget:
 
 DESCRIPTOR_BYTES = 1
 CRC_BYTES = 2
+MTU = 1500  # largest frame in bytes a gr-fec async block takes (k <= 2000 at 64-QAM)
 
 
 def bit_budget(k: int, mode: Mode) -> Budget:
@@ -806,7 +807,7 @@ def frame_power(k: int, n: int):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsem.baselines.digital",
+    p = argparse.ArgumentParser(prog="diffsem baseline digital",
                                 description="digital (separation) baseline on the library channel: JSON lines")
     p.add_argument("--k", type=int, nargs="+", default=[128, 32])
     p.add_argument("--snr", type=float, nargs="+", default=[0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30])

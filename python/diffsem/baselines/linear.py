@@ -18,7 +18,7 @@ shrunk toward the mean instead of amplifying noise:
 The PCA coefficients are uncorrelated, so this diagonal estimator is the exact LMMSE.
 
 The basis is fitted once on the training split and cached in models/linear_pca.npz with how it
-was made (`python -m diffsem.baselines.linear --fit` rebuilds it).
+was made (`diffsem baseline linear --fit` rebuilds it).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _fit_training_split() -> tuple[dict, dict]:
             "n_components": int(len(pca["eigenvalues"])),
             "explained_variance_fraction": float(pca["eigenvalues"].sum() / np.var(
                 images.reshape(len(images), -1), axis=0, ddof=1).sum()),
-            "made_by": "python -m diffsem.baselines.linear --fit", "numpy": np.__version__,
+            "made_by": "diffsem baseline linear --fit", "numpy": np.__version__,
             "fit_seconds": round(time.time() - t0, 2)}
     return pca, info
 
@@ -215,7 +215,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsem.baselines.linear",
+    p = argparse.ArgumentParser(prog="diffsem baseline linear",
                                 description="fit the PCA basis, or print PSNR vs SNR on the library "
                                             "channel (JSON lines)")
     p.add_argument("--fit", action="store_true", help="(re)fit models/linear_pca.npz on the training split")

@@ -8,7 +8,7 @@ field, no tail bits (a capacity-achieving code is error-free and knows its block
 Below the smallest image (about 8 bytes for a 14x14 JPEG) nothing fits and the receiver shows
 grey, so even the bound has a cliff — only at a lower SNR than any real code.
 
-Offline: no channel is simulated. ``python -m diffsem.baselines.separation`` prints one JSON
+Offline: no channel is simulated. ``diffsem baseline separation`` prints one JSON
 line per (k, SNR) with mean PSNR over test images and, when the in-project classifier is
 shipped (models/classifier.pt), its accuracy on the reconstructions.
 """
@@ -70,7 +70,7 @@ def bound_curve(k: int, snrs, n: int = 500, codecs=CODECS, with_accuracy: bool =
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m diffsem.baselines.separation",
+    p = argparse.ArgumentParser(prog="diffsem baseline separation",
                                 description="ideal separation bound (codec at capacity), JSON lines")
     p.add_argument("--k", type=int, nargs="+", default=[128, 32])
     p.add_argument("--snr", type=float, nargs="+", default=[-5, 0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30])

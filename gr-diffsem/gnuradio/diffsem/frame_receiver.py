@@ -1,5 +1,5 @@
-"""Private Python block of the analog OFDM receiver: a thin adapter around
-diffsem.phy_rx.BurstReceiver (plain numpy, tested without GNU Radio)."""
+"""frame_receiver: the per-frame stage inside ofdm_analog_rx (not a GRC block of its own), a thin
+adapter around diffsem.phy_rx.BurstReceiver (plain numpy, tested without GNU Radio)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,8 @@ import pmt
 from gnuradio import gr
 
 from diffsem import phy_rx
+
+from ._pdu import counters_to_pmt
 
 
 class frame_receiver(gr.sync_block):
@@ -48,7 +50,7 @@ class frame_receiver(gr.sync_block):
         if kind == "nonfinite" and text not in self._warned:
             self._warned.add(text)
             self.logger.warn(f"dropped frame: {text} (counted in stats()['{counter}'])")
-        self.message_port_pub(pmt.intern("stats"), self.counters.to_pmt())
+        self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))
 
     def _publish(self, frame: phy_rx.ReceivedFrame):
         est = frame.estimate
@@ -72,4 +74,4 @@ class frame_receiver(gr.sync_block):
         self.counters.incr("frames")
         self.message_port_pub(pmt.intern("out"),
                               pmt.cons(meta, pmt.init_c32vector(est.symbols.size, est.symbols.tolist())))
-        self.message_port_pub(pmt.intern("stats"), self.counters.to_pmt())
+        self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))

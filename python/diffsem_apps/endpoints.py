@@ -1,4 +1,4 @@
-"""Endpoints of the command-line apps (gnuradio.diffsem.apps): a continuous burst stream for
+"""Endpoints of the radio apps (diffsem_apps.radio): a continuous burst stream for
 sample-stream links (ZMQ), a SigMF recorder that annotates every frame the receiver detected, a
 SigMF replay source, and the SDR endpoints (gr-uhd, gr-soapy) with one-sentence failures.
 """
@@ -14,8 +14,12 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from ._phy_common import Counters
-from ._semantic_common import RateLimitedLog, block_logger
+from diffsem.link.counters import Counters, RateLimitedLog
+
+
+def _logger(block, name):
+    return getattr(block, "logger", None) or gr.logger(name)
+
 
 RECORDER = "gr-diffsem"
 
@@ -33,7 +37,7 @@ class burst_filler(gr.sync_block):
 
     def __init__(self, max_queue=256):
         gr.sync_block.__init__(self, name="diffsem_burst_filler", in_sig=None, out_sig=[np.complex64])
-        self.log = block_logger(self, "burst_filler")
+        self.log = _logger(self, "burst_filler")
         self.warn = RateLimitedLog(self.log)
         self._queue: deque[np.ndarray] = deque()
         self._lock = threading.Lock()
@@ -105,7 +109,7 @@ class sigmf_recorder(gr.sync_block):
 
     def __init__(self, path, samp_rate, center_freq=0.0, info=None, frame_samples=None, max_samples=0):
         gr.sync_block.__init__(self, name="diffsem_sigmf_recorder", in_sig=[np.complex64], out_sig=None)
-        self.log = block_logger(self, "sigmf_recorder")
+        self.log = _logger(self, "sigmf_recorder")
         self.warn = RateLimitedLog(self.log)
         self.data_path, self.meta_path = sigmf_paths(path)
         os.makedirs(os.path.dirname(os.path.abspath(self.data_path)), exist_ok=True)
@@ -241,7 +245,7 @@ class sigmf_replay(gr.sync_block):
         self.nonfinite_samples = int(np.count_nonzero(bad))
         if self.nonfinite_samples:
             self.samples[bad] = 0
-            block_logger(self, "sigmf_replay").warn(
+            _logger(self, "sigmf_replay").warn(
                 f"sigmf_replay: {self.nonfinite_samples} non-finite samples in {self.data_path} replaced by zeros")
         self.samples = np.concatenate((self.samples, np.zeros(int(tail), np.complex64)))
         self.repeat = bool(repeat)

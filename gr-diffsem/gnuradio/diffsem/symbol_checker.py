@@ -1,93 +1,18 @@
-"""Test source and checker for the analog OFDM link: frames of known Gaussian symbols in, symbol
-MSE / SNR estimate / frame counts out. Used by flowgraphs/loopback_symbols.grc, the PHY tests
-and `diffsem bench phy`."""
+"""symbol_checker: symbol MSE / SNR estimate / frame counts of the analog OFDM link against the
+symbols symbol_source sent (diffsem.phy.reference_symbols regenerates them from seed and seq)."""
 from __future__ import annotations
 
-import functools
 import math
 import threading
-import time
 
 import numpy as np
 import pmt
 from gnuradio import gr
 
-from diffsem import phy
+from diffsem.link.seq import GapTracker
+from diffsem.phy import reference_symbols
 
-from ._phy_common import Counters
-
-
-@functools.lru_cache(maxsize=2 * phy.SEQ_MODULO)
-def reference_symbols(seed: int, seq: int, n_symbols: int) -> np.ndarray:
-    """The unit-power CN(0, 1) payload of frame `seq` (mod the 12-bit header counter): the checker
-    regenerates it instead of being told. Cached (read-only): source and checker both need it,
-    and a fresh generator per frame was a visible share of a loopback's Python time."""
-    rng = np.random.default_rng([int(seed), int(seq) % phy.SEQ_MODULO])
-    z = rng.standard_normal((2, n_symbols)) / math.sqrt(2.0)
-    out = (z[0] + 1j * z[1]).astype(np.complex64)
-    out.flags.writeable = False
-    return out
-
-
-class symbol_source(gr.basic_block):
-    """Emits `n_frames` PDUs (0 = no end) of `n_symbols` CN(0, 1) symbols on port "out", metadata
-    {"seq": i mod 4096}. Pacing: `frames_per_s` > 0 sends at that rate; with 0 it sends as fast as
-    the link takes them: at most `window` frames ahead of the acknowledgements arriving on port
-    "ack" (connect the checker's "ack"); if no acknowledgement comes for 0.5 s (lost frames), one
-    more frame is released. After the last frame a message is published on "done".
-    """
-
-    def __init__(self, n_symbols=128, n_frames=100, frames_per_s=0.0, seed=0, window=8):
-        gr.basic_block.__init__(self, name="diffsem_symbol_source", in_sig=None, out_sig=None)
-        if not 0 < int(n_symbols) <= phy.MAX_SYMBOLS_PER_FRAME:
-            raise ValueError(f"n_symbols must be in 1..{phy.MAX_SYMBOLS_PER_FRAME}")
-        self.n_symbols = int(n_symbols)
-        self.n_frames = int(n_frames)
-        self.frames_per_s = float(frames_per_s)
-        self.seed = int(seed)
-        self.window = max(int(window), 1)
-        self.sent = 0
-        self._credits = threading.Semaphore(self.window)
-        self._stop = threading.Event()
-        self._thread = None
-        self.message_port_register_out(pmt.intern("out"))
-        self.message_port_register_out(pmt.intern("done"))
-        self.message_port_register_in(pmt.intern("ack"))
-        self.set_msg_handler(pmt.intern("ack"), self._ack)
-
-    def _ack(self, msg):
-        self._credits.release()
-
-    def start(self):
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="symbol_source", daemon=True)
-        self._thread.start()
-        return True
-
-    def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-        return True
-
-    def _run(self):
-        period = 1.0 / self.frames_per_s if self.frames_per_s > 0 else 0.0
-        next_time = time.monotonic()
-        while not self._stop.is_set() and (self.n_frames <= 0 or self.sent < self.n_frames):
-            if period:
-                next_time += period
-                delay = next_time - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    return
-            else:
-                self._credits.acquire(timeout=0.5)  # a timeout releases a frame anyway
-            seq = self.sent % phy.SEQ_MODULO
-            sym = reference_symbols(self.seed, seq, self.n_symbols)
-            meta = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), pmt.from_long(seq))
-            self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(sym.size, sym.tolist())))
-            self.sent += 1
-        if not self._stop.is_set():
-            self.message_port_pub(pmt.intern("done"), pmt.from_long(self.sent))
+from ._pdu import Counters
 
 
 class symbol_checker(gr.basic_block):
@@ -108,7 +33,7 @@ class symbol_checker(gr.basic_block):
         self.report_every = int(report_every)
         self.counters = Counters("frames", "missing", "malformed")
         self._lock = threading.Lock()
-        self._last_seq = None
+        self._gaps = GapTracker()
         self._sums = dict(mse=0.0, noise_var=0.0, snr_lin=0.0, snr_db=0.0)
         self._corr = np.zeros(5)  # sums of x, y, xx, yy, xy for the noise_var / error correlation
         self._n_corr = 0
@@ -144,9 +69,7 @@ class symbol_checker(gr.basic_block):
         mse = float(err2.mean())
         snr_db = pmt.to_double(snr_p)
         with self._lock:
-            if self._last_seq is not None:
-                self.counters.incr("missing", (seq - self._last_seq - 1) % phy.SEQ_MODULO)
-            self._last_seq = seq
+            self.counters.incr("missing", len(self._gaps.received(seq)))
             self.counters.incr("frames")
             s = self._sums
             s["mse"] += mse

@@ -1,7 +1,7 @@
 """Hardware-realism report: PAPR CCDF of the TX waveform, and the PSNR the semantic link loses to
 TX clipping (PA back-off) and to ADC resolution at a fixed SNR.
 
-    python -m gnuradio.diffsem.impairment_report [--images 200] [--snr 10] [--out-dir docs/figures]
+    diffsem report impairments [--images 200] [--snr 10] [--out-dir docs/figures]
 
 1. PAPR: `--papr-images` test images through the k=128 encoder and ofdm_analog_tx (the block
    itself); per OFDM symbol (cyclic prefix dropped), at the Nyquist rate and 4x oversampled
@@ -44,7 +44,7 @@ DECODERS = ("diffusion:2", "deepjscc")
 def impaired_loopback(chan_impairments: dict | None, clip_db: float | None, **loopback_kwargs):
     """A LoopbackSim whose channel_sim has `chan_impairments` (adc_bits, dc_offset, ...) and whose
     TX clips at `clip_db` dB above RMS (None = linear)."""
-    from gnuradio.diffsem.bench_link import LoopbackSim
+    from gnuradio.diffsem.harness import LoopbackSim
 
     return LoopbackSim(chan_kwargs=chan_impairments or {}, tx_kwargs={"clip_db": clip_db}, **loopback_kwargs)
 
@@ -257,7 +257,7 @@ def _markdown(report) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gnuradio.diffsem.impairment_report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="diffsem report impairments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200, help="test images per link point (default 200)")
     parser.add_argument("--papr-images", type=int, default=1000, help="images for the PAPR CCDF (default 1000)")
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
         return 2
     report = {"report": "impairments", "k": args.k, "snr_db": args.snr, "images": args.images, "seed": args.seed,
               "adc_full_scale": args.adc_full_scale, "decoders": list(DECODERS), "papr": papr, "link": link,
-              "command": "python -m gnuradio.diffsem.impairment_report " + " ".join(argv or sys.argv[1:]),
+              "command": "diffsem report impairments " + " ".join(argv or sys.argv[1:]),
               "elapsed_s": round(time.perf_counter() - t0, 1),
               "host": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "python": platform.python_version()}}

@@ -1,10 +1,9 @@
-"""Helpers shared by the semantic-link blocks: PDU parsing/building, the image PDU format, logging.
+"""PMT plumbing shared by the blocks (not a block): PDU parsing/building, the image PDU format,
+the metadata's sequence number, counters as PMT, logging. It needs GNU Radio's PMT, so it
+cannot live in the core library; everything it does is conversion, no link logic.
 
 Image PDU: (meta dict, f32vector of 784 pixels in [0, 1], row-major 28x28); meta carries "seq".
 Symbol PDU: (meta dict, c32vector of k symbols). Drop notice: a dict {"seq", "reason", "block"}.
-
-(A module of its own: a block module imported by another would shadow the block class of the
-same name in the lazy `gnuradio.diffsem` registry.)
 """
 from __future__ import annotations
 
@@ -13,6 +12,8 @@ import pmt
 from gnuradio import gr
 
 from diffsem import images as imglib
+from diffsem.link.counters import Counters, RateLimitedLog
+from diffsem.link.seq import seq_of
 
 # --- PDU helpers shared by the semantic blocks --------------------------------------------------
 
@@ -89,9 +90,21 @@ def parse_image_pdu(msg) -> tuple[dict, np.ndarray]:
     return meta, np.clip(pixels.astype(np.float32).reshape(28, 28), 0.0, 1.0)
 
 
-def seq_of(meta: dict):
-    seq = meta.get("seq")
-    return int(seq) if isinstance(seq, (int, np.integer)) and not isinstance(seq, bool) else None
+def pdu_meta(msg):
+    """The PMT metadata dict of a PDU; an empty dict when it has none."""
+    car = pmt.car(msg) if pmt.is_pair(msg) else pmt.PMT_NIL
+    return car if pmt.is_dict(car) else pmt.make_dict()
+
+
+def pmt_seq(meta, default=None):
+    """diffsem.link.seq.seq_of of a PMT metadata dict (`default` when it carries no seq)."""
+    seq = seq_of({"seq": pmt.to_python(pmt.dict_ref(meta, pmt.intern("seq"), pmt.PMT_NIL))})
+    return default if seq is None else seq
+
+
+def msg_seq(msg, default=None):
+    """pmt_seq of a PDU's metadata."""
+    return pmt_seq(pdu_meta(msg), default)
 
 
 def block_logger(block, name):
@@ -101,14 +114,9 @@ def block_logger(block, name):
     return logger
 
 
-class RateLimitedLog:
-    """Log the first few occurrences of a recurring problem, then one in `every`, with the count."""
-
-    def __init__(self, logger, first: int = 5, every: int = 100):
-        self.logger, self.first, self.every, self.counts = logger, first, every, {}
-
-    def __call__(self, kind: str, message: str):
-        n = self.counts.get(kind, 0) + 1
-        self.counts[kind] = n
-        if n <= self.first or n % self.every == 0:
-            self.logger.warn(f"{message} ({kind} #{n})")
+def counters_to_pmt(counters: Counters):
+    """A PMT dict of a diffsem.link.counters.Counters snapshot (a block's "stats" message)."""
+    d = pmt.make_dict()
+    for k, v in counters.snapshot().items():
+        d = pmt.dict_add(d, pmt.intern(k), pmt.from_long(v))
+    return d

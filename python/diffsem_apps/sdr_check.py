@@ -2,13 +2,13 @@
 
 The generated scripts of flowgraphs/{usrp,hackrf}_{tx,rx}.grc call require_radio() from a
 "Init - Before Blocks" snippet: it opens the radio once through the endpoints the diffsem apps use
-(_apps_io.uhd_endpoint / soapy_endpoint), releases it, and turns a failure into SystemExit with one
+(endpoints.uhd_endpoint / soapy_endpoint), releases it, and turns a failure into SystemExit with one
 sentence, so a missing USRP or HackRF ends the script with exit status 1 and no traceback instead
 of an exception from deep inside the UHD / SoapySDR block constructors.
 """
 from __future__ import annotations
 
-from ._apps_io import EndpointError, soapy_endpoint, uhd_endpoint
+from .endpoints import EndpointError, soapy_endpoint, uhd_endpoint
 
 RADIOS = {
     # name: (what the sentence calls it, how to open it)

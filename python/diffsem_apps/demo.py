@@ -3,7 +3,7 @@
     diffsem demo --out out/demo                  # 10 dB and friends, AWGN and Rayleigh
     diffsem monitor                              # second terminal: watch it live on the ZMQ taps
 
-For every channel x SNR it builds the loopback flowgraph (gnuradio.diffsem.bench_link.LoopbackSim:
+For every channel x SNR it builds the loopback flowgraph (gnuradio.diffsem.harness.LoopbackSim:
 image_source -> semantic_encoder -> ofdm_analog_tx -> channel_sim -> ofdm_analog_rx -> the
 distilled diffusion decoder AND the DeepJSCC decoder on the same received frames -> link_metrics,
 zmq_taps), sends --n Fashion-MNIST test images through it and waits until every frame is
@@ -18,7 +18,6 @@ accounted for. It then writes to --out:
   accounting, the RX's SNR estimate and the end-to-end latency;
 * psnr_accuracy_vs_snr.png: PSNR and accuracy vs SNR, in-flowgraph (solid) and offline (dashed).
 
-GNU Radio is imported only inside run(): the core library stays importable without it.
 """
 from __future__ import annotations
 
@@ -32,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import images as imglib
-from .taps import DEFAULT_ADDRESS
+from diffsem import images as imglib
+from diffsem.taps import DEFAULT_ADDRESS
 
 log = logging.getLogger("diffsem.demo")
 
@@ -69,8 +68,8 @@ def offline_recons(models_dir, k, mode, steps, images, channel, snr_db, seed, pr
     per-symbol noise variance, torch generator seeded with `seed`) -> decoder, batched."""
     import torch
 
-    from . import inference
-    from .channel import transmit
+    from diffsem import inference
+    from diffsem.channel import transmit
 
     enc = inference.FrameEncoder(inference.load_model(
         inference.resolve_card(None, "encoder", k, None, models_dir or None), provider))
@@ -94,12 +93,12 @@ _warned = set()
 
 
 def _score(recons, images, labels) -> dict:
-    from .evaluate import score
+    from diffsem.evaluate import score
 
     try:
         return score(recons, images, labels)
     except Exception as exc:  # no classifier shipped yet: PSNR/SSIM still mean something
-        from . import metrics
+        from diffsem import metrics
         if str(exc) not in _warned:
             _warned.add(str(exc))
             log.warning("classifier metrics unavailable (%s): PSNR/SSIM only", exc)
@@ -111,7 +110,7 @@ def _score(recons, images, labels) -> dict:
 # --- one point through the flowgraph ----------------------------------------------------------------
 
 def run_point(args, channel, snr_db, taps_address):
-    from gnuradio.diffsem.bench_link import LoopbackSim
+    from gnuradio.diffsem.harness import LoopbackSim
 
     tb = LoopbackSim(k=args.k, snr_db=snr_db, channel=channel, decoders=[f"diffusion:{args.steps}", "deepjscc"],
                      count=args.n, first=args.first, rate=args.rate, models_dir=args.models_dir,
@@ -230,8 +229,8 @@ def _command_line(args) -> str:
 
 def run(args):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .cards import CardError
-    from .runtime import ProviderUnavailable
+    from diffsem.cards import CardError
+    from diffsem.runtime import ProviderUnavailable
 
     try:
         return _run(args)
@@ -241,7 +240,7 @@ def run(args):
 
 
 def _run(args):
-    from .data import CLASSES, load
+    from diffsem.data import CLASSES, load
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ import importlib
 
 # target -> module providing add_arguments(parser) and run(args)
 TARGETS = {
-    "phy": "gnuradio.diffsem.bench_phy",        # analog OFDM loopback vs stock ofdm_tx/rx (Msps)
+    "phy": "diffsem_apps.bench_phy",           # analog OFDM loopback vs stock ofdm_tx/rx (Msps)
     "decoder": "diffsem.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
-    "link": "gnuradio.diffsem.bench_link",       # the whole semantic loopback flowgraph
+    "link": "diffsem_apps.bench_link",         # the whole semantic loopback flowgraph
 }
 
 

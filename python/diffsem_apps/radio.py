@@ -1,9 +1,9 @@
 """diffsem TX / RX / channel apps: the semantic image link as separate programs with
 interchangeable endpoints (in the spirit of gr-dvbs2rx's dvbs2-tx / dvbs2-rx).
 
-    python -m gnuradio.diffsem.apps tx      --sink   sim|zmq|file|uhd|soapy ...
-    python -m gnuradio.diffsem.apps rx      --source sim|zmq|file|uhd|soapy ... [--record REC]
-    python -m gnuradio.diffsem.apps channel --in tcp://127.0.0.1:5555 --out tcp://127.0.0.1:5556 --snr 15
+    diffsem tx      --sink   sim|zmq|file|uhd|soapy ...
+    diffsem rx      --source sim|zmq|file|uhd|soapy ... [--record REC]
+    diffsem channel --in tcp://127.0.0.1:5555 --out tcp://127.0.0.1:5556 --snr 15
 
 TX:  image_source -> semantic_encoder -> ofdm_analog_tx -> sink
      sim:   channel_sim -> (SigMF file with --output, else discarded): a local check
@@ -34,8 +34,9 @@ import time
 
 from gnuradio import blocks, gr, pdu
 
-from ._apps_io import EndpointError, burst_filler, sigmf_recorder, sigmf_replay, soapy_endpoint, uhd_endpoint
-from ._phy_common import LEN_TAG
+from diffsem.phy import LEN_TAG
+
+from .endpoints import EndpointError, burst_filler, sigmf_recorder, sigmf_replay, soapy_endpoint, uhd_endpoint
 
 DEFAULT_TX_ADDRESS = "tcp://127.0.0.1:5555"   # TX PUB (the channel, or an RX, subscribes)
 DEFAULT_RX_ADDRESS = "tcp://127.0.0.1:5556"   # channel PUB (the RX subscribes)
@@ -220,7 +221,7 @@ class RxApp(gr.top_block):
     def __init__(self, args):
         gr.top_block.__init__(self, "diffsem-rx")
         from gnuradio import diffsem
-        from .bench_link import parse_decoders
+        from gnuradio.diffsem.harness import parse_decoders
         self.args = args
         self.replay = None
         self.tx_chain = None
@@ -451,7 +452,7 @@ ADDERS = {"tx": add_tx_arguments, "rx": add_rx_arguments, "channel": add_channel
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gnuradio.diffsem.apps",
+    parser = argparse.ArgumentParser(prog="diffsem",
                                      description="gr-diffsem semantic image link as separate TX / channel / RX programs")
     sub = parser.add_subparsers(dest="app", required=True)
     for name, adder in ADDERS.items():
@@ -460,12 +461,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 APPS = {"tx": TxApp, "rx": RxApp, "channel": ChannelApp}
-
-
-def run_named(name: str, args) -> int:
-    """Entry for `diffsem tx|rx|channel` (see _apps_cli_*.py): run app `name` with parsed args."""
-    args.app = name
-    return run(args)
 
 
 def run(args) -> int:

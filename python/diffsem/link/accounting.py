@@ -1,0 +1,91 @@
+"""Frame accounting and reference matching of the semantic link (what link_metrics reports).
+
+Accounting: sent = decoded + crc_dropped + queue_dropped + bad_input + failed + missing.
+crc_dropped comes from the receiver's own counters (header CRC failed, malformed or non-finite
+payload). `missing` is in flight while the link runs; a frame still missing once the link has
+drained was never detected by the receiver (lost). Receiver drops beyond the frames unaccounted
+for are sync triggers on noise whose "header" failed its CRC: counted as rx_false_triggers.
+
+References: the PHY header carries a 12-bit sequence number, so a received seq is matched
+exactly first and otherwise modulo SEQ_MODULO against the references still pending (at most
+MAX_REFERENCES < SEQ_MODULO are kept, so the match is unique).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .seq import SEQ_MODULO
+
+# ofdm_analog_rx.stats(): frames whose header failed its CRC, and frames it dropped after the
+# header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.
+RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite")
+MAX_REFERENCES = SEQ_MODULO // 2  # a 12-bit seq names one pending reference (~6 MB kept)
+COUNTERS = ("sent", "decoded", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu")
+# drop-notice reason -> the counter it goes to (anything else is "failed")
+DROP_COUNTER = {"queue_full": "queue_dropped", "stopped": "queue_dropped", "bad_input": "bad_input"}
+
+
+def crc_count_from_stats(stats: dict) -> int:
+    """Frames the receiver dropped (header CRC failed, or a malformed/non-finite payload)."""
+    return sum(int(stats.get(key, 0)) for key in RX_DROP_KEYS)
+
+
+def drop_counter(reason: str) -> str:
+    """The accounting counter of a drop notice's reason ("queue_full: ..." -> "queue_dropped")."""
+    return DROP_COUNTER.get(str(reason).split(":")[0], "failed")
+
+
+def settle(counters: dict, rx_dropped: int, pending: int) -> dict:
+    """The accounting from the link's counters and the receiver's drop count.
+
+    A header CRC failure carries no trustworthy seq, and a sync trigger on noise fails its CRC
+    too: receiver drops are attributed to sent frames only up to the number still unaccounted
+    for; the excess are false triggers, reported apart."""
+    c = dict(counters)
+    unaccounted = c["sent"] - (c["decoded"] + c["queue_dropped"] + c["bad_input"] + c["failed"])
+    c["crc_dropped"] = min(rx_dropped, max(unaccounted, 0))
+    c["rx_false_triggers"] = rx_dropped - c["crc_dropped"]
+    c["missing"] = unaccounted - c["crc_dropped"]  # in flight now; lost once the link has drained
+    c["pending_references"] = pending
+    return c
+
+
+class ReferenceBook:
+    """The references sent and not yet decoded, by source seq, matched by the received header seq
+    (not thread-safe: the caller locks)."""
+
+    def __init__(self, limit: int = MAX_REFERENCES):
+        self.limit = int(limit)
+        self.references: OrderedDict[int, object] = OrderedDict()
+        self._by_modulus: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.references)
+
+    def add(self, seq: int, entry) -> None:
+        self.references[seq] = entry
+        self._by_modulus[seq % SEQ_MODULO] = seq
+        while len(self.references) > self.limit:  # frames the link lost long ago
+            old, _ = self.references.popitem(last=False)
+            if self._by_modulus.get(old % SEQ_MODULO) == old:
+                del self._by_modulus[old % SEQ_MODULO]
+
+    def find(self, seq):
+        """(source seq, entry) for a received seq; (seq, None) when nothing pending matches."""
+        ref = self.references.get(seq)
+        if ref is not None or seq is None or seq >= SEQ_MODULO:
+            return seq, ref
+        full = self._by_modulus.get(seq)  # a 12-bit header seq of a source seq >= SEQ_MODULO
+        if full is not None and full in self.references:
+            return full, self.references[full]
+        return seq, None
+
+    def take(self, seq):
+        """find(seq), removing the match from the pending references."""
+        seq, ref = self.find(seq)
+        if ref is not None:
+            self.references.pop(seq, None)
+        return seq, ref
+
+    def discard(self, seq) -> None:
+        self.references.pop(seq, None)

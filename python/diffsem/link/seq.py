@@ -1,0 +1,45 @@
+"""Sequence numbers on the link: the OFDM header carries a 12-bit counter (phy.SEQ_MODULO), so a
+receiver sees the source's frame numbers modulo 4096. One definition of what a frame's sequence
+number is (`seq_of`), how a transmitter hands them out (`SeqCounter`) and how a receiver infers
+lost frames from the gaps between the ones it received (`GapTracker`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from diffsem.phy import SEQ_MODULO
+
+__all__ = ["SEQ_MODULO", "seq_of", "SeqCounter", "GapTracker"]
+
+
+def seq_of(meta: dict):
+    """The integer "seq" of a frame's metadata dict; None when it has none (or not an integer)."""
+    seq = meta.get("seq")
+    return int(seq) if isinstance(seq, (int, np.integer)) and not isinstance(seq, bool) else None
+
+
+class SeqCounter:
+    """Transmitter side: the header seq of each frame, the caller's own (mod SEQ_MODULO) when it
+    gives one, else the next after the previous frame's."""
+
+    def __init__(self):
+        self.next_seq = 0
+
+    def take(self, seq=None) -> int:
+        seq = (self.next_seq if seq is None else int(seq)) % SEQ_MODULO
+        self.next_seq = (seq + 1) % SEQ_MODULO
+        return seq
+
+
+class GapTracker:
+    """Receiver side: the frames lost before their header decoded are the sequence numbers
+    missing between two received ones (mod SEQ_MODULO)."""
+
+    def __init__(self):
+        self.next_seq = None
+
+    def received(self, seq: int) -> list[int]:
+        """Record frame `seq`; returns the sequence numbers skipped since the previous frame."""
+        missing = [] if self.next_seq is None else \
+            [(self.next_seq + i) % SEQ_MODULO for i in range((seq - self.next_seq) % SEQ_MODULO)]
+        self.next_seq = (seq + 1) % SEQ_MODULO
+        return missing

@@ -1,0 +1,78 @@
+"""The `diffsem` command. Each subcommand lives in its own module, imported only when used
+(so `diffsem monitor` does not pay for torch and `diffsem train` does not need GNU Radio).
+
+A subcommand module provides ``add_arguments(parser)`` and ``run(args) -> int``; the radio apps
+share one module (``ADDERS[name]`` and ``run``). Grouped commands (`diffsem measure phy`,
+`diffsem report impairments`, `diffsem baseline digital`, ...) hand their arguments to the
+module's own ``main(argv)``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help[, radio app name])
+COMMANDS = {
+    "train": ("diffsem.train", "train a model from a recipe (resumable from checkpoints)"),
+    "export": ("diffsem.export", "export a trained run to ONNX + model cards (checked against PyTorch)"),
+    "eval": ("diffsem.evaluate", "evaluate schemes over SNRs/channels, JSON lines (+ CSV, plots, mosaic)"),
+    "calibrate": ("diffsem.calibration", "choose sampling temperatures from validation eval rows (+ write cards)"),
+    "bench": ("diffsem_apps.bench", "benchmarks: phy | decoder | link (figures, not tests)"),
+    "sweep": ("diffsem_apps.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),
+    "demo": ("diffsem_apps.demo", "the loopback demo over the simulated channel (the README's main job)"),
+    "monitor": ("diffsem.monitor", "subscribe to a running link's ZMQ taps and print/save what they carry"),
+    # radio apps (GNU Radio): endpoints sim | zmq | file (SigMF) | SDR; see docs/guide
+    "tx": ("diffsem_apps.radio", "transmitter app: images -> semantic encoder -> OFDM -> endpoint", "tx"),
+    "channel": ("diffsem_apps.radio", "channel app for the three-process ZMQ link", "channel"),
+    "rx": ("diffsem_apps.radio", "receiver app: endpoint -> OFDM RX -> decoder -> images, metrics", "rx"),
+}
+
+# group -> {target: module with main(argv)}: measurements and reports that print JSON lines / write files
+GROUPS = {
+    "measure": {"phy": "diffsem_apps.measure_phy",          # analog OFDM PHY figures (loss, MSE, SNR estimate)
+                "links": "diffsem_apps.measure_links"},     # baselines through the GNU Radio PHY vs the library
+    "report": {"impairments": "diffsem_apps.impairment_report"},  # PAPR, clipping, ADC study
+    "baseline": {"digital": "diffsem.baselines.digital",         # calibrate / curves of the digital baseline
+                 "linear": "diffsem.baselines.linear",          # fit the PCA basis / curves
+                 "separation": "diffsem.baselines.separation"},  # the separation bound
+}
+GROUP_HELP = {"measure": "measurements: phy | links (JSON lines)",
+              "report": "reports: impairments (JSON + markdown + figures)",
+              "baseline": "baseline tools: digital | linear | separation"}
+
+
+def _run_group(group: str, argv: list[str]) -> int:
+    targets = GROUPS[group]
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in targets:
+        print(f"usage: diffsem {group} {{{','.join(targets)}}} [options]  ({GROUP_HELP[group]})",
+              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return int(importlib.import_module(targets[argv[0]]).main(argv[1:]) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in GROUPS:
+        return _run_group(argv[0], argv[1:])
+    parser = argparse.ArgumentParser(prog="diffsem", description="gr-diffsem command-line tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    wanted = argv[0] if argv else None
+    for name, (module, help_text, *app) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:  # import only the module that will run
+            mod = importlib.import_module(module)
+            if app:
+                mod.ADDERS[app[0]](p)
+                p.set_defaults(app=app[0])
+            else:
+                mod.add_arguments(p)
+    for group, help_text in GROUP_HELP.items():
+        sub.add_parser(group, help=help_text, add_help=False)
+    args = parser.parse_args(argv)
+    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

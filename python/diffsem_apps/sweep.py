@@ -1,0 +1,49 @@
+"""`diffsem sweep`: diffsem.sweep's grid, with the flowgraph path ("--path flowgraph": the GNU
+Radio PHY over channel_sim) that the core library cannot run itself.
+
+A digital point runs digital_link_tx -> channel_sim -> digital_link_rx
+(gnuradio.diffsem.harness.run_loopback) in the mode link adaptation picks for its SNR; any other
+scheme goes through ofdm_analog_tx/rx (harness.scheme_loopback), the neural encoders told the
+point's SNR as on the library path.
+"""
+from __future__ import annotations
+
+from gnuradio.diffsem import harness
+
+from diffsem import sweep
+from diffsem.baselines.digital import MODES, mode_for_snr
+
+add_arguments = sweep.add_arguments
+
+
+class KnownSnrEncoder:
+    """A Scheme whose encoder is told the point's SNR (as in training and on the library path)."""
+
+    def __init__(self, scheme, snr_db: float):
+        self._scheme, self._snr = scheme, float(snr_db)
+        self.name, self.k, self.steps = scheme.name, scheme.k, scheme.steps
+
+    def encode(self, images):
+        return self._scheme.encode(images, snr_db=self._snr)
+
+    def decode(self, *args, **kwargs):
+        return self._scheme.decode(*args, **kwargs)
+
+
+def run_flowgraph(point: dict, scheme, images) -> tuple:
+    """One "flowgraph" point of the sweep -> (reconstructions, extra row fields)."""
+    snr, channel, seed, cfo = point["snr_db"], point["channel"], point["seed"], point["cfo"]
+    if point["scheme"] == "digital":
+        mode = (mode_for_snr(snr) or MODES[0]).name
+        # A mode whose k symbols cannot hold the frame's own fields runs like any other: the TX
+        # refuses each image and sends an idle frame, the RX shows grey ("no_image"), as on the library path.
+        recons, metas, _, _ = harness.run_loopback(images, point["k"], mode, snr, channel, seed, cfo=cfo)
+        delivered = sum(1 for m in metas if m.get("status") == "ok") / max(len(images), 1)
+        return recons, {"mode": mode, "delivered": round(delivered, 4)}
+    wrapped = KnownSnrEncoder(scheme, snr) if point["scheme"] in sweep.NEURAL else scheme
+    recons, received = harness.scheme_loopback(wrapped, images, snr, channel, seed, cfo=cfo)
+    return recons, {"delivered": round(float(received.mean()), 4) if len(received) else 0.0}
+
+
+def run(args) -> int:
+    return sweep.run(args, flowgraph=run_flowgraph)

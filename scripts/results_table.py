@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from diffsem.calibration import BAR_FID_RATIO, MAX_ACC_DROP, MAX_DPSNR_DB, within_teacher_bar
+from diffsem.nn.calibration import BAR_FID_RATIO, MAX_ACC_DROP, MAX_DPSNR_DB, within_teacher_bar
 
 
 def load(path):

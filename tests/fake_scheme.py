@@ -1,4 +1,4 @@
-"""A small, exact stand-in for diffsem.schemes.Scheme used to test the evaluation harness.
+"""A small, exact stand-in for diffsem.experiments.schemes.Scheme used to test the evaluation harness.
 
 Transform coding: the encoder sends the 2k lowest-frequency 2-D DCT coefficients of the image
 minus the mean image (scaled to unit average power per complex symbol); the decoder applies a

@@ -12,7 +12,8 @@ import pytest
 import zmq
 from gnuradio import gr
 
-from diffsem import cards, inference, taps
+from diffsem.link import taps
+from diffsem.runtime import cards, inference
 from diffsem.runtime import ModelMismatch, ProviderUnavailable
 from gnuradio import diffsem as blocks
 from gnuradio.diffsem.harness import dict_to_pmt, make_pdu, pdu_parts

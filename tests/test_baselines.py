@@ -289,7 +289,7 @@ def test_digital_mode_without_room_for_a_frame_shows_grey(test_images):
 def test_baselines_plug_into_evaluate_point(test_images):
     """The sweep's unit of work runs the baselines like any Scheme (digital: link adaptation
     from link_snr_db) and scores what the schemes themselves reconstruct."""
-    from diffsem import evaluate
+    from diffsem.experiments import evaluate
 
     x, y = test_images[0][:32], test_images[1][:32]
     linear_scheme, digital_scheme = make_scheme("linear", 128), make_scheme("digital", 128)
@@ -345,9 +345,9 @@ def test_digital_average_power_is_one_per_channel_use(k, test_images):
 
 
 def test_evaluate_does_not_warn_about_digital_power(test_images, caplog):
-    from diffsem import evaluate
+    from diffsem.experiments import evaluate
     x = test_images[0][:64]
-    with caplog.at_level("WARNING", logger="diffsem.evaluate"):
+    with caplog.at_level("WARNING", logger="diffsem.experiments.evaluate"):
         for k, mode in ((32, "16qam-1/2"), (32, "64qam-2/3"), (128, "64qam-2/3")):
             evaluate.transmit_and_decode(dg.DigitalScheme(k, mode=mode), x, "awgn", 25.0, seed=0)
     assert "average power" not in caplog.text

@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
-from diffsem import bench_decoder
+from diffsem.experiments import bench_decoder
 from diffsem_apps import cli
-from diffsem.cards import make_card, write_card
+from diffsem.runtime.cards import make_card, write_card
 
 K = 8
 

@@ -1,4 +1,4 @@
-"""Temperature calibration rules (diffsem.calibration, `diffsem calibrate`) on synthetic eval rows
+"""Temperature calibration rules (diffsem.nn.calibration, `diffsem calibrate`) on synthetic eval rows
 and on the shipped validation sweep."""
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from diffsem import calibration, models_dir
+from diffsem import models_dir
+from diffsem.nn import calibration
 from diffsem_apps import cli
-from diffsem.calibration import CalibrationError, calibrate, choose_student, choose_teacher
-from diffsem.cards import load_card, write_card
+from diffsem.nn.calibration import CalibrationError, calibrate, choose_student, choose_teacher
+from diffsem.runtime.cards import load_card, write_card
 
 POINTS = [("awgn", None, 0.0), ("awgn", None, 10.0), ("rayleigh", "perfect", 0.0)]
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffsem import cards, classifier, data
+from diffsem import data
+from diffsem.nn import classifier
+from diffsem.runtime import cards
 from diffsem.runtime import OnnxModel
 
 TINY = {"kind": "classifier", "name": "classifier", "epochs": 2, "batch": 64, "lr": 0.01, "widths": [4, 8],

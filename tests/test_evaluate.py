@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from fake_scheme import DctScheme
 
-from diffsem import data, evaluate
+from diffsem import data
+from diffsem.experiments import evaluate
 from diffsem_apps import cli
 
 K = 16
@@ -58,7 +59,7 @@ def test_fading_costs_and_csi_key(fake, test_set):
 def test_nonfinite_output_counted_not_fatal(test_set, caplog):
     x, y = test_set
     broken = DctScheme(K, fail_on=0)
-    with caplog.at_level(logging.ERROR, logger="diffsem.evaluate"):
+    with caplog.at_level(logging.ERROR, logger="diffsem.experiments.evaluate"):
         row = evaluate.evaluate_point(broken, x[:40], y[:40], "awgn", 10.0, batch=20)
     assert row["nonfinite"] == 2 * 28 * 28 and np.isfinite(row["psnr"])
     assert "non-finite output pixels" in caplog.text

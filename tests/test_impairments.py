@@ -1,4 +1,4 @@
-"""Hardware impairments: the numpy maths (diffsem.impairments), each impairment of channel_sim on
+"""Hardware impairments: the numpy maths (diffsem.phy.impairments), each impairment of channel_sim on
 and off (off = the channel exactly as before), the TX clip level, and a loopback through an
 8-bit ADC that still decodes."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pmt
 import pytest
 from gnuradio import blocks, channels, gr
 
-from diffsem import impairments, phy
+from diffsem import phy
+from diffsem.phy import impairments
 from gnuradio import diffsem as grblocks
 from gr_helpers import run_block
 

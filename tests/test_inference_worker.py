@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import pytest
 
-from diffsem import inference
-from diffsem.inference import DecodeRequest, EncodeRequest, FrameDecoder, FrameEncoder, InferenceWorker
+from diffsem.runtime import inference, naming
+from diffsem.runtime.inference import DecodeRequest, EncodeRequest, FrameDecoder, FrameEncoder, InferenceWorker
 
 TINY_K = 64
 
@@ -25,7 +25,7 @@ def export_tiny_models(folder, k: int = TINY_K, steps=(1, 2)):
     """encoder_k{k}, deepjscc_k{k}, student_k{k}_s{steps} (.onnx + .json cards) in `folder`."""
     import torch
 
-    from diffsem.cards import make_card, write_card
+    from diffsem.runtime.cards import make_card, write_card
 
     gen = torch.Generator().manual_seed(1234)
     proj = torch.randn(784, 2 * k, generator=gen) / 28.0
@@ -231,8 +231,8 @@ def test_check_decode_inputs_names_the_problem():
 
 
 def test_resolve_card_names_the_shipped_models(tmp_path):
-    assert inference.resolve_card(None, "diffusion", 128, 2, tmp_path) == tmp_path / "student_k128_s2.json"
-    assert inference.resolve_card(None, "deepjscc", 32, None, tmp_path) == tmp_path / "deepjscc_k32.json"
-    assert inference.resolve_card("custom", "deepjscc", 32, None, tmp_path) == tmp_path / "custom.json"
+    assert naming.resolve_card(None, "diffusion", 128, 2, tmp_path) == tmp_path / "student_k128_s2.json"
+    assert naming.resolve_card(None, "deepjscc", 32, None, tmp_path) == tmp_path / "deepjscc_k32.json"
+    assert naming.resolve_card("custom", "deepjscc", 32, None, tmp_path) == tmp_path / "custom.json"
     with pytest.raises(ValueError, match="steps"):
-        inference.resolve_card(None, "diffusion", 128, 3, tmp_path)
+        naming.resolve_card(None, "diffusion", 128, 3, tmp_path)

@@ -48,7 +48,7 @@ def test_every_frame_is_decoded_and_quality_matches_offline(models):
     # offline: same images, same models, diffsem.channel's AWGN at the same SNR
     import torch
 
-    from diffsem import inference
+    from diffsem.runtime import inference
     from diffsem.channel import transmit
     from diffsem.data import load
     from diffsem.metrics import psnr

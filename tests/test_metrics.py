@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from diffsem import classifier, data, metrics
+from diffsem import data, metrics
+from diffsem.nn import classifier
 
 
 @pytest.fixture(scope="module")

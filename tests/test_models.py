@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from diffsem import REPO_ROOT, channel
-from diffsem.cards import CardError, load_card, verify_card, write_card
-from diffsem.diffusion import DiffusionDecoder, euler_sample
-from diffsem.models import CondUNet, JSCCDecoder, SemanticEncoder
-from diffsem.train import load_recipe, train_recipe
+from diffsem import channel, REPO_ROOT
+from diffsem.runtime.cards import CardError, load_card, verify_card, write_card
+from diffsem.nn.diffusion import DiffusionDecoder, euler_sample
+from diffsem.nn.models import CondUNet, JSCCDecoder, SemanticEncoder
+from diffsem.nn.train import load_recipe, train_recipe
 
 TINY = REPO_ROOT / "models" / "recipes" / "tiny.yaml"
 MODELS = REPO_ROOT / "models"
@@ -29,7 +29,7 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_models(tiny_run, tmp_path_factory):
-    from diffsem.export import export_run
+    from diffsem.nn.export import export_run
     cfg, run_dir = tiny_run
     out = tmp_path_factory.mktemp("models")
     export_run(run_dir, out, str(TINY), students=(1, 2))
@@ -60,7 +60,7 @@ def test_ablation_decoder_ignores_per_symbol_noise_variance():
 
 
 def test_ablation_stage_can_train_on_its_own_channel_mix():
-    from diffsem.train import channel_batch, stage_recipe
+    from diffsem.nn.train import channel_batch, stage_recipe
     cfg = {"channel": {"snr_min": -5, "snr_max": 25, "kinds": ["awgn", "rayleigh", "selective"]},
            "ablation": {"epochs": 3, "channel": {"kinds": ["awgn"]}}}
     plain = stage_recipe(cfg, "ablation")
@@ -91,7 +91,7 @@ def test_training_writes_every_stage_and_resumes_without_redoing(tiny_run, capsy
 
 def test_a_stage_interrupted_mid_epoch_resumes_on_the_same_batches(tmp_path, monkeypatch):
     """Stop after a few iterations (checkpoint), resume: the weights equal an uninterrupted run."""
-    import diffsem.train as T
+    import diffsem.nn.train as T
     cfg = load_recipe(TINY)
     cfg["data"]["limit"] = 256
     straight = tmp_path / "straight"
@@ -136,7 +136,7 @@ def test_export_writes_cards_that_verify_and_match_pytorch(tiny_models):
 
 
 def test_export_only_one_model_keeps_the_other_cards_calibration(tiny_run, tmp_path):
-    from diffsem.export import export_run
+    from diffsem.nn.export import export_run
     _, run_dir = tiny_run
     out = tmp_path / "models"
     assert [p.name for p in export_run(run_dir, out, students=(1,), only=("deepjscc_nonv",))] == ["deepjscc_nonv_k16.onnx"]
@@ -152,7 +152,7 @@ def test_export_only_one_model_keeps_the_other_cards_calibration(tiny_run, tmp_p
 
 
 def test_onnx_and_torch_schemes_agree(tiny_run, tiny_models, monkeypatch):
-    from diffsem.schemes import load_scheme
+    from diffsem.experiments.schemes import load_scheme
     _, run_dir = tiny_run
     monkeypatch.setenv("DIFFSEM_MODELS", str(tiny_models))
     images = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
@@ -179,7 +179,7 @@ def test_tampered_model_is_refused(tiny_models, tmp_path):
 
 
 def test_scheme_refuses_wrong_shapes(tiny_models, monkeypatch):
-    from diffsem.schemes import load_scheme
+    from diffsem.experiments.schemes import load_scheme
     monkeypatch.setenv("DIFFSEM_MODELS", str(tiny_models))
     scheme = load_scheme("deepjscc", 16)
     with pytest.raises(ValueError, match=r"\[B,16,2\]"):
@@ -217,7 +217,7 @@ def test_shipped_model_cards(card_path):
 
 def test_receiver_reports_outside_the_trained_range_are_clamped():
     """A noiseless recording makes the RX estimate ~140 dB; the decoder must see its trained range."""
-    from diffsem.inference import TRAINED_NOISE_VAR, TRAINED_SNR_DB, clamp_to_trained
+    from diffsem.runtime.inference import TRAINED_NOISE_VAR, TRAINED_SNR_DB, clamp_to_trained
     snr, nv = clamp_to_trained([140.0, -30.0, 7.0], [[1e-14, np.inf, 0.5]])
     assert snr.tolist() == [TRAINED_SNR_DB[1], TRAINED_SNR_DB[0], 7.0]
     assert nv[0, 0] == np.float32(TRAINED_NOISE_VAR[0]) and nv[0, 1] == np.float32(TRAINED_NOISE_VAR[1])
@@ -227,7 +227,7 @@ def test_receiver_reports_outside_the_trained_range_are_clamped():
 @pytest.mark.skipif(not (MODELS / "student_k128_s1.json").exists(), reason="shipped models not present")
 def test_noiseless_input_decodes_like_a_clean_channel():
     from diffsem import data, metrics
-    from diffsem.schemes import load_scheme
+    from diffsem.experiments.schemes import load_scheme
     images = data.load("test")[0][:64]
     scheme = load_scheme("student", 128, 1)
     symbols = scheme.encode(images)

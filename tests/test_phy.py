@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffsem import phy
-from diffsem.ofdm import DEFAULT_LAYOUT
+from diffsem.phy.ofdm import DEFAULT_LAYOUT
 
 N = DEFAULT_LAYOUT.fft_len
 

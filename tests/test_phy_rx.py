@@ -1,12 +1,13 @@
-"""The numpy burst receiver (diffsem.phy_rx), without GNU Radio: bursts built here the way
+"""The numpy burst receiver (diffsem.phy.burst_rx), without GNU Radio: bursts built here the way
 ofdm_analog_tx builds them, triggers given where the Schmidl & Cox detector puts them."""
 import math
 
 import numpy as np
 import pytest
 
-from diffsem import phy, phy_rx
-from diffsem.ofdm import DEFAULT_LAYOUT as LAY
+from diffsem import phy
+from diffsem.phy import burst_rx
+from diffsem.phy.ofdm import DEFAULT_LAYOUT as LAY
 
 SYM = LAY.fft_len + LAY.cp_len
 HALF = LAY.fft_len // 2
@@ -70,14 +71,14 @@ def run(rx, x, triggers, cfos, chunk=4096):
 
 def test_parse_header_roundtrip_and_refusals():
     bits = phy.header_bits(300, 1234, LAY.n_data)
-    assert phy_rx.parse_header(bits, LAY.n_data) == (300, 1234)
+    assert burst_rx.parse_header(bits, LAY.n_data) == (300, 1234)
     flipped = bits.copy()
     flipped[5] ^= 1
-    assert phy_rx.parse_header(flipped, LAY.n_data) is None
+    assert burst_rx.parse_header(flipped, LAY.n_data) is None
     fill = bits.copy()
     fill[-1] = 1                     # CRC fine, zero fill not: a noise header
-    assert phy_rx.parse_header(fill, LAY.n_data) is None
-    assert phy_rx.parse_header(np.zeros(LAY.n_data, np.uint8), LAY.n_data) is None  # length 0
+    assert burst_rx.parse_header(fill, LAY.n_data) is None
+    assert burst_rx.parse_header(np.zeros(LAY.n_data, np.uint8), LAY.n_data) is None  # length 0
 
 
 @pytest.mark.parametrize("chunk", [4096, 333])
@@ -86,7 +87,7 @@ def test_frames_exact_at_high_snr_any_chunking(chunk):
     payloads = [cn(rng, n) for n in (1, 48, 128, 1000, 4095)]
     x, trig = stream(payloads)
     x = awgn(x, 40.0, rng)
-    rx = phy_rx.BurstReceiver(LAY)
+    rx = burst_rx.BurstReceiver(LAY)
     events = run(rx, x, trig, [0.0] * len(trig), chunk)
     frames = [v for k, v in events if k == "frame"]
     assert [f.seq for f in frames] == list(range(len(payloads)))
@@ -105,7 +106,7 @@ def test_awgn_error_matches_noise_and_noise_var():
     for snr in (5.0, 20.0):
         payloads = [cn(rng, 128) for _ in range(150)]
         x, trig = stream(payloads)
-        frames = [v for k, v in run(phy_rx.BurstReceiver(LAY), awgn(x, snr, rng), trig, [0.0] * len(trig)) if k == "frame"]
+        frames = [v for k, v in run(burst_rx.BurstReceiver(LAY), awgn(x, snr, rng), trig, [0.0] * len(trig)) if k == "frame"]
         assert len(frames) == len(payloads)
         err = np.concatenate([np.abs(f.estimate.symbols - payloads[f.seq]) ** 2 for f in frames])
         nv = np.concatenate([f.estimate.noise_var for f in frames])
@@ -122,7 +123,7 @@ def test_fine_and_integer_cfo_are_removed():
     payloads = [cn(rng, 256) for _ in range(10)]
     x, trig = stream(payloads, cfo=1.13)
     x = awgn(x, 25.0, rng)
-    frames = [v for k, v in run(phy_rx.BurstReceiver(LAY), x, trig, [0.15] * len(trig)) if k == "frame"]
+    frames = [v for k, v in run(burst_rx.BurstReceiver(LAY), x, trig, [0.15] * len(trig)) if k == "frame"]
     assert len(frames) == 10
     for f in frames:
         assert f.cfo == pytest.approx(1.13, abs=0.005)
@@ -140,10 +141,10 @@ def test_noise_triggers_and_triggers_inside_frames():
     noise_trig = [trig[0] - 1200, trig[1] - 1000]
     inside = [trig[0] + 3 * SYM, trig[2] + 5 * SYM]
     all_trig = sorted(trig + noise_trig + inside)
-    events = run(phy_rx.BurstReceiver(LAY), x, all_trig, [0.0] * len(all_trig), chunk=1000)
+    events = run(burst_rx.BurstReceiver(LAY), x, all_trig, [0.0] * len(all_trig), chunk=1000)
     kinds = [k for k, _ in events]
     assert kinds.count("frame") == 3 and kinds.count("false_trigger") == 2, kinds
     bad = x.copy()
     bad[trig[1] + 2 * SYM] = np.nan
-    events = run(phy_rx.BurstReceiver(LAY), bad, trig, [0.0] * 3)
+    events = run(burst_rx.BurstReceiver(LAY), bad, trig, [0.0] * 3)
     assert [k for k, _ in events].count("frame") == 2 and ("nonfinite" in [k for k, _ in events])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from diffsem import sweep
+from diffsem.experiments import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,8 +190,8 @@ def test_path_table_pairs_flowgraph_with_library_points():
 
 
 def test_diffusion_points_carry_their_temperature_in_the_key(monkeypatch):
-    from diffsem import schemes
-    monkeypatch.setattr(schemes, "card_temperature", lambda name, k, steps, folder=None: 0.85)
+    from diffsem.runtime import naming
+    monkeypatch.setattr(naming, "card_temperature", lambda name, k, steps, folder=None: 0.85)
     lin, s1 = sweep.make_points(["linear", "student"], [1], [32], ["awgn"], [10], n=4, seed=0)
     assert lin["temperature"] is None and s1["temperature"] == 0.85   # the card's, when not given
     (s1_forced,) = sweep.make_points(["student"], [1], [32], ["awgn"], [10], n=4, seed=0, temperature=1.0)

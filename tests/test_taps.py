@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import zmq
 
-from diffsem import images, taps
+from diffsem import images
+from diffsem.link import taps
 
 
 def _subscriber(endpoint, topics=(b"",)):
@@ -164,7 +165,7 @@ def test_this_test_module_runs_without_gnu_radio():
     import subprocess
     import sys
 
-    code = ("import sys; import diffsem.taps, diffsem.images, zmq; "
+    code = ("import sys; import diffsem.link.taps, diffsem.images, zmq; "
             "assert not any(m.startswith('gnuradio') for m in sys.modules), 'GNU Radio imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -173,7 +174,7 @@ def test_monitor_prints_a_line_per_frame_and_saves_the_latest_image(tmp_path, ca
     import argparse
     import threading
 
-    from diffsem import monitor
+    from diffsem.link import monitor
 
     pub = taps.TapPublisher("tcp://127.0.0.1:0")
     stop = threading.Event()

@@ -1,4 +1,4 @@
-"""Sampling temperature: per-card defaults (schemes.card_temperature / load_scheme) and the
+"""Sampling temperature: per-card defaults (naming.card_temperature / load_scheme) and the
 `diffsem eval --temperature T1 T2 ... --split val` calibration sweep."""
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from fake_scheme import DctScheme
 
-from diffsem import data, evaluate, models_dir, schemes
+from diffsem import data, models_dir
+from diffsem.experiments import evaluate, schemes
+from diffsem.runtime import naming
+from diffsem.runtime.cards import load_card, write_card
 from diffsem_apps import cli
-from diffsem.cards import load_card, write_card
 
 MODELS = models_dir()
 
@@ -20,7 +22,7 @@ class NoisyStudent(DctScheme):
 
     def __init__(self, k, steps=1):
         super().__init__(k, name="student", steps=steps)
-        self.temperature = schemes.DEFAULT_TEMPERATURE
+        self.temperature = naming.DEFAULT_TEMPERATURE
 
     def decode(self, symbols, snr_db, noise_var, rng):
         out = super().decode(symbols, snr_db, noise_var, rng)
@@ -39,19 +41,19 @@ def test_card_temperature_reads_the_card_default(tmp_path):
     _card(tmp_path, "student_k8_s2")                                   # no key: the global default
     _card(tmp_path, "student_k8_s4", default_temperature=None)         # null: the global default
     _card(tmp_path, "teacher_k8", role="teacher", default_temperature=0.9)
-    assert schemes.card_temperature("student", 8, 1, folder=tmp_path) == 0.97
-    assert schemes.card_temperature("student", 8, 2, folder=tmp_path) == schemes.DEFAULT_TEMPERATURE
-    assert schemes.card_temperature("student", 8, 4, folder=tmp_path) == schemes.DEFAULT_TEMPERATURE
-    assert schemes.card_temperature("teacher", 8, folder=tmp_path) == 0.9
-    assert schemes.card_temperature("student", 99, 1, folder=tmp_path) == schemes.DEFAULT_TEMPERATURE
+    assert naming.card_temperature("student", 8, 1, folder=tmp_path) == 0.97
+    assert naming.card_temperature("student", 8, 2, folder=tmp_path) == naming.DEFAULT_TEMPERATURE
+    assert naming.card_temperature("student", 8, 4, folder=tmp_path) == naming.DEFAULT_TEMPERATURE
+    assert naming.card_temperature("teacher", 8, folder=tmp_path) == 0.9
+    assert naming.card_temperature("student", 99, 1, folder=tmp_path) == naming.DEFAULT_TEMPERATURE
 
 
 @pytest.mark.skipif(not (MODELS / "student_k128_s1.json").exists(), reason="shipped models not present")
 @pytest.mark.parametrize("name,k,steps", [("student", 128, 1), ("student", 32, 2), ("teacher", 128, None)])
 def test_load_scheme_takes_the_shipped_card_default(name, k, steps):
-    card = load_card(MODELS / f"{schemes.artifact_name(name, k, steps or schemes.TEACHER_STEPS)}.json")
+    card = load_card(MODELS / f"{naming.artifact_name(name, k, steps or naming.TEACHER_STEPS)}.json")
     want = card.get("default_temperature")
-    want = schemes.DEFAULT_TEMPERATURE if want is None else want
+    want = naming.DEFAULT_TEMPERATURE if want is None else want
     assert schemes.load_scheme(name, k, steps, threads=1).temperature == pytest.approx(want)
     assert schemes.load_scheme(name, k, steps, temperature=0.5, threads=1).temperature == 0.5
 
@@ -61,13 +63,13 @@ def test_shipped_student_defaults_are_in_range_and_the_deepjscc_keeps_the_global
     for path in sorted(MODELS.glob("student_k*_s*.json")):
         t = load_card(path).get("default_temperature")
         assert t is None or 0.5 <= t <= 1.5, path.name
-    assert schemes.load_scheme("deepjscc", 32, threads=1).temperature == schemes.DEFAULT_TEMPERATURE
+    assert schemes.load_scheme("deepjscc", 32, threads=1).temperature == naming.DEFAULT_TEMPERATURE
 
 
 def test_at_temperatures_copies_diffusion_schemes_only():
     student, plain = NoisyStudent(8), DctScheme(8)
     copies = evaluate.at_temperatures(student, [0.8, 1.0])
-    assert [c.temperature for c in copies] == [0.8, 1.0] and student.temperature == schemes.DEFAULT_TEMPERATURE
+    assert [c.temperature for c in copies] == [0.8, 1.0] and student.temperature == naming.DEFAULT_TEMPERATURE
     assert evaluate.at_temperatures(student, None) == [student]
     assert evaluate.at_temperatures(plain, [0.8, 1.0]) == [plain]
     with pytest.raises(ValueError, match="out of range"):
@@ -108,8 +110,8 @@ def test_frame_decoder_takes_the_cards_calibrated_temperature():
 
     import numpy as np
 
-    from diffsem.inference import FrameDecoder
-    from diffsem.schemes import DEFAULT_TEMPERATURE
+    from diffsem.runtime.inference import FrameDecoder
+    from diffsem.runtime.naming import DEFAULT_TEMPERATURE
 
     card = {"inputs": [{"name": n} for n in ("symbols", "snr_db", "noise_var", "noise")],
             "default_temperature": 0.95}

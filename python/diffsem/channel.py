@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from .ofdm import DEFAULT_LAYOUT, OfdmLayout
+from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
 
 CHANNELS = ("awgn", "rayleigh", "selective")
 CSI_MODES = ("perfect", "estimated")

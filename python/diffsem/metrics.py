@@ -4,7 +4,7 @@
   reconstruction has MSE 0 and infinite PSNR; it is reported as PSNR_CAP_DB = 100 dB so means
   stay finite. Averages are over images (mean of per-image dB), not PSNR of the mean MSE.
 * `ssim`: per image, scikit-image's structural_similarity (7x7 uniform window, data_range 1).
-* `accuracy`: the in-project classifier (diffsem.classifier, card models/classifier.json, its
+* `accuracy`: the in-project classifier (diffsem.nn.classifier, card models/classifier.json, its
   clean test accuracy in the card) applied to the reconstructions, scored against true labels.
 * `fid_fmnist`: Fréchet distance between Gaussians fitted to the classifier's 128-d penultimate
   features of the reconstructions and of the reference (original) images. It is *not*
@@ -85,7 +85,7 @@ def classifier_outputs(images, net=None, batch: int = 1000, device: str = "cpu")
     """(logits [N,10], features [N,128]) of the shipped classifier (or `net`) as float64 arrays."""
     import torch
 
-    from .classifier import load_classifier
+    from diffsem.nn.classifier import load_classifier
 
     net = net if net is not None else load_classifier(device=device)
     images = _as_images(images, "images")

@@ -6,7 +6,7 @@ import importlib
 # target -> module providing add_arguments(parser) and run(args)
 TARGETS = {
     "phy": "diffsem_apps.bench_phy",           # analog OFDM loopback vs stock ofdm_tx/rx (Msps)
-    "decoder": "diffsem.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
+    "decoder": "diffsem.experiments.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
     "link": "diffsem_apps.bench_link",         # the whole semantic loopback flowgraph
 }
 

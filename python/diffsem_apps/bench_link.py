@@ -47,7 +47,7 @@ def _latencies(met) -> np.ndarray:
 
 
 def run(args):
-    from diffsem.cards import CardError
+    from diffsem.runtime.cards import CardError
     from diffsem.runtime import ProviderUnavailable
 
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ import pmt
 from gnuradio import blocks, channels, digital, gr
 
 from diffsem import phy
+from diffsem.runtime.session import cpu_name
 
 
 def add_arguments(parser):
@@ -29,17 +29,6 @@ def add_arguments(parser):
     parser.add_argument("--snr-db", type=float, default=20.0, help="AWGN Es/N0 per symbol (default 20)")
     parser.add_argument("--symbols", type=int, default=128, help="analog symbols per frame (default 128)")
     parser.add_argument("--seed", type=int, default=0)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _rx_only(samples: np.ndarray, make_rx, count) -> dict:
@@ -127,7 +116,7 @@ def run(args) -> int:
                rx_only_ratio=round(ours["rx_only"]["msps"] / stock["rx_only"]["msps"], 3)
                if stock["rx_only"]["msps"] else None,
                snr_db=args.snr_db, frames=args.frames, symbols_per_frame=args.symbols,
-               ours=ours, stock=stock, cpus=os.cpu_count(), cpu=_cpu_model(),
+               ours=ours, stock=stock, cpus=os.cpu_count(), cpu=cpu_name(),
                gnuradio=gr.version())
     print(json.dumps(out))
     return 0

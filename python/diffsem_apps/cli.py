@@ -14,14 +14,14 @@ import sys
 
 # name -> (module, one-line help[, radio app name])
 COMMANDS = {
-    "train": ("diffsem.train", "train a model from a recipe (resumable from checkpoints)"),
-    "export": ("diffsem.export", "export a trained run to ONNX + model cards (checked against PyTorch)"),
-    "eval": ("diffsem.evaluate", "evaluate schemes over SNRs/channels, JSON lines (+ CSV, plots, mosaic)"),
-    "calibrate": ("diffsem.calibration", "choose sampling temperatures from validation eval rows (+ write cards)"),
+    "train": ("diffsem.nn.train", "train a model from a recipe (resumable from checkpoints)"),
+    "export": ("diffsem.nn.export", "export a trained run to ONNX + model cards (checked against PyTorch)"),
+    "eval": ("diffsem.experiments.evaluate", "evaluate schemes over SNRs/channels, JSON lines (+ CSV, plots, mosaic)"),
+    "calibrate": ("diffsem.nn.calibration", "choose sampling temperatures from validation eval rows (+ write cards)"),
     "bench": ("diffsem_apps.bench", "benchmarks: phy | decoder | link (figures, not tests)"),
     "sweep": ("diffsem_apps.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),
     "demo": ("diffsem_apps.demo", "the loopback demo over the simulated channel (the README's main job)"),
-    "monitor": ("diffsem.monitor", "subscribe to a running link's ZMQ taps and print/save what they carry"),
+    "monitor": ("diffsem.link.monitor", "subscribe to a running link's ZMQ taps and print/save what they carry"),
     # radio apps (GNU Radio): endpoints sim | zmq | file (SigMF) | SDR; see docs/guide
     "tx": ("diffsem_apps.radio", "transmitter app: images -> semantic encoder -> OFDM -> endpoint", "tx"),
     "channel": ("diffsem_apps.radio", "channel app for the three-process ZMQ link", "channel"),

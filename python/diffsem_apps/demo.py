@@ -11,7 +11,7 @@ accounted for. It then writes to --out:
 
 * mosaic.png (and mosaic_<channel>.png per channel): rows original, then DeepJSCC and diffusion
   per SNR; columns the first --show test images;
-* metrics.json: per point and decoder, the in-flowgraph scores (diffsem.evaluate.score on the
+* metrics.json: per point and decoder, the in-flowgraph scores (diffsem.experiments.evaluate.score on the
   reconstructions that came out of the flowgraph: PSNR per image on [0,1], SSIM, classifier
   accuracy, FID-FMNIST), the same scores offline (same images and models through
   diffsem.channel.transmit, i.e. what `diffsem eval` measures) and their difference, the frame
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from diffsem import images as imglib
-from diffsem.taps import DEFAULT_ADDRESS
+from diffsem.link.taps import DEFAULT_ADDRESS
 
 log = logging.getLogger("diffsem.demo")
 
@@ -68,14 +68,14 @@ def offline_recons(models_dir, k, mode, steps, images, channel, snr_db, seed, pr
     per-symbol noise variance, torch generator seeded with `seed`) -> decoder, batched."""
     import torch
 
-    from diffsem import inference
+    from diffsem.runtime import inference, naming
     from diffsem.channel import transmit
 
     enc = inference.FrameEncoder(inference.load_model(
-        inference.resolve_card(None, "encoder", k, None, models_dir or None), provider))
+        naming.resolve_card(None, "encoder", k, None, models_dir or None), provider))
     role = "diffusion" if mode == "diffusion" else "deepjscc"
     dec = inference.FrameDecoder(inference.load_model(
-        inference.resolve_card(None, role, k, steps, models_dir or None), provider), k, mode, seed)
+        naming.resolve_card(None, role, k, steps, models_dir or None), provider), k, mode, seed)
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     for i in range(0, len(images), 64):
@@ -93,7 +93,7 @@ _warned = set()
 
 
 def _score(recons, images, labels) -> dict:
-    from diffsem.evaluate import score
+    from diffsem.experiments.evaluate import score
 
     try:
         return score(recons, images, labels)
@@ -229,7 +229,7 @@ def _command_line(args) -> str:
 
 def run(args):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from diffsem.cards import CardError
+    from diffsem.runtime.cards import CardError
     from diffsem.runtime import ProviderUnavailable
 
     try:

@@ -5,7 +5,7 @@ TX clipping (PA back-off) and to ADC resolution at a fixed SNR.
 
 1. PAPR: `--papr-images` test images through the k=128 encoder and ofdm_analog_tx (the block
    itself); per OFDM symbol (cyclic prefix dropped), at the Nyquist rate and 4x oversampled
-   (diffsem.impairments.papr_db), for the payload symbols and for whole bursts.
+   (diffsem.phy.impairments.papr_db), for the payload symbols and for whole bursts.
 2. PSNR vs clip level, vs ADC bits (full scale fixed) and, for an 8-bit ADC, vs the full scale
    above the signal's rms (the receive-gain setting): LoopbackSim (the flowgraph of loopback_sim.grc) over AWGN
    at `--snr` dB with the 2-step diffusion decoder and DeepJSCC decoding the same frames; the
@@ -29,7 +29,7 @@ import numpy as np
 import pmt
 from gnuradio import blocks, gr
 
-from diffsem import impairments
+from diffsem.phy import impairments
 
 CLIP_LEVELS_DB = (12.0, 9.0, 7.0, 5.0, 3.0, 1.0)
 ADC_BITS = (12, 8, 6, 5, 4, 3, 2)
@@ -74,7 +74,7 @@ def tx_waveform(symbol_frames, clip_db=None, timeout_s: float = 60.0):
 
 
 def papr_study(k: int, n_images: int, models_dir: str, provider: str) -> dict:
-    from diffsem import inference
+    from diffsem.runtime import inference
     from diffsem.data import load
 
     folder = models_dir or os.path.join(os.path.dirname(inference.__file__), "..", "..", "models")
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="docs/figures")
     args = parser.parse_args(argv)
-    from diffsem.cards import CardError
+    from diffsem.runtime.cards import CardError
     from diffsem.runtime import ProviderUnavailable
 
     os.makedirs(args.out_dir, exist_ok=True)

@@ -102,7 +102,7 @@ def _channel(args):
 
 
 def _recording_info(args, role: str) -> dict:
-    from diffsem.ofdm import OfdmLayout
+    from diffsem.phy.ofdm import OfdmLayout
     lay = OfdmLayout()
     n_active = len(lay.data_carriers) + len(lay.pilot_carriers)
     return {"hw": args.hw or {"sim": "simulated channel (channel_sim)", "zmq": "ZMQ sample stream",
@@ -116,7 +116,7 @@ def _recording_info(args, role: str) -> dict:
 
 def _frame_samples(n_symbols: int) -> int:
     """Samples of one frame on air without padding (preambles, header copies, payload)."""
-    from diffsem.ofdm import OfdmLayout
+    from diffsem.phy.ofdm import OfdmLayout
     lay = OfdmLayout()
     return (2 + 4 + lay.n_ofdm_symbols(max(1, n_symbols))) * (lay.fft_len + lay.cp_len)
 
@@ -466,7 +466,7 @@ APPS = {"tx": TxApp, "rx": RxApp, "channel": ChannelApp}
 def run(args) -> int:
     """Build and run one app (args.app); one JSON report line on stdout. Exit 2 with one sentence when an
     endpoint or model cannot be opened."""
-    from diffsem.cards import CardError
+    from diffsem.runtime.cards import CardError
     from diffsem.runtime import ProviderUnavailable
     stop_event = threading.Event()
     previous = {}

@@ -1,4 +1,4 @@
-"""`diffsem sweep`: diffsem.sweep's grid, with the flowgraph path ("--path flowgraph": the GNU
+"""`diffsem sweep`: diffsem.experiments.sweep's grid, with the flowgraph path ("--path flowgraph": the GNU
 Radio PHY over channel_sim) that the core library cannot run itself.
 
 A digital point runs digital_link_tx -> channel_sim -> digital_link_rx
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gnuradio.diffsem import harness
 
-from diffsem import sweep
+from diffsem.experiments import sweep
 from diffsem.baselines.digital import MODES, mode_for_snr
 
 add_arguments = sweep.add_arguments

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 from gnuradio import blocks, channels, gr
 
-from diffsem import impairments, phy
+from diffsem import phy
+from diffsem.phy import impairments
 from diffsem.channel import CHANNELS, selective_pdp_numpy
-
-from diffsem.ofdm import make_layout
+from diffsem.phy.ofdm import make_layout
 
 
 class channel_sim(gr.hier_block2):
@@ -40,7 +40,7 @@ class channel_sim(gr.hier_block2):
     iq_imbalance_db, iq_imbalance_deg: channels.iqbal_gen in receiver mode (I-branch gain in dB,
         quadrature phase error in degrees). 0, 0 = off.
     dc_offset: complex constant added (blocks.add_const_cc), e.g. LO leakage. 0 = off.
-    adc_bits: ADC resolution per rail (diffsem.impairments.quantize: mid-rise, saturating at
+    adc_bits: ADC resolution per rail (diffsem.phy.impairments.quantize: mid-rise, saturating at
         +-adc_full_scale; a HackRF is 8 bits). 0 = off (float samples pass through).
         Inside a burst the signal has unit power per sample (0.707 rms per rail) plus the noise,
         so the default full scale 3.0 loads the converter about 12.5 dB above the rail rms.
@@ -149,7 +149,7 @@ class channel_sim(gr.hier_block2):
 
 
 class adc_quantizer(gr.sync_block):
-    """N-bit ADC per rail with a set full scale (diffsem.impairments.quantize), complex in/out."""
+    """N-bit ADC per rail with a set full scale (diffsem.phy.impairments.quantize), complex in/out."""
 
     def __init__(self, bits=8, full_scale=1.0):
         gr.sync_block.__init__(self, name="diffsem_adc_quantizer", in_sig=[np.complex64], out_sig=[np.complex64])

@@ -23,7 +23,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from diffsem import inference
+from diffsem.runtime import inference, naming
 from diffsem.channel import snr_db_to_noise_var
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, pdu_parts, seq_of
@@ -53,7 +53,7 @@ class diffusion_decoder(gr.basic_block):
         if self.mode not in inference.DECODER_MODES:
             raise ValueError(f"diffusion_decoder: mode {mode!r} is not one of {inference.DECODER_MODES}")
         role = "diffusion" if self.mode == "diffusion" else "deepjscc"
-        self.card_path = inference.resolve_card(card or None, role, self.k, self.steps, models_dir or None)
+        self.card_path = naming.resolve_card(card or None, role, self.k, self.steps, models_dir or None)
         self.model = inference.load_model(self.card_path, provider, cache_dir or None, int(threads) or None,
                                           max_batch=max(int(max_batch), 1))
         card_k = self.model.card.get("k")

@@ -1,12 +1,12 @@
 """frame_receiver: the per-frame stage inside ofdm_analog_rx (not a GRC block of its own), a thin
-adapter around diffsem.phy_rx.BurstReceiver (plain numpy, tested without GNU Radio)."""
+adapter around diffsem.phy.burst_rx.BurstReceiver (plain numpy, tested without GNU Radio)."""
 from __future__ import annotations
 
 import numpy as np
 import pmt
 from gnuradio import gr
 
-from diffsem import phy_rx
+from diffsem.phy import burst_rx
 
 from ._pdu import counters_to_pmt
 
@@ -17,7 +17,7 @@ class frame_receiver(gr.sync_block):
     output "out": one PDU per frame (see ofdm_analog_rx); "stats": the counters after each frame
     and each dropped header."""
 
-    def __init__(self, receiver: phy_rx.BurstReceiver, counters, samp_rate: float = 1.0):
+    def __init__(self, receiver: burst_rx.BurstReceiver, counters, samp_rate: float = 1.0):
         gr.sync_block.__init__(self, name="diffsem_frame_receiver",
                                in_sig=[np.complex64, np.float32, np.uint8], out_sig=None)
         self.receiver = receiver
@@ -52,7 +52,7 @@ class frame_receiver(gr.sync_block):
             self.logger.warn(f"dropped frame: {text} (counted in stats()['{counter}'])")
         self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))
 
-    def _publish(self, frame: phy_rx.ReceivedFrame):
+    def _publish(self, frame: burst_rx.ReceivedFrame):
         est = frame.estimate
         items = (
             ("seq", pmt.from_long(frame.seq)),

@@ -25,7 +25,8 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from diffsem import inference, metrics as qm
+from diffsem import metrics as qm
+from diffsem.runtime import inference, naming
 from diffsem.data import CLASSES
 from diffsem.link.accounting import COUNTERS, ReferenceBook, crc_count_from_stats, drop_counter, settle
 from diffsem.link.seq import seq_of
@@ -50,7 +51,7 @@ class link_metrics(gr.basic_block):
         self.keep_images = bool(keep_images)
         self.classifier = None
         if str(classifier_card).lower() != "none":
-            path = inference.resolve_card(classifier_card or "classifier_onnx", "classifier", 0, None,
+            path = naming.resolve_card(classifier_card or "classifier_onnx", "classifier", 0, None,
                                           models_dir or None)
             try:
                 self.classifier = inference.load_model(path, "cpu", threads=1)

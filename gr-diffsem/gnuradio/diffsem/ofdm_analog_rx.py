@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from gnuradio import blocks, digital, gr
 
-from diffsem import phy_rx
-from diffsem.ofdm import make_layout
+from diffsem.phy import burst_rx
+from diffsem.phy.ofdm import make_layout
 
 from ._pdu import Counters
 from .frame_receiver import frame_receiver
@@ -25,14 +25,14 @@ class ofdm_analog_rx(gr.hier_block2):
     seconds at `samp_rate`).
 
     Chain: tag gate -> stock ofdm_sync_sc_cfb (Schmidl & Cox timing and fine CFO, C++ at the
-    sample rate) -> frame receiver (diffsem.phy_rx.BurstReceiver, numpy, one pass per frame):
+    sample rate) -> frame receiver (diffsem.phy.burst_rx.BurstReceiver, numpy, one pass per frame):
     per-frame CFO derotation, preamble FFTs, integer carrier offset, denoised LS channel, the
     header copies combined and checked (stock packet_header_ofdm format: CRC-8 plus its zero
     fill; frames whose header fails are dropped and counted), data-aided refinement on the known
     header (channel averaged over preamble + copies, residual CFO removed in the time domain),
     payload FFT, pilot phase tracking and noise estimation (diffsem.phy.FrameEstimator). No hard
     decision anywhere on the payload. Why not the stock header_payload_demux chain: see
-    diffsem/phy_rx.py and docs/phy.md (its header round trip held the RX to ~0.15 Msps).
+    diffsem/phy/burst_rx.py and docs/phy.md (its header round trip held the RX to ~0.15 Msps).
 
     `stats()` -> {"frames", "headers_ok", "header_crc_fail" (a BPSK header whose CRC-8 or zero
     fill failed: a frame lost), "false_triggers" (no header where the detector triggered: noise,
@@ -43,14 +43,14 @@ class ofdm_analog_rx(gr.hier_block2):
 
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
                  pilot_symbols=None, payload_scale=1.0, phase_tracking="linear", samp_rate=1.0,
-                 sync_threshold=phy_rx.DEFAULT_SYNC_THRESHOLD, header_repeats=4):
+                 sync_threshold=burst_rx.DEFAULT_SYNC_THRESHOLD, header_repeats=4):
         gr.hier_block2.__init__(self, "ofdm_analog_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.layout = lay = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
         self.message_port_register_hier_out("out")
         self.message_port_register_hier_out("stats")
         self.counters = Counters("frames", "headers_ok", "header_crc_fail", "false_triggers", "malformed", "nonfinite")
-        self.receiver = phy_rx.BurstReceiver(lay, header_repeats=int(header_repeats), phase_tracking=phase_tracking,
+        self.receiver = burst_rx.BurstReceiver(lay, header_repeats=int(header_repeats), phase_tracking=phase_tracking,
                                              payload_scale=payload_scale)
         # The receiver finds its frames itself: stream tags from upstream (a TX's packet_len
         # passed on by a DC blocker, say) are not needed and must not travel on, so none get in.

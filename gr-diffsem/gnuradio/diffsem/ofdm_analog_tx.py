@@ -5,8 +5,9 @@ import numpy as np
 import pmt
 from gnuradio import blocks, digital, fft, gr, pdu
 
-from diffsem import impairments, phy
-from diffsem.ofdm import make_layout
+from diffsem import phy
+from diffsem.phy import impairments
+from diffsem.phy.ofdm import make_layout
 from diffsem.phy import LEN_TAG
 
 from ._pdu import Counters
@@ -110,7 +111,7 @@ class ofdm_analog_tx(gr.hier_block2):
 
     clip_db: power-amplifier back-off. None (default) = linear TX. A number clips the burst's
     amplitude at clip_db dB above its RMS (the unit-power RMS above, i.e. amplitude
-    10**(clip_db/20)), phase kept (soft limiter, diffsem.impairments.clip): OFDM's PAPR is ~10 dB
+    10**(clip_db/20)), phase kept (soft limiter, diffsem.phy.impairments.clip): OFDM's PAPR is ~10 dB
     at 1e-3, so a few dB of back-off clips often. The clipped burst's power drops a little; the
     clipping distortion falls on all carriers, preamble and header included, as from a real PA.
 

@@ -13,7 +13,7 @@ import time
 import pmt
 from gnuradio import gr
 
-from diffsem import inference
+from diffsem.runtime import inference, naming
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, make_pdu, parse_image_pdu, seq_of
 
@@ -35,7 +35,7 @@ class semantic_encoder(gr.basic_block):
         self.log = block_logger(self, "semantic_encoder")
         self.warn = RateLimitedLog(self.log)
         self.k = int(k)
-        self.card_path = inference.resolve_card(card or None, "encoder", self.k, None, models_dir or None)
+        self.card_path = naming.resolve_card(card or None, "encoder", self.k, None, models_dir or None)
         self.model = inference.load_model(self.card_path, provider, threads=int(threads) or None,
                                           max_batch=max(int(max_batch), 1))
         card_k = self.model.card.get("k")

@@ -1,6 +1,6 @@
 """zmq_taps: publish the link's constellation, metrics, images and decoder state on ZeroMQ.
 
-Wire format: diffsem.taps (two-frame messages [topic, payload] on one PUB endpoint, default
+Wire format: diffsem.link.taps (two-frame messages [topic, payload] on one PUB endpoint, default
 tcp://127.0.0.1:5610; topics "constellation" (complex64), "metrics" (JSON), "image" (PNG),
 "state" (JSON)). Sending never blocks: a slow or absent subscriber costs counted drops only.
 
@@ -15,7 +15,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from diffsem import taps
+from diffsem.link import taps
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, pdu_parts, seq_of
 

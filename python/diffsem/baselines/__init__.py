@@ -16,10 +16,10 @@ from __future__ import annotations
 def make_scheme(name: str, k: int, **kwargs):
     """Build a baseline Scheme by name: "linear" or "digital"."""
     if name == "linear":
-        from .linear import LinearScheme
+        from diffsem.baselines.linear import LinearScheme
         return LinearScheme(k, **kwargs)
     if name == "digital":
-        from .digital import DigitalScheme
+        from diffsem.baselines.digital import DigitalScheme
         return DigitalScheme(k, **kwargs)
     raise ValueError(f"unknown baseline {name!r}: choose linear or digital")
 
@@ -32,7 +32,7 @@ def classifier_accuracy(images, labels) -> float | None:
     on stderr) while models/classifier.* is not there."""
     if "net" not in _classifier_cache:
         try:
-            from ..classifier import load_classifier
+            from diffsem.nn.classifier import load_classifier
             _classifier_cache["net"] = load_classifier()
         except Exception as exc:  # missing or mismatching card: accuracy is reported as null
             import sys
@@ -42,5 +42,5 @@ def classifier_accuracy(images, labels) -> float | None:
     if net is None:
         return None
     import numpy as np
-    from ..classifier import accuracy
+    from diffsem.nn.classifier import accuracy
     return round(float(accuracy(net, np.asarray(images, np.float32), np.asarray(labels))), 4)

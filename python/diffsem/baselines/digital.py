@@ -762,9 +762,9 @@ def run_curve(k: int, snrs, n: int, seed: int, channel: str = "awgn", mode: str 
               margin_db: float = 0.0):
     """PSNR vs SNR of the digital link on the library channel: one JSON-able dict per SNR."""
     import torch
-    from .. import data
-    from ..channel import transmit
-    from . import classifier_accuracy
+    from diffsem import data
+    from diffsem.channel import transmit
+    from diffsem.baselines import classifier_accuracy
     images, labels = data.load("test")
     images, labels = images[:n], labels[:n]
     scheme = DigitalScheme(k, mode=mode, margin_db=margin_db)
@@ -795,7 +795,7 @@ def frame_power(k: int, n: int):
     """Power per complex channel use of DigitalScheme frames (every symbol of the k: fields,
     codec data, padding, CRC, tail, coded padding; idle frames where the mode has no room) over
     the first n test images, per mode: one dict per mode."""
-    from .. import data
+    from diffsem import data
     images, _ = data.load("test")
     images = images[:n]
     for mode in MODES:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import models_dir
+from diffsem import models_dir
 
 N_PIXELS = 784
 STORED_COMPONENTS = 512  # k <= 256 complex symbols; the rest carry ~1e-4 of the variance
@@ -59,7 +59,7 @@ def fit_pca(images: np.ndarray, n_components: int = STORED_COMPONENTS) -> dict:
 
 
 def _fit_training_split() -> tuple[dict, dict]:
-    from .. import data
+    from diffsem import data
     images, _ = data.load("train")
     t0 = time.time()
     pca = fit_pca(images)
@@ -230,9 +230,9 @@ def main(argv=None) -> int:
         print(json.dumps({"wrote": str(path), **load_basis(path)["info"]}))
         return 0
     import torch
-    from .. import data
-    from ..channel import transmit
-    from . import classifier_accuracy
+    from diffsem import data
+    from diffsem.channel import transmit
+    from diffsem.baselines import classifier_accuracy
     images, labels = data.load("test")
     images, labels = images[: args.n], labels[: args.n]
     for k in args.k:

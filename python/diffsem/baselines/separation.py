@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from . import classifier_accuracy
-from .digital import CODECS, DESCRIPTOR_BYTES, GREY, SIDE, fit_codec, psnr
+from diffsem.baselines import classifier_accuracy
+from diffsem.baselines.digital import CODECS, DESCRIPTOR_BYTES, GREY, SIDE, fit_codec, psnr
 
 def capacity_bits(k: int, snr_db: float) -> float:
     """k * log2(1 + SNR): bits per image over k complex AWGN uses at Es/N0 = snr_db."""
@@ -51,7 +51,7 @@ def reconstruct(images, k: int, snr_db: float, codecs=CODECS) -> tuple[np.ndarra
 
 def bound_curve(k: int, snrs, n: int = 500, codecs=CODECS, with_accuracy: bool = True):
     """One dict per SNR: mean PSNR (per image, on [0,1]), accuracy (or None), fit statistics."""
-    from .. import data
+    from diffsem import data
     images, labels = data.load("test")
     images, labels = images[:n], labels[:n]
     for snr in snrs:

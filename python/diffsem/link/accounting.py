@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .seq import SEQ_MODULO
+from diffsem.link.seq import SEQ_MODULO
 
 # ofdm_analog_rx.stats(): frames whose header failed its CRC, and frames it dropped after the
 # header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.

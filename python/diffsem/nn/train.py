@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import yaml
 
-from . import data
-from .channel import CHANNELS, transmit
-from .diffusion import distillation_loss, flow_matching_loss, to_signed
-from .models import CondUNet, JSCCDecoder, SemanticEncoder, count_parameters
+from diffsem import data
+from diffsem.channel import CHANNELS, transmit
+from diffsem.nn.diffusion import distillation_loss, flow_matching_loss, to_signed
+from diffsem.nn.models import CondUNet, JSCCDecoder, SemanticEncoder, count_parameters
 
 STAGES = ("jscc", "ablation", "teacher", "distill")
 CHECKPOINT_EVERY_S = 60.0
@@ -325,8 +325,8 @@ def add_arguments(parser):
 def run(args):
     cfg = load_recipe(args.recipe)
     if cfg.get("kind") == "classifier":
-        from . import models_dir
-        from .classifier import train_classifier
+        from diffsem import models_dir
+        from diffsem.nn.classifier import train_classifier
         out = Path(args.run_dir or models_dir())  # the classifier ships as models/classifier.pt + card
         train_classifier(cfg, out, str(pick_device(args.device)))
         return 0

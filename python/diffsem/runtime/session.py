@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .cards import BATCH, CardError, load_card, verify_card
+from diffsem.runtime.cards import BATCH, CardError, load_card, verify_card
 
 log = logging.getLogger("diffsem.runtime")
 
@@ -279,3 +280,14 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.name!r}, file={self.path.name}, provider={_short(self.provider)})"
+
+
+def cpu_name() -> str:
+    """The host CPU's model name (benchmark records and model-card provenance)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

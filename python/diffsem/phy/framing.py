@@ -12,7 +12,7 @@ the convention of diffsem.channel.
 
 Receiver estimates (`FrameEstimator`), per frame, without any hard decision on the payload:
 * channel: the least-squares estimate from the second Schmidl & Cox preamble (averaged with the
-  decoded header copies by diffsem.phy_rx) is denoised by projecting it onto a short impulse response whose significant
+  decoded header copies by diffsem.phy.burst_rx) is denoised by projecting it onto a short impulse response whose significant
   taps are selected against the noise floor (DFT-based estimation with tap selection). On AWGN
   this cuts the estimation noise from sigma^2 (one training symbol) to ~2/52 of it, so the
   equalised error stays within a fraction of a dB of the channel's noise.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ofdm import DEFAULT_LAYOUT, MAX_SYMBOLS_PER_FRAME, OfdmLayout
+from diffsem.phy.ofdm import DEFAULT_LAYOUT, MAX_SYMBOLS_PER_FRAME, OfdmLayout
 
 HEADER_BITS_LEN = 12   # stock packet_header_default: 12-bit length, 12-bit number, CRC-8
 HEADER_BITS_SEQ = 12
@@ -204,7 +204,7 @@ def fractional_delay_taps(delay: float, half_len: int = 6) -> np.ndarray:
 def _matvec(a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """a @ x for the receiver's small per-frame products, without BLAS: OpenBLAS runs a 52x52
     complex gemv on two threads whose spin-wait then holds a second core (see also
-    diffsem.phy_rx._single_threaded_blas)."""
+    diffsem.phy.burst_rx._single_threaded_blas)."""
     return np.einsum("ij,j->i", a, x)
 
 
@@ -281,7 +281,7 @@ class FrameEstimator:
       cells: complex [n_ofdm, n_data + n_pilot + n_guard]: the payload OFDM symbols' FFT values
              (unequalised), one row per symbol, carriers in the order of `serializer_carriers`.
       ls_taps: complex [fft_len], fft-shifted: the LS channel estimate (the second preamble,
-             averaged with the decoded header copies by diffsem.phy_rx), shifted by `carr_offset`.
+             averaged with the decoded header copies by diffsem.phy.burst_rx), shifted by `carr_offset`.
     """
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, phase_tracking: str = "linear",

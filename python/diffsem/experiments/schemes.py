@@ -17,27 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models_dir
-from .inference import clamp_to_trained
+from diffsem.runtime.inference import clamp_to_trained
+from diffsem.runtime.naming import DEFAULT_TEMPERATURE, STUDENT_STEPS, TEACHER_STEPS, card_path, card_temperature
 
 SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")
-TEACHER_STEPS = 32
-STUDENT_STEPS = (1, 2, 4)
 ENCODE_SNR_DB = 10.0  # the SNR the transmitter assumes when it does not know the channel
-# Scale of the sampler's source noise (the perception-distortion knob). 1.0 samples the learned
-# posterior: sharpest, about 2-2.5 dB below DeepJSCC's PSNR; 0 is a deterministic refiner. Every
-# shipped teacher/student card sets its own `default_temperature`, chosen on the validation split
-# by `diffsem calibrate` (calibration.py: the teacher's within a 1.5 dB PSNR budget, each student
-# matching its teacher's FID-FMNIST); load_scheme uses the card's value when no temperature is
-# given, and this fallback for a card without one.
-DEFAULT_TEMPERATURE = 0.9
-
-
-def artifact_name(role: str, k: int, steps: int | None = None) -> str:
-    """File stem of a shipped model: encoder_k128, deepjscc_k128, teacher_k128, student_k128_s2."""
-    if role == "student":
-        return f"student_k{k}_s{steps}"
-    return f"{role}_k{k}"
 
 
 @dataclass
@@ -69,25 +53,6 @@ class Scheme:
         return self._decode(symbols, snr, nv, noise)
 
 
-def temperature_of_card(card: dict) -> float:
-    """A card's `default_temperature`, DEFAULT_TEMPERATURE when it has none."""
-    value = card.get("default_temperature")
-    return DEFAULT_TEMPERATURE if value is None else float(value)
-
-
-def card_temperature(name: str, k: int, steps: int | None = None, folder=None) -> float:
-    """The sampling temperature the shipped card of a diffusion decoder asks for
-    (temperature_of_card), DEFAULT_TEMPERATURE when the card does not exist."""
-    from .cards import CardError, load_card
-    if name == "teacher":
-        steps = steps or TEACHER_STEPS
-    try:
-        card = load_card(Path(folder or models_dir()) / f"{artifact_name(name, k, steps)}.json")
-    except CardError:
-        return DEFAULT_TEMPERATURE
-    return temperature_of_card(card)
-
-
 def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onnx",
                 device: str = "cpu", run_dir=None, provider: str = "auto",
                 temperature: float | None = None, threads: int | None = None) -> Scheme:
@@ -115,10 +80,9 @@ def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onn
 
 
 def _onnx_scheme(name, k, steps, provider, threads=None):
-    from .runtime import OnnxModel
-    d = models_dir()
-    enc = OnnxModel(d / f"{artifact_name('encoder', k)}.json", provider=provider, threads=threads)
-    dec = OnnxModel(d / f"{artifact_name(name, k, steps)}.json", provider=provider, threads=threads)
+    from diffsem.runtime import OnnxModel
+    enc = OnnxModel(card_path("encoder", k), provider=provider, threads=threads)
+    dec = OnnxModel(card_path(name, k, steps), provider=provider, threads=threads)
 
     def encode(images, snr):
         return enc(image=images, snr_db=snr)["symbols"]
@@ -132,44 +96,10 @@ def _onnx_scheme(name, k, steps, provider, threads=None):
     return Scheme(name, k, steps, encode, decode)
 
 
-def torch_modules(run_dir, device="cpu"):
-    """Load the trained networks of a run folder: encoder, decoder, ablation decoder, teacher and
-    student U-Nets (those that exist). Returns (cfg, dict of eval-mode modules)."""
-    import torch
-
-    from .train import build_decoder, build_encoder, build_unet
-    run_dir = Path(run_dir)
-    cfg = __import__("json").loads((run_dir / "summary.json").read_text())["recipe"]
-
-    def weights(stage):
-        return torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=False)["modules"]
-
-    mods = {}
-    jscc = weights("jscc")
-    mods["encoder"] = build_encoder(cfg)
-    mods["encoder"].load_state_dict(jscc["encoder"])
-    mods["decoder"] = build_decoder(cfg)
-    mods["decoder"].load_state_dict(jscc["decoder"])
-    if (run_dir / "ablation.pt").exists():
-        mods["decoder_nonv"] = build_decoder(cfg, use_noise_var=False)
-        mods["decoder_nonv"].load_state_dict(weights("ablation")["decoder"])
-    for stage in ["teacher"] + [f"distill_s{n}" for n in cfg["distill"]["rounds"]]:
-        if (run_dir / f"{stage}.pt").exists():
-            mods[stage] = build_unet(cfg)
-            mods[stage].load_state_dict(weights(stage)["unet"])
-    for m in mods.values():
-        m.to(device).eval().requires_grad_(False)
-    return cfg, mods
-
-
-def build_diffusion_decoder(cfg, mods, name, steps):
-    from .diffusion import DiffusionDecoder
-    unet = mods["teacher"] if name == "teacher" else mods[f"distill_s{steps}"]
-    return DiffusionDecoder(mods["decoder"], unet, steps, cfg["teacher"]["source_sigma"]).eval()
-
-
 def _torch_scheme(name, k, steps, device, run_dir):
     import torch
+
+    from diffsem.nn.runs import build_diffusion_decoder, torch_modules
     run_dir = Path(run_dir or f"runs/k{k}")
     cfg, mods = torch_modules(run_dir, device)
     if cfg["k"] != k:

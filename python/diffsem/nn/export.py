@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, models_dir
-from .cards import make_card, write_card
-from .channel import transmit
-from .schemes import DEFAULT_TEMPERATURE, TEACHER_STEPS, artifact_name, build_diffusion_decoder, torch_modules
+from diffsem import data, models_dir
+from diffsem.runtime.cards import make_card, write_card
+from diffsem.channel import transmit
+from diffsem.nn.runs import build_diffusion_decoder, torch_modules
+from diffsem.runtime.naming import DEFAULT_TEMPERATURE, TEACHER_STEPS, artifact_name
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -150,7 +151,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from .train import load_recipe
+    from diffsem.nn.train import load_recipe
     cfg = load_recipe(args.recipe)
     export_run(args.run_dir or f"runs/{cfg['name']}", args.out, args.recipe,
                students=cfg.get("export", {}).get("students", (1, 2, 4)), only=args.only)
@@ -162,7 +163,7 @@ def run(args):
 
 def attach_metrics(models_folder, rows) -> int:
     """Copy `diffsem eval` rows into the cards they describe (by scheme, k and steps)."""
-    from .cards import find_cards, load_card
+    from diffsem.runtime.cards import find_cards, load_card
     n = 0
     for path in find_cards(models_folder):
         card = load_card(path)

@@ -9,13 +9,13 @@ teacher/student point (--temperature, else the model card's `default_temperature
 after a card's temperature changed recomputes those points instead of keeping stale rows. A
 point is
 
-* path "library": the scheme over diffsem.channel.transmit (diffsem.evaluate.evaluate_point:
+* path "library": the scheme over diffsem.channel.transmit (diffsem.experiments.evaluate.evaluate_point:
   the same seeded noise draws for every scheme), or
 * path "flowgraph": the GNU Radio PHY over channel_sim, which also takes --cfo (carrier offset
   in subcarrier spacings). This library has no GNU Radio in it: the flowgraph runner is passed
   in (`flowgraph=`) by the `diffsem sweep` command of the apps (diffsem_apps.sweep),
 
-scored by diffsem.evaluate.score (PSNR per image on [0,1], SSIM, accuracy and FID-FMNIST of the
+scored by diffsem.experiments.evaluate.score (PSNR per image on [0,1], SSIM, accuracy and FID-FMNIST of the
 in-project classifier). "separation" is the ideal separation bound (offline: the best codec
 setting that fits k*log2(1+SNR) bits; AWGN only). The digital baseline adapts its mode to the
 point's SNR (both ends know it), the neural encoders are given the SNR as in training.
@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger("diffsem.sweep")
+log = logging.getLogger("diffsem.experiments.sweep")
 
 SCHEMES = ("digital", "linear", "deepjscc", "deepjscc_nonv", "teacher", "student", "separation")
 NEURAL = ("deepjscc", "deepjscc_nonv", "teacher", "student")
@@ -75,7 +75,7 @@ def point_temperature(scheme: str, k: int, steps, temperature=None):
         return None
     if temperature is not None:
         return float(temperature)
-    from .schemes import card_temperature
+    from diffsem.runtime.naming import card_temperature
     return card_temperature(scheme, k, steps)
 
 
@@ -175,7 +175,7 @@ class RowWriter:
 
 @functools.lru_cache(maxsize=2)
 def _test_set(n: int):
-    from . import data
+    from diffsem import data
     images, labels = data.load("test")
     return images[:n], labels[:n]
 
@@ -183,9 +183,9 @@ def _test_set(n: int):
 @functools.lru_cache(maxsize=16)
 def _scheme(name: str, k: int, steps):
     if name in ("digital", "linear"):
-        from .baselines import make_scheme
+        from diffsem.baselines import make_scheme
         return make_scheme(name, k)
-    from .schemes import load_scheme
+    from diffsem.experiments.schemes import load_scheme
     return load_scheme(name, k, steps=steps, backend="onnx")
 
 
@@ -194,13 +194,13 @@ def run_point(point: dict, flowgraph=None) -> dict:
     flowgraph(point, scheme, images) -> (recons, extra row fields) runs a "flowgraph" point."""
     import numpy as np
 
-    from . import evaluate
+    from diffsem.experiments import evaluate
     t0 = time.perf_counter()
     images, labels = _test_set(point["n"])
     name, k, snr = point["scheme"], point["k"], point["snr_db"]
     extra: dict = {}
     if name == "separation":
-        from .baselines.separation import reconstruct
+        from diffsem.baselines.separation import reconstruct
         recons, fits = reconstruct(images, k, snr)
         metrics = evaluate.score(recons, images, labels)
         extra["delivered"] = round(sum(1 for f in fits if f is not None and f.codec) / len(fits), 4)

@@ -205,37 +205,6 @@ def clamp_to_trained(snr_db, noise_var):
     """(snr_db, noise_var) limited to the range the decoders were trained on, as float32 arrays."""
     return (np.clip(np.asarray(snr_db, np.float32), *TRAINED_SNR_DB).astype(np.float32),
             np.clip(np.asarray(noise_var, np.float32), *TRAINED_NOISE_VAR).astype(np.float32))
-STEPS = (1, 2, 4)
-
-
-def card_name(role: str, k: int, steps: int | None = None) -> str:
-    """File stem of a shipped model: encoder_k128, deepjscc_k128, student_k128_s2."""
-    if role == "encoder":
-        return f"encoder_k{k}"
-    if role in ("deepjscc", "deepjscc_decoder"):
-        return f"deepjscc_k{k}"
-    if role in ("diffusion", "student"):
-        if steps not in STEPS:
-            raise ValueError(f"diffusion decoder steps must be one of {STEPS}, got {steps!r}")
-        return f"student_k{k}_s{steps}"
-    raise ValueError(f"unknown model role {role!r}")
-
-
-def resolve_card(card: str | None, role: str, k: int, steps: int | None = None, models_dir=None) -> Path:
-    """The card to load: `card` if given (a path, or a name in models_dir), else the shipped name."""
-    from . import models_dir as default_models_dir
-
-    folder = Path(models_dir) if models_dir else default_models_dir()
-    if card:
-        path = Path(card)
-        if path.suffix != ".json":
-            path = path.with_suffix(".json")
-        if not path.is_absolute() and not path.exists():
-            path = folder / path.name
-        return path
-    return folder / f"{card_name(role, k, steps)}.json"
-
-
 def load_model(card_path, provider: str = "auto", cache_dir=None, threads: int | None = None,
                max_batch: int = 64):
     """An OnnxModel for `card_path` (sha256 and I/O checked against the card, provider logged).
@@ -243,7 +212,7 @@ def load_model(card_path, provider: str = "auto", cache_dir=None, threads: int |
     Raises cards.CardError (ModelFileMissing, ChecksumMismatch, runtime.ModelMismatch) or
     runtime.ProviderUnavailable with a message naming the file and what to do.
     """
-    from .runtime import OnnxModel
+    from diffsem.runtime import OnnxModel
 
     # max_batch sizes the TensorRT shape profile: it must cover the worker's largest batch
     return OnnxModel(card_path, provider=provider or "auto", cache_dir=cache_dir or None, threads=threads,
@@ -309,12 +278,12 @@ class FrameDecoder:
 
     mode "diffusion": a distilled student, whose `noise` input (the sampler's source noise) is
     drawn from numpy's default_rng([seed, seq]) (times the sampling temperature: the card's
-    `default_temperature` unless given, schemes.DEFAULT_TEMPERATURE without one) so a run is reproducible frame by frame whatever the batching;
+    `default_temperature` unless given, naming.DEFAULT_TEMPERATURE without one) so a run is reproducible frame by frame whatever the batching;
     mode "deepjscc": the DeepJSCC decoder (no noise input).
     """
 
     def __init__(self, model, k: int, mode: str = "diffusion", seed: int = 0, temperature: float | None = None):
-        from .schemes import temperature_of_card
+        from diffsem.runtime.naming import temperature_of_card
         if mode not in DECODER_MODES:
             raise ValueError(f"decoder mode {mode!r}: choose one of {DECODER_MODES}")
         self.model, self.k, self.mode, self.seed = model, int(k), mode, int(seed)

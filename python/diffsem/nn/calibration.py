@@ -168,7 +168,7 @@ def calibrate(rows, ks=(128, 32), steps=(1, 2, 4), max_psnr_cost_db=MAX_PSNR_COS
 
 
 def write_cards(choices, rows, models_folder) -> list[Path]:
-    from .cards import load_card, write_card
+    from diffsem.runtime.cards import load_card, write_card
     written = []
     for c in choices:
         path = Path(models_folder) / f"{c.name}.json"
@@ -204,7 +204,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from . import models_dir
+    from diffsem import models_dir
     rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()]
     try:
         choices = calibrate(rows, args.k, args.steps, args.max_psnr_cost, args.max_fid_ratio)

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics
+from diffsem import metrics
 
-log = logging.getLogger("diffsem.evaluate")
+log = logging.getLogger("diffsem.experiments.evaluate")
 
 SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")  # _nonv: the ablation without noise_var
 DEFAULT_SCHEMES = ("deepjscc", "teacher", "student")
@@ -43,7 +43,7 @@ ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", 
 def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu", **kwargs):
     """The lead's schemes.load_scheme, imported when first used (tests substitute a fake).
     kwargs (threads) go to it as given; the temperature comes from the card unless --temperature."""
-    from .schemes import load_scheme as _load
+    from diffsem.experiments.schemes import load_scheme as _load
     return _load(name, k, steps=steps, backend=backend, device=device, **kwargs)
 
 
@@ -100,7 +100,7 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
     """
     import torch
 
-    from .channel import transmit
+    from diffsem.channel import transmit
 
     generator = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
@@ -279,7 +279,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, nargs="+", default=None,
                         help="diffusion sampling temperature(s); several evaluate each teacher/student at "
                              "each (a calibration sweep). Default: the model card's default_temperature, "
-                             "else diffsem.schemes.DEFAULT_TEMPERATURE")
+                             "else diffsem.runtime.naming.DEFAULT_TEMPERATURE")
     parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
     parser.add_argument("--k", nargs="+", type=int, default=[128, 32], help="complex symbols per image")
     parser.add_argument("--channel", nargs="+", choices=("awgn", "rayleigh", "selective"), default=["awgn"])
@@ -314,7 +314,7 @@ def _mosaic_path(path: Path, k: int, several: bool) -> Path:
 
 
 def run(args) -> int:
-    from . import data
+    from diffsem import data
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")

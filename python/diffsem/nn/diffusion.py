@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .models import CondUNet, JSCCDecoder
+from diffsem.nn.models import CondUNet, JSCCDecoder
 
 
 def to_signed(image):

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import phy
-from .ofdm import DEFAULT_LAYOUT, OfdmLayout
+from diffsem import phy
+from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
 
 HEADER_FIELDS_BITS = phy.HEADER_BITS_LEN + phy.HEADER_BITS_SEQ + 8
 # Schmidl & Cox metric threshold (gr-digital's default is 0.9, which detects nothing below ~13 dB;

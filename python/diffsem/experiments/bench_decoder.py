@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cards import BATCH, DECODER_ROLES, find_cards, load_card
+from diffsem.runtime.cards import BATCH, DECODER_ROLES, find_cards, load_card
+from diffsem.runtime.session import cpu_name
 
-log = logging.getLogger("diffsem.bench_decoder")
+log = logging.getLogger("diffsem.experiments.bench_decoder")
 
 
 # --- FLOP counting ---------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def matmul_peak(n: int = 1024, threads: int | None = None, provider: str = "auto
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from .runtime import resolve_providers
+    from diffsem.runtime import resolve_providers
 
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "peak",
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
@@ -249,7 +250,7 @@ def _inputs_for(model, batch: int) -> dict:
 
 def bench_model(card_path, batches, provider: str, threads: int | None, min_time: float) -> dict:
     """images/s and latency of one decoder at each batch size, with its FLOPs per image."""
-    from .runtime import OnnxModel
+    from diffsem.runtime import OnnxModel
 
     card = load_card(card_path)
     entry = {"name": card["name"], "role": card["role"], "k": card.get("k"), "steps": card.get("steps"),
@@ -279,16 +280,6 @@ def bench_model(card_path, batches, provider: str, threads: int | None, min_time
     return entry
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--models", type=Path, default=None, help="folder of cards (default: models/)")
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 64])
@@ -302,7 +293,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import onnxruntime as ort
 
-    from . import models_dir
+    from diffsem import models_dir
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
     folder = args.models or models_dir()

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import data as fmnist
-from .cards import load_card, make_card, verify_card, write_card
+from diffsem import data as fmnist
+from diffsem.runtime.cards import load_card, make_card, verify_card, write_card
 
-log = logging.getLogger("diffsem.classifier")
+log = logging.getLogger("diffsem.nn.classifier")
 
 CARD_NAME = "classifier.json"
 ONNX_CARD_NAME = "classifier_onnx.json"
@@ -95,7 +95,7 @@ def accuracy(net: nn.Module, images: np.ndarray, labels: np.ndarray, device="cpu
 def hardware_string(device: str) -> str:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
-    from .bench_decoder import cpu_name
+    from diffsem.runtime.session import cpu_name
     return f"{cpu_name()} ({os.cpu_count()} CPUs), {torch.get_num_threads()} torch threads (torch {torch.__version__})"
 
 
@@ -107,7 +107,7 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
     cfg["recipe"] or cfg["recipe_path"] (the recipe's path) is recorded in the card. Returns the
     card (also written to out_dir/classifier.json).
     """
-    from . import REPO_ROOT
+    from diffsem import REPO_ROOT
     meta = {k: cfg[k] for k in _META_KEYS if k in cfg}
     cfg = _config(cfg)
     out_dir = Path(out_dir)
@@ -227,7 +227,7 @@ _loaded: dict = {}
 
 def load_classifier(models_dir=None, device: str = "cpu") -> Classifier:
     """The shipped classifier (models/classifier.pt) after checking it against its card; eval mode."""
-    from . import models_dir as default_models_dir
+    from diffsem import models_dir as default_models_dir
     card_path = Path(models_dir or default_models_dir()) / CARD_NAME
     key = (str(card_path.resolve()), str(device))
     if key not in _loaded:
@@ -241,6 +241,6 @@ def load_classifier(models_dir=None, device: str = "cpu") -> Classifier:
 
 def clean_accuracy(models_dir=None) -> float | None:
     """The shipped classifier's clean test accuracy, as written in its card."""
-    from . import models_dir as default_models_dir
+    from diffsem import models_dir as default_models_dir
     card = load_card(Path(models_dir or default_models_dir()) / CARD_NAME)
     return next((m["accuracy"] for m in card.get("metrics", []) if m.get("split") == "test"), None)

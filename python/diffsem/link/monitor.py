@@ -1,4 +1,4 @@
-"""`diffsem monitor`: watch a running semantic link through its ZMQ taps (diffsem.taps wire format).
+"""`diffsem monitor`: watch a running semantic link through its ZMQ taps (diffsem.link.taps wire format).
 
     diffsem monitor                                  # tcp://127.0.0.1:5610, until Ctrl-C
     diffsem monitor --save out/monitor --count 20    # also keep the latest image, stop after 20 frames
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .taps import DEFAULT_ADDRESS, TOPICS, decode
+from diffsem.link.taps import DEFAULT_ADDRESS, TOPICS, decode
 
 
 def add_arguments(parser):
@@ -50,7 +50,7 @@ def format_metrics(m: dict) -> str:
 def run(args):
     import zmq
 
-    from .images import save_png
+    from diffsem.images import save_png
 
     save = Path(args.save) if args.save else None
     if save:

@@ -76,7 +76,7 @@ def decode(topic, payload: bytes):
     if topic in ("metrics", "state"):
         return json.loads(payload.decode("utf-8"))
     if topic == "image":
-        from .images import decode_png
+        from diffsem.images import decode_png
         return decode_png(payload)
     raise ValueError(f"unknown tap topic {topic!r}: one of {TOPICS}")
 
@@ -146,7 +146,7 @@ class TapPublisher:
         return self.publish("state", encode_json(state))
 
     def publish_image(self, image, seq=None, kind: str = "reconstruction", **text) -> bool:
-        from .images import encode_png
+        from diffsem.images import encode_png
 
         chunks = {"kind": kind, **{k: v for k, v in text.items() if v is not None}}
         if seq is not None:

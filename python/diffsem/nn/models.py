@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .channel import power_normalize, snr_db_to_noise_var
+from diffsem.channel import power_normalize, snr_db_to_noise_var
 
 IMAGE_SHAPE = (1, 28, 28)
 SNR_SCALE = 20.0  # dB; SNR features are snr_db / SNR_SCALE

@@ -1,0 +1,42 @@
+"""The trained networks of a training run folder (runs/k128: summary.json + one checkpoint per
+stage) as eval-mode torch modules, and the diffusion decoder built from them: what export and
+the torch backend of the schemes load."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def torch_modules(run_dir, device="cpu"):
+    """Load the trained networks of a run folder: encoder, decoder, ablation decoder, teacher and
+    student U-Nets (those that exist). Returns (cfg, dict of eval-mode modules)."""
+    import torch
+
+    from diffsem.nn.train import build_decoder, build_encoder, build_unet
+    run_dir = Path(run_dir)
+    cfg = __import__("json").loads((run_dir / "summary.json").read_text())["recipe"]
+
+    def weights(stage):
+        return torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=False)["modules"]
+
+    mods = {}
+    jscc = weights("jscc")
+    mods["encoder"] = build_encoder(cfg)
+    mods["encoder"].load_state_dict(jscc["encoder"])
+    mods["decoder"] = build_decoder(cfg)
+    mods["decoder"].load_state_dict(jscc["decoder"])
+    if (run_dir / "ablation.pt").exists():
+        mods["decoder_nonv"] = build_decoder(cfg, use_noise_var=False)
+        mods["decoder_nonv"].load_state_dict(weights("ablation")["decoder"])
+    for stage in ["teacher"] + [f"distill_s{n}" for n in cfg["distill"]["rounds"]]:
+        if (run_dir / f"{stage}.pt").exists():
+            mods[stage] = build_unet(cfg)
+            mods[stage].load_state_dict(weights(stage)["unet"])
+    for m in mods.values():
+        m.to(device).eval().requires_grad_(False)
+    return cfg, mods
+
+
+def build_diffusion_decoder(cfg, mods, name, steps):
+    from diffsem.nn.diffusion import DiffusionDecoder
+    unet = mods["teacher"] if name == "teacher" else mods[f"distill_s{steps}"]
+    return DiffusionDecoder(mods["decoder"], unet, steps, cfg["teacher"]["source_sigma"]).eval()

@@ -198,7 +198,7 @@ def test_codec_fit_improves_with_budget(test_images):
 def test_jpeg_header_does_not_depend_on_pixels(test_images):
     a, b = (dg.to_u8(test_images[0][i, 0]) for i in (0, 1))
     for q in (1, 50, 95):
-        assert dg._jpeg_split(dg._jpeg_bytes(a, q))[0] == dg._jpeg_split(dg._jpeg_bytes(b, q))[0]
+        assert dg.codec._jpeg_split(dg.codec._jpeg_bytes(a, q))[0] == dg.codec._jpeg_split(dg.codec._jpeg_bytes(b, q))[0]
 
 
 def test_payload_roundtrip_and_crc(test_images):

@@ -33,7 +33,7 @@ GROUPS = {
     "measure": {"phy": "diffsem_apps.measure_phy",          # analog OFDM PHY figures (loss, MSE, SNR estimate)
                 "links": "diffsem_apps.measure_links"},     # baselines through the GNU Radio PHY vs the library
     "report": {"impairments": "diffsem_apps.impairment_report"},  # PAPR, clipping, ADC study
-    "baseline": {"digital": "diffsem.baselines.digital",         # calibrate / curves of the digital baseline
+    "baseline": {"digital": "diffsem.baselines.digital.cli",     # calibrate / curves of the digital baseline
                  "linear": "diffsem.baselines.linear",          # fit the PCA basis / curves
                  "separation": "diffsem.baselines.separation"},  # the separation bound
 }

@@ -14,6 +14,7 @@ from gnuradio import gr
 from gnuradio.diffsem import harness
 
 from diffsem.baselines import digital as core
+from diffsem.metrics import psnr
 
 
 def compare_paths(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn", mode: str | None = None,
@@ -37,8 +38,8 @@ def compare_paths(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn", mo
         snr_est = [mt["snr_db"] for mt in metas if isinstance(mt.get("snr_db"), float)]
         yield {"k": k, "channel": channel, "snr_db": float(snr), "mode": m.name, "margin_db": margin_db,
                "n": n, "seed": seed,
-               "psnr_flowgraph": round(float(np.mean([core.psnr(a, b) for a, b in zip(rec, images)])), 3),
-               "psnr_library": round(float(np.mean([core.psnr(a, b) for a, b in zip(lib, images)])), 3),
+               "psnr_flowgraph": round(float(np.mean(psnr(rec, images))), 3),
+               "psnr_library": round(float(np.mean(psnr(lib, images))), 3),
                "ok_flowgraph": status.count("ok") + status.count("no_image"),
                "ok_library": scheme.last_stats["ok"] + scheme.last_stats["no_image"],
                "lost_flowgraph": status.count("lost"), "crc_fail_flowgraph": status.count("crc_fail"),
@@ -62,11 +63,11 @@ def compare_linear(k: int, snrs, n: int, seed: int = 0, channel: str = "awgn"):
         g = torch.Generator().manual_seed(seed)
         s_hat, nv = transmit(torch.from_numpy(scheme.encode(images)), float(snr), channel, generator=g)
         lib = scheme.decode(s_hat.numpy(), np.full(n, float(snr)), nv.numpy())
-        p_fg = np.array([core.psnr(a, b) for a, b in zip(fg, images)])
+        p_fg = psnr(fg, images)
         yield {"scheme": "linear", "k": k, "channel": channel, "snr_db": float(snr), "n": n, "seed": seed,
                "psnr_flowgraph": round(float(p_fg.mean()), 3),
                "psnr_flowgraph_received": round(float(p_fg[received].mean()), 3) if received.any() else None,
-               "psnr_library": round(float(np.mean([core.psnr(a, b) for a, b in zip(lib, images)])), 3),
+               "psnr_library": round(float(np.mean(psnr(lib, images))), 3),
                "received": int(received.sum()), "flowgraph_seconds": round(t_fg, 2)}
 
 

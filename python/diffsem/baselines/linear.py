@@ -209,11 +209,6 @@ class LinearScheme:
         return float(p.mean()), float(p.std())
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    mse = ((a.reshape(len(a), -1) - b.reshape(len(b), -1)) ** 2).mean(axis=1)
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-10))
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="diffsem baseline linear",
                                 description="fit the PCA basis, or print PSNR vs SNR on the library "
@@ -233,6 +228,7 @@ def main(argv=None) -> int:
     from diffsem import data
     from diffsem.channel import transmit
     from diffsem.baselines import classifier_accuracy
+    from diffsem.metrics import psnr
     images, labels = data.load("test")
     images, labels = images[: args.n], labels[: args.n]
     for k in args.k:
@@ -244,7 +240,7 @@ def main(argv=None) -> int:
                 s_hat, nv = transmit(scheme.encode(torch.from_numpy(images)), snr, args.channel, generator=g)
                 rec = scheme.decode(s_hat, torch.full((len(images),), float(snr)), nv).numpy()
                 print(json.dumps({"scheme": "linear", "decoder": decoder, "k": k, "channel": args.channel,
-                                  "snr_db": snr, "psnr": round(float(_psnr(rec, images).mean()), 3),
+                                  "snr_db": snr, "psnr": round(float(psnr(rec, images).mean()), 3),
                                   "accuracy": classifier_accuracy(rec, labels),
                                   "n": len(images), "seed": args.seed,
                                   "power_mean": round(power[0], 4), "power_std": round(power[1], 4)}))

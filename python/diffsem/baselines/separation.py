@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from diffsem.baselines import classifier_accuracy
-from diffsem.baselines.digital import CODECS, DESCRIPTOR_BYTES, GREY, SIDE, fit_codec, psnr
+from diffsem.baselines.digital import CODECS, DESCRIPTOR_BYTES, GREY, SIDE, fit_codec
+from diffsem.metrics import psnr
 
 def capacity_bits(k: int, snr_db: float) -> float:
     """k * log2(1 + SNR): bits per image over k complex AWGN uses at Es/N0 = snr_db."""
@@ -57,7 +58,7 @@ def bound_curve(k: int, snrs, n: int = 500, codecs=CODECS, with_accuracy: bool =
     for snr in snrs:
         t0 = time.time()
         rec, fits = reconstruct(images, k, float(snr), codecs)
-        p = [psnr(r, x) for r, x in zip(rec, images)]
+        p = psnr(rec, images)
         acc = classifier_accuracy(rec, labels) if with_accuracy else None
         used = [f for f in fits if f is not None and f.codec]
         yield {"scheme": "separation_bound", "k": k, "snr_db": float(snr),

@@ -1,0 +1,37 @@
+"""Fixtures shared by tests/core, tests/blocks, tests/flowgraphs and tests/apps (the plain helpers
+they share are in support.py)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+import pytest
+
+from support import export_tiny_models
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A folder with the tiny exported models (support.export_tiny_models, k = support.TINY_K)."""
+    folder = tmp_path_factory.mktemp("models")
+    export_tiny_models(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def test_split():
+    """(images [N,1,28,28], labels) of the Fashion-MNIST test split."""
+    from diffsem import data
+    return data.load("test")
+
+
+@pytest.fixture
+def run_command():
+    """run_command(module, argv) -> exit status: a core subcommand module (add_arguments + run) as
+    the `diffsem` program runs it, without the apps package."""
+    def run(module, argv) -> int:
+        mod = importlib.import_module(module) if isinstance(module, str) else module
+        parser = argparse.ArgumentParser(prog=f"diffsem {mod.__name__.rsplit('.', 1)[-1]}")
+        mod.add_arguments(parser)
+        return int(mod.run(parser.parse_args([str(a) for a in argv])) or 0)
+    return run

@@ -165,3 +165,22 @@ def import_script(path, name: str | None = None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_until_accounted(tb, n: int, timeout: float = 60.0) -> dict:
+    """Run a generated link flowgraph (image_source ... link_metrics) until its metrics account
+    for all `n` images or `timeout` passes; its frame accounting."""
+    import time
+    met, src = tb.diffsem_link_metrics_0, tb.diffsem_image_source_0
+    tb.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            acc = met.accounting()
+            if src.finished() and acc["sent"] == n and acc["missing"] == 0 and met.wait_idle(0):
+                break
+            time.sleep(0.05)
+    finally:
+        tb.stop()
+        tb.wait()
+    return met.accounting()

@@ -3,15 +3,12 @@ and its generated script, run with no such radio attached, exits non-zero within
 sentence naming the radio (no traceback). The RX scripts, with the radio block swapped for a SigMF
 replay, decode the shipped test vector; the HackRF RX's DC blocker is measured against a DC offset. No hardware is needed (or used: the scripts are pointed at
 a serial number no radio has, so an attached radio cannot change the outcome)."""
-import os
-import pathlib
-import shutil
 import subprocess
 import sys
 
 import pytest
+from support import DATA, REPO, grcc, import_script
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 HW = {"usrp_tx": "USRP", "usrp_rx": "USRP", "hackrf_tx": "HackRF", "hackrf_rx": "HackRF"}
 ABSENT = "serial=diffsem-no-such-radio"
 
@@ -19,16 +16,7 @@ ABSENT = "serial=diffsem-no-such-radio"
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """grcc output for every hardware flowgraph: {name: path of the generated script}."""
-    env = dict(os.environ, GRC_BLOCKS_PATH=str(REPO / "grc"), QT_QPA_PLATFORM="offscreen")
-    out = {}
-    for name in HW:
-        out_dir = tmp_path_factory.mktemp(name)
-        proc = subprocess.run([shutil.which("grcc") or "grcc", "-o", str(out_dir), str(REPO / "flowgraphs" / f"{name}.grc")],
-                              capture_output=True, text=True, env=env, timeout=120)
-        assert proc.returncode == 0, f"grcc failed on {name}.grc:\n{proc.stdout}\n{proc.stderr}"
-        out[name] = out_dir / f"{name}.py"
-        assert out[name].is_file()
-    return out
+    return {name: grcc(name, tmp_path_factory.mktemp(name)) for name in HW}
 
 
 @pytest.mark.parametrize("name", sorted(HW))
@@ -151,12 +139,8 @@ def _free_port():
 def _load_generated(generated, name, monkeypatch):
     """The grcc-generated script `name` as a module, with the radio check passed (its radio block
     is swapped for a stand-in by the caller)."""
-    import importlib.util
-
     from diffsem_apps import sdr_check
-    spec = importlib.util.spec_from_file_location(f"{name}_generated", generated[name])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_script(generated[name], f"{name}_generated")
     monkeypatch.setattr(sdr_check, "require_radio", lambda *a, **k: None)
     return module
 
@@ -172,7 +156,7 @@ def test_rx_flowgraph_decodes_a_recording(generated, name, tmp_path, monkeypatch
     from gnuradio import gr
     from diffsem_apps.endpoints import sigmf_replay
 
-    vector = REPO / "tests" / "data" / "sigmf" / "awgn15_k32_8frames"
+    vector = DATA / "sigmf" / "awgn15_k32_8frames"
     expected = json.loads(vector.with_suffix(".json").read_text())
 
     class replayed_radio(gr.hier_block2):

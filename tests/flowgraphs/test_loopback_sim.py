@@ -10,23 +10,16 @@ import numpy as np
 import pytest
 from gnuradio import gr
 
-from test_inference_worker import TINY_K, export_tiny_models
+from support import TINY_K, grcc, import_script, run_until_accounted
 
 K = TINY_K
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    export_tiny_models(folder)
-    return folder
-
-
-def _sim(models, **kw):
+def _sim(tiny_models, **kw):
     from gnuradio.diffsem.harness import LoopbackSim
 
     defaults = dict(k=K, snr_db=20.0, channel="awgn", decoders=["diffusion:1", "deepjscc"], count=12,
-                    models_dir=str(models), provider="cpu", classifier_card="none", keep_images=True)
+                    models_dir=str(tiny_models), provider="cpu", classifier_card="none", keep_images=True)
     defaults.update(kw)
     return LoopbackSim(**defaults)
 
@@ -35,8 +28,8 @@ def _identity(acc):
     return acc["decoded"] + acc["crc_dropped"] + acc["queue_dropped"] + acc["bad_input"] + acc["failed"] + acc["missing"]
 
 
-def test_every_frame_is_decoded_and_quality_matches_offline(models):
-    tb = _sim(models)
+def test_every_frame_is_decoded_and_quality_matches_offline(tiny_models):
+    tb = _sim(tiny_models)
     assert tb.run_until_drained(timeout_s=120, quiet_s=5)
     report = tb.report()
     assert report["sent"] == 12 and report["rx"]["frames"] == 12
@@ -55,14 +48,14 @@ def test_every_frame_is_decoded_and_quality_matches_offline(models):
 
     images, _ = load("test")
     x = images[:12]
-    enc = inference.FrameEncoder(inference.load_model(models / f"encoder_k{K}.json", "cpu"))
+    enc = inference.FrameEncoder(inference.load_model(tiny_models / f"encoder_k{K}.json", "cpu"))
     symbols = np.stack(enc([inference.EncodeRequest(im[0]) for im in x]))
     s = torch.from_numpy(inference.symbols_to_array(symbols))
     s_hat, noise_var = transmit(s, 20.0, "awgn", generator=torch.Generator().manual_seed(0))
     requests = [inference.DecodeRequest(inference.array_to_symbols(s_hat[i].numpy()), 20.0,
                                         noise_var[i].numpy(), seq=i) for i in range(12)]
     for met, (mode, card) in zip(tb.metrics, (("diffusion", f"student_k{K}_s1"), ("deepjscc", f"deepjscc_k{K}"))):
-        dec = inference.FrameDecoder(inference.load_model(models / f"{card}.json", "cpu"), K, mode, seed=0)
+        dec = inference.FrameDecoder(inference.load_model(tiny_models / f"{card}.json", "cpu"), K, mode, seed=0)
         offline = float(np.mean(psnr(np.stack(dec(requests))[:, None], x)))
         in_graph = met.summary()["avg_psnr_db"]
         assert abs(in_graph - offline) < 0.5, (mode, in_graph, offline)
@@ -71,8 +64,8 @@ def test_every_frame_is_decoded_and_quality_matches_offline(models):
         assert abs(np.mean(snr_est) - 20.0) < 1.5
 
 
-def test_queue_drops_through_the_phy_are_accounted_for(models):
-    tb = _sim(models, decoders=["deepjscc"], count=16, max_queue=1, max_batch=1)
+def test_queue_drops_through_the_phy_are_accounted_for(tiny_models):
+    tb = _sim(tiny_models, decoders=["deepjscc"], count=16, max_queue=1, max_batch=1)
     worker = tb.decoders[0].worker
     fast = worker.process
 
@@ -121,17 +114,17 @@ class burst_jammer(gr.sync_block):
         return n
 
 
-def _jammed_sim(models, part):
+def _jammed_sim(tiny_models, part):
     from gnuradio import diffsem
 
     geometry = diffsem.ofdm_analog_tx()  # the same (default) settings as the link's TX: burst layout
     jammer = burst_jammer(geometry, K, part)
-    tb = _sim(models, decoders=["deepjscc"], count=12, impairment=jammer)
+    tb = _sim(tiny_models, decoders=["deepjscc"], count=12, impairment=jammer)
     return tb, jammer
 
 
-def test_crc_dropped_frames_are_accounted_for(models):
-    tb, jammer = _jammed_sim(models, "header")
+def test_crc_dropped_frames_are_accounted_for(tiny_models):
+    tb, jammer = _jammed_sim(tiny_models, "header")
     assert tb.run_until_drained(timeout_s=120, quiet_s=5)
     acc = tb.metrics[0].accounting()
     assert jammer.jammed == {1, 4, 7, 10}
@@ -141,8 +134,8 @@ def test_crc_dropped_frames_are_accounted_for(models):
     assert decoded == [s for s in range(12) if s % 3 != 1]  # exactly the jammed frames are missing
 
 
-def test_frames_the_receiver_never_detects_are_reported_lost(models):
-    tb, jammer = _jammed_sim(models, "preamble")
+def test_frames_the_receiver_never_detects_are_reported_lost(tiny_models):
+    tb, jammer = _jammed_sim(tiny_models, "preamble")
     drained = tb.run_until_drained(timeout_s=120, quiet_s=3)
     acc = tb.metrics[0].accounting()
     assert not drained  # the link went quiet with frames unaccounted for...
@@ -153,63 +146,33 @@ def test_frames_the_receiver_never_detects_are_reported_lost(models):
 
 # --- the GRC flowgraphs: compile with grcc, run the generated code headless / offscreen -----------
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    import os
-    import subprocess
-
     out = tmp_path_factory.mktemp("grcc")
-    extra = os.environ.get("GRC_BLOCKS_PATH")
-    env = dict(os.environ, GRC_BLOCKS_PATH=str(REPO / "grc") + (f":{extra}" if extra else ""))
     for name in ("loopback_sim", "loopback_sim_gui"):
-        proc = subprocess.run(["grcc", "-o", str(out), str(REPO / "flowgraphs" / f"{name}.grc")], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0 and (out / f"{name}.py").exists(), proc.stdout + proc.stderr
+        grcc(name, out)
     return out
 
 
-def _import(folder, name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_generated_headless_flowgraph_accounts_for_every_frame(generated, models, tmp_path):
-    module = _import(generated, "loopback_sim")
-    tb = module.loopback_sim(k=K, models_dir=str(models), n_images=6, rate=50.0, snr_db=20.0, provider="cpu",
+def test_generated_headless_flowgraph_accounts_for_every_frame(generated, tiny_models, tmp_path):
+    module = import_script(generated / "loopback_sim.py")
+    tb = module.loopback_sim(k=K, models_dir=str(tiny_models), n_images=6, rate=50.0, snr_db=20.0, provider="cpu",
                              taps="tcp://127.0.0.1:0", out_dir=str(tmp_path / "img"))
-    met, src = tb.diffsem_link_metrics_0, tb.diffsem_image_source_0
-    tb.start()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            acc = met.accounting()
-            if src.finished() and acc["sent"] == 6 and acc["missing"] == 0 and met.wait_idle(0):
-                break
-            time.sleep(0.05)
-    finally:
-        tb.stop()
-        tb.wait()
-    acc = met.accounting()
+    acc = run_until_accounted(tb, 6)
     assert acc["sent"] == 6 == acc["decoded"] + acc["crc_dropped"] + acc["queue_dropped"]
     assert acc["decoded"] >= 5  # at 20 dB at most the run's first frame may fail its header
     assert len(list((tmp_path / "img").glob("rx_0*.png"))) == acc["decoded"]
     tb.diffsem_zmq_taps_0.close()
 
 
-def test_gui_flowgraph_runs_offscreen_and_shows_the_latest_image(generated, models, tmp_path, monkeypatch):
+def test_gui_flowgraph_runs_offscreen_and_shows_the_latest_image(generated, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     from PyQt5 import Qt
 
     app = Qt.QApplication.instance() or Qt.QApplication([])
-    module = _import(generated, "loopback_sim_gui")
-    tb = module.loopback_sim_gui(k=K, models_dir=str(models), n_images=4, rate=20.0, snr_db=20.0, provider="cpu",
+    module = import_script(generated / "loopback_sim_gui.py")
+    tb = module.loopback_sim_gui(k=K, models_dir=str(tiny_models), n_images=4, rate=20.0, snr_db=20.0, provider="cpu",
                                  taps="tcp://127.0.0.1:0", out_dir=str(tmp_path / "img"))
     tb.start()
     tb.show()
@@ -234,54 +197,3 @@ def test_gui_flowgraph_runs_offscreen_and_shows_the_latest_image(generated, mode
     assert abs(snr - 20.0) < 2.0
     tb.diffsem_zmq_taps_0.close()
     tb.close()
-
-
-def test_demo_writes_mosaic_metrics_and_plot(models, tmp_path):
-    import json
-
-    from diffsem_apps.cli import main
-
-    out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--k", str(K), "--models-dir", str(models), "--n", "6", "--show", "4",
-               "--snr", "20", "--channel", "awgn", "--steps", "1", "--provider", "cpu", "--taps", "off"])
-    assert rc == 0
-    from PIL import Image
-
-    with Image.open(out / "mosaic.png") as im:  # original + DeepJSCC + diffusion rows, 4 columns
-        assert im.height > 3 * 28 * 3 and im.width > 4 * 28 * 3
-    assert (out / "psnr_accuracy_vs_snr.png").stat().st_size > 1000
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 6 and {p["decoder"] for p in metrics["points"]} == {"diffusion s1", "deepjscc"}
-    for p in metrics["points"]:
-        assert p["accounting"]["sent"] == 6 == p["accounting"]["decoded"] + p["accounting"]["crc_dropped"]
-        assert abs(p["delta_psnr_db"]) < 0.5  # the PHY adds no hidden loss (tiny linear models, 20 dB)
-        assert p["in_flowgraph"]["n"] == 6 and p["snr_est_db_mean"] is not None
-    assert metrics["command"].startswith("diffsem demo --out")
-
-
-def test_bench_link_prints_one_json_line(models, capsys):
-    import argparse
-    import json
-
-    from diffsem_apps import bench_link
-
-    parser = argparse.ArgumentParser()
-    bench_link.add_arguments(parser)
-    args = parser.parse_args(["--images", "4", "--k", str(K), "--models-dir", str(models), "--provider", "cpu",
-                              "--snr", "20", "--decoder", "diffusion:1"])
-    assert bench_link.run(args) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert len(lines) == 1
-    result = json.loads(lines[0])
-    assert result["drained"] and result["drops"] == 0 and result["throughput_pass"]["decoded"] == 4
-    assert result["images_per_s"] > 0 and result["ofdm_msps"] > 0 and result["samples_per_image"] > 0
-    assert result["latency_pass"]["latency_ms_p99"] >= result["latency_pass"]["latency_ms_p50"] > 0
-
-
-def test_demo_without_models_says_which_file_is_missing(tmp_path, capsys):
-    from diffsem_apps.cli import main
-
-    rc = main(["demo", "--out", str(tmp_path / "demo"), "--models-dir", str(tmp_path / "none"), "--n", "2",
-               "--snr", "10", "--channel", "awgn", "--taps", "off"])
-    assert rc == 2
-    assert "encoder_k128.json: model card not found" in capsys.readouterr().err

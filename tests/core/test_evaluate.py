@@ -7,11 +7,10 @@ import logging
 
 import numpy as np
 import pytest
-from fake_scheme import DctScheme
+from support import DctScheme
 
 from diffsem import data
 from diffsem.experiments import evaluate
-from diffsem_apps import cli
 
 K = 16
 
@@ -65,7 +64,7 @@ def test_nonfinite_output_counted_not_fatal(test_set, caplog):
     assert "non-finite output pixels" in caplog.text
 
 
-def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
+def test_cli_end_to_end(tmp_path, monkeypatch, capsys, run_command):
     loaded = []
 
     def fake_load(name, k, steps=None, backend="onnx", device="cpu"):
@@ -76,7 +75,7 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(evaluate, "load_scheme", fake_load)
     out_csv, plots, mosaic = tmp_path / "eval.csv", tmp_path / "plots", tmp_path / "mosaic.png"
-    rc = cli.main(["eval", "--scheme", "deepjscc", "teacher", "student", "--steps", "1", "2", "--k", "8",
+    rc = run_command("diffsem.experiments.evaluate", ["--scheme", "deepjscc", "teacher", "student", "--steps", "1", "2", "--k", "8",
                    "--channel", "awgn", "selective", "--csi", "perfect", "estimated", "--snr", "0", "10",
                    "--n", "64", "--batch", "32", "--csv", str(out_csv), "--plots", str(plots),
                    "--mosaic", str(mosaic), "--mosaic-images", "3", "--quiet"])

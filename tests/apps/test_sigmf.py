@@ -8,11 +8,12 @@ import os
 
 import numpy as np
 import pytest
+import support
 
 from diffsem_apps import radio
 from diffsem_apps.endpoints import EndpointError, sigmf_replay
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sigmf")
+DATA = str(support.DATA / "sigmf")
 VECTOR = os.path.join(DATA, "awgn15_k32_8frames")
 COUNT, K, SNR_DB = 8, 32, 15.0
 

@@ -17,16 +17,9 @@ from diffsem.runtime import cards, inference
 from diffsem.runtime import ModelMismatch, ProviderUnavailable
 from gnuradio import diffsem as blocks
 from gnuradio.diffsem.harness import dict_to_pmt, make_pdu, pdu_parts
-from test_inference_worker import TINY_K, export_tiny_models
+from support import TINY_K
 
 K = TINY_K
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    export_tiny_models(folder)
-    return folder
 
 
 class awgn_air(gr.basic_block):
@@ -59,12 +52,12 @@ def _wait(cond, timeout=20.0):
     return False
 
 
-def _link(models, tmp_path, count=8, mode="diffusion", **decoder_kw):
+def _link(tiny_models, tmp_path, count=8, mode="diffusion", **decoder_kw):
     tb = gr.top_block()
     src = blocks.image_source("fashion-mnist", "test", first=0, count=count, loop=False, rate=0)
-    enc = blocks.semantic_encoder(k=K, models_dir=str(models), provider="cpu")
+    enc = blocks.semantic_encoder(k=K, models_dir=str(tiny_models), provider="cpu")
     air = awgn_air()
-    dec = blocks.diffusion_decoder(k=K, mode=mode, steps=1, models_dir=str(models), provider="cpu", seed=3,
+    dec = blocks.diffusion_decoder(k=K, mode=mode, steps=1, models_dir=str(tiny_models), provider="cpu", seed=3,
                                    **decoder_kw)
     sink = blocks.image_sink(str(tmp_path / "rx"), mosaic_every=4)
     met = blocks.link_metrics(classifier_card="none", keep_images=True)
@@ -94,8 +87,8 @@ def _drained(b):
     return done
 
 
-def test_message_link_decodes_every_frame_and_matches_offline_decoding(models, tmp_path):
-    tb, b = _link(models, tmp_path, count=8)
+def test_message_link_decodes_every_frame_and_matches_offline_decoding(tiny_models, tmp_path):
+    tb, b = _link(tiny_models, tmp_path, count=8)
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.subscribe(b"")
     sub.connect(b["tap"].address)
@@ -115,7 +108,7 @@ def test_message_link_decodes_every_frame_and_matches_offline_decoding(models, t
     from diffsem.metrics import psnr
 
     images, labels = load("test")
-    dec = inference.FrameDecoder(inference.load_model(models / f"student_k{K}_s1.json", "cpu"), K, "diffusion", seed=3)
+    dec = inference.FrameDecoder(inference.load_model(tiny_models / f"student_k{K}_s1.json", "cpu"), K, "diffusion", seed=3)
     recs = sorted(b["met"].records, key=lambda r: r["seq"])
     offline = dec([inference.DecodeRequest(b["air"].received[r["seq"]], 20.0,
                                            np.full(K, 0.01, np.float32), r["seq"]) for r in recs])
@@ -143,9 +136,9 @@ def test_message_link_decodes_every_frame_and_matches_offline_decoding(models, t
     assert seen["state"][-1]["processed"] == 8 and seen["state"][-1]["provider"] == "CPUExecutionProvider"
 
 
-def test_bad_symbol_pdus_are_counted_and_never_stall_the_decoder(models):
+def test_bad_symbol_pdus_are_counted_and_never_stall_the_decoder(tiny_models):
     tb = gr.top_block()
-    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(models), provider="cpu")
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(tiny_models), provider="cpu")
     met = blocks.link_metrics(classifier_card="none")
     good = make_pdu({"seq": 1, "snr_db": 10.0, "noise_var": np.full(K, 0.1, np.float32)}, np.ones(K, np.complex64))
     bad = [
@@ -189,8 +182,8 @@ class blocks_msg_burst(gr.basic_block):
         return True
 
 
-def test_queue_drops_are_counted_so_every_frame_is_accounted_for(models, tmp_path):
-    tb, b = _link(models, tmp_path, count=24, max_queue=2, max_batch=1)
+def test_queue_drops_are_counted_so_every_frame_is_accounted_for(tiny_models, tmp_path):
+    tb, b = _link(tiny_models, tmp_path, count=24, max_queue=2, max_batch=1)
     worker = b["dec"].worker
     fast = worker.process
 
@@ -237,8 +230,8 @@ def _copy_models(src, dst, names):
     return dst
 
 
-def test_missing_model_file_is_a_clear_error(models, tmp_path):
-    folder = _copy_models(models, tmp_path / "m", [f"deepjscc_k{K}"])
+def test_missing_model_file_is_a_clear_error(tiny_models, tmp_path):
+    folder = _copy_models(tiny_models, tmp_path / "m", [f"deepjscc_k{K}"])
     (folder / f"deepjscc_k{K}.onnx").unlink()
     with pytest.raises(cards.ModelFileMissing, match="not found"):
         blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder))
@@ -246,8 +239,8 @@ def test_missing_model_file_is_a_clear_error(models, tmp_path):
         blocks.diffusion_decoder(k=K, mode="diffusion", steps=4, models_dir=str(folder))
 
 
-def test_tampered_model_is_refused(models, tmp_path):
-    folder = _copy_models(models, tmp_path / "m", [f"student_k{K}_s1"])
+def test_tampered_model_is_refused(tiny_models, tmp_path):
+    folder = _copy_models(tiny_models, tmp_path / "m", [f"student_k{K}_s1"])
     path = folder / f"student_k{K}_s1.onnx"
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
@@ -256,8 +249,8 @@ def test_tampered_model_is_refused(models, tmp_path):
         blocks.diffusion_decoder(k=K, steps=1, models_dir=str(folder))
 
 
-def test_model_whose_io_names_differ_from_its_card_is_refused(models, tmp_path):
-    folder = _copy_models(models, tmp_path / "m", [f"deepjscc_k{K}"])
+def test_model_whose_io_names_differ_from_its_card_is_refused(tiny_models, tmp_path):
+    folder = _copy_models(tiny_models, tmp_path / "m", [f"deepjscc_k{K}"])
     card_path = folder / f"deepjscc_k{K}.json"
     card = json.loads(card_path.read_text())
     card["inputs"][0]["name"] = "received"
@@ -266,28 +259,28 @@ def test_model_whose_io_names_differ_from_its_card_is_refused(models, tmp_path):
         blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder))
 
 
-def test_wrong_model_for_mode_or_k_is_refused(models):
+def test_wrong_model_for_mode_or_k_is_refused(tiny_models):
     with pytest.raises(ValueError, match="k=32"):
-        blocks.diffusion_decoder(k=32, mode="deepjscc", card=str(models / f"deepjscc_k{K}.json"))
+        blocks.diffusion_decoder(k=32, mode="deepjscc", card=str(tiny_models / f"deepjscc_k{K}.json"))
     with pytest.raises(ValueError, match="noise"):
-        blocks.diffusion_decoder(k=K, mode="diffusion", card=str(models / f"deepjscc_k{K}.json"))
+        blocks.diffusion_decoder(k=K, mode="diffusion", card=str(tiny_models / f"deepjscc_k{K}.json"))
     with pytest.raises(ValueError, match="mode"):
-        blocks.diffusion_decoder(k=K, mode="vae", models_dir=str(models))
+        blocks.diffusion_decoder(k=K, mode="vae", models_dir=str(tiny_models))
 
 
-def test_unavailable_forced_provider_is_a_clear_error(models):
+def test_unavailable_forced_provider_is_a_clear_error(tiny_models):
     from diffsem.runtime import PROVIDERS, available_providers
 
     missing = [p for p in ("tensorrt", "cuda") if PROVIDERS[p] not in available_providers()]
     for provider in missing:  # on a CPU-only build: both
         with pytest.raises(ProviderUnavailable, match="not available"):
-            blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(models), provider=provider)
-    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(models), provider="auto")
+            blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(tiny_models), provider=provider)
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(tiny_models), provider="auto")
     best = next(PROVIDERS[p] for p in ("tensorrt", "cuda", "cpu") if p not in missing)
     assert dec.provider == best  # auto takes the best provider that exists, and says which
 
 
-def test_drop_notices_reach_link_metrics_as_dicts(models):
+def test_drop_notices_reach_link_metrics_as_dicts(tiny_models):
     met = blocks.link_metrics(classifier_card="none")
     met._on_drop(dict_to_pmt({"seq": 5, "reason": "queue_full", "block": "diffusion_decoder"}))
     met._on_drop(pmt.intern("junk"))
@@ -341,10 +334,10 @@ def test_link_metrics_matches_a_wrapped_12_bit_header_seq():
     assert acc["unmatched"] == 0 and acc["pending_references"] == 1  # 4097 still in flight
 
 
-def test_bad_pdus_into_encoder_sink_and_taps_are_counted_not_fatal(models, tmp_path):
+def test_bad_pdus_into_encoder_sink_and_taps_are_counted_not_fatal(tiny_models, tmp_path):
     from gnuradio.diffsem.harness import image_pdu
 
-    enc = blocks.semantic_encoder(k=K, models_dir=str(models), provider="cpu")
+    enc = blocks.semantic_encoder(k=K, models_dir=str(tiny_models), provider="cpu")
     sink = blocks.image_sink(str(tmp_path / "rx"))
     tap = blocks.zmq_taps("tcp://127.0.0.1:0")
     junk = [pmt.intern("junk"), make_pdu({"seq": 1}, np.ones(100, np.float32)),

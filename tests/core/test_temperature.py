@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from fake_scheme import DctScheme
+from support import DctScheme
 
 from diffsem import data, models_dir
 from diffsem.experiments import evaluate, schemes
 from diffsem.runtime import naming
 from diffsem.runtime.cards import load_card, write_card
-from diffsem_apps import cli
 
 MODELS = models_dir()
 
@@ -76,7 +75,7 @@ def test_at_temperatures_copies_diffusion_schemes_only():
         evaluate.at_temperatures(student, [2.5])
 
 
-def test_cli_temperature_sweep_on_the_validation_split(monkeypatch, capsys):
+def test_cli_temperature_sweep_on_the_validation_split(monkeypatch, capsys, run_command):
     splits = []
     real_load = data.load
 
@@ -90,7 +89,7 @@ def test_cli_temperature_sweep_on_the_validation_split(monkeypatch, capsys):
 
     monkeypatch.setattr(data, "load", load)
     monkeypatch.setattr(evaluate, "load_scheme", fake_load)
-    rc = cli.main(["eval", "--split", "val", "--scheme", "deepjscc", "student", "--steps", "1", "--k", "8",
+    rc = run_command("diffsem.experiments.evaluate", ["--split", "val", "--scheme", "deepjscc", "student", "--steps", "1", "--k", "8",
                    "--temperature", "0.5", "1.5", "--snr", "5", "--n", "64", "--threads", "1", "--quiet"])
     assert rc == 0 and splits == ["val"]
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

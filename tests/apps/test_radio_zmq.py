@@ -13,9 +13,9 @@ import threading
 import time
 
 import pytest
+from support import REPO
 
 SNR_DB, COUNT, K, SEED = 15.0, 16, 128, 0
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_ports(n):
@@ -32,7 +32,7 @@ class App:
     """One app as an OS process; stderr lines are collected so the test can wait for "ready"."""
 
     def __init__(self, *argv):
-        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.radio", *argv], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.radio", *argv], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.err: list[str] = []

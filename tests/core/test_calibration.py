@@ -8,7 +8,6 @@ import pytest
 
 from diffsem import models_dir
 from diffsem.nn import calibration
-from diffsem_apps import cli
 from diffsem.nn.calibration import CalibrationError, calibrate, choose_student, choose_teacher
 from diffsem.runtime.cards import load_card, write_card
 
@@ -73,14 +72,14 @@ def test_a_missing_point_or_a_test_row_is_refused():
         choose_teacher(rows, 8)
 
 
-def test_cli_writes_the_choice_and_its_record_into_the_cards(tmp_path, capsys):
+def test_cli_writes_the_choice_and_its_record_into_the_cards(tmp_path, capsys, run_command):
     for name, role, steps in (("teacher_k8", "teacher", 32), ("student_k8_s2", "student", 2)):
         (tmp_path / f"{name}.onnx").write_bytes(b"x")
         write_card(tmp_path / f"{name}.json", {"name": name, "role": role, "k": 8, "steps": steps,
                                                "file": f"{name}.onnx", "sha256": "0" * 64, "bytes": 1})
     rows_path = tmp_path / "val.jsonl"
     rows_path.write_text("".join(json.dumps(r) + "\n" for r in _sweep()))
-    assert cli.main(["calibrate", str(rows_path), "--k", "8", "--steps", "2", "--write-cards",
+    assert run_command("diffsem.nn.calibration", [str(rows_path), "--k", "8", "--steps", "2", "--write-cards",
                      "--models", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "teacher_k8: T = 0.8" in out and "student_k8_s2: T = 0.85" in out

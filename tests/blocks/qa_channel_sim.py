@@ -4,7 +4,7 @@ import pytest
 
 from diffsem import phy
 from gnuradio import diffsem
-from gr_helpers import run_block
+from support import run_block
 
 channel_sim = diffsem.channel_sim
 

@@ -13,7 +13,7 @@ from gnuradio import blocks, channels, gr
 from diffsem import phy
 from diffsem.phy import impairments
 from gnuradio import diffsem as grblocks
-from gr_helpers import run_block
+from support import run_block
 
 channel_sim = grblocks.channel_sim
 ofdm_analog_tx = grblocks.ofdm_analog_tx
@@ -150,16 +150,14 @@ def test_tx_clip_level_relative_to_rms():
 
 # --- loopback through an 8-bit ADC ------------------------------------------------------------
 
-def test_loopback_with_hackrf_like_8bit_adc_still_decodes(tmp_path_factory):
-    from test_inference_worker import TINY_K, export_tiny_models
+def test_loopback_with_hackrf_like_8bit_adc_still_decodes(tiny_models):
+    from support import TINY_K
 
     from gnuradio import diffsem
     from diffsem_apps.impairment_report import impaired_loopback
 
-    models = tmp_path_factory.mktemp("models")
-    export_tiny_models(models)
     tb = impaired_loopback(dict(adc_bits=8, adc_full_scale=3.0), None, k=TINY_K, snr_db=15.0,
-                           decoders=["deepjscc"], count=6, models_dir=str(models), provider="cpu",
+                           decoders=["deepjscc"], count=6, models_dir=str(tiny_models), provider="cpu",
                            classifier_card="none")
     assert isinstance(tb.chan, diffsem.channel_sim) and tb.chan.adc_bits == 8
     assert tb.run_until_drained(timeout_s=120, quiet_s=5)

@@ -1,85 +1,19 @@
 """The inference worker (bounded queue, batching, counted drops, latency) and the encoder/decoder
 batch callables over tiny exported ONNX models. No GNU Radio here.
 
-`export_tiny_models` is also used by the block and loopback tests: a fixed linear encoder and
-its pseudo-inverse decoders, exported with torch.onnx (dynamo=False) and carded with
-cards.make_card/write_card, so the whole contract (names, shapes, sha256) is exercised without
-the trained models.
+The models are support.export_tiny_models' (the conftest fixture `tiny_models`).
 """
 from __future__ import annotations
 
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
+from support import TINY_K
 
 from diffsem.runtime import inference, naming
 from diffsem.runtime.inference import DecodeRequest, EncodeRequest, FrameDecoder, FrameEncoder, InferenceWorker
-
-TINY_K = 64
-
-
-def export_tiny_models(folder, k: int = TINY_K, steps=(1, 2)):
-    """encoder_k{k}, deepjscc_k{k}, student_k{k}_s{steps} (.onnx + .json cards) in `folder`."""
-    import torch
-
-    from diffsem.runtime.cards import make_card, write_card
-
-    gen = torch.Generator().manual_seed(1234)
-    proj = torch.randn(784, 2 * k, generator=gen) / 28.0
-    inv = torch.linalg.pinv(proj)  # least-squares decoder of the linear code
-
-    class Encoder(torch.nn.Module):
-        def forward(self, image, snr_db):
-            # `0 * snr_db` keeps the input in the exported graph (the contract's SNR-adaptive encoder)
-            z = image.reshape(image.shape[0], 784) @ proj + 0.0 * snr_db[:, None]
-            z = z.reshape(-1, k, 2)
-            power = z.pow(2).sum(dim=(1, 2), keepdim=True) / k
-            return z / torch.sqrt(power + 1e-12)
-
-    class DeepJscc(torch.nn.Module):
-        def forward(self, symbols, snr_db, noise_var):
-            weight = 1.0 / (1.0 + noise_var)  # shrink noisy symbols a little (uses every input)
-            z = (symbols * weight[..., None]).reshape(symbols.shape[0], 2 * k)
-            return (z @ inv).reshape(-1, 1, 28, 28).clamp(0, 1) + 0.0 * snr_db[:, None, None, None]
-
-    class Student(DeepJscc):
-        def forward(self, symbols, snr_db, noise_var, noise):
-            return (super().forward(symbols, snr_db, noise_var) + 0.02 * noise).clamp(0, 1)
-
-    b = 2
-    examples = {
-        "encoder": (Encoder(), (torch.rand(b, 1, 28, 28), torch.full((b,), 10.0)), ["image", "snr_db"], ["symbols"]),
-        "deepjscc": (DeepJscc(), (torch.randn(b, k, 2), torch.full((b,), 10.0), torch.rand(b, k)),
-                     ["symbols", "snr_db", "noise_var"], ["image"]),
-        "student": (Student(), (torch.randn(b, k, 2), torch.full((b,), 10.0), torch.rand(b, k),
-                                torch.randn(b, 1, 28, 28)), ["symbols", "snr_db", "noise_var", "noise"], ["image"]),
-    }
-    roles = {"encoder": "encoder", "deepjscc": "deepjscc_decoder", "student": "student"}
-    paths = {}
-    for kind, (module, args, in_names, out_names) in examples.items():
-        names = [f"student_k{k}_s{s}" for s in steps] if kind == "student" else [f"{kind}_k{k}"]
-        for name in names:
-            onnx_path = folder / f"{name}.onnx"
-            with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
-                warnings.simplefilter("ignore", DeprecationWarning)
-                torch.onnx.export(module, args, str(onnx_path), input_names=in_names, output_names=out_names,
-                                  dynamic_axes={n: {0: "batch"} for n in in_names + out_names},
-                                  opset_version=17, dynamo=False)
-            steps_of = int(name.rsplit("_s", 1)[1]) if kind == "student" else None
-            card = make_card(onnx_path, name=name, role=roles[kind], k=k, steps=steps_of)
-            paths[name] = write_card(folder / f"{name}.json", card)
-    return paths
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    export_tiny_models(folder)
-    return folder
-
 
 # --- the worker ----------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from diffsem.experiments import bench_decoder
-from diffsem_apps import cli
 from diffsem.runtime.cards import make_card, write_card
 
 K = 8
@@ -64,11 +63,11 @@ def test_flop_count_matches_hand_count(tmp_path):
         assert flops == flops_by_hand(steps=steps)
 
 
-def test_bench_prints_one_json_line(tmp_path, capsys):
+def test_bench_prints_one_json_line(tmp_path, capsys, run_command):
     export(tmp_path, "teacher_k8", "teacher", 8)
     export(tmp_path, "student_k8_s1", "student", 1)
     (tmp_path / "notes.json").write_text("[1, 2]")  # not a card: ignored
-    rc = cli.main(["bench", "decoder", "--models", str(tmp_path), "--batch", "1", "4", "--min-time", "0.05",
+    rc = run_command("diffsem.experiments.bench_decoder", ["--models", str(tmp_path), "--batch", "1", "4", "--min-time", "0.05",
                    "--peak-size", "256", "--threads", "1"])
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -87,8 +86,8 @@ def test_bench_prints_one_json_line(tmp_path, capsys):
     assert report["student_vs_teacher_b64"] if "64" in s["images_per_s"] else "student_vs_teacher_b64" not in report
 
 
-def test_bench_without_decoders_says_so(tmp_path, capsys):
-    assert cli.main(["bench", "decoder", "--models", str(tmp_path)]) == 1
+def test_bench_without_decoders_says_so(tmp_path, capsys, run_command):
+    assert run_command("diffsem.experiments.bench_decoder", ["--models", str(tmp_path)]) == 1
     assert "no decoder cards" in capsys.readouterr().err
 
 

@@ -2,11 +2,11 @@
 """Markdown tables from `diffsem eval` JSON lines.
 
     python scripts/results_table.py docs/results/eval_models.jsonl                 # README tables
-    python scripts/results_table.py --vs-teacher docs/results/eval_models.jsonl    # issue-6 checks
+    python scripts/results_table.py --vs-teacher docs/results/eval_models.jsonl    # student-vs-teacher bar
     python scripts/results_table.py --ablation docs/results/ablation_variants.jsonl  # ablation variants
 
 --vs-teacher: every student row against the teacher row of the same k/channel/CSI/SNR (ΔPSNR dB,
-Δaccuracy points, FID ratio; the issue's bar: |ΔPSNR| ≤ 0.5, Δacc ≥ −1, FID ratio ≤ 1.10) and
+Δaccuracy points, FID ratio; the student-vs-teacher bar: |ΔPSNR| ≤ 0.5, Δacc ≥ −1, FID ratio ≤ 1.10) and
 against DeepJSCC (FID reduction, Δaccuracy, PSNR cost, hf_ratio distance to 1).
 The temperature calibration on the validation split is `diffsem calibrate` (diffsem/calibration.py).
 """

@@ -1,6 +1,6 @@
 """Channel maths used in training and in library-side evaluation (no GNU Radio).
 
-SNR convention (DESIGN.md, used everywhere in gr-diffsem): Es/N0 per complex channel symbol.
+SNR convention (docs/design/conventions.md, used everywhere in gr-diffsem): Es/N0 per complex channel symbol.
 Transmitted symbols have unit average power, noise is CN(0, sigma^2) and SNR = 1 / sigma^2.
 Fading channels have unit average power gain (E|h|^2 = 1), so `snr_db` is the average SNR.
 

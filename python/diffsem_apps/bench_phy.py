@@ -21,7 +21,7 @@ import pmt
 from gnuradio import blocks, channels, digital, gr
 
 from diffsem import phy
-from diffsem.runtime.session import cpu_name
+from diffsem.runtime.onnx_model import cpu_name
 
 
 def add_arguments(parser):

@@ -1,4 +1,4 @@
-"""Block tests of gnuradio.diffsem.channel_sim (gr-channels inside; SNR convention of DESIGN.md)."""
+"""Block tests of gnuradio.diffsem.channel_sim (gr-channels inside; SNR convention of docs/design/conventions.md)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Baselines of issue 5 on the library channel: linear analog (SoftCast-style), digital
+"""The baselines on the library channel: linear analog (SoftCast-style), digital
 (separation) core, and the ideal separation bound. No GNU Radio here (see qa_digital_link.py)."""
 import math
 

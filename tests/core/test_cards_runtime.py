@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffsem.runtime import cards, session
+from diffsem.runtime import cards, onnx_model
 from diffsem.runtime.cards import ChecksumMismatch, ModelFileMissing, make_card, verify_card, write_card
-from diffsem.runtime.session import InputError, ModelMismatch, OnnxModel, ProviderUnavailable
+from diffsem.runtime.onnx_model import InputError, ModelMismatch, OnnxModel, ProviderUnavailable
 
 K = 8
 
@@ -128,7 +128,7 @@ def test_static_batch_model_vs_dynamic_card(tmp_path):
 
 
 def test_unavailable_forced_provider(tiny_card, monkeypatch):
-    monkeypatch.setattr(session, "available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(onnx_model, "available_providers", lambda: ["CPUExecutionProvider"])
     for forced in ("tensorrt", "cuda"):
         with pytest.raises(ProviderUnavailable, match=f"'{forced}' .* not available .*available: CPUExecutionProvider"):
             OnnxModel(tiny_card, provider=forced)
@@ -138,16 +138,16 @@ def test_unavailable_forced_provider(tiny_card, monkeypatch):
 
 def test_provider_lists_for_gpu_builds(tmp_path):
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    chain = session.resolve_providers("auto", gpu, cache_dir=tmp_path,
+    chain = onnx_model.resolve_providers("auto", gpu, cache_dir=tmp_path,
                                       profile={"min": "x:1x8", "opt": "x:64x8", "max": "x:64x8"})
     assert [p[0] if isinstance(p, tuple) else p for p in chain] == gpu
     trt = chain[0][1]
     assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == str(tmp_path)
     assert trt["trt_profile_max_shapes"] == "x:64x8" and trt["trt_fp16_enable"] is False
-    assert [p if isinstance(p, str) else p[0] for p in session.resolve_providers("cuda", gpu)] == gpu[1:]
-    assert session.resolve_providers("cpu", gpu) == ["CPUExecutionProvider"]
-    assert session.resolve_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0][0] == gpu[1]
-    assert session.default_cache_dir().parts[-2:] == ("gr-diffsem", "trt")
+    assert [p if isinstance(p, str) else p[0] for p in onnx_model.resolve_providers("cuda", gpu)] == gpu[1:]
+    assert onnx_model.resolve_providers("cpu", gpu) == ["CPUExecutionProvider"]
+    assert onnx_model.resolve_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0][0] == gpu[1]
+    assert onnx_model.default_cache_dir().parts[-2:] == ("gr-diffsem", "trt")
 
 
 def test_run_and_input_validation(tiny_card, caplog):

@@ -194,7 +194,7 @@ SHIPPED = sorted(p for p in MODELS.glob("*.json") if load_card(p).get("role") !=
 
 @pytest.mark.parametrize("card_path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_model_cards(card_path):
-    """Every shipped model matches its card's sha256 and honours the I/O contract of DESIGN.md."""
+    """Every shipped model matches its card's sha256 and honours the I/O contract of docs/design/conventions.md."""
     card = load_card(card_path)
     verify_card(card_path)
     k = card["k"]

@@ -13,7 +13,7 @@ from diffsem.phy.ofdm import make_layout
 class channel_sim(gr.hier_block2):
     """Channel hier block (complex in, complex out): fading, timing offset, CFO, then AWGN.
 
-    snr_db: Es/N0 per payload symbol (DESIGN.md convention) for bursts from ofdm_analog_tx with
+    snr_db: Es/N0 per payload symbol (docs/design/conventions.md) for bursts from ofdm_analog_tx with
         the same fft_len / carriers: the time-domain noise variance is
         fft_len / (n_active * 10^(snr_db/10)) (diffsem.phy.noise_voltage_for_snr), because the TX
         gives unit power per sample to n_active unit-power subcarriers. The RX's "snr_db" estimate

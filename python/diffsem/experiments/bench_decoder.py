@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from diffsem.runtime.cards import BATCH, DECODER_ROLES, find_cards, load_card
-from diffsem.runtime.session import cpu_name
+from diffsem.runtime.onnx_model import cpu_name
 
 log = logging.getLogger("diffsem.experiments.bench_decoder")
 

@@ -41,7 +41,7 @@ ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", 
 
 
 def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu", **kwargs):
-    """The lead's schemes.load_scheme, imported when first used (tests substitute a fake).
+    """schemes.load_scheme, imported when first used (tests substitute a fake).
     kwargs (threads) go to it as given; the temperature comes from the card unless --temperature."""
     from diffsem.experiments.schemes import load_scheme as _load
     return _load(name, k, steps=steps, backend=backend, device=device, **kwargs)

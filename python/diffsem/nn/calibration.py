@@ -11,7 +11,7 @@ noise: sharper images, lower FID-FMNIST, lower PSNR). Two rules, applied to the 
   is within `max_fid_ratio` of its teacher's (at the teacher's chosen temperature) at every
   point, with PSNR within 0.5 dB and accuracy at most 1 point below. A few-step sampler loses
   some sharpness, and a little more noise gives it back; the lowest such temperature costs the
-  least PSNR. 1.05 is half the 10 % bar of the issue, kept as margin for the test set.
+  least PSNR. 1.05 is half the 10 % bar of the student-vs-teacher target, kept as margin for the test set.
 
 Choices are made on validation rows only (never on the test set) and written into the model
 cards as `default_temperature` plus a `temperature_calibration` record, which `diffsem eval`,
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_PSNR_COST_DB = 1.5
-MAX_DPSNR_DB = 0.5          # the issue's student-vs-teacher bar: PSNR within 0.5 dB,
+MAX_DPSNR_DB = 0.5          # the student-vs-teacher bar: PSNR within 0.5 dB,
 MAX_ACC_DROP = 0.01         # accuracy at most 1 point lower,
 BAR_FID_RATIO = 1.10        # FID-FMNIST within 10 %
 MAX_FID_RATIO = 1.05        # the student rule keeps half of that 10 % as margin for the test set

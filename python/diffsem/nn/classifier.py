@@ -95,7 +95,7 @@ def accuracy(net: nn.Module, images: np.ndarray, labels: np.ndarray, device="cpu
 def hardware_string(device: str) -> str:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
-    from diffsem.runtime.session import cpu_name
+    from diffsem.runtime.onnx_model import cpu_name
     return f"{cpu_name()} ({os.cpu_count()} CPUs), {torch.get_num_threads()} torch threads (torch {torch.__version__})"
 
 

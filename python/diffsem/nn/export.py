@@ -1,7 +1,7 @@
 """`diffsem export <recipe>`: ONNX graphs + model cards from a finished training run.
 
 One static-shape graph per artifact (only the batch axis is dynamic), named as the model
-contract of DESIGN.md says:
+contract of docs/design/conventions.md says:
   encoder_k{k}         image [B,1,28,28], snr_db [B] -> symbols [B,k,2]
   deepjscc_k{k}        symbols [B,k,2], snr_db [B], noise_var [B,k] -> image [B,1,28,28]
   deepjscc_nonv_k{k}   the ablation decoder (ignores noise_var beyond the SNR), same I/O
@@ -28,7 +28,7 @@ OPSET = 17
 PARITY_TOL = 1e-4
 DOCS = {
     "image": "grayscale image, [0, 1], 28x28",
-    "snr_db": "average Es/N0 of the channel in dB (DESIGN.md convention)",
+    "snr_db": "average Es/N0 of the channel in dB (docs/design/conventions.md)",
     "symbols": "complex channel symbols as (re, im), unit average power per symbol; at the decoder, "
                "after zero-forcing equalisation",
     "noise_var": "per-symbol noise variance after equalisation (sigma^2 / |H|^2 of the symbol's subcarrier)",

@@ -7,7 +7,7 @@
   zero-padding the spectrum (the Nyquist-rate samples miss the peaks between them).
 
 Levels are absolute amplitudes; the TX gives unit average power per sample inside a burst
-(DESIGN.md), so a clip level of L dB "relative to RMS" is the amplitude 10**(L/20).
+(docs/design/conventions.md), so a clip level of L dB "relative to RMS" is the amplitude 10**(L/20).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ the frames waiting in it, drops by a counted policy when it cannot keep up, and 
 
 The worker is generic: `process(items) -> results` is any callable over a list of items (one
 model call per batch). `FrameEncoder` and `FrameDecoder` below are those callables for the ONNX
-encoder and decoders of the ONNX contract (DESIGN.md), so the GNU Radio blocks stay thin.
+encoder and decoders of the ONNX contract (docs/design/conventions.md), so the GNU Radio blocks stay thin.
 
 Drop policies when the queue is full: "oldest" (default: a live link wants the freshest image,
 so the stalest waiting frame is dropped) or "newest" (the arriving frame is refused). Every drop

@@ -1,6 +1,5 @@
 """Hardware impairments: the numpy maths (diffsem.phy.impairments), each impairment of channel_sim on
-and off (off = the channel exactly as before), the TX clip level, and a loopback through an
-8-bit ADC that still decodes."""
+and off (off = the channel exactly as before), and the TX clip level."""
 from __future__ import annotations
 
 import time
@@ -146,21 +145,3 @@ def test_tx_clip_level_relative_to_rms():
     assert np.array_equal(clipped, impairments.clip(linear, level))
     with pytest.raises(ValueError):
         ofdm_analog_tx(clip_db=float("inf"))
-
-
-# --- loopback through an 8-bit ADC ------------------------------------------------------------
-
-def test_loopback_with_hackrf_like_8bit_adc_still_decodes(tiny_models):
-    from support import TINY_K
-
-    from gnuradio import diffsem
-    from diffsem_apps.impairment_report import impaired_loopback
-
-    tb = impaired_loopback(dict(adc_bits=8, adc_full_scale=3.0), None, k=TINY_K, snr_db=15.0,
-                           decoders=["deepjscc"], count=6, models_dir=str(tiny_models), provider="cpu",
-                           classifier_card="none")
-    assert isinstance(tb.chan, diffsem.channel_sim) and tb.chan.adc_bits == 8
-    assert tb.run_until_drained(timeout_s=120, quiet_s=5)
-    acc = tb.metrics[0].accounting()
-    assert acc["sent"] == 6 == acc["decoded"]
-    assert abs(np.mean([r["snr_est_db"] for r in tb.metrics[0].records]) - 15.0) < 1.5

@@ -6,7 +6,8 @@ level and inside functions, and module names handed to importlib as strings.
     core    diffsem             never GNU Radio (gnuradio, pmt, osmosdr, uhd, soapy) nor the apps
 
 Inside the core, the subpackages (and top-level modules) import each other without a cycle.
-Tests import no private (underscore) module of the packages.
+Tests follow the same layers by folder (tests/core, tests/blocks: nothing above them) and import
+no private (underscore) module of the packages.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _is_package(module: str) -> bool:
     return path is not None and path.name == "__init__.py"
 
 
-def imports_of(module: str, path: Path) -> set[str]:
+def imports_of(module: str, path: Path, strings: bool = True) -> set[str]:
     """Absolute names of what `module` imports (function-level imports and importlib strings too)."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if _is_package(module) else module.rpartition(".")[0]
@@ -70,7 +71,8 @@ def imports_of(module: str, path: Path) -> set[str]:
             for alias in node.names:  # `from pkg import submodule` imports the submodule
                 sub = f"{origin}.{alias.name}"
                 found.add(sub if sub in ALL else origin)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_STRING.match(node.value):
+        elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and MODULE_STRING.match(node.value):
             if node.value in ALL:  # "diffsem_apps.radio" in a command table
                 found.add(node.value)
     return found
@@ -167,8 +169,19 @@ def test_walk_sees_function_level_and_relative_imports():
 def test_tests_import_no_private_module():
     bad = []
     for path in sorted((ROOT / "tests").rglob("*.py")):
-        for target in imports_of("tests." + path.stem, path):
+        for target in imports_of("tests." + path.stem, path, strings=False):
             if _hits(target, ("diffsem", "diffsem_apps", "gnuradio.diffsem")) and \
                     any(part.startswith("_") for part in target.split(".")):
                 bad.append(f"{path.relative_to(ROOT)} imports {target}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("folder, layer", [("core", "core"), ("blocks", "blocks")])
+def test_tests_stay_in_their_layer(folder, layer):
+    bad = []
+    for path in sorted((ROOT / "tests" / folder).rglob("*.py")):
+        for target in sorted(imports_of(f"tests.{folder}.{path.stem}", path, strings=False)):
+            if _hits(target, FORBIDDEN[layer]):
+                bad.append(f"{path.relative_to(ROOT)} imports {target}")
+    assert not bad, "\n".join(bad)
+

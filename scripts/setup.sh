@@ -2,7 +2,8 @@
 # Installs everything gr-diffsem needs on a fresh Debian 12 machine (as root), idempotently:
 # Debian's GNU Radio + dataset, a venv from Debian's Python 3.11 (the interpreter GNU Radio's
 # bindings are built for) with system site packages, the pinned pip requirements, the core
-# library in editable mode, and the block package on the venv's path. Quiet when nothing to do.
+# library and the apps (python/: diffsem, diffsem_apps and the `diffsem` program) in editable
+# mode, and the block package on the venv's path. Quiet when nothing to do.
 # Source it (`. scripts/setup.sh`) to get the venv activated and GRC_BLOCKS_PATH set; the
 # install steps run in a strict-mode subshell, so sourcing does not change your shell's options.
 _diffsem_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -32,7 +32,7 @@ class App:
     """One app as an OS process; stderr lines are collected so the test can wait for "ready"."""
 
     def __init__(self, *argv):
-        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.radio", *argv], cwd=REPO,
+        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.cli", *argv], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.err: list[str] = []

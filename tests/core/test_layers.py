@@ -185,3 +185,18 @@ def test_tests_stay_in_their_layer(folder, layer):
                 bad.append(f"{path.relative_to(ROOT)} imports {target}")
     assert not bad, "\n".join(bad)
 
+
+
+def test_block_package_holds_one_public_block_per_file():
+    """gnuradio.diffsem: each module (besides __init__, harness and private helpers) defines one
+    public class, named as the file (and as GRC shows it)."""
+    folder = ROOT / "gr-diffsem" / "gnuradio" / "diffsem"
+    bad = []
+    for path in sorted(folder.glob("*.py")):
+        if path.stem.startswith("_") or path.stem == "harness":
+            continue
+        classes = [n.name for n in ast.parse(path.read_text()).body
+                   if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
+        if classes != [path.stem]:
+            bad.append(f"{path.name}: {classes}")
+    assert not bad, "\n".join(bad)

@@ -115,7 +115,7 @@ class channel_sim(gr.hier_block2):
         if self.dc_offset != 0:
             stages.append(blocks.add_const_cc(self.dc_offset))
         if self.adc_bits:
-            stages.append(adc_quantizer(self.adc_bits, self.adc_full_scale))
+            stages.append(_adc_quantizer(self.adc_bits, self.adc_full_scale))
         return stages
 
     # --- setters / getters (GRC callbacks)
@@ -148,7 +148,7 @@ class channel_sim(gr.hier_block2):
         return self._clock_ppm
 
 
-class adc_quantizer(gr.sync_block):
+class _adc_quantizer(gr.sync_block):
     """N-bit ADC per rail with a set full scale (diffsem.phy.impairments.quantize), complex in/out."""
 
     def __init__(self, bits=8, full_scale=1.0):

@@ -13,7 +13,7 @@ Complex values are carried as a trailing axis of size 2 (re, im), as in the ONNX
 torch is imported inside the functions that need it, not at module level: the GNU Radio block
 package (`from gnuradio import diffsem`: channel_sim, diffusion_decoder) uses only the constants
 and numpy helpers here, and importing torch costs ~2 s at every flowgraph start
-(tests/test_import_cost.py checks that it stays out).
+(tests/blocks/qa_import_cost.py checks that it stays out).
 """
 from __future__ import annotations
 

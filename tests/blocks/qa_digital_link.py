@@ -1,6 +1,6 @@
 """digital_link_tx / digital_link_rx: the separation baseline through GNU Radio (gr-fec + the semantic link's OFDM PHY).
 
-Run: pytest -q tests/qa_digital_link.py
+Run: pytest -q tests/blocks/qa_digital_link.py
 """
 import numpy as np
 import pmt
@@ -98,7 +98,7 @@ def test_malformed_pdus_are_refused_counted_and_do_not_stall(images):
 
 
 def test_tx_knows_a_mode_with_no_room_for_the_frame():
-    """Built, not raised: each image is then refused and counted (end to end in test_digital_link.py)."""
+    """Built, not raised: each image is then refused and counted (end to end in qa_digital_link_loopback.py)."""
     tx = diffsem.digital_link_tx(8, "bpsk-1/2")
     assert not tx.budget.carries_frame
 

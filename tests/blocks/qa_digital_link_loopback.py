@@ -1,6 +1,6 @@
 """digital_link (GNU Radio side of the digital baseline): the loopbacks' channel arguments and a
 link configuration that cannot carry a frame. The gr-fec / PHY parity tests are in
-tests/qa_digital_link.py."""
+tests/blocks/qa_digital_link.py."""
 import numpy as np
 import pmt
 import pytest

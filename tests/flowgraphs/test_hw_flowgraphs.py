@@ -78,48 +78,11 @@ def test_require_radio_in_process():
         require_radio("x", "uhd", "both")
 
 
-def dc_offset_run(snr_db, dc, dc_blocker, n_frames=200, seed=0):
-    """symbol_source -> ofdm_analog_tx -> channel_sim(AWGN) -> tag gate -> + DC -> [the HackRF RX's
-    dc_blocker_cc(128, True)] -> ofdm_analog_rx -> symbol_checker; dict of frames, error, SNR estimate."""
-    import time
-
-    from gnuradio import blocks, filter, gr
-    from gnuradio.diffsem import channel_sim, ofdm_analog_rx, ofdm_analog_tx, symbol_checker, symbol_source
-    tb = gr.top_block()
-    src = symbol_source(128, n_frames, 0.0, seed, 16)
-    tx, chan, rx = ofdm_analog_tx(), channel_sim(snr_db, "awgn", 0.0, 0.0, seed), ofdm_analog_rx()
-    checker = symbol_checker(128, seed, 0)
-    tb.msg_connect(src, "out", tx, "in")
-    tb.msg_connect(rx, "out", checker, "in")
-    tb.msg_connect(checker, "ack", src, "ack")
-    # a radio's samples carry no TX length tags: the gate drops them, as the air does
-    chain = [tx, chan, blocks.tag_gate(gr.sizeof_gr_complex, False), blocks.add_const_cc(complex(dc, dc / 2))]
-    if dc_blocker:
-        chain.append(filter.dc_blocker_cc(128, True))
-    tb.connect(*chain, rx)
-    tb.start()
-    t0 = last_change = time.monotonic()
-    last = -1
-    while time.monotonic() - t0 < 120:
-        time.sleep(0.05)
-        got = checker.counters.snapshot()["frames"]
-        if got != last:
-            last, last_change = got, time.monotonic()
-        if got >= n_frames or (src.sent >= n_frames and time.monotonic() - last_change > 3):
-            break
-    tb.stop()
-    tb.wait()
-    stats = checker.stats()
-    return {"snr_db": snr_db, "dc_abs": round(abs(complex(dc, dc / 2)), 3), "dc_blocker": dc_blocker,
-            "sent": src.sent, "decoded": stats["frames"], "mse_db": round(stats["mse_db"], 2),
-            "snr_est_db": round(stats["snr_est_db"], 2), "header_crc_fail": rx.stats()["header_crc_fail"],
-            "false_triggers": rx.stats()["false_triggers"]}
-
-
 def test_dc_blocker_removes_a_dc_offset():
     """A DC term ~10 dB below the burst power (HackRF-like) makes the detector fire on noise
     (the receiver itself skips the DC carrier and re-estimates the channel, so frames still
     decode); the HackRF RX's DC blocker removes the false syncs and costs nothing on a clean signal."""
+    from diffsem_apps.measure_frontend import dc_offset_run
     with_dc = dc_offset_run(20.0, 0.3, False, n_frames=30)
     blocked = dc_offset_run(20.0, 0.3, True, n_frames=30)
     assert with_dc["decoded"] >= 29 and with_dc["false_triggers"] > 20, with_dc
@@ -252,51 +215,3 @@ def test_tx_flowgraph_sends_tagged_bursts(generated, name, monkeypatch):
     active = samples[np.abs(samples) > 0]
     assert np.sqrt(np.mean(np.abs(active) ** 2)) == pytest.approx(amplitude, rel=0.15)
     assert max(np.abs(samples.real).max(), np.abs(samples.imag).max()) < 1.0  # fc32 full scale, per component
-
-
-def tx_papr_by_symbol(n_bursts=300, n_symbols=128, seed=0):
-    """Peak-to-average power of ofdm_analog_tx's bursts (CN(0,1) payload symbols, 1x sampling), per OFDM
-    symbol role, in dB re the burst's unit average power: {role: (peak, 99.9th percentile)}, plus the
-    whole burst's and the payload's CCDF points at 1e-2 / 1e-3 / 1e-4 and maxima."""
-    import time
-
-    import numpy as np
-    import pmt
-    from gnuradio import blocks, gr
-    from gnuradio.diffsem import ofdm_analog_tx
-
-    rng = np.random.default_rng(seed)
-    tb, tx, sink = gr.top_block(), ofdm_analog_tx(), blocks.vector_sink_c()
-    tb.connect(tx, sink)
-    for _ in range(n_bursts):
-        sym = ((rng.standard_normal(n_symbols) + 1j * rng.standard_normal(n_symbols)) / np.sqrt(2)).astype(np.complex64)
-        tx.framer.to_basic_block()._post(pmt.intern("in"), pmt.cons(pmt.make_dict(), pmt.init_c32vector(sym.size, sym.tolist())))
-    length = tx.burst_length(n_symbols)
-    tb.start()
-    deadline = time.monotonic() + 60
-    while len(sink.data()) < n_bursts * length and time.monotonic() < deadline:
-        time.sleep(0.1)
-    tb.stop()
-    tb.wait()
-    bursts = np.asarray(sink.data())[: n_bursts * length].reshape(n_bursts, length)
-    body = bursts[:, tx.pad_front:length - tx.pad_back]
-    power = (np.abs(body) ** 2).reshape(n_bursts, -1, tx.layout.fft_len + tx.layout.cp_len)
-    db = lambda v: round(float(10 * np.log10(v)), 1)
-    roles = ["sync1", "sync2"] + [f"header{i}" for i in range(tx.header_repeats)]
-    roles += [f"payload{i}" for i in range(power.shape[1] - len(roles))]
-    out = {role: (db(power[:, j].max()), db(np.quantile(power[:, j], 0.999))) for j, role in enumerate(roles)}
-    for name, p in (("burst", power.ravel()), ("payload", power[:, 2 + tx.header_repeats:].ravel())):
-        out[name] = {"ccdf_1e-2_1e-3_1e-4": [db(np.quantile(p, 1 - q)) for q in (1e-2, 1e-3, 1e-4)], "max": db(p.max())}
-    return out
-
-
-if __name__ == "__main__":
-    # the tables of docs/runbook.md: python tests/test_hw_flowgraphs.py dc|papr
-    import json
-    what = sys.argv[1:] or ["dc", "papr"]
-    if "dc" in what:
-        for snr in (10.0, 20.0):
-            for dc, blocker in ((0.0, False), (0.0, True), (0.3, False), (0.3, True)):
-                print(json.dumps(dc_offset_run(snr, dc, blocker)), flush=True)
-    if "papr" in what:
-        print(json.dumps(tx_papr_by_symbol()), flush=True)

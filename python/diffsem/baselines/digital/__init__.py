@@ -4,7 +4,7 @@ Everything in this package is plain numpy + Pillow (no GNU Radio), one module pe
 (`fec`, `modem`, `framing`, `codec`, `scheme`, `cli`; their API is re-exported here): bit budget, mode table, codec fitting,
 framing, the K=7 convolutional code (bit-exact with gr-fec's ``cc_encoder``, polys 109/79,
 terminated), puncturing, Gray QAM mapping and max-log LLR demapping, and a soft-input Viterbi
-decoder equivalent to gr-fec's ``cc_decoder`` (checked against it in tests/qa_digital_link.py).
+decoder equivalent to gr-fec's ``cc_decoder`` (checked against it in tests/blocks/qa_digital_link.py).
 The blocks ``digital_link_tx`` / ``digital_link_rx`` run the same frames through gr-fec and the
 semantic link's OFDM PHY (ofdm_analog_tx/rx, built on the stock gr-digital blocks).
 

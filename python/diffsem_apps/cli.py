@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == wanted:  # import only the module that will run
             mod = importlib.import_module(module)
             if app:
+                p.description = mod.DESCRIPTIONS[app[0]]
                 mod.ADDERS[app[0]](p)
                 p.set_defaults(app=app[0])
             else:

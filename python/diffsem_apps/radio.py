@@ -25,7 +25,6 @@ has been quiet for --idle-timeout seconds. Each app prints one JSON line (its re
 """
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
@@ -444,20 +443,8 @@ def add_channel_arguments(ch):
     ch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
 
 
-HELP = {"tx": "transmit images (sim | zmq | file | uhd | soapy sink)",
-        "rx": "receive and decode images (sim | zmq | file | uhd | soapy source), SigMF record",
-        "channel": "ZMQ SUB -> simulated channel -> ZMQ PUB (the three-process radio)"}
 DESCRIPTIONS = {"tx": TX_DESCRIPTION, "rx": RX_DESCRIPTION, "channel": CHANNEL_DESCRIPTION}
 ADDERS = {"tx": add_tx_arguments, "rx": add_rx_arguments, "channel": add_channel_arguments}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffsem",
-                                     description="gr-diffsem semantic image link as separate TX / channel / RX programs")
-    sub = parser.add_subparsers(dest="app", required=True)
-    for name, adder in ADDERS.items():
-        adder(sub.add_parser(name, help=HELP[name], description=DESCRIPTIONS[name]))
-    return parser
 
 
 APPS = {"tx": TxApp, "rx": RxApp, "channel": ChannelApp}
@@ -485,11 +472,3 @@ def run(args) -> int:
             signal.signal(sig, handler)
     print(json.dumps(report, default=float), flush=True)
     return 0
-
-
-def main(argv=None) -> int:
-    return run(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

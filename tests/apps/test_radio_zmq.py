@@ -115,25 +115,25 @@ def test_three_process_zmq_link_matches_loopback():
 
 @pytest.mark.parametrize("endpoint,device", [("uhd", "USRP"), ("soapy", "SoapySDR")])
 def test_sdr_endpoint_without_device_is_one_sentence(endpoint, device, capsys):
-    from diffsem_apps import radio
+    from diffsem_apps import cli
     args = ["--device-args", "type=b200" if endpoint == "uhd" else "driver=hackrf"]
-    assert radio.main(["rx", "--source", endpoint, *args, "--count", "0"]) == 2
+    assert cli.main(["rx", "--source", endpoint, *args, "--count", "0"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-rx:")]
     assert len(err) == 1 and f"no {device}" in err[0], err
-    assert radio.main(["tx", "--sink", endpoint, *args]) == 2
+    assert cli.main(["tx", "--sink", endpoint, *args]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-tx:")]
     assert len(err) == 1 and f"no {device}" in err[0] and "Traceback" not in err[0], err
 
 
 def test_taken_address_is_one_sentence(capsys):
     import zmq
-    from diffsem_apps import radio
+    from diffsem_apps import cli
     (port,) = free_ports(1)
     ctx = zmq.Context.instance()
     squatter = ctx.socket(zmq.PUB)
     squatter.bind(f"tcp://127.0.0.1:{port}")
     try:
-        assert radio.main(["channel", "--out", f"tcp://127.0.0.1:{port}", "--duration", "1"]) == 2
+        assert cli.main(["channel", "--out", f"tcp://127.0.0.1:{port}", "--duration", "1"]) == 2
     finally:
         squatter.close(0)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-channel:")]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import support
 
-from diffsem_apps import radio
+from diffsem_apps import cli
 from diffsem_apps.endpoints import EndpointError, sigmf_replay
 
 DATA = str(support.DATA / "sigmf")
@@ -19,7 +19,7 @@ COUNT, K, SNR_DB = 8, 32, 15.0
 
 
 def rx_report(argv, capsys) -> dict:
-    assert radio.main(["rx", *argv, "--k", str(K), "--seed", "0", "--no-classifier", "--threads", "1"]) == 0
+    assert cli.main(["rx", *argv, "--k", str(K), "--seed", "0", "--no-classifier", "--threads", "1"]) == 0
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
@@ -76,7 +76,7 @@ def test_replay_refuses_missing_or_invalid_recordings(tmp_path, capsys):
     (tmp_path / "bad.sigmf-meta").write_text('{"global": {"core:datatype": 7}}')
     with pytest.raises(EndpointError, match="not valid"):
         sigmf_replay(str(tmp_path / "bad"))
-    assert radio.main(["rx", "--source", "file", "--input", str(tmp_path / "absent"), "--k", str(K)]) == 2
+    assert cli.main(["rx", "--source", "file", "--input", str(tmp_path / "absent"), "--k", str(K)]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-rx:")]
     assert len(lines) == 1 and "no SigMF recording" in lines[0]
 

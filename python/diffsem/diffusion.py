@@ -64,7 +64,7 @@ class DiffusionDecoder(nn.Module):
 
     def condition(self, symbols, snr_db, noise_var):
         image_hat, feat = self.jscc.features(symbols, snr_db, noise_var)
-        return to_signed(image_hat), feat
+        return to_signed(image_hat.clamp(0.0, 1.0)), feat
 
     def velocity_fn(self, x_hat, feat, snr_db):
         return lambda x, t: self.unet(x, t, x_hat, feat, snr_db)

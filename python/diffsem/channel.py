@@ -146,13 +146,73 @@ def estimation_error(kind: str, sigma2, batch: int, k: int, generator=None, devi
     return _multipath(pdp, batch, k, generator, device, layout) * var.sqrt()[:, None, None]
 
 
+# ----------------------------------------------------------------------------- partial-frame impairments
+#
+# What destroys part of a frame, defined once on the OFDM layout (symbol i rides OFDM symbol
+# i // n_data, data carrier i % n_data) for the training channel and the GNU Radio channel_sim:
+#   erasure     each symbol lost independently with probability `fraction`
+#   burst       impulsive noise wipes whole OFDM symbols, each with probability `fraction`
+#   truncation  the frame's tail is lost: the last round(fraction * k) symbols
+#   narrowband  an interferer on round(fraction * n_data) adjacent data carriers at a random
+#               offset, with power Es / 10^(sir_db / 10) per hit cell (Es = 1): Es/N0 stays the
+#               channel's SNR, the hit cells see Es/(N0 + I0)
+# An erased cell is handed to the decoder as symbol 0 with noise variance ERASED_NOISE_VAR (the
+# receiver's "could not trust": the decoders treat anything this large as no information).
+IMPAIRMENTS = ("none", "erasure", "burst", "truncation", "narrowband")
+ERASED_NOISE_VAR = 1e4
+
+
+def impairment_cells(kind: str, fraction, batch: int, k: int, generator=None, device="cpu",
+                     layout: OfdmLayout = DEFAULT_LAYOUT):
+    """Boolean [B, k]: the payload cells `kind` hits; `fraction` a float or a tensor [B]."""
+    import torch
+    if kind not in IMPAIRMENTS:
+        raise ValueError(f"unknown impairment {kind!r}: choose one of {IMPAIRMENTS}")
+    f = torch.as_tensor(fraction, dtype=torch.float32, device=device).reshape(-1).expand(batch)[:, None]
+    if kind == "none":
+        return torch.zeros(batch, k, dtype=torch.bool, device=device)
+    i = torch.arange(k, device=device)[None, :]
+    if kind == "erasure":
+        return torch.rand(batch, k, generator=generator, device=device) < f
+    if kind == "burst":
+        wiped = torch.rand(batch, layout.n_ofdm_symbols(k), generator=generator, device=device) < f
+        return wiped[:, i[0] // layout.n_data]
+    if kind == "truncation":
+        return i >= torch.round((1 - f) * k)
+    n = layout.n_data
+    width = torch.round(f * n)
+    start = torch.floor(torch.rand(batch, 1, generator=generator, device=device) * (n - width + 1))
+    carrier = i % n
+    return (carrier >= start) & (carrier < start + width)
+
+
+def impair(s_hat, noise_var, h_hat_gain, kind: str, fraction, sir_db=0.0, generator=None,
+           layout: OfdmLayout = DEFAULT_LAYOUT):
+    """Apply a partial-frame impairment to equalised symbols [B, k, 2] and their noise variances
+    [B, k]; `h_hat_gain` = |h_hat|^2 [B, k] (an interferer's power is divided by it by the ZF
+    equaliser, like the noise's). Returns (s_hat, noise_var, hit cells [B, k])."""
+    import torch
+    b, k, _ = s_hat.shape
+    hit = impairment_cells(kind, fraction, b, k, generator, s_hat.device, layout)
+    if kind == "narrowband":
+        i0 = snr_db_to_noise_var(torch.as_tensor(sir_db, dtype=torch.float32, device=s_hat.device)
+                                 .reshape(-1).expand(b))[:, None]
+        extra = torch.where(hit, i0 / h_hat_gain.clamp_min(MIN_GAIN), torch.zeros_like(noise_var))
+        return s_hat + _cn((b, k), extra, generator, s_hat.device), noise_var + extra, hit
+    if kind != "none":
+        s_hat = torch.where(hit[..., None], torch.zeros_like(s_hat), s_hat)
+        noise_var = torch.where(hit, torch.full_like(noise_var, ERASED_NOISE_VAR), noise_var)
+    return s_hat, noise_var, hit
+
+
 def transmit(symbols: torch.Tensor, snr_db, kind: str = "awgn", csi: str = "perfect",
-             generator=None, layout: OfdmLayout = DEFAULT_LAYOUT):
+             generator=None, layout: OfdmLayout = DEFAULT_LAYOUT, impairment=None):
     """Send unit-power symbols [B, k, 2] over `kind` at `snr_db` (scalar or [B]) and equalise (ZF).
 
     Returns (s_hat [B, k, 2], noise_var [B, k]) as an OFDM receiver would report them. With
     csi="estimated" the receiver knows h only through its estimate h_hat (diffsem.phy_rx's:
-    error variance CSI_EST_ERR[kind] * sigma^2, see `receive`).
+    error variance CSI_EST_ERR[kind] * sigma^2, see `receive`). `impairment`: None or
+    (kind, fraction, sir_db) of `impair`, applied after equalisation.
     """
     import torch
     if kind not in CHANNELS:
@@ -163,7 +223,10 @@ def transmit(symbols: torch.Tensor, snr_db, kind: str = "awgn", csi: str = "perf
     dev = symbols.device
     snr = torch.as_tensor(snr_db, dtype=torch.float32, device=dev).expand(b)
     h = channel_gains(kind, b, k, generator, dev, layout)
-    return receive(symbols, h, snr_db_to_noise_var(snr), kind, csi, generator, layout)
+    s_hat, noise_var, gain = _receive(symbols, h, snr_db_to_noise_var(snr), kind, csi, generator, layout)
+    if impairment is not None and impairment[0] != "none":
+        s_hat, noise_var, _ = impair(s_hat, noise_var, gain, *impairment, generator=generator, layout=layout)
+    return s_hat, noise_var
 
 
 def receive(symbols: torch.Tensor, h: torch.Tensor, sigma2, kind: str = "awgn", csi: str = "perfect",
@@ -172,6 +235,11 @@ def receive(symbols: torch.Tensor, h: torch.Tensor, sigma2, kind: str = "awgn", 
     equalised by h_hat. csi="estimated" (fading channels): h_hat = h + e with
     e ~ estimation_error (variance lev * sigma^2, lev = CSI_EST_ERR[kind]), and the reported
     noise_var = sigma^2 (1 + lev) / |h_hat|^2, as diffsem.phy.FrameEstimator reports it."""
+    return _receive(symbols, h, sigma2, kind, csi, generator, layout)[:2]
+
+
+def _receive(symbols, h, sigma2, kind, csi, generator, layout):
+    """receive(), also returning |h_hat|^2 [B, k] (floored like the equaliser's)."""
     import torch
     b, k, _ = symbols.shape
     dev = symbols.device
@@ -182,5 +250,5 @@ def receive(symbols: torch.Tensor, h: torch.Tensor, sigma2, kind: str = "awgn", 
     else:
         h_hat, lev = h + estimation_error(kind, sigma2, b, k, generator, dev, layout), CSI_EST_ERR[kind]
     s_hat = _cdiv(y, h_hat)
-    noise_var = sigma2[:, None] * (1.0 + lev) / (h_hat ** 2).sum(-1).clamp_min(MIN_GAIN)
-    return s_hat, noise_var
+    gain = (h_hat ** 2).sum(-1).clamp_min(MIN_GAIN)
+    return s_hat, sigma2[:, None] * (1.0 + lev) / gain, gain

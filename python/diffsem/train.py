@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from . import data
-from .channel import CHANNELS, transmit
+from .channel import CHANNELS, IMPAIRMENTS, transmit
 from .diffusion import distillation_loss, flow_matching_loss, to_signed
 from .models import (AnalogBasis, CondUNet, HybridDecoder, HybridEncoder, JSCCDecoder, SemanticEncoder,
                      count_parameters)
@@ -173,6 +173,26 @@ def channel_batch(x: torch.Tensor, cfg: dict, gen: torch.Generator, it: int):
     return snr, kind, csi
 
 
+def impairment_batch(x: torch.Tensor, cfg: dict, gen: torch.Generator):
+    """The partial-frame impairment of a batch (channel.impair), or None. With the recipe's
+    `channel.impairments: {probability, max_fraction, sir_db: [lo, hi]}` a batch is hit with that
+    probability, by one kind drawn uniformly, each image with its own fraction in [0, max_fraction]
+    (and, for a narrowband interferer, its own SIR), so decoders learn to fill what is missing."""
+    imp = cfg["channel"].get("impairments")
+    if not imp:
+        return None
+    u = torch.rand(3, generator=gen, device=x.device).tolist()
+    if u[0] >= imp.get("probability", 0.25):
+        return None
+    kinds = imp.get("kinds", [k for k in IMPAIRMENTS if k != "none"])
+    kind = kinds[min(int(u[1] * len(kinds)), len(kinds) - 1)]
+    b = x.shape[0]
+    fraction = imp.get("max_fraction", 0.5) * torch.rand(b, generator=gen, device=x.device)
+    lo, hi = imp.get("sir_db", [-10.0, 10.0])
+    sir = lo + (hi - lo) * torch.rand(b, generator=gen, device=x.device)
+    return kind, fraction, sir
+
+
 class Stage:
     """Checkpointed training loop shared by all stages: `step(batch, gen, it) -> loss`."""
 
@@ -290,7 +310,8 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
     def jscc_step(x, gen, it):
         snr, kind, csi = channel_batch(x, cfg, gen, it)
-        s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
+        imp = impairment_batch(x, cfg, gen)
+        s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen, impairment=imp)
         return reconstruction_loss(dec.features(s_hat, snr, nv)[0], x, loss_kind)
 
     if "jscc" in stages or not (run_dir / "jscc.pt").exists():
@@ -306,8 +327,9 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
         def ablation_step(x, gen, it):
             snr, kind, csi = channel_batch(x, abl_cfg, gen, it)
+            imp = impairment_batch(x, abl_cfg, gen)
             with torch.no_grad():
-                s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
+                s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen, impairment=imp)
             return reconstruction_loss(abl.features(s_hat, snr, nv)[0], x, loss_kind)
 
         acfg = {**cfg["jscc"], **cfg.get("ablation", {})}  # Stage reads only its own keys; `channel` is abl_cfg's
@@ -319,8 +341,9 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
     def conditioned(x, gen, it):
         snr, kind, csi = channel_batch(x, cfg, gen, it)
+        imp = impairment_batch(x, cfg, gen)
         with torch.no_grad():
-            s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
+            s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen, impairment=imp)
             img_hat, feat = dec.features(s_hat, snr, nv)
         return to_signed(x), to_signed(img_hat.clamp(0.0, 1.0)), feat, snr
 

@@ -146,11 +146,17 @@ class CondUNet(nn.Module):
     the decoder's 7x7 feature map is added at the bottleneck, t and SNR modulate every block.
     """
 
-    def __init__(self, width: int = 32, feat_channels: int = 64, emb_dim: int = 128):
+    def __init__(self, width: int = 32, feat_channels: int = 64, emb_dim: int = 128, knob: bool = False,
+                 symbols_k: int | None = None):
         super().__init__()
         c1, c2, c3 = width, 2 * width, 3 * width
         self.emb_dim = emb_dim
-        self.emb = nn.Sequential(nn.Linear(emb_dim + 1, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.knob = knob
+        self.emb = nn.Sequential(nn.Linear(emb_dim + 1 + int(knob), emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # the received symbols and their reliabilities, straight from the receiver (not only through
+        # the DeepJSCC decoder's features): a learned map to the 7x7 bottleneck
+        self.symbols_in = nn.Linear(3 * symbols_k, 16 * 49) if symbols_k else None
+        self.symbols_map = nn.Conv2d(16, c3, 1) if symbols_k else None
         self.stem = nn.Conv2d(2, c1, 3, padding=1)
         self.enc1 = ResBlock(c1, c1, emb_dim)
         self.down1 = nn.Conv2d(c1, c2, 4, stride=2, padding=1)
@@ -168,11 +174,18 @@ class CondUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x_t, t, x_hat, feat, snr_db):
-        e = self.emb(torch.cat((timestep_embedding(t, self.emb_dim), snr_features(snr_db)), dim=-1))
+    def forward(self, x_t, t, x_hat, feat, snr_db, tau=None, symbols=None):
+        """`tau` [B]: the sampling temperature the source noise was drawn at (knob networks only);
+        `symbols` [B, k, 3]: JSCCDecoder.symbol_inputs' weighted symbols and reliabilities."""
+        cond = [timestep_embedding(t, self.emb_dim), snr_features(snr_db)]
+        if self.knob:
+            cond.append(tau.float()[:, None])
+        e = self.emb(torch.cat(cond, dim=-1))
         h1 = self.enc1(self.stem(torch.cat((x_t, x_hat), dim=1)), e)
         h2 = self.enc2(self.down1(h1), e)
         h = self.down2(h2) + self.feat_in(feat)
+        if self.symbols_in is not None:
+            h = h + self.symbols_map(F.silu(self.symbols_in(symbols.flatten(1))).view(-1, 16, 7, 7))
         h = self.mid2(self.mid1(h, e), e)
         h = self.dec2(torch.cat((self.up2(h), h2), dim=1), e)
         h = self.dec1(torch.cat((self.up1(h), h1), dim=1), e)
@@ -316,16 +329,22 @@ class HybridDecoder(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def decoder_noise_var(self, snr_db, noise_var):
+        """What the decoder uses: the receiver's per-symbol variance, or (ablation) the average SNR's."""
+        if self.use_noise_var:
+            return noise_var
+        return snr_db_to_noise_var(snr_db.float())[:, None].expand_as(noise_var)
+
     def symbol_inputs(self, symbols, snr_db, noise_var):
-        if not self.use_noise_var:
-            noise_var = snr_db_to_noise_var(snr_db.float())[:, None].expand_as(noise_var)
+        noise_var = self.decoder_noise_var(snr_db, noise_var)
         weight = 1.0 / (1.0 + noise_var)
         reliability = (-10.0 * torch.log10(noise_var.clamp(1e-4, 1e4)) / SNR_SCALE)
-        return torch.cat((symbols * weight[..., None], reliability[..., None]), dim=-1), noise_var
+        return torch.cat((symbols * weight[..., None], reliability[..., None]), dim=-1)
 
     def features(self, symbols, snr_db, noise_var):
         cond = self.snr_mlp(snr_features(snr_db))
-        sym, noise_var = self.symbol_inputs(symbols, snr_db, noise_var)
+        sym = self.symbol_inputs(symbols, snr_db, noise_var)
+        noise_var = self.decoder_noise_var(snr_db, noise_var)
         nv_real = noise_var.clamp(1e-6, 1e6).repeat_interleave(2, dim=1) / 2
         analog = self.basis.lmmse(symbols.flatten(1), nv_real)
         h1 = self.enc1(self.stem(analog * 2 - 1), cond)

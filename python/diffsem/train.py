@@ -108,7 +108,12 @@ def reconstruction_loss(image, target, kind: str = "mse"):
 
 
 def build_unet(cfg) -> CondUNet:
-    return CondUNet(width=cfg["teacher"].get("width", 32), feat_channels=cfg["jscc"].get("width", 64))
+    """The velocity network. `teacher.knob: true` conditions it on the sampling temperature it is
+    trained at (diffusion.draw_temperature); `teacher.symbols: true` also feeds it the received
+    symbols and reliabilities directly."""
+    t = cfg["teacher"]
+    return CondUNet(width=t.get("width", 32), feat_channels=cfg["jscc"].get("width", 64),
+                    knob=bool(t.get("knob", False)), symbols_k=cfg["k"] if t.get("symbols", False) else None)
 
 
 # ----------------------------------------------------------------------------- training helpers
@@ -345,14 +350,15 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
         with torch.no_grad():
             s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen, impairment=imp)
             img_hat, feat = dec.features(s_hat, snr, nv)
-        return to_signed(x), to_signed(img_hat.clamp(0.0, 1.0)), feat, snr
+            sym = dec.symbol_inputs(s_hat, snr, nv) if cfg["teacher"].get("symbols", False) else None
+        return to_signed(x), to_signed(img_hat.clamp(0.0, 1.0)), feat, snr, sym
 
     unet = build_unet(cfg).to(device)
     summary["params"]["unet"] = count_parameters(unet)
     if "teacher" in stages:
         def teacher_step(x, gen, it):
-            x0, x_hat, feat, snr = conditioned(x, gen, it)
-            return flow_matching_loss(unet, x0, x_hat, feat, snr, sigma, gen)
+            x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
+            return flow_matching_loss(unet, x0, x_hat, feat, snr, sigma, gen, sym=sym)
 
         st = Stage("teacher", run_dir, {"unet": unet}, unet.parameters(), cfg["teacher"], cfg, device, ema_of="unet")
         summary.setdefault("stages", {})["teacher"] = st.run(x_train, teacher_step, progress)
@@ -368,8 +374,9 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
             student = copy.deepcopy(teacher).train().requires_grad_(True)
 
             def distill_step(x, gen, it, student=student, teacher=teacher, n=n, m=teacher_steps // n):
-                x0, x_hat, feat, snr = conditioned(x, gen, it)
-                return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen, teacher_substeps=m)
+                x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
+                return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen, teacher_substeps=m,
+                                         sym=sym)
 
             st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), dcfg, cfg, device,
                        ema_of="unet")

@@ -31,7 +31,7 @@ def test_untrained_hybrid_codec_is_the_linear_baseline(basis):
     snr = torch.full((64,), 15.0)
     with torch.no_grad():
         sym = enc(x, snr)
-        assert torch.allclose(sym, lin.encode(x), rtol=1e-2, atol=1e-4)  # the peak limit barely bites
+        assert torch.allclose(sym, lin.encode(x), rtol=2e-2, atol=1e-4)  # the peak limit: -1.2 % at 2.3x power
         nv = torch.full((64, 32), 10 ** -1.5)
         g = torch.Generator().manual_seed(0)
         noisy = sym + torch.randn(sym.shape, generator=g) * (10 ** -1.5 / 2) ** 0.5

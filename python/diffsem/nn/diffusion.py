@@ -64,30 +64,52 @@ class DiffusionDecoder(nn.Module):
 
     def condition(self, symbols, snr_db, noise_var):
         image_hat, feat = self.jscc.features(symbols, snr_db, noise_var)
-        return to_signed(image_hat), feat
+        sym = self.jscc.symbol_inputs(symbols, snr_db, noise_var) if self.unet.symbols_in is not None else None
+        return to_signed(image_hat.clamp(0.0, 1.0)), feat, sym
 
-    def velocity_fn(self, x_hat, feat, snr_db):
-        return lambda x, t: self.unet(x, t, x_hat, feat, snr_db)
+    def velocity_fn(self, x_hat, feat, snr_db, tau=None, sym=None):
+        return lambda x, t: self.unet(x, t, x_hat, feat, snr_db, tau=tau, symbols=sym)
 
     def forward(self, symbols, snr_db, noise_var, noise):
-        x_hat, feat = self.condition(symbols, snr_db, noise_var)
+        """`noise` is the temperature times N(0, 1) (the runtime scales it). A knob network is told
+        that temperature: the RMS of its 784 noise values (within ±2.5 %), so the ONNX contract
+        keeps its four inputs."""
+        x_hat, feat, sym = self.condition(symbols, snr_db, noise_var)
+        tau = noise.pow(2).mean(dim=(1, 2, 3)).sqrt() if self.unet.knob else None
         x1 = x_hat + self.source_sigma * noise
-        return to_unit(euler_sample(self.velocity_fn(x_hat, feat, snr_db), x1, self.steps))
+        return to_unit(euler_sample(self.velocity_fn(x_hat, feat, snr_db, tau, sym), x1, self.steps))
 
 
-def flow_matching_loss(unet: CondUNet, x0, x_hat, feat, snr_db, source_sigma: float, generator=None):
-    """Conditional flow matching: MSE between v(x_t, t) and x1 - x0 on the straight path."""
+KNOB_ZERO_FRACTION = 0.25  # share of knob-training draws at temperature 0 (the deterministic refiner)
+
+
+def draw_temperature(unet: CondUNet, b: int, generator=None, device="cpu"):
+    """Per-sample sampling temperature in training: 1 for a network without the knob; for a knob
+    network uniform on [0, 1] with KNOB_ZERO_FRACTION of the draws at exactly 0, so every
+    temperature the radio may ask for, the refiner end included, is one it was trained at."""
+    if not unet.knob:
+        return torch.ones(b, device=device)
+    tau = torch.rand(b, generator=generator, device=device)
+    zero = torch.rand(b, generator=generator, device=device) < KNOB_ZERO_FRACTION
+    return torch.where(zero, torch.zeros_like(tau), tau)
+
+
+def flow_matching_loss(unet: CondUNet, x0, x_hat, feat, snr_db, source_sigma: float, generator=None, sym=None):
+    """Conditional flow matching: MSE between v(x_t, t) and x1 - x0 on the straight path, the
+    source x1 = x_hat + source_sigma * tau * eps at the drawn temperature tau."""
     b = x0.shape[0]
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
-    x1 = x_hat + source_sigma * eps
+    tau = draw_temperature(unet, b, generator, x0.device)
+    x1 = x_hat + source_sigma * tau[:, None, None, None] * eps
     t = torch.rand(b, generator=generator, device=x0.device)
     x_t = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x1
-    v = unet(x_t, t, x_hat, feat, snr_db)
+    v = unet(x_t, t, x_hat, feat, snr_db, tau=tau, symbols=sym)
     return (v - (x1 - x0)).pow(2).mean()
 
 
 def distillation_loss(student: CondUNet, teacher: CondUNet, student_steps: int,
-                      x0, x_hat, feat, snr_db, source_sigma: float, generator=None, teacher_substeps: int = 2):
+                      x0, x_hat, feat, snr_db, source_sigma: float, generator=None, teacher_substeps: int = 2,
+                      sym=None):
     """One step of the N-step student matches `teacher_substeps` Euler steps of its teacher.
 
     t is drawn on the student's grid {1, 1 - 1/N, ..., 1/N}; x_t from the bridge's marginal.
@@ -101,13 +123,14 @@ def distillation_loss(student: CondUNet, teacher: CondUNet, student_steps: int,
     idx = torch.randint(0, n, (b,), generator=generator, device=dev)
     t = 1.0 - idx.float() / n
     eps = torch.randn(x0.shape, generator=generator, device=dev)
-    x1 = x_hat + source_sigma * eps
+    temp = draw_temperature(student, b, generator, dev)
+    x1 = x_hat + source_sigma * temp[:, None, None, None] * eps
     tt = t[:, None, None, None]
     x_t = (1 - tt) * x0 + tt * x1
     dt = 1.0 / (teacher_substeps * n)
     with torch.no_grad():
-        x_end = euler_sample(lambda x, tau: teacher(x, tau, x_hat, feat, snr_db), x_t, teacher_substeps,
-                             t_start=t, dt=dt)
+        x_end = euler_sample(lambda x, s: teacher(x, s, x_hat, feat, snr_db, tau=temp, symbols=sym), x_t,
+                             teacher_substeps, t_start=t, dt=dt)
         target = (x_t - x_end) * n
-    v = student(x_t, t, x_hat, feat, snr_db)
+    v = student(x_t, t, x_hat, feat, snr_db, tau=temp, symbols=sym)
     return pseudo_huber(v, target, pseudo_huber_c())

@@ -146,11 +146,17 @@ class CondUNet(nn.Module):
     the decoder's 7x7 feature map is added at the bottleneck, t and SNR modulate every block.
     """
 
-    def __init__(self, width: int = 32, feat_channels: int = 64, emb_dim: int = 128):
+    def __init__(self, width: int = 32, feat_channels: int = 64, emb_dim: int = 128, knob: bool = False,
+                 symbols_k: int | None = None):
         super().__init__()
         c1, c2, c3 = width, 2 * width, 3 * width
         self.emb_dim = emb_dim
-        self.emb = nn.Sequential(nn.Linear(emb_dim + 1, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.knob = knob
+        self.emb = nn.Sequential(nn.Linear(emb_dim + 1 + int(knob), emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # the received symbols and their reliabilities, straight from the receiver (not only through
+        # the DeepJSCC decoder's features): a learned map to the 7x7 bottleneck
+        self.symbols_in = nn.Linear(3 * symbols_k, 16 * 49) if symbols_k else None
+        self.symbols_map = nn.Conv2d(16, c3, 1) if symbols_k else None
         self.stem = nn.Conv2d(2, c1, 3, padding=1)
         self.enc1 = ResBlock(c1, c1, emb_dim)
         self.down1 = nn.Conv2d(c1, c2, 4, stride=2, padding=1)
@@ -168,11 +174,18 @@ class CondUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x_t, t, x_hat, feat, snr_db):
-        e = self.emb(torch.cat((timestep_embedding(t, self.emb_dim), snr_features(snr_db)), dim=-1))
+    def forward(self, x_t, t, x_hat, feat, snr_db, tau=None, symbols=None):
+        """`tau` [B]: the sampling temperature the source noise was drawn at (knob networks only);
+        `symbols` [B, k, 3]: JSCCDecoder.symbol_inputs' weighted symbols and reliabilities."""
+        cond = [timestep_embedding(t, self.emb_dim), snr_features(snr_db)]
+        if self.knob:
+            cond.append(tau.float()[:, None])
+        e = self.emb(torch.cat(cond, dim=-1))
         h1 = self.enc1(self.stem(torch.cat((x_t, x_hat), dim=1)), e)
         h2 = self.enc2(self.down1(h1), e)
         h = self.down2(h2) + self.feat_in(feat)
+        if self.symbols_in is not None:
+            h = h + self.symbols_map(F.silu(self.symbols_in(symbols.flatten(1))).view(-1, 16, 7, 7))
         h = self.mid2(self.mid1(h, e), e)
         h = self.dec2(torch.cat((self.up2(h), h2), dim=1), e)
         h = self.dec1(torch.cat((self.up1(h), h1), dim=1), e)
@@ -181,3 +194,167 @@ class CondUNet(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------- models v2: hybrid analog
+
+class AnalogBasis(nn.Module):
+    """The SoftCast-style linear code as fixed buffers: the 2k strongest PCA axes of the training
+    split, their variances and SoftCast's power allocation g_j ∝ lambda_j^(-1/4).
+
+    `encode` maps an image to 2k real coefficients with unit average power per complex symbol;
+    `lmmse` inverts it per coefficient from the received values and their noise variances. The
+    hybrid codec adds learned parts around this exact linear scheme, so at initialisation it *is*
+    the linear baseline and training can only move away from it where that lowers the loss.
+    """
+
+    def __init__(self, k: int, mean, components, eigenvalues):
+        super().__init__()
+        lam = torch.as_tensor(eigenvalues[: 2 * k], dtype=torch.float64)
+        gains = torch.sqrt(k / torch.sqrt(lam).sum()) * lam ** -0.25
+        self.k = k
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1))
+        self.register_buffer("components", torch.as_tensor(components[: 2 * k], dtype=torch.float32))
+        self.register_buffer("eigenvalues", lam.float())
+        self.register_buffer("gains", gains.float())
+
+    @classmethod
+    def zeros(cls, k: int):
+        """Shape-only placeholder (the buffers come from a checkpoint's state dict)."""
+        return cls(k, torch.zeros(784), torch.zeros(2 * k, 784), torch.ones(2 * k))
+
+    def encode(self, image):
+        coeffs = (image.flatten(1) - self.mean) @ self.components.t()
+        return coeffs * self.gains
+
+    def lmmse(self, received, noise_var_real):
+        """received [B, 2k] real values, noise_var_real [B, 2k] -> image [B,1,28,28] (not clipped)."""
+        g, lam = self.gains, self.eigenvalues
+        coeffs = received * (g * lam / (g * g * lam + noise_var_real))
+        return (coeffs @ self.components + self.mean).view(-1, *IMAGE_SHAPE)
+
+
+class AveragePower(nn.Module):
+    """Unit power per complex symbol *on average over images* (SoftCast's constraint), not per frame.
+
+    Per-frame normalisation throws away each frame's norm, one real number the decoder must then
+    guess: for the linear code that costs 2.6 dB at 20 dB SNR (k = 128). Training divides by the
+    batch's RMS and tracks it like BatchNorm; inference divides by the tracked value, a constant.
+    `peak` soft-limits a frame's power to at most `peak` times the average (radio back-off).
+    """
+
+    def __init__(self, momentum: float = 0.01, peak: float = 4.0):
+        super().__init__()
+        self.momentum, self.peak = momentum, peak
+        self.register_buffer("power", torch.ones(()))
+
+    def forward(self, z):  # z [B, k, 2]
+        frame_power = z.pow(2).sum(dim=(1, 2)) / z.shape[1]
+        if self.training:
+            power = frame_power.mean()
+            with torch.no_grad():
+                self.power.lerp_(power.detach(), self.momentum)
+        else:
+            power = self.power
+        z = z / torch.sqrt(power + 1e-12)
+        relative = frame_power / (power + 1e-12)
+        # power gain 1 / (1 + (p / peak)^4)^(1/4): ~1 below the peak, flat at `peak` above it
+        limit = (1 + (relative / self.peak) ** 4) ** -0.125
+        return z * limit[:, None, None]
+
+
+class HybridEncoder(nn.Module):
+    """image, snr_db -> symbols [B,k,2]: SoftCast's linear code scaled per SNR, plus a learned
+    convolutional residual (zero at initialisation), at unit average power (`AveragePower`)."""
+
+    def __init__(self, basis: AnalogBasis, width: int = 48, cond_dim: int = 64):
+        super().__init__()
+        self.k = basis.k
+        self.basis = basis
+        self.snr_mlp = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self.linear_scale = nn.Linear(cond_dim, 1)
+        nn.init.zeros_(self.linear_scale.weight)
+        nn.init.zeros_(self.linear_scale.bias)
+        self.stem = nn.Conv2d(1, width // 2, 3, padding=1)
+        self.down1 = nn.Conv2d(width // 2, width, 4, stride=2, padding=1)   # 14x14
+        self.res1 = ResBlock(width, width, cond_dim)
+        self.down2 = nn.Conv2d(width, width, 4, stride=2, padding=1)        # 7x7
+        self.res2 = ResBlock(width, width, cond_dim)
+        self.squeeze = nn.Conv2d(width, 16, 1)
+        self.to_symbols = nn.Linear(16 * 49, 2 * self.k)
+        nn.init.zeros_(self.to_symbols.weight)
+        nn.init.zeros_(self.to_symbols.bias)
+        self.normalize = AveragePower()
+
+    def forward(self, image, snr_db):
+        cond = self.snr_mlp(snr_features(snr_db))
+        analog = self.basis.encode(image) * torch.exp(self.linear_scale(cond))
+        h = F.silu(self.stem(image * 2 - 1))
+        h = self.res1(F.silu(self.down1(h)), cond)
+        h = self.res2(F.silu(self.down2(h)), cond)
+        z = analog + self.to_symbols(self.squeeze(F.silu(h)).flatten(1))
+        return self.normalize(z.view(-1, self.k, 2))
+
+
+class HybridDecoder(nn.Module):
+    """(symbols, snr_db, noise_var) -> image: the linear LMMSE image, refined by a U-Net that also
+    sees the symbols through a learned projection to a 7x7 map. The refiner's last layer starts at
+    zero, so the untrained decoder is the linear baseline's decoder.
+
+    `features()` returns the unclipped image (what training's loss sees) and the 7x7 bottleneck
+    map the diffusion decoder is conditioned on; `forward()` clips to [0, 1].
+    """
+
+    def __init__(self, basis: AnalogBasis, width: int = 48, cond_dim: int = 64, use_noise_var: bool = True):
+        super().__init__()
+        k = basis.k
+        self.k, self.basis, self.use_noise_var, self.width = k, basis, use_noise_var, width
+        c1, c2 = width // 2, width
+        self.snr_mlp = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self.from_symbols = nn.Linear(3 * k, 16 * 49)
+        self.stem = nn.Conv2d(1, c1, 3, padding=1)
+        self.enc1 = ResBlock(c1, c1, cond_dim)                            # 28x28
+        self.down1 = nn.Conv2d(c1, c2, 4, stride=2, padding=1)            # 14x14
+        self.enc2 = ResBlock(c2, c2, cond_dim)
+        self.down2 = nn.Conv2d(c2, c2, 4, stride=2, padding=1)            # 7x7
+        self.sym_in = nn.Conv2d(16, c2, 3, padding=1)
+        self.mid1 = ResBlock(c2, c2, cond_dim)
+        self.mid2 = ResBlock(c2, c2, cond_dim)
+        self.up2 = nn.ConvTranspose2d(c2, c2, 4, stride=2, padding=1)
+        self.dec2 = ResBlock(2 * c2, c2, cond_dim)
+        self.up1 = nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1)
+        self.dec1 = ResBlock(2 * c1, c1, cond_dim)
+        self.out_norm = nn.GroupNorm(_groups(c1), c1)
+        self.out = nn.Conv2d(c1, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def decoder_noise_var(self, snr_db, noise_var):
+        """What the decoder uses: the receiver's per-symbol variance, or (ablation) the average SNR's."""
+        if self.use_noise_var:
+            return noise_var
+        return snr_db_to_noise_var(snr_db.float())[:, None].expand_as(noise_var)
+
+    def symbol_inputs(self, symbols, snr_db, noise_var):
+        noise_var = self.decoder_noise_var(snr_db, noise_var)
+        weight = 1.0 / (1.0 + noise_var)
+        reliability = (-10.0 * torch.log10(noise_var.clamp(1e-4, 1e4)) / SNR_SCALE)
+        return torch.cat((symbols * weight[..., None], reliability[..., None]), dim=-1)
+
+    def features(self, symbols, snr_db, noise_var):
+        cond = self.snr_mlp(snr_features(snr_db))
+        sym = self.symbol_inputs(symbols, snr_db, noise_var)
+        noise_var = self.decoder_noise_var(snr_db, noise_var)
+        nv_real = noise_var.clamp(1e-6, 1e6).repeat_interleave(2, dim=1) / 2
+        analog = self.basis.lmmse(symbols.flatten(1), nv_real)
+        h1 = self.enc1(self.stem(analog * 2 - 1), cond)
+        h2 = self.enc2(self.down1(h1), cond)
+        sym_map = F.silu(self.from_symbols(sym.flatten(1))).view(-1, 16, 7, 7)
+        h = self.down2(h2) + self.sym_in(sym_map)
+        feat = self.mid2(self.mid1(h, cond), cond)
+        h = self.dec2(torch.cat((self.up2(feat), h2), dim=1), cond)
+        h = self.dec1(torch.cat((self.up1(h), h1), dim=1), cond)
+        return analog + self.out(F.silu(self.out_norm(h))), feat
+
+    def forward(self, symbols, snr_db, noise_var):
+        return self.features(symbols, snr_db, noise_var)[0].clamp(0.0, 1.0)

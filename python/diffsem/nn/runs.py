@@ -11,21 +11,22 @@ def torch_modules(run_dir, device="cpu"):
     student U-Nets (those that exist). Returns (cfg, dict of eval-mode modules)."""
     import torch
 
-    from diffsem.nn.train import build_decoder, build_encoder, build_unet
+    from diffsem.nn.train import build_basis, build_decoder, build_encoder, build_unet
     run_dir = Path(run_dir)
     cfg = __import__("json").loads((run_dir / "summary.json").read_text())["recipe"]
 
     def weights(stage):
-        return torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=False)["modules"]
+        return torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=True)["modules"]
 
     mods = {}
     jscc = weights("jscc")
-    mods["encoder"] = build_encoder(cfg)
+    basis = build_basis(cfg, fitted=False)  # hybrid codecs carry their basis in the checkpoint
+    mods["encoder"] = build_encoder(cfg, basis)
     mods["encoder"].load_state_dict(jscc["encoder"])
-    mods["decoder"] = build_decoder(cfg)
+    mods["decoder"] = build_decoder(cfg, basis=basis)
     mods["decoder"].load_state_dict(jscc["decoder"])
     if (run_dir / "ablation.pt").exists():
-        mods["decoder_nonv"] = build_decoder(cfg, use_noise_var=False)
+        mods["decoder_nonv"] = build_decoder(cfg, use_noise_var=False, basis=basis)
         mods["decoder_nonv"].load_state_dict(weights("ablation")["decoder"])
     for stage in ["teacher"] + [f"distill_s{n}" for n in cfg["distill"]["rounds"]]:
         if (run_dir / f"{stage}.pt").exists():

@@ -26,9 +26,10 @@ import torch
 import yaml
 
 from diffsem import data
-from diffsem.channel import CHANNELS, transmit
+from diffsem.channel import CHANNELS, IMPAIRMENTS, transmit
 from diffsem.nn.diffusion import distillation_loss, flow_matching_loss, to_signed
-from diffsem.nn.models import CondUNet, JSCCDecoder, SemanticEncoder, count_parameters
+from diffsem.nn.models import (AnalogBasis, CondUNet, HybridDecoder, HybridEncoder, JSCCDecoder, SemanticEncoder,
+                               count_parameters)
 
 STAGES = ("jscc", "ablation", "teacher", "distill")
 CHECKPOINT_EVERY_S = 60.0
@@ -59,16 +60,60 @@ def hardware_string(device: torch.device) -> str:
 
 # ----------------------------------------------------------------------------- model factories
 
-def build_encoder(cfg) -> SemanticEncoder:
-    return SemanticEncoder(cfg["k"], width=cfg["jscc"].get("width", 64))
+ARCHES = ("conv", "hybrid")
+LOSSES = ("mse", "logmse")
 
 
-def build_decoder(cfg, use_noise_var=True) -> JSCCDecoder:
-    return JSCCDecoder(cfg["k"], width=cfg["jscc"].get("width", 64), use_noise_var=use_noise_var)
+def _arch(cfg) -> str:
+    arch = cfg["jscc"].get("arch", "conv")
+    if arch not in ARCHES:
+        raise ValueError(f"recipe jscc.arch {arch!r}: choose one of {ARCHES}")
+    return arch
+
+
+def build_basis(cfg, fitted: bool = True) -> AnalogBasis:
+    """The linear code the hybrid codec is built around: the shipped PCA basis, or (fitted=False)
+    zero buffers of the right shape for loading a checkpoint that carries them."""
+    if not fitted:
+        return AnalogBasis.zeros(cfg["k"])
+    from diffsem.pca_basis import load_basis
+    b = load_basis()
+    return AnalogBasis(cfg["k"], b["mean"], b["components"], b["eigenvalues"])
+
+
+def build_encoder(cfg, basis: AnalogBasis | None = None):
+    width = cfg["jscc"].get("width", 64)
+    if _arch(cfg) == "hybrid":
+        return HybridEncoder(basis if basis is not None else build_basis(cfg), width=width)
+    return SemanticEncoder(cfg["k"], width=width)
+
+
+def build_decoder(cfg, use_noise_var=True, basis: AnalogBasis | None = None):
+    width = cfg["jscc"].get("width", 64)
+    if _arch(cfg) == "hybrid":
+        return HybridDecoder(basis if basis is not None else build_basis(cfg), width=width,
+                             use_noise_var=use_noise_var)
+    return JSCCDecoder(cfg["k"], width=width, use_noise_var=use_noise_var)
+
+
+def reconstruction_loss(image, target, kind: str = "mse"):
+    """"mse": the batch's mean squared error. "logmse": the mean over images of log(MSE), i.e. minus
+    the mean per-image PSNR up to a constant. With "mse" the images received at low SNR, whose
+    errors are largest, dominate the gradient and the codec stops improving at high SNR; "logmse"
+    weighs every image by its own error, which is the figure the evaluation reports."""
+    if kind not in LOSSES:
+        raise ValueError(f"recipe jscc.loss {kind!r}: choose one of {LOSSES}")
+    mse = (image - target).pow(2).flatten(1).mean(1)
+    return mse.mean() if kind == "mse" else mse.clamp_min(1e-6).log().mean()
 
 
 def build_unet(cfg) -> CondUNet:
-    return CondUNet(width=cfg["teacher"].get("width", 32), feat_channels=cfg["jscc"].get("width", 64))
+    """The velocity network. `teacher.knob: true` conditions it on the sampling temperature it is
+    trained at (diffusion.draw_temperature); `teacher.symbols: true` also feeds it the received
+    symbols and reliabilities directly."""
+    t = cfg["teacher"]
+    return CondUNet(width=t.get("width", 32), feat_channels=cfg["jscc"].get("width", 64),
+                    knob=bool(t.get("knob", False)), symbols_k=cfg["k"] if t.get("symbols", False) else None)
 
 
 # ----------------------------------------------------------------------------- training helpers
@@ -133,6 +178,26 @@ def channel_batch(x: torch.Tensor, cfg: dict, gen: torch.Generator, it: int):
     return snr, kind, csi
 
 
+def impairment_batch(x: torch.Tensor, cfg: dict, gen: torch.Generator):
+    """The partial-frame impairment of a batch (channel.impair), or None. With the recipe's
+    `channel.impairments: {probability, max_fraction, sir_db: [lo, hi]}` a batch is hit with that
+    probability, by one kind drawn uniformly, each image with its own fraction in [0, max_fraction]
+    (and, for a narrowband interferer, its own SIR), so decoders learn to fill what is missing."""
+    imp = cfg["channel"].get("impairments")
+    if not imp:
+        return None
+    u = torch.rand(3, generator=gen, device=x.device).tolist()
+    if u[0] >= imp.get("probability", 0.25):
+        return None
+    kinds = imp.get("kinds", [k for k in IMPAIRMENTS if k != "none"])
+    kind = kinds[min(int(u[1] * len(kinds)), len(kinds) - 1)]
+    b = x.shape[0]
+    fraction = imp.get("max_fraction", 0.5) * torch.rand(b, generator=gen, device=x.device)
+    lo, hi = imp.get("sir_db", [-10.0, 10.0])
+    sir = lo + (hi - lo) * torch.rand(b, generator=gen, device=x.device)
+    return kind, fraction, sir
+
+
 class Stage:
     """Checkpointed training loop shared by all stages: `step(batch, gen, it) -> loss`."""
 
@@ -161,7 +226,7 @@ class Stage:
     def run(self, images: torch.Tensor, step_fn, progress=True) -> dict:
         epoch, start_it, log = 0, 0, {"loss": [], "time_s": 0.0}
         if self.path.exists():
-            st = torch.load(self.path, map_location=self.device, weights_only=False)
+            st = torch.load(self.path, map_location=self.device, weights_only=True)
             for k, m in self.modules.items():
                 m.load_state_dict(st["modules"][k])
             if self.ema and "ema" in st:
@@ -205,13 +270,24 @@ class Stage:
             start_it = 0
             log["loss"].append(float(torch.stack(running).mean()) if running else float("nan"))
             log["time_s"] = time.time() - t0
+            done_steps, eta = _eta(log["time_s"], e + 1, epochs, epoch)
             print(f"[{self.cfg['name']}:{self.name}] epoch {e + 1}/{epochs} loss {log['loss'][-1]:.5f} "
-                  f"({log['time_s']:.0f} s)", flush=True)
+                  f"({log['time_s']:.0f} s, stage ETA {eta})", flush=True)
             self.save(e + 1, 0, False, log)
         if self.ema:  # what later stages and the export use
             self.modules[self.ema_of].load_state_dict(self.ema.shadow.state_dict())
         self.save(epochs, 0, True, log)
         return log
+
+
+def _eta(elapsed_s: float, epochs_done: int, epochs: int, resumed_at: int) -> tuple[int, str]:
+    """Time left in a stage from the pace of this process's epochs (a resumed run's earlier
+    epochs may have run on other hardware)."""
+    if epochs_done >= epochs:
+        return epochs_done, "0 s"
+    per_epoch = elapsed_s / max(1, epochs_done)
+    left = per_epoch * (epochs - epochs_done)
+    return epochs_done, (f"{left / 3600:.1f} h" if left > 5400 else f"{left / 60:.0f} min")
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -232,13 +308,16 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary.update({"recipe": cfg, "hardware": hardware_string(device)})
 
-    enc, dec = build_encoder(cfg).to(device), build_decoder(cfg).to(device)
+    basis = build_basis(cfg) if _arch(cfg) == "hybrid" else None
+    enc, dec = build_encoder(cfg, basis).to(device), build_decoder(cfg, basis=basis).to(device)
+    loss_kind = cfg["jscc"].get("loss", "mse")
     summary["params"] = {"encoder": count_parameters(enc), "deepjscc_decoder": count_parameters(dec)}
 
     def jscc_step(x, gen, it):
         snr, kind, csi = channel_batch(x, cfg, gen, it)
-        s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
-        return torch.nn.functional.mse_loss(dec(s_hat, snr, nv), x)
+        imp = impairment_batch(x, cfg, gen)
+        s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen, impairment=imp)
+        return reconstruction_loss(dec.features(s_hat, snr, nv)[0], x, loss_kind)
 
     if "jscc" in stages or not (run_dir / "jscc.pt").exists():
         st = Stage("jscc", run_dir, {"encoder": enc, "decoder": dec},
@@ -248,14 +327,15 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
     enc.eval().requires_grad_(False)
 
     if "ablation" in stages:
-        abl = build_decoder(cfg, use_noise_var=False).to(device)
+        abl = build_decoder(cfg, use_noise_var=False, basis=basis).to(device)
         abl_cfg = stage_recipe(cfg, "ablation")
 
         def ablation_step(x, gen, it):
             snr, kind, csi = channel_batch(x, abl_cfg, gen, it)
+            imp = impairment_batch(x, abl_cfg, gen)
             with torch.no_grad():
-                s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
-            return torch.nn.functional.mse_loss(abl(s_hat, snr, nv), x)
+                s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen, impairment=imp)
+            return reconstruction_loss(abl.features(s_hat, snr, nv)[0], x, loss_kind)
 
         acfg = {**cfg["jscc"], **cfg.get("ablation", {})}  # Stage reads only its own keys; `channel` is abl_cfg's
         st = Stage("ablation", run_dir, {"decoder": abl}, abl.parameters(), acfg, cfg, device)
@@ -266,17 +346,19 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
     def conditioned(x, gen, it):
         snr, kind, csi = channel_batch(x, cfg, gen, it)
+        imp = impairment_batch(x, cfg, gen)
         with torch.no_grad():
-            s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen)
+            s_hat, nv = transmit(enc(x, snr), snr, kind, csi, generator=gen, impairment=imp)
             img_hat, feat = dec.features(s_hat, snr, nv)
-        return to_signed(x), to_signed(img_hat), feat, snr
+            sym = dec.symbol_inputs(s_hat, snr, nv) if cfg["teacher"].get("symbols", False) else None
+        return to_signed(x), to_signed(img_hat.clamp(0.0, 1.0)), feat, snr, sym
 
     unet = build_unet(cfg).to(device)
     summary["params"]["unet"] = count_parameters(unet)
     if "teacher" in stages:
         def teacher_step(x, gen, it):
-            x0, x_hat, feat, snr = conditioned(x, gen, it)
-            return flow_matching_loss(unet, x0, x_hat, feat, snr, sigma, gen)
+            x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
+            return flow_matching_loss(unet, x0, x_hat, feat, snr, sigma, gen, sym=sym)
 
         st = Stage("teacher", run_dir, {"unet": unet}, unet.parameters(), cfg["teacher"], cfg, device, ema_of="unet")
         summary.setdefault("stages", {})["teacher"] = st.run(x_train, teacher_step, progress)
@@ -292,8 +374,9 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
             student = copy.deepcopy(teacher).train().requires_grad_(True)
 
             def distill_step(x, gen, it, student=student, teacher=teacher, n=n, m=teacher_steps // n):
-                x0, x_hat, feat, snr = conditioned(x, gen, it)
-                return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen, teacher_substeps=m)
+                x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
+                return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen, teacher_substeps=m,
+                                         sym=sym)
 
             st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), dcfg, cfg, device,
                        ema_of="unet")
@@ -306,7 +389,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 def _load_modules(path: Path, modules: dict, device, ema=False):
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run the stage that makes it first")
-    st = torch.load(path, map_location=device, weights_only=False)
+    st = torch.load(path, map_location=device, weights_only=True)
     for k, m in modules.items():
         m.load_state_dict(st["ema"] if (ema and "ema" in st) else st["modules"][k])
 

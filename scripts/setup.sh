@@ -11,7 +11,8 @@ _diffsem_venv="${DIFFSEM_VENV:-$_diffsem_repo/.venv}"
 _diffsem_install() (
   set -euo pipefail
   REPO="$_diffsem_repo" VENV="$_diffsem_venv"
-  APT_PACKAGES=(gnuradio gnuradio-dev python3-zmq python3-matplotlib python3-venv dataset-fashion-mnist cmake)
+  # gir1.2-gtk-3.0: gnuradio-companion's GUI ("Namespace Gtk not available" without it)
+  APT_PACKAGES=(gnuradio gnuradio-dev gir1.2-gtk-3.0 python3-zmq python3-matplotlib python3-venv dataset-fashion-mnist cmake)
 
   missing=()
   for p in "${APT_PACKAGES[@]}"; do

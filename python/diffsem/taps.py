@@ -34,6 +34,12 @@ import numpy as np
 TOPICS = ("constellation", "metrics", "image", "state")
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5610"
 DEFAULT_SNDHWM = 32
+#: Addresses that switch the taps off (`--taps off` in the generated scripts and the apps).
+OFF = ("", "off", "none", "no", "false", "0")
+
+
+def is_off(address) -> bool:
+    return address is None or str(address).strip().lower() in OFF
 
 
 def _json_default(obj):
@@ -169,3 +175,30 @@ class TapPublisher:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class NoTaps(TapPublisher):
+    """What `--taps off` gets: the publisher's interface with no socket; every publish is a no-op
+    that returns False and counts nothing (nothing was offered to a subscriber)."""
+
+    def __init__(self, address: str = "off", *args, **kwargs):
+        self.address = self.endpoint = "off"
+        self._lock = threading.Lock()
+        self.sent, self.dropped, self.subscriptions = Counter(), Counter(), 0
+        self._closed = True
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        return False
+
+    def publish_image(self, image, seq=None, kind: str = "reconstruction", **text) -> bool:
+        return False  # skips the PNG encoding
+
+    def close(self):
+        pass
+
+
+def publisher(address: str = DEFAULT_ADDRESS, sndhwm: int = DEFAULT_SNDHWM, context=None) -> TapPublisher:
+    """A TapPublisher bound to `address`, or NoTaps when the address says off ("off", "", "none")."""
+    if is_off(address):
+        return NoTaps()
+    return TapPublisher(address, sndhwm, context)

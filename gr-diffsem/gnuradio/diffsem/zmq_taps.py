@@ -38,11 +38,15 @@ class zmq_taps(gr.basic_block):
         gr.basic_block.__init__(self, name="zmq_taps", in_sig=None, out_sig=None)
         self.log = block_logger(self, "zmq_taps")
         self.warn = RateLimitedLog(self.log)
-        self.publisher = taps.TapPublisher(address, int(sndhwm))  # bind errors surface at build time
+        # bind errors surface at build time; address "off" (or "", "none") publishes nothing
+        self.publisher = taps.publisher(address, int(sndhwm))
         self.address = self.publisher.endpoint
         self.image_scale = max(1, int(image_scale))
         self.bad_input = 0
-        self.log.info(f"ZMQ taps on {self.address} (topics: {', '.join(taps.TOPICS)})")
+        if self.address == "off":
+            self.log.info("ZMQ taps off")
+        else:
+            self.log.info(f"ZMQ taps on {self.address} (topics: {', '.join(taps.TOPICS)})")
         for port, handler in (("constellation", self._constellation), ("metrics", self._metrics),
                               ("image", self._image), ("state", self._state)):
             self.message_port_register_in(pmt.intern(port))

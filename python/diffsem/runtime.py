@@ -327,13 +327,16 @@ class OnnxModel:
                 raise
             import onnxruntime as ort
 
-            rest = [p for p in self._providers if (p[0] if isinstance(p, tuple) else p) != PROVIDERS["tensorrt"]]
-            log.warning("%s: TensorRT failed to run (%s); falling back to %s", self.name, str(exc).splitlines()[0][:200],
-                        _short(rest[0][0] if isinstance(rest[0], tuple) else rest[0]))
-            self._providers = rest
-            self.session = ort.InferenceSession(str(self.path), sess_options=self._options, providers=rest)
-            self.providers = self.session.get_providers()
-            self.provider = self.providers[0]
+            with _logged_lock:  # several worker threads may hit the failure at once: rebuild once
+                if self.provider == PROVIDERS["tensorrt"]:
+                    rest = [p for p in self._providers if (p[0] if isinstance(p, tuple) else p) != PROVIDERS["tensorrt"]]
+                    log.warning("%s: TensorRT failed to run (%s); falling back to %s", self.name,
+                                (str(exc).splitlines() or [""])[0][:200],
+                                _short(rest[0][0] if isinstance(rest[0], tuple) else rest[0]))
+                    self._providers = rest
+                    self.session = ort.InferenceSession(str(self.path), sess_options=self._options, providers=rest)
+                    self.providers = self.session.get_providers()
+                    self.provider = self.providers[0]
             return self.session.run(self._output_names, feeds)
 
     def __call__(self, **inputs) -> dict[str, np.ndarray]:

@@ -11,7 +11,8 @@ fresh install. Needs Debian's gir1.2-gtk-3.0 (scripts/setup.sh installs it).
     scripts/grc_layout.py --json flowgraphs/x.grc     # every block's rectangle, as JSON
     scripts/grc_layout.py --move blk=X,Y flowgraphs/x.grc   # rewrite one block's coordinate
 
-Two blocks overlap when their rectangles (ports and comments included) come closer than
+A block must also stay right of and below the canvas origin (GRC draws nothing there). Two
+blocks overlap when their rectangles (ports and comments included) come closer than
 --gap pixels (default 8, one GRC grid step), so every port and label stays visible.
 """
 from __future__ import annotations
@@ -98,6 +99,12 @@ def overlaps(rects: dict, gap: float = 8.0) -> list:
     return found
 
 
+def off_canvas(rects: dict) -> list:
+    """Blocks that reach left of or above the canvas origin: GRC does not draw there (e.g. a
+    source's message input port sticking out left of a block placed at x = 16)."""
+    return sorted(name for name, (x0, y0, _, _) in rects.items() if x0 < 0 or y0 < 0)
+
+
 def _coordinates(platform, grc: pathlib.Path) -> dict:
     fg = platform.make_flow_graph(str(grc))
     return {block.name: tuple(block.states["coordinate"]) for block in fg.blocks}
@@ -115,9 +122,9 @@ def spread(rects: dict, coords: dict, gap: float = 8.0, grid: int = 8) -> dict:
     placed = {}
     result = {}
     for name in sorted(rects, key=lambda n: (coords[n][1], coords[n][0])):
-        cx, cy = coords[name]
         x0, y0, x1, y1 = rects[name]
-        rel = (x0 - cx, y0 - cy, x1 - cx, y1 - cy)
+        rel = (x0 - coords[name][0], y0 - coords[name][1], x1 - coords[name][0], y1 - coords[name][1])
+        cx, cy = max(coords[name][0], up(-rel[0])), max(coords[name][1], up(-rel[1]))  # on the canvas
         frontier, seen = [(0.0, cx, cy)], set()
         while frontier:
             _, x, y = heapq.heappop(frontier)
@@ -186,18 +193,20 @@ def main(argv=None) -> int:
     report, bad = {}, 0
     for grc in args.grc:
         rects = rectangles(platform, grc)
-        if args.fix and overlaps(rects, args.gap):
+        if args.fix and (overlaps(rects, args.gap) or off_canvas(rects)):
             coords = _coordinates(platform, grc)
             for name, (x, y) in spread(rects, coords, args.gap).items():
                 if (x, y) != tuple(coords[name]):
                     move(grc, "options" if name == _options_name(grc) else name, x, y)
             rects = rectangles(platform, grc)
-        clashes = overlaps(rects, args.gap)
-        bad += len(clashes)
-        report[grc.name] = {"blocks": rects, "overlaps": [[a, b] for a, b, _, _ in clashes]}
+        clashes, outside = overlaps(rects, args.gap), off_canvas(rects)
+        bad += len(clashes) + len(outside)
+        report[grc.name] = {"blocks": rects, "overlaps": [[a, b] for a, b, _, _ in clashes], "off_canvas": outside}
         if not args.json:
             for a, b, ra, rb in clashes:
                 print(f"{grc.name}: {a} {tuple(int(v) for v in ra)} overlaps {b} {tuple(int(v) for v in rb)}")
+            for name in outside:
+                print(f"{grc.name}: {name} {tuple(int(v) for v in rects[name])} reaches off the canvas")
     if args.json:
         print(json.dumps(report))
     elif not bad:

@@ -1,5 +1,5 @@
 """Every flowgraph opens in GNU Radio Companion with no block on top of another and no port
-hidden: block rectangles (ports and comments included) are sized by GRC's own canvas code, off
+hidden (under a block or left of the canvas): block rectangles (ports and comments included) are sized by GRC's own canvas code, off
 screen, by scripts/grc_layout.py, and must keep one grid step (8 px) apart."""
 import json
 import os
@@ -31,10 +31,11 @@ def layout():
 
 
 @pytest.mark.parametrize("grc", FLOWGRAPHS, ids=[f.name for f in FLOWGRAPHS])
-def test_no_block_overlaps_another(layout, grc):
+def test_no_block_overlaps_another_or_leaves_the_canvas(layout, grc):
     report = layout[grc.name]
     assert len(report["blocks"]) >= 3  # the flowgraph really loaded
     clashes = [f"{a} {report['blocks'][a]} / {b} {report['blocks'][b]}" for a, b in report["overlaps"]]
+    assert not report["off_canvas"], f"{grc.name}: GRC cuts off {report['off_canvas']} (negative coordinates)"
     assert not clashes, (f"{grc.name}: blocks overlap (fix: scripts/grc_layout.py --fix flowgraphs/{grc.name}):\n"
                          + "\n".join(clashes))
 

@@ -36,7 +36,7 @@ export GRC_PREFS_PATH="$work/grc.conf" HOME="$work"
 export GRC_BLOCKS_PATH="$REPO/grc${GRC_BLOCKS_PATH:+:$GRC_BLOCKS_PATH}"
 export PYTHONPATH="$REPO/python:$REPO/gr-diffsem${PYTHONPATH:+:$PYTHONPATH}"
 
-# One X session runs GRC in the background, waits for it to draw, grabs the screen, stops GRC.
+# One virtual display runs GRC in the background, waits for it to draw, grabs the screen, stops GRC.
 xvfb-run -a -s "-screen 0 ${WIDTH}x${HEIGHT}x24" bash -c '
   gnuradio-companion "$1" > "$3/grc.log" 2>&1 &
   pid=$!

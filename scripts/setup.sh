@@ -12,7 +12,8 @@ _diffsem_venv="${DIFFSEM_VENV:-$_diffsem_repo/.venv}"
 _diffsem_install() (
   set -euo pipefail
   REPO="$_diffsem_repo" VENV="$_diffsem_venv"
-  APT_PACKAGES=(gnuradio gnuradio-dev python3-zmq python3-matplotlib python3-venv dataset-fashion-mnist cmake)
+  # gir1.2-gtk-3.0: gnuradio-companion's GUI ("Namespace Gtk not available" without it)
+  APT_PACKAGES=(gnuradio gnuradio-dev gir1.2-gtk-3.0 python3-zmq python3-matplotlib python3-venv dataset-fashion-mnist cmake)
 
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
@@ -30,12 +31,27 @@ _diffsem_install() (
     /usr/bin/python3.11 -m venv --system-site-packages "$VENV"
   fi
 
-  # Re-run pip only when the requirements or the package metadata changed.
+  # An NVIDIA GPU gets ONNX Runtime's GPU build (requirements-gpu.txt) instead of the CPU one.
+  gpu=cpu
+  if [ -e /dev/nvidia0 ] || nvidia-smi -L >/dev/null 2>&1; then gpu=gpu; fi
+
+  # Re-run pip only when the requirements, the package metadata or the GPU-ness changed.
   stamp="$VENV/.diffsem-stamp"
-  want="$(cat "$REPO/requirements.txt" "$REPO/python/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+  want="$( (cat "$REPO"/requirements*.txt "$REPO/python/pyproject.toml"; echo "$gpu") | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing pip requirements into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt" 2>&1 | grep -v -E "^WARNING: Location" || true
+    echo "setup: installing pip requirements into $VENV ($gpu)"
+    reqs=(-r "$REPO/requirements.txt")
+    if [ "$gpu" = gpu ]; then
+      grep -v -E '^onnxruntime==' "$REPO/requirements.txt" > "$VENV/.diffsem-requirements-nocpu-ort.txt"
+      reqs=(-r "$VENV/.diffsem-requirements-nocpu-ort.txt" -r "$REPO/requirements-gpu.txt")
+      # the CPU wheel would shadow (and, uninstalled later, break) the GPU one: same module
+      "$VENV/bin/pip" uninstall -y -q onnxruntime >/dev/null 2>&1 || true
+    fi
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${reqs[@]}" 2>&1 | grep -v -E "^WARNING: Location" || true
+    if [ "$gpu" = gpu ]; then
+      "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements-tensorrt.txt" >/dev/null 2>&1 \
+        || echo "setup: TensorRT not installed (requirements-tensorrt.txt); provider auto will use CUDA"
+    fi
     "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO/python" 2>&1 | grep -v -E "^WARNING: Location" || true
     "$VENV/bin/python" -c "import numpy, torch, onnxruntime, gnuradio.gr" \
       || { echo "setup: the venv cannot import its packages (see above)" >&2; exit 1; }

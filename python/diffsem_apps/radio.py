@@ -277,12 +277,15 @@ class RxApp(gr.top_block):
         if args.image_folder:
             self.sink = diffsem.image_sink(args.image_folder, "rx", True, 16, 64, 8, 1)
             self.msg_connect(self.dec, "out", self.sink, "in")
-        if args.taps:
-            self.taps = diffsem.zmq_taps(args.taps)
+        taps_pmt = getattr(args, "taps_pmt", "")
+        if args.taps or taps_pmt:
+            self.taps = diffsem.zmq_taps(args.taps, 32, 1, taps_pmt)
             self.msg_connect(self.rx, "out", self.taps, "constellation")
             self.msg_connect(self.dec, "out", self.taps, "image")
             self.msg_connect(self.dec, "state", self.taps, "state")
             self.msg_connect(self.metrics, "metrics", self.taps, "metrics")
+            if self.refs is not None:
+                self.msg_connect(self.refs, "out", self.taps, "ref")  # labels for the image tap
 
     def _settled(self) -> bool:
         acc = self.metrics.accounting()
@@ -423,6 +426,8 @@ def add_rx_arguments(rx):
     rx.add_argument("--no-classifier", action="store_true", help="skip the classifier verdict per frame")
     rx.add_argument("--image-folder", default="", help="write the reconstructions as PNG here")
     rx.add_argument("--taps", default="", help="ZMQ taps address, e.g. tcp://127.0.0.1:5560 (default off)")
+    rx.add_argument("--taps-pmt", default="", help="also publish the taps as PMT PDUs for a stock ZMQ SUB Message "
+                                                   "Source, e.g. tcp://127.0.0.1:5561 (default off)")
     rx.add_argument("--idle-timeout", type=float, default=5.0,
                     help="stop after this many seconds without a new frame once frames were heard (default 5)")
     rx.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: no limit)")

@@ -316,6 +316,7 @@ class LoopbackSim(gr.top_block):
             self.msg_connect(self.rx, "out", self.taps, "constellation")
             self.msg_connect(self.decoders[0], "out", self.taps, "image")
             self.msg_connect(self.decoders[0], "state", self.taps, "state")
+            self.msg_connect(self.src, "out", self.taps, "ref")  # labels for the image tap
             for met in self.metrics:
                 self.msg_connect(met, "metrics", self.taps, "metrics")
         self.elapsed_s = None

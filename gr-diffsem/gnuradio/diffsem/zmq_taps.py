@@ -8,8 +8,15 @@ In "constellation": symbol PDUs (e.g. ofdm_analog_rx "out"): their c32vector is 
 In "metrics":       dicts or PDUs with a dict meta (link_metrics "metrics") -> JSON.
 In "image":         image PDUs (diffusion_decoder "out") -> PNG with tEXt seq/kind/decoder.
 In "state":         dicts (diffusion_decoder "state") -> JSON.
+In "ref":           image PDUs as sent (image_source "out"): their "label" by seq, so that the
+                    image tap's PNG carries the true class in a tEXt chunk "label".
+
+pmt_address (default "" = none): a second endpoint with every topic as a serialised PMT PDU, one
+frame per message, for stock zeromq.sub_msg_source (see _taps_pmt).
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 import pmt
@@ -18,6 +25,7 @@ from gnuradio import gr
 from diffsem.link import taps
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, pdu_parts, seq_of
+from ._taps_pmt import PmtTapPublisher
 
 
 def _as_dict(msg):
@@ -34,17 +42,27 @@ def _as_dict(msg):
 
 
 class zmq_taps(gr.basic_block):
-    def __init__(self, address=taps.DEFAULT_ADDRESS, sndhwm=taps.DEFAULT_SNDHWM, image_scale=1):
+    def __init__(self, address=taps.DEFAULT_ADDRESS, sndhwm=taps.DEFAULT_SNDHWM, image_scale=1, pmt_address=""):
         gr.basic_block.__init__(self, name="zmq_taps", in_sig=None, out_sig=None)
         self.log = block_logger(self, "zmq_taps")
         self.warn = RateLimitedLog(self.log)
-        self.publisher = taps.TapPublisher(address, int(sndhwm))  # bind errors surface at build time
+        # bind errors surface at build time; address "off" (or "", "none") publishes nothing
+        self.publisher = taps.publisher(address, int(sndhwm))
         self.address = self.publisher.endpoint
+        self.pmt_publisher = None if taps.is_off(pmt_address) else PmtTapPublisher(pmt_address, int(sndhwm))
+        self.pmt_address = self.pmt_publisher.endpoint if self.pmt_publisher else "off"
+        self.publishers = [p for p in (self.publisher, self.pmt_publisher) if p is not None]
+        self.labels = OrderedDict()  # seq (mod 4096, as on air) -> label, from the "ref" port
         self.image_scale = max(1, int(image_scale))
         self.bad_input = 0
-        self.log.info(f"ZMQ taps on {self.address} (topics: {', '.join(taps.TOPICS)})")
+        if self.address == "off":
+            self.log.info("ZMQ taps off")
+        else:
+            self.log.info(f"ZMQ taps on {self.address} (topics: {', '.join(taps.TOPICS)})")
+        if self.pmt_publisher:
+            self.log.info(f"ZMQ taps as PMT PDUs (zeromq.sub_msg_source) on {self.pmt_address}")
         for port, handler in (("constellation", self._constellation), ("metrics", self._metrics),
-                              ("image", self._image), ("state", self._state)):
+                              ("image", self._image), ("state", self._state), ("ref", self._ref)):
             self.message_port_register_in(pmt.intern(port))
             self.set_msg_handler(pmt.intern(port), handler)
 
@@ -60,34 +78,49 @@ class zmq_taps(gr.basic_block):
             _, symbols = pdu_parts(m)
             if symbols.dtype.kind != "c":
                 raise BadPdu(f"constellation PDU must carry complex symbols, got {symbols.dtype}")
-            self.publisher.publish_constellation(symbols)
+            for p in self.publishers:
+                p.publish_constellation(symbols)
         self._guard("constellation", go, msg)
 
     def _metrics(self, msg):
-        self._guard("metrics", lambda m: self.publisher.publish_metrics(_as_dict(m)), msg)
+        self._guard("metrics", lambda m: [p.publish_metrics(_as_dict(m)) for p in self.publishers], msg)
 
     def _state(self, msg):
-        self._guard("state", lambda m: self.publisher.publish_state(_as_dict(m)), msg)
+        self._guard("state", lambda m: [p.publish_state(_as_dict(m)) for p in self.publishers], msg)
+
+    def _ref(self, msg):
+        def go(m):
+            meta, _ = parse_image_pdu(m)
+            seq, label = seq_of(meta), meta.get("label")
+            if seq is not None and label is not None:
+                self.labels[seq % 4096] = int(label)
+                while len(self.labels) > 4096:
+                    self.labels.popitem(last=False)
+        self._guard("ref", go, msg)
 
     def _image(self, msg):
         def go(m):
             meta, image = parse_image_pdu(m)
             img = np.kron(image, np.ones((self.image_scale, self.image_scale), np.float32)) if self.image_scale > 1 else image
-            self.publisher.publish_image(img, seq=seq_of(meta), kind="reconstruction", decoder=meta.get("decoder"),
-                                         label=meta.get("label"))
+            seq = seq_of(meta)
+            label = meta.get("label", self.labels.get(seq % 4096) if seq is not None else None)
+            for p in self.publishers:
+                p.publish_image(img, seq=seq, kind="reconstruction", decoder=meta.get("decoder"), label=label)
         self._guard("image", go, msg)
 
     def stop(self):
         return True
 
     def stats(self) -> dict:
-        return {**self.publisher.stats(), "bad_input": self.bad_input}
+        pmt_stats = {"pmt": self.pmt_publisher.stats()} if self.pmt_publisher else {}
+        return {**self.publisher.stats(), **pmt_stats, "bad_input": self.bad_input}
 
     def close(self):
-        self.publisher.close()
+        for p in self.publishers:
+            p.close()
 
     def __del__(self):
         try:
-            self.publisher.close()
+            self.close()
         except Exception:
             pass

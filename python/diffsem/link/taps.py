@@ -9,13 +9,16 @@ Wire format (one PUB endpoint, default tcp://127.0.0.1:5610; each message is two
     b"metrics"                            UTF-8 JSON object, one per decoded or lost frame
                                           (seq, snr_est_db, latency_ms, psnr_db, ssim, ...)
     b"image"                              PNG (8-bit grayscale, 28x28) of a reconstructed image;
-                                          PNG tEXt chunks carry "seq", "kind", "label"
+                                          PNG tEXt chunks carry "seq", "kind", "decoder", and
+                                          "label" (true class) when the publisher is told it
     b"state"                              UTF-8 JSON object: decoder/link counters and settings
 
 A plain pyzmq SUB socket subscribes by topic prefix (``sock.subscribe(b"metrics")``) and reads
 ``topic, payload = sock.recv_multipart()``. GNU Radio's own ``zeromq.sub_source`` reads a topic
 as a stream when given the topic as its `key` (it drops the first frame): itemsize 8
-(gr_complex) for "constellation", itemsize 1 (bytes) for the others.
+(gr_complex) for "constellation", itemsize 1 (bytes) for the others. For GNU Radio's
+``zeromq.sub_msg_source`` (one serialised PMT per message) the zmq_taps block can publish every
+topic a second time as PMT PDUs on another endpoint (gnuradio.diffsem._taps_pmt).
 
 Never blocks: the socket is an XPUB with XPUB_NODROP and a small send high-water mark, and
 every send is NOBLOCK, so a subscriber that falls behind makes `publish` return False and
@@ -34,6 +37,12 @@ import numpy as np
 TOPICS = ("constellation", "metrics", "image", "state")
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5610"
 DEFAULT_SNDHWM = 32
+#: Addresses that switch the taps off (`--taps off` in the generated scripts and the apps).
+OFF = ("", "off", "none", "no", "false", "0")
+
+
+def is_off(address) -> bool:
+    return address is None or str(address).strip().lower() in OFF
 
 
 def _json_default(obj):
@@ -84,6 +93,8 @@ def decode(topic, payload: bytes):
 class TapPublisher:
     """One XPUB socket publishing the topics above; thread-safe, never blocks the caller."""
 
+    topic_frame = True  # [topic, payload]; a subclass may send the payload alone
+
     def __init__(self, address: str = DEFAULT_ADDRESS, sndhwm: int = DEFAULT_SNDHWM, context=None):
         import zmq
 
@@ -129,7 +140,8 @@ class TapPublisher:
                 return False
             self._drain_subscriptions()
             try:
-                self._sock.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK)
+                frames = [topic.encode(), payload] if self.topic_frame else [payload]
+                self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
             except zmq.Again:
                 self.dropped[topic] += 1
                 return False
@@ -169,3 +181,30 @@ class TapPublisher:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class NoTaps(TapPublisher):
+    """What `--taps off` gets: the publisher's interface with no socket; every publish is a no-op
+    that returns False and counts nothing (nothing was offered to a subscriber)."""
+
+    def __init__(self, address: str = "off", *args, **kwargs):
+        self.address = self.endpoint = "off"
+        self._lock = threading.Lock()
+        self.sent, self.dropped, self.subscriptions = Counter(), Counter(), 0
+        self._closed = True
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        return False
+
+    def publish_image(self, image, seq=None, kind: str = "reconstruction", **text) -> bool:
+        return False  # skips the PNG encoding
+
+    def close(self):
+        pass
+
+
+def publisher(address: str = DEFAULT_ADDRESS, sndhwm: int = DEFAULT_SNDHWM, context=None) -> TapPublisher:
+    """A TapPublisher bound to `address`, or NoTaps when the address says off ("off", "", "none")."""
+    if is_off(address):
+        return NoTaps()
+    return TapPublisher(address, sndhwm, context)

@@ -16,6 +16,12 @@ it but the session did not take it (e.g. onnxruntime-gpu without the CUDA/cuDNN 
 ORT falls back to CPU with only a log line), a forced provider raises; "auto" logs a warning.
 The provider actually used (session.get_providers()[0]) is logged once per model file.
 
+"auto" warns (WARNING, once per process) when it ends up below what the machine offers: an NVIDIA
+GPU is present (/dev/nvidia0 or `nvidia-smi -L`) but the installed build has no CUDA provider
+(the CPU `onnxruntime` wheel: install requirements-gpu.txt), or a GPU provider it asked for did
+not take the session, or TensorRT failed to build an engine at the first run (the model then
+runs again on the next provider in the chain, CUDA then CPU).
+
 TensorRT engines and timing caches go to `cache_dir` (default $XDG_CACHE_HOME/gr-diffsem/trt,
 i.e. ~/.cache/gr-diffsem/trt), so only the first start of a model pays the engine build. With a
 dynamic batch axis the TensorRT profile covers batch 1..max_batch (optimised for max_batch), so
@@ -24,9 +30,12 @@ the models' ONNX-vs-PyTorch parity is 1e-4 in fp32.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -75,6 +84,53 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+@functools.lru_cache(maxsize=1)
+def gpu_present() -> bool:
+    """An NVIDIA GPU on this machine: its device node exists or `nvidia-smi -L` lists one."""
+    if os.path.exists("/dev/nvidia0"):
+        return True
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return False
+    try:
+        return subprocess.run([smi, "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _load_gpu_libraries() -> None:
+    """onnxruntime-gpu installed from pip finds CUDA/cuDNN (the nvidia-* wheels) and TensorRT
+    (the tensorrt-cu13-libs wheel) only once they are loaded; a system install needs none of it."""
+    import ctypes
+
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # a missing library shows up as the provider fallback warning
+            log.debug("onnxruntime.preload_dlls: %s", exc)
+    try:
+        import tensorrt_libs
+    except ImportError:
+        return
+    for pattern in ("libnvinfer.so.*", "libnvonnxparser.so.*"):
+        for lib in sorted(Path(tensorrt_libs.__file__).parent.glob(pattern)):
+            try:
+                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+            except OSError as exc:
+                log.debug("cannot load %s: %s", lib, exc)
+
+
+def _warn_once(key: str, msg: str, *args) -> None:
+    with _logged_lock:
+        if key in _logged:
+            return
+        _logged.add(key)
+    log.warning(msg, *args)
+
+
 def _short(provider: str) -> str:
     return {v: k for k, v in PROVIDERS.items()}.get(provider, provider)
 
@@ -93,6 +149,11 @@ def resolve_providers(provider: str, available: list[str], *, device_id: int = 0
     """
     if provider == "auto":
         wanted = [p for p in AUTO_ORDER if PROVIDERS[p] in available]
+        if "cuda" not in wanted and "tensorrt" not in wanted and gpu_present():
+            _warn_once("auto-no-gpu-provider",
+                       "provider auto: an NVIDIA GPU is present but this onnxruntime build offers only %s; "
+                       "running on CPU. Install the GPU build: pip install -r requirements-gpu.txt "
+                       "(scripts/setup.sh does it on GPU machines)", ", ".join(available) or "nothing")
     elif provider in PROVIDERS:
         if PROVIDERS[provider] not in available:
             raise ProviderUnavailable(
@@ -154,6 +215,8 @@ class OnnxModel:
                        for key, size in (("min", 1), ("opt", max_batch), ("max", max_batch))}
         providers = resolve_providers(provider, available, device_id=device_id, cache_dir=cache_dir,
                                       fp16=fp16, profile=profile)
+        if len(providers) > 1:  # a GPU provider is in the chain
+            _load_gpu_libraries()
         if any(p[0] == PROVIDERS["tensorrt"] for p in providers if isinstance(p, tuple)):
             Path(cache_dir or default_cache_dir()).mkdir(parents=True, exist_ok=True)
 
@@ -162,6 +225,8 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        self._auto = provider == "auto"
+        self._options, self._providers = options, providers
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/etc. types
@@ -253,9 +318,31 @@ class OnnxModel:
         return feeds, batch
 
     # --- inference ---------------------------------------------------------------------------
+    def _run(self, feeds: dict) -> list:
+        try:
+            return self.session.run(self._output_names, feeds)
+        except Exception as exc:
+            # TensorRT builds its engine at the first run with a dynamic batch; if that fails,
+            # "auto" carries on with the rest of its chain (CUDA, CPU) rather than failing the link.
+            if not (self._auto and self.provider == PROVIDERS["tensorrt"]):
+                raise
+            import onnxruntime as ort
+
+            with _logged_lock:  # several worker threads may hit the failure at once: rebuild once
+                if self.provider == PROVIDERS["tensorrt"]:
+                    rest = [p for p in self._providers if (p[0] if isinstance(p, tuple) else p) != PROVIDERS["tensorrt"]]
+                    log.warning("%s: TensorRT failed to run (%s); falling back to %s", self.name,
+                                (str(exc).splitlines() or [""])[0][:200],
+                                _short(rest[0][0] if isinstance(rest[0], tuple) else rest[0]))
+                    self._providers = rest
+                    self.session = ort.InferenceSession(str(self.path), sess_options=self._options, providers=rest)
+                    self.providers = self.session.get_providers()
+                    self.provider = self.providers[0]
+            return self.session.run(self._output_names, feeds)
+
     def __call__(self, **inputs) -> dict[str, np.ndarray]:
         feeds, batch = self._validate(inputs)
-        values = self.session.run(self._output_names, feeds)
+        values = self._run(feeds)
         for name, value in zip(self._output_names, values):
             want = [batch if d == BATCH else d for d in self.outputs[name]["shape"]]
             if list(value.shape) != want:

@@ -67,8 +67,9 @@ def test_bench_prints_one_json_line(tmp_path, capsys, run_command):
     export(tmp_path, "teacher_k8", "teacher", 8)
     export(tmp_path, "student_k8_s1", "student", 1)
     (tmp_path / "notes.json").write_text("[1, 2]")  # not a card: ignored
-    rc = run_command("diffsem.experiments.bench_decoder", ["--models", str(tmp_path), "--batch", "1", "4", "--min-time", "0.05",
-                   "--peak-size", "256", "--threads", "1"])
+    rc = run_command("diffsem.experiments.bench_decoder",
+                     ["--models", str(tmp_path), "--batch", "1", "4", "--min-time", "0.05",
+                      "--peak-size", "256", "--threads", "1"])
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1

@@ -75,10 +75,11 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys, run_command):
 
     monkeypatch.setattr(evaluate, "load_scheme", fake_load)
     out_csv, plots, mosaic = tmp_path / "eval.csv", tmp_path / "plots", tmp_path / "mosaic.png"
-    rc = run_command("diffsem.experiments.evaluate", ["--scheme", "deepjscc", "teacher", "student", "--steps", "1", "2", "--k", "8",
-                   "--channel", "awgn", "selective", "--csi", "perfect", "estimated", "--snr", "0", "10",
-                   "--n", "64", "--batch", "32", "--csv", str(out_csv), "--plots", str(plots),
-                   "--mosaic", str(mosaic), "--mosaic-images", "3", "--quiet"])
+    rc = run_command("diffsem.experiments.evaluate",
+                     ["--scheme", "deepjscc", "teacher", "student", "--steps", "1", "2", "--k", "8",
+                      "--channel", "awgn", "selective", "--csi", "perfect", "estimated", "--snr", "0", "10",
+                      "--n", "64", "--batch", "32", "--csv", str(out_csv), "--plots", str(plots),
+                      "--mosaic", str(mosaic), "--mosaic-images", "3", "--quiet"])
     assert rc == 1  # the teacher failed to load: reported, the others still ran
     assert ("teacher", 8, None, "onnx") in loaded and ("student", 8, 2, "onnx") in loaded
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

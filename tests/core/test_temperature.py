@@ -89,8 +89,9 @@ def test_cli_temperature_sweep_on_the_validation_split(monkeypatch, capsys, run_
 
     monkeypatch.setattr(data, "load", load)
     monkeypatch.setattr(evaluate, "load_scheme", fake_load)
-    rc = run_command("diffsem.experiments.evaluate", ["--split", "val", "--scheme", "deepjscc", "student", "--steps", "1", "--k", "8",
-                   "--temperature", "0.5", "1.5", "--snr", "5", "--n", "64", "--threads", "1", "--quiet"])
+    rc = run_command("diffsem.experiments.evaluate",
+                     ["--split", "val", "--scheme", "deepjscc", "student", "--steps", "1", "--k", "8",
+                      "--temperature", "0.5", "1.5", "--snr", "5", "--n", "64", "--threads", "1", "--quiet"])
     assert rc == 0 and splits == ["val"]
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["scheme"], r.get("temperature")) for r in rows] == [("deepjscc", None), ("student", 0.5),

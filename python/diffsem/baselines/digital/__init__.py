@@ -1,10 +1,12 @@
 """The digital (separation) baseline: image codec -> CRC -> convolutional code -> QAM.
 
-Everything in this package is plain numpy + Pillow (no GNU Radio), one module per concern
-(`fec`, `modem`, `framing`, `codec`, `scheme`, `cli`; their API is re-exported here): bit budget, mode table, codec fitting,
-framing, the K=7 convolutional code (bit-exact with gr-fec's ``cc_encoder``, polys 109/79,
-terminated), puncturing, Gray QAM mapping and max-log LLR demapping, and a soft-input Viterbi
-decoder equivalent to gr-fec's ``cc_decoder`` (checked against it in tests/blocks/qa_digital_link.py).
+Everything in this package is plain numpy + Pillow (no GNU Radio), one module per concern, their
+API re-exported here: `framing` (bit budget, payload, frames on the air), `modem` (mode table,
+Gray QAM mapping and max-log LLR demapping), `codec` (codec fitting), `fec` (the K=7
+convolutional code, bit-exact with gr-fec's ``cc_encoder``, polys 109/79, terminated;
+puncturing; a soft-input Viterbi decoder equivalent to gr-fec's ``cc_decoder``, checked against
+it in tests/blocks/qa_digital_link.py; interleaver and scrambler), `scheme` (the Scheme on the
+library channel) and `cli` (`diffsem baseline digital`).
 The blocks ``digital_link_tx`` / ``digital_link_rx`` run the same frames through gr-fec and the
 semantic link's OFDM PHY (ofdm_analog_tx/rx, built on the stock gr-digital blocks).
 

@@ -120,8 +120,10 @@ def headline_table(rows, k: int = 128, channel: str = "awgn", snrs=(0.0, 5.0, 10
         lines.append(f"| {snr:g} dB | " + " | ".join(vals) + " |")
     n = sorted({r["n"] for r in cell.values()})
     return (f"k = {k} complex channel uses per image, {channel.upper()}; each cell PSNR dB / classifier accuracy % / "
-            f"FID-FMNIST, {', '.join(n)} test images, seed 0, from `docs/results/cliff.csv` "
-            f"([how it was made](docs/results/cliff.md)).\n\n" + "\n".join(lines) + "\n")
+            f"FID-FMNIST over the first {', '.join(n)} test images, seed 0. Rows: `docs/results/cliff.csv`, written by "
+            f"`diffsem sweep --scheme digital linear deepjscc student separation --steps 1 2 --k 128 32 --channel awgn "
+            f"--snr ... --n 200 --seed 0 --csv docs/results/cliff.csv` ([full command](docs/results/cliff.md)).\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def readme_with_headline(text: str, table: str) -> str:

@@ -120,7 +120,8 @@ def headline_table(rows, k: int = 128, channel: str = "awgn", snrs=(0.0, 5.0, 10
         lines.append(f"| {snr:g} dB | " + " | ".join(vals) + " |")
     n = sorted({r["n"] for r in cell.values()})
     return (f"k = {k} complex channel uses per image, {channel.upper()}; each cell PSNR dB / classifier accuracy % / "
-            f"FID-FMNIST over the first {', '.join(n)} test images, seed 0. Rows: `docs/results/cliff.csv`, written by "
+            f"FID-FMNIST over the first {', '.join(n)} test images, seed 0, ONNX Runtime on 2 CPU cores. "
+            f"Rows: `docs/results/cliff.csv`, written by "
             f"`diffsem sweep --scheme digital linear deepjscc student separation --steps 1 2 --k 128 32 --channel awgn "
             f"--snr ... --n 200 --seed 0 --csv docs/results/cliff.csv` ([full command](docs/results/cliff.md)).\n\n"
             + "\n".join(lines) + "\n")
@@ -220,7 +221,8 @@ def page_cliff() -> str:
     out = [header("The cliff: semantic vs digital vs linear", ["cliff.csv", "paths.csv"]),
            "\nEvery scheme with the same k complex channel uses per image over AWGN, through the training "
            "channel (`--path library`). Each cell: mean PSNR dB / classifier accuracy. Rows and the figures "
-           "`docs/figures/cliff_*.png` were written by:\n", block(CMD_CLIFF), "\n" + provenance(cliff)]
+           "`docs/figures/cliff_*.png` were written on 2 shared AMD EPYC cores (ONNX Runtime, CPU) by:\n",
+           block(CMD_CLIFF), "\n" + provenance(cliff)]
     for k in (128, 32):
         out.append(f"\n**k = {k}** (k/n = {k / 784:.3f})\n\n" + markdown_table(cliff, k) + "\n")
         out.append(f"![cliff k={k}](../figures/cliff_k{k}_awgn.png)\n")

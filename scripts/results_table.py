@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Markdown tables from `diffsem eval` JSON lines.
 
-    python scripts/results_table.py docs/results/eval_models.jsonl                 # README tables
-    python scripts/results_table.py --vs-teacher docs/results/eval_models.jsonl    # student-vs-teacher bar
+    python scripts/results_table.py docs/results/eval_models.jsonl                 # decoder tables
+    python scripts/results_table.py --vs-teacher docs/results/eval_models.jsonl    # students vs teacher / DeepJSCC
     python scripts/results_table.py --ablation docs/results/ablation_variants.jsonl  # ablation variants
 
 --vs-teacher: every student row against the teacher row of the same k/channel/CSI/SNR (ΔPSNR dB,
-Δaccuracy points, FID ratio; the student-vs-teacher bar: |ΔPSNR| ≤ 0.5, Δacc ≥ −1, FID ratio ≤ 1.10) and
-against DeepJSCC (FID reduction, Δaccuracy, PSNR cost, hf_ratio distance to 1).
+Δaccuracy points, FID ratio; the bar: |ΔPSNR| ≤ 0.5, Δacc ≥ −1, FID ratio ≤ 1.10) and against
+DeepJSCC (FID reduction, Δaccuracy, PSNR cost, hf_ratio distance to 1).
 The temperature calibration on the validation split is `diffsem calibrate` (diffsem/calibration.py).
+Each function returns markdown; `scripts/make_results_docs.py` writes them into docs/results/*.md.
 """
 import argparse
 import json
@@ -37,10 +38,13 @@ def fmt(d) -> str:
     return f"{d['dpsnr']:+.2f} / {100 * d['dacc']:+.1f} / {d['fid_ratio']:.2f}"
 
 
-def readme_tables(rows):
+def readme_tables(rows) -> str:
+    """Per (channel, k): PSNR / accuracy / FID-FMNIST / hf_ratio of every decoder at 0/5/10/20 dB, and the
+    per-symbol noise variance ablation on the selective channel."""
     idx = {(r["k"], r["channel"], r.get("csi") or "", r["snr_db"], r["scheme"], r["steps"]): r for r in rows}
     cols = [("deepjscc", None, "DeepJSCC"), ("teacher", 32, "teacher (32)"), ("student", 1, "student 1"),
             ("student", 2, "student 2"), ("student", 4, "student 4")]
+    out = []
 
     def temp(st, k):
         ts = {r.get("temperature") for r in rows if r["scheme"] == st[0] and r["steps"] == st[1]
@@ -53,16 +57,16 @@ def readme_tables(rows):
 
     for channel, csi in (("awgn", ""), ("rayleigh", "perfect")):
         for k in (128, 32):
-            print(f"\n**k = {k}, {channel}** — PSNR dB / accuracy % / FID-FMNIST / hf_ratio\n")
-            print("| SNR | " + " | ".join(c[2] + temp(c, k) for c in cols) + " |")
-            print("|---" * (len(cols) + 1) + "|")
+            out.append(f"\n**k = {k}, {channel}** — PSNR dB / accuracy % / FID-FMNIST / hf_ratio\n")
+            out.append("| SNR | " + " | ".join(c[2] + temp(c, k) for c in cols) + " |")
+            out.append("|---" * (len(cols) + 1) + "|")
             for snr in (0.0, 5.0, 10.0, 20.0):
-                print(f"| {snr:.0f} dB | " + " | ".join(cell(idx.get((k, channel, csi, snr, s, st)))
-                                                      for s, st, _ in cols) + " |")
+                out.append(f"| {snr:.0f} dB | " + " | ".join(cell(idx.get((k, channel, csi, snr, s, st)))
+                                                           for s, st, _ in cols) + " |")
 
-    print("\n**Per-symbol noise variance ablation** (8-tap selective fading, zero forcing) — PSNR dB\n")
-    print("| k | CSI | SNR | DeepJSCC (noise_var) | same net, SNR only | gain | student 2 |")
-    print("|---|---|---|---|---|---|---|")
+    out.append("\n**Per-symbol noise variance ablation** (8-tap selective fading, zero forcing) — PSNR dB\n")
+    out.append("| k | CSI | SNR | DeepJSCC (noise_var) | same net, SNR only | gain | student 2 |")
+    out.append("|---|---|---|---|---|---|---|")
     for k in (128, 32):
         for csi in ("perfect", "estimated"):
             for snr in (0.0, 5.0, 10.0, 20.0):
@@ -70,18 +74,20 @@ def readme_tables(rows):
                 b = idx.get((k, "selective", csi, snr, "deepjscc_nonv", None))
                 s = idx.get((k, "selective", csi, snr, "student", 2))
                 if a and b:
-                    print(f"| {k} | {csi} | {snr:.0f} dB | {a['psnr']:.2f} | {b['psnr']:.2f} | "
-                          f"{a['psnr'] - b['psnr']:+.2f} | " + (f"{s['psnr']:.2f}" if s else "–") + " |")
+                    out.append(f"| {k} | {csi} | {snr:.0f} dB | {a['psnr']:.2f} | {b['psnr']:.2f} | "
+                               f"{a['psnr'] - b['psnr']:+.2f} | " + (f"{s['psnr']:.2f}" if s else "–") + " |")
+    return "\n".join(out) + "\n"
 
 
-def vs_teacher_tables(rows):
+def vs_teacher_tables(rows) -> str:
     teacher = {key(r): r for r in rows if r["scheme"] == "teacher"}
     deepjscc = {key(r): r for r in rows if r["scheme"] == "deepjscc"}
     students = sorted({r["steps"] for r in rows if r["scheme"] == "student"})
-    print("\n**Students vs their teacher** — ΔPSNR dB / Δaccuracy points / FID ratio "
-          f"(bar: |ΔPSNR| ≤ {MAX_DPSNR_DB}, Δacc ≥ −{100 * MAX_ACC_DROP:g}, FID ratio ≤ {BAR_FID_RATIO:.2f}; ✗ = misses)\n")
-    print("| k | channel | SNR | " + " | ".join(f"student {s}" for s in students) + " |")
-    print("|---" * (3 + len(students)) + "|")
+    out = ["\n**Students vs their teacher** — ΔPSNR dB / Δaccuracy points / FID ratio "
+           f"(bar: |ΔPSNR| ≤ {MAX_DPSNR_DB}, Δacc ≥ −{100 * MAX_ACC_DROP:g}, FID ratio ≤ {BAR_FID_RATIO:.2f}; "
+           "✗ = misses)\n",
+           "| k | channel | SNR | " + " | ".join(f"student {s}" for s in students) + " |",
+           "|---" * (3 + len(students)) + "|"]
     by = {(key(r), r["steps"]): r for r in rows if r["scheme"] == "student"}
     tally = {s: [0, 0] for s in students}
     for kk in sorted(teacher, key=lambda x: (-x[0], x[1], x[2], x[3])):
@@ -98,13 +104,13 @@ def vs_teacher_tables(rows):
             tally[s][0] += ok
             tally[s][1] += 1
             cells.append(fmt(d) + ("" if ok else " ✗") + f" (T {r.get('temperature')})")
-        print(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
-    print("\n" + "; ".join(f"student {s}: {a}/{n} points meet the bar" for s, (a, n) in tally.items()))
+        out.append(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
+    out.append("\n" + "; ".join(f"student {s}: {a}/{n} points meet the bar" for s, (a, n) in tally.items()))
 
-    print("\n**Students vs DeepJSCC** — FID reduction % / Δaccuracy points / PSNR cost dB / "
-          "|1 − hf_ratio| student vs DeepJSCC\n")
-    print("| k | channel | SNR | " + " | ".join(f"student {s}" for s in students) + " |")
-    print("|---" * (3 + len(students)) + "|")
+    out += ["\n**Students vs DeepJSCC** — FID reduction % / Δaccuracy points / PSNR cost dB / "
+            "|1 − hf_ratio| student vs DeepJSCC\n",
+            "| k | channel | SNR | " + " | ".join(f"student {s}" for s in students) + " |",
+            "|---" * (3 + len(students)) + "|"]
     for kk in sorted(deepjscc, key=lambda x: (-x[0], x[1], x[2], x[3])):
         if kk[1] not in ("awgn", "rayleigh"):
             continue
@@ -115,32 +121,34 @@ def vs_teacher_tables(rows):
             cells.append("–" if r is None else
                          f"{100 * (1 - r['fid'] / d['fid']):.0f} / {100 * (r['accuracy'] - d['accuracy']):+.1f} / "
                          f"{d['psnr'] - r['psnr']:.2f} / {abs(1 - r['hf_ratio']):.2f} vs {abs(1 - d['hf_ratio']):.2f}")
-        print(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
+        out.append(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
-def ablation_tables(rows):
+def ablation_tables(rows) -> str:
     """Per variant (rows tagged `variant`, both decoders evaluated in one run): the noise-variance
     decoder's PSNR and its gain over the SNR-only decoder, on AWGN and selective fading."""
     by_variant = {}
     for r in rows:
         by_variant.setdefault((r["variant"], r["k"]), []).append(r)
-    print("\n**Noise-variance decoder vs the SNR-only decoder, per variant** — PSNR dB with noise_var, "
-          "gain dB (AWGN: no per-symbol information, the gap is the two decoders' fit)\n")
-    print("| variant | k | AWGN 0 / 5 dB | selective perfect 0 / 5 / 10 / 20 dB | selective estimated 0 / 5 / 10 / 20 dB |")
-    print("|---|---|---|---|---|")
+    out = ["\n**Noise-variance decoder vs the SNR-only decoder, per variant** — PSNR dB with noise_var, "
+           "gain dB (AWGN: no per-symbol information, the gap is the two decoders' fit)\n",
+           "| variant | k | AWGN 0 / 5 dB | selective perfect 0 / 5 / 10 / 20 dB | selective estimated 0 / 5 / 10 / 20 dB |",
+           "|---|---|---|---|---|"]
     for (variant, k), group in by_variant.items():
         idx = {(r["scheme"],) + key(r): r["psnr"] for r in group}
 
         def cells(channel, csi, snrs):
-            out = []
+            res = []
             for snr in snrs:
                 a, b = idx.get(("deepjscc", k, channel, csi, snr)), idx.get(("deepjscc_nonv", k, channel, csi, snr))
-                out.append("–" if a is None or b is None else f"{a:.2f} {a - b:+.2f}")
-            return " / ".join(out)
+                res.append("–" if a is None or b is None else f"{a:.2f} {a - b:+.2f}")
+            return " / ".join(res)
 
-        print(f"| {variant}: {group[0].get('variant_desc', '')} | {k} | {cells('awgn', '', (0.0, 5.0))} | "
-              f"{cells('selective', 'perfect', (0.0, 5.0, 10.0, 20.0))} | "
-              f"{cells('selective', 'estimated', (0.0, 5.0, 10.0, 20.0))} |")
+        out.append(f"| {variant}: {group[0].get('variant_desc', '')} | {k} | {cells('awgn', '', (0.0, 5.0))} | "
+                   f"{cells('selective', 'perfect', (0.0, 5.0, 10.0, 20.0))} | "
+                   f"{cells('selective', 'estimated', (0.0, 5.0, 10.0, 20.0))} |")
+    return "\n".join(out) + "\n"
 
 
 def main(argv=None):
@@ -152,11 +160,11 @@ def main(argv=None):
     if not (args.jsonl or args.vs_teacher or args.ablation):
         ap.error("give a JSON-lines file")
     if args.jsonl:
-        readme_tables(load(args.jsonl))
+        print(readme_tables(load(args.jsonl)))
     if args.vs_teacher:
-        vs_teacher_tables(load(args.vs_teacher))
+        print(vs_teacher_tables(load(args.vs_teacher)))
     if args.ablation:
-        ablation_tables(load(args.ablation))
+        print(ablation_tables(load(args.ablation)))
     return 0
 
 

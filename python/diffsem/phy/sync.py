@@ -32,6 +32,11 @@ import math
 
 import numpy as np
 
+try:  # single-precision FFTs (numpy's are double only): half the time
+    import scipy.fft as _fft
+except ImportError:  # pragma: no cover - scipy is in requirements.txt
+    import numpy.fft as _fft
+
 from diffsem.phy.framing import sync_words, tx_scale
 from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
 
@@ -53,7 +58,7 @@ class PreambleDetector:
     reported (detections arrive about L + fft_len + cp_len samples after the frame start)."""
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, threshold: float = DEFAULT_MF_THRESHOLD,
-                 segments: int = 4, block: int = 4096):
+                 segments: int = 4, block: int = 16384):
         self.layout = layout
         self.threshold = float(threshold)
         ref = preamble_samples(layout).astype(np.complex128)
@@ -74,7 +79,8 @@ class PreambleDetector:
             self.seg_energy[k] = float(np.sum(np.abs(part) ** 2))
             # correlation = convolution with the conjugated, time-reversed reference
             filt[k, :self.L] = np.conj(part[::-1])
-        self._filt = np.fft.fft(filt, axis=1)
+        self._filt = _fft.fft(filt, axis=1).astype(np.complex64)
+        self._inv_energy = (1.0 / self.seg_energy).astype(np.float32)
         self._x = np.zeros(0, np.complex64)     # samples not yet fully used (from index self._x0)
         self._x0 = 0
         self._m = np.zeros(0)                   # metric values from index self._m0
@@ -86,20 +92,18 @@ class PreambleDetector:
     def _metric(self, x: np.ndarray):
         """Metric and segment correlations for every t with x[t:t+L] inside x (len(x) - L + 1)."""
         n_out = x.size - self.L + 1
-        c = np.empty((self.segments, n_out), np.complex128)
-        p = np.abs(x.astype(np.complex128)) ** 2
-        cs = np.concatenate(([0.0], np.cumsum(p)))
+        c = np.empty((self.segments, n_out), np.complex64)
         for lo in range(0, n_out, self.hop):
             hi = min(lo + self.hop, n_out)
-            seg = np.zeros(self.nfft, np.complex128)
             chunk = x[lo:hi + self.L - 1]
-            seg[:chunk.size] = chunk
-            y = np.fft.ifft(np.fft.fft(seg)[None, :] * self._filt, axis=1)
+            y = _fft.ifft(_fft.fft(chunk, self.nfft)[None, :] * self._filt, axis=1)
             c[:, lo:hi] = y[:, self.L - 1:self.L - 1 + hi - lo]
-        t = np.arange(n_out)
-        e = np.stack([cs[t + hi_k] - cs[t + lo_k] for lo_k, hi_k in self.bounds])
+        p = x.real.astype(np.float64) ** 2 + x.imag.astype(np.float64) ** 2
+        cs = np.concatenate(([0.0], np.cumsum(p)))
+        e = np.stack([cs[hi_k:hi_k + n_out] - cs[lo_k:lo_k + n_out] for lo_k, hi_k in self.bounds])
         total = np.maximum(e.sum(axis=0), 1e-30)
-        m = np.sum(np.abs(c) ** 2 / self.seg_energy[:, None], axis=0) / total
+        pw = c.real ** 2 + c.imag ** 2
+        m = (self._inv_energy @ pw) / total
         # a preamble spreads its energy evenly over the segments; a window that holds the edge of
         # a burst (or of a noise burst after exact zeros) does not, and its few samples can
         # correlate by chance: not a detection

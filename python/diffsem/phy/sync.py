@@ -58,7 +58,7 @@ class PreambleDetector:
     reported (detections arrive about L + fft_len + cp_len samples after the frame start)."""
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, threshold: float = DEFAULT_MF_THRESHOLD,
-                 segments: int = 4, block: int = 16384):
+                 segments: int = 4, block: int = 4096):
         self.layout = layout
         self.threshold = float(threshold)
         ref = preamble_samples(layout).astype(np.complex128)
@@ -98,16 +98,21 @@ class PreambleDetector:
             chunk = x[lo:hi + self.L - 1]
             y = _fft.ifft(_fft.fft(chunk, self.nfft)[None, :] * self._filt, axis=1)
             c[:, lo:hi] = y[:, self.L - 1:self.L - 1 + hi - lo]
-        p = x.real.astype(np.float64) ** 2 + x.imag.astype(np.float64) ** 2
-        cs = np.concatenate(([0.0], np.cumsum(p)))
-        e = np.stack([cs[hi_k:hi_k + n_out] - cs[lo_k:lo_k + n_out] for lo_k, hi_k in self.bounds])
-        total = np.maximum(e.sum(axis=0), 1e-30)
-        pw = c.real ** 2 + c.imag ** 2
-        m = (self._inv_energy @ pw) / total
+        xv = x.view(np.float32).reshape(-1, 2)
+        cs = np.zeros(x.size + 1)
+        np.cumsum(np.einsum("ij,ij->i", xv, xv), out=cs[1:])
+        total = np.maximum(cs[self.L:self.L + n_out] - cs[:n_out], 1e-30)
+        e_min = None
+        for lo_k, hi_k in self.bounds:
+            e_k = cs[hi_k:hi_k + n_out] - cs[lo_k:lo_k + n_out]
+            e_min = e_k if e_min is None else np.minimum(e_min, e_k)
+        cv = c.view(np.float32).reshape(self.segments, n_out, 2)
+        # no BLAS (its threads spin on a second core): einsum's own loops
+        m = np.einsum("k,knj,knj->n", self._inv_energy, cv, cv, optimize=False) / total
         # a preamble spreads its energy evenly over the segments; a window that holds the edge of
         # a burst (or of a noise burst after exact zeros) does not, and its few samples can
         # correlate by chance: not a detection
-        m[e.min(axis=0) < BALANCE * total / self.segments] = 0.0
+        m[e_min < BALANCE * total / self.segments] = 0.0
         return m, c
 
     def cfo_of(self, c: np.ndarray) -> float:

@@ -32,8 +32,10 @@ def add_arguments(parser):
     parser.add_argument("--decoder", default="none",
                         help='"none" (receiver only) or a decoder as `diffsem rx --decoder` takes it (diffusion:2)')
     parser.add_argument("--models-dir", default="")
-    parser.add_argument("--device-buffer-ms", type=float, default=10.0,
-                        help="samples the emulated radio holds before it drops (default 10 ms)")
+    parser.add_argument("--device-buffer-ms", type=float, default=50.0,
+                        help="samples the emulated radio holds before it drops (default 50 ms: a HackRF's 4 x 256 KiB USB transfers hold 65 ms at 8 Msps)")
+    parser.add_argument("--mf-threshold", type=float, default=None,
+                        help="the receiver's matched-filter threshold (0: Schmidl & Cox alone at 0.2, as before it)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -123,7 +125,13 @@ def bench(samp_rate, args) -> dict:
     rec, starts, burst = make_recording(samp_rate, args.images_per_s, args.k, args.snr, args.seed)
     tb = gr.top_block("bench_rx")
     src = radio_clock_source(rec, samp_rate, args.device_buffer_ms * 1e-3 * samp_rate, args.seconds)
-    rx = diffsem.ofdm_analog_rx(samp_rate=samp_rate)
+    from diffsem.phy import burst_rx
+    kwargs = {}
+    if args.mf_threshold is not None:
+        kwargs["mf_threshold"] = args.mf_threshold
+        if args.mf_threshold <= 0:
+            kwargs["sync_threshold"] = burst_rx.SC_ONLY_SYNC_THRESHOLD
+    rx = diffsem.ofdm_analog_rx(samp_rate=samp_rate, **kwargs)
     tb.connect(src, rx)
     dec = None
     if args.decoder != "none":
@@ -146,7 +154,8 @@ def bench(samp_rate, args) -> dict:
                         + burst <= src.total))
     out = dict(samp_rate=samp_rate, seconds=round(seconds, 2), samples_played=src.played,
                samples_dropped=src.dropped, overflows=src.overflows, frames_on_air=on_air,
-               frames_received=rx.stats()["frames"], rx=rx.stats(), decoder=args.decoder)
+               frames_received=rx.stats()["frames"], rx=rx.stats(), decoder=args.decoder,
+               mf_threshold=rx.receiver.detector.threshold if rx.receiver.detector else 0.0)
     if dec is not None:
         st = dec.stats()
         out.update(images_decoded=st.get("processed"), decoder_dropped=st.get("dropped_queue"))

@@ -233,7 +233,7 @@ class BurstReceiver:
         samples = np.asarray(samples, dtype=np.complex64)
         if self.detector is None:
             for t, c in zip(triggers, cfos):
-                self.pending.append((base + int(t), float(c)))
+                self.pending.append((base + int(t), float(c), False))
         else:
             self._merge_triggers(samples, base, triggers, cfos)
         self.buf = np.concatenate((self.buf, samples))
@@ -246,7 +246,7 @@ class BurstReceiver:
                 continue
             if not self.pending:
                 break
-            trig, cfo = self.pending[0]
+            trig, cfo, from_mf = self.pending[0]
             start = trig - self.sym_len + self.timing_advance
             if trig < self.busy_until or start - self.cp < self.buf_start:
                 self.pending.popleft()
@@ -254,7 +254,7 @@ class BurstReceiver:
             if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
                 break  # (+ cp: room to move the windows later, see _retime)
             self.pending.popleft()
-            self.waiting = self._header(start, cfo, events)
+            self.waiting = self._header(start, cfo, events, from_mf)
         self._trim()
         return events
 
@@ -264,9 +264,7 @@ class BurstReceiver:
         and dropped (the matched filter's timing and CFO are the better ones). Detections come
         about two symbols late, so the given triggers wait until the filter has passed them."""
         # a frame starting at s is handed on as a trigger at s + sym_len - timing_advance (the
-        # detector's convention); _retime then centres the channel's taps in the cyclic prefix
-        # (starting the windows half a prefix early instead measured 0.3 dB more error on the
-        # selective channel: the strongest path, where the filter peaks, need not be the first)
+        # detector's convention); _header places the windows from there (see its from_mf)
         lead = self.sym_len - self.timing_advance
         for pos, cfo, _ in self.detector.scan(samples):
             self._held.append((pos + lead, cfo, True))
@@ -285,7 +283,7 @@ class BurstReceiver:
             if not from_mf and any(abs(trig - m) <= near for m in mf):
                 self.detections["schmidl_cox_merged"] += 1
                 continue
-            self.pending.append((trig, cfo))
+            self.pending.append((trig, cfo, from_mf))
 
     def _trim(self):
         keep_from = self.buf_start + self.buf.size - self.sym_len - self.cp  # a trigger looks back
@@ -319,7 +317,12 @@ class BurstReceiver:
         m = np.abs(np.einsum("cj,j->c", y1[idx] * np.conj(y2[idx]), np.conj(self._s12)))  # no BLAS threads
         return int(self._offsets[int(np.argmax(m))])
 
-    def _header(self, start: int, cfo: float, events: list):
+    def _header(self, start: int, cfo: float, events: list, from_mf: bool = False):
+        # a matched-filter detection marks the frame start (of its strongest path) to the sample:
+        # the windows go half a cyclic prefix earlier, where a single path's tap sits mid-prefix,
+        # and stay there if the channel is one tap (one preamble fit instead of two)
+        early = self.cp // 2 if from_mf else 0
+        start -= early
         spec = self._symbols(start, 0, self.header_syms, cfo)
         if not np.isfinite(spec).all():
             events.append(("nonfinite", "NaN/Inf samples in a frame's preamble or header"))
@@ -332,6 +335,12 @@ class BurstReceiver:
             spec = self._symbols(start, 0, self.header_syms, cfo)
         act = self.active + self.half
         ls, fit, smooth = self._preamble_fit(spec)
+        if from_mf and (fit[4] > 1 or self._retime(fit[-1])):
+            # multipath: back to the filter's peak (the strongest path, not always the first)
+            # and let _retime centre all taps from there
+            start += early
+            spec = self._symbols(start, 0, self.header_syms, cfo)
+            ls, fit, smooth = self._preamble_fit(spec)
         shift = self._retime(fit[-1])
         if shift:
             # The trigger jitters (-7..+10 samples at 5 dB): windows that start too late reach

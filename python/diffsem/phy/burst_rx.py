@@ -169,6 +169,10 @@ class BurstReceiver:
     detector fired on noise); ("header_fail", why): a preamble whose header is not BPSK or fails
     its CRC or zero fill (a frame lost); ("nonfinite", what).
     Samples are kept only as long as a pending trigger may need them.
+    With `mf_threshold` > 0 (the default) the receiver also finds frames itself with a matched
+    filter on the known preambles (diffsem.phy.sync.PreambleDetector, down to -3 dB); the given
+    triggers then only add frames it missed (a carrier offset beyond ~0.8 subcarrier). Header
+    decoding is soft (decode_header: CRC-checked flips of the least reliable bits).
     """
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, header_repeats: int = 4,
@@ -214,7 +218,7 @@ class BurstReceiver:
         self._win = self.cp + np.arange(n)[None, :] + self.sym_len * np.arange(self.header_syms + layout.n_ofdm_symbols(phy.MAX_SYMBOLS_PER_FRAME))[:, None]
         self.buf = np.zeros(0, dtype=np.complex64)
         self.buf_start = 0            # absolute index of buf[0]
-        self.pending: deque = deque()  # (absolute trigger index, fine cfo)
+        self.pending: deque = deque()  # (absolute trigger index, fine cfo, from the matched filter)
         self.waiting: _Header | None = None
         self.busy_until = 0           # triggers before this sample lie inside an accepted frame
         # matched-filter detection (diffsem.phy.sync) beside the given triggers; 0 = off

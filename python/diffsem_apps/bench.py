@@ -6,6 +6,7 @@ import importlib
 # target -> module providing add_arguments(parser) and run(args)
 TARGETS = {
     "phy": "diffsem_apps.bench_phy",           # analog OFDM loopback vs stock ofdm_tx/rx (Msps)
+    "rx": "diffsem_apps.bench_rx",             # the receiver fed at an SDR's rate: samples dropped, frames decoded
     "decoder": "diffsem.experiments.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
     "link": "diffsem_apps.bench_link",         # the whole semantic loopback flowgraph
 }

@@ -33,7 +33,9 @@ class burst_filler(gr.sync_block):
     back to back, zeros while none waits. A sample-stream link (ZMQ, an SDR sink) must never
     starve the receiver, and the receiver's sync needs quiet between bursts anyway. Rate it with
     a throttle (or the SDR's clock). At most `max_queue` bursts wait; beyond that the oldest is
-    dropped and counted (stats()["dropped"])."""
+    dropped and counted (stats()["dropped"]; a finite source's back-pressure keeps it at 0).
+    `burst_ends()`/`on_air(n)`: where each burst ends in the output stream, so an app can tell
+    which bursts a sink that has read n samples has taken whole."""
 
     def __init__(self, max_queue=256):
         gr.sync_block.__init__(self, name="diffsem_burst_filler", in_sig=None, out_sig=[np.complex64])
@@ -43,6 +45,10 @@ class burst_filler(gr.sync_block):
         self._lock = threading.Lock()
         self._current = np.zeros(0, np.complex64)
         self._pos = 0
+        self._written = 0             # samples output so far
+        self._ends: deque[int] = deque()  # output index just past each started burst, not yet on air
+        self._on_air = 0
+        self.last_end = 0             # output index just past the last burst started
         self.max_queue = int(max_queue)
         self.counters = Counters("bursts_in", "bursts_out", "dropped", "bad_pdu", "burst_samples")
         self.message_port_register_in(pmt.intern("pdus"))
@@ -79,14 +85,26 @@ class burst_filler(gr.sync_block):
                     if not self._queue:
                         break
                     self._current, self._pos = self._queue.popleft(), 0
+                    self.last_end = self._written + filled + self._current.size
+                    self._ends.append(self.last_end)
                     self.counters.incr("bursts_out")
                     self.counters.incr("burst_samples", self._current.size)
                 take = min(n - filled, self._current.size - self._pos)
                 out[filled:filled + take] = self._current[self._pos:self._pos + take]
                 filled += take
                 self._pos += take
+            self._written += n
         out[filled:] = 0
         return n
+
+    def on_air(self, consumed: int) -> int:
+        """Bursts whose last sample is within the first `consumed` output samples (what the sink
+        has read): they have left the flowgraph whole."""
+        with self._lock:
+            while self._ends and self._ends[0] <= consumed:
+                self._ends.popleft()
+                self._on_air += 1
+            return self._on_air
 
 
 def sigmf_paths(path: str) -> tuple[str, str]:

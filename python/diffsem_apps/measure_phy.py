@@ -16,7 +16,9 @@ def measure(snr_db, channel="awgn", cfo=0.0, timing_offset=0.0, n_frames=1000, n
     records = np.array([rec[1:] for rec in tb.checker.records]) if tb.checker.records else np.zeros((0, 3))
     out = dict(snr_db=snr_db, channel=channel, cfo=cfo, timing_offset=timing_offset, frames=r["sent"],
                lost=r["lost"], loss_pct=round(100.0 * r["lost"] / max(r["sent"], 1), 3),
-               header_crc_fail=r["rx"]["header_crc_fail"], seconds=round(r["seconds"], 1))
+               header_crc_fail=r["rx"]["header_crc_fail"], false_triggers=r["rx"]["false_triggers"],
+               false_triggers_per_frame=round(r["rx"]["false_triggers"] / max(r["sent"], 1), 4),
+               seconds=round(r["seconds"], 1))
     if len(records):
         snr_est = records[:, 1]
         out.update(mse_db=round(r["mse_db"], 3), noise_var_db=round(r["noise_var_db"], 3),
@@ -36,15 +38,16 @@ def measure(snr_db, channel="awgn", cfo=0.0, timing_offset=0.0, n_frames=1000, n
 
 
 def main(argv=None):
-    """diffsem measure phy [--frames N] [--only snr,cfo,selective,rayleigh]: the PHY figures of
-    docs/phy.md, one JSON line per condition (seed 0)."""
+    """diffsem measure phy [--frames N] [--only snr,cfo,selective,rayleigh,sync]: the PHY figures
+    of docs/phy.md, one JSON line per condition (seed 0); sync (not in the default set): AWGN 0,
+    -3 and 20 dB, flat Rayleigh 10 and 5 dB, --frames each."""
     import argparse
     import json
 
     p = argparse.ArgumentParser(prog="diffsem measure phy", description=main.__doc__)
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--low-snr-frames", type=int, default=200, help="frames at 0 dB (many are not detected)")
-    p.add_argument("--only", default="", help="comma list of: snr,cfo,selective,rayleigh")
+    p.add_argument("--only", default="", help="comma list of: snr,cfo,selective,rayleigh,sync")
     a = p.parse_args(argv)
     only = set(filter(None, a.only.split(",")))
     conditions = []
@@ -58,6 +61,9 @@ def main(argv=None):
         conditions += [dict(snr_db=s, channel="selective", n_frames=a.frames // 2) for s in (10.0, 20.0)]
     if not only or "rayleigh" in only:
         conditions += [dict(snr_db=20.0, channel="rayleigh", n_frames=a.frames // 2)]
+    if "sync" in only:  # detection and header at low SNR: loss, header failures, false triggers
+        conditions += [dict(snr_db=s, n_frames=a.frames) for s in (0.0, -3.0, 20.0)]
+        conditions += [dict(snr_db=s, channel="rayleigh", n_frames=a.frames) for s in (10.0, 5.0)]
     for cond in conditions:
         print(json.dumps(measure(**cond)), flush=True)
 

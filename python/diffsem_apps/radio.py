@@ -22,6 +22,12 @@ The RX knows what was sent when told the same images as the TX (--first/--count 
 split): it then keeps the frame accounting (sent = decoded + crc_dropped + queue_dropped +
 bad_input + failed + lost) and the PSNR, and exits once every frame is accounted for or the link
 has been quiet for --idle-timeout seconds. Each app prints one JSON line (its report) on stdout.
+
+The TX never drops an image it was given: a finite source waits for the encoder and the TX
+(back-pressure), and the app exits only once the sink has taken the last burst and --linger s of
+zeros after it. Its report's "images" counts read, encoded, on_air, dropped (by reason) and
+in_flight (read = on_air + dropped + in_flight; in_flight is 0 unless stopped by a signal). A
+--loop beacon keeps its pace instead: what the queues drop is counted there.
 """
 from __future__ import annotations
 
@@ -50,7 +56,14 @@ def _log(app: str, text: str):
 # --- shared building blocks -------------------------------------------------------------------------
 
 class _TxChain:
-    """image_source -> semantic_encoder -> ofdm_analog_tx, added to a top block."""
+    """image_source -> semantic_encoder -> ofdm_analog_tx, added to a top block.
+
+    A finite source waits for the chain (back-pressure, image_source.set_flow_control): at most
+    FLOW_WINDOW images are between the source and the end of the chain (the burst filler's
+    output for stream sinks, the TX's output otherwise), well under the encoder's and the
+    filler's queues, so no image is dropped for room. `accounting()` says where every image is."""
+
+    FLOW_WINDOW = 16
 
     def __init__(self, tb, args):
         from gnuradio import diffsem
@@ -62,10 +75,12 @@ class _TxChain:
         self.enc = diffsem.semantic_encoder(args.k, "", args.models_dir, args.provider, args.snr, 64,
                                             args.max_batch, "oldest", args.threads)
         self.tx = diffsem.ofdm_analog_tx()
+        self.filler = None
         tb.msg_connect(self.src, "out", self.enc, "in")
         tb.msg_connect(self.enc, "out", self.tx, "in")
         self.out = self.tx
         self.samples_per_frame = self.tx.burst_length(args.k)
+        self.src.set_flow_control(self._in_flight, self.FLOW_WINDOW)
 
     def bursts_to_stream(self, tb, samp_rate):
         """A continuous stream at samp_rate: bursts with zeros between them (for ZMQ / SDR sinks)."""
@@ -74,6 +89,31 @@ class _TxChain:
         tb.connect(self.tx, to_pdu)
         tb.msg_connect(to_pdu, "pdus", self.filler, "pdus")
         return self.filler
+
+    def dropped(self) -> dict:
+        """Images that will never be on air, by reason (all zero for a finite source)."""
+        enc, tx = self.enc.stats(), self.tx.stats()
+        out = {"encoder_queue_full": enc["dropped_queue"], "encoder_failed": enc["failed"],
+               "encoder_bad_input": enc["bad_input"],
+               "tx_refused": sum(v for key, v in tx.items() if key.startswith("rejected_"))}
+        if self.filler is not None:
+            out["filler_queue_full"] = self.filler.stats()["dropped"]
+        return out
+
+    def _through(self) -> int:
+        """Bursts past the end of the chain (out of the filler's queue, or out of the TX)."""
+        return self.filler.stats()["bursts_out"] if self.filler is not None else self.tx.emitted()[0]
+
+    def _in_flight(self) -> int:
+        return self.src.sent - self._through() - sum(self.dropped().values())
+
+    def accounting(self, on_air: int) -> dict:
+        """read (by the source), encoded, on_air (left the sink whole), dropped (by reason);
+        read == on_air + sum(dropped) + in_flight."""
+        dropped = self.dropped()
+        return {"read": self.src.sent, "encoded": self.enc.stats()["processed"], "on_air": on_air,
+                "dropped": sum(dropped.values()), "dropped_by_reason": dropped,
+                "in_flight": self.src.sent - on_air - sum(dropped.values())}
 
 
 def zmq_pub(address):
@@ -143,10 +183,12 @@ class TxApp(gr.top_block):
                 throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate)
                 pub = zmq_pub(args.address)
                 self.connect(stream, throttle, pub)
+                self.sink_block = pub
             else:
                 make = uhd_endpoint if sink == "uhd" else soapy_endpoint
                 dev = make("tx", args.samp_rate, args.freq, args.gain, args.device_args, args.antenna)
                 self.connect(stream, blocks.multiply_const_cc(args.amplitude), dev)
+                self.sink_block = dev
         self.sink_name = sink
 
     def _file_or_null(self, block, what):
@@ -154,31 +196,50 @@ class TxApp(gr.top_block):
             self.recorder = sigmf_recorder(self.args.output, self.args.samp_rate, self.args.freq,
                                            _recording_info(self.args, what))
             self.connect(block, self.recorder)
+            self.sink_block = self.recorder
         else:
-            self.connect(block, blocks.null_sink(gr.sizeof_gr_complex))
+            self.sink_block = blocks.null_sink(gr.sizeof_gr_complex)
+            self.connect(block, self.sink_block)
         return block
 
+    def _sink_read(self) -> int:
+        """Samples the sink (the last block) has taken."""
+        return int(self.sink_block.nitems_read(0))
+
+    def _on_air(self) -> int:
+        filler = self.chain.filler
+        if filler is not None:
+            return filler.on_air(self._sink_read())
+        bursts, samples = self.chain.tx.emitted()
+        return bursts if self._sink_read() >= samples else max(bursts - 1, 0)
+
     def run_app(self, stop_event) -> dict:
-        """Send the images; return once all bursts have left (plus --linger s), or on a signal."""
+        """Send the images; return once every image is on air or counted as dropped and the sink
+        has taken the last burst and --linger s of zeros after it, or on a signal."""
         self.start()
         _log("tx", f"ready: sink {self.sink_name}, {self.args.count} images, k={self.args.k}")
-        src, tx = self.chain.src, self.chain.tx
-        filler = getattr(self.chain, "filler", None)
+        src, chain = self.chain.src, self.chain
+        filler = chain.filler
+        linger = int(self.args.linger * self.args.samp_rate)
         t_end = None
         while not stop_event.is_set():
-            # done: the source finished, the encoder is idle, and the last burst has left
-            if src.finished() and not self.args.loop and self.chain.enc.wait_idle(0) \
-                    and (filler is None or filler.pending() == 0):
-                t_end = t_end or time.monotonic() + self.args.linger
-                if time.monotonic() >= t_end:
-                    break
-            stop_event.wait(0.05)
+            if src.finished() and not self.args.loop and chain.accounting(self._on_air())["in_flight"] == 0:
+                if filler is not None:  # zeros after the last burst let the link (ZMQ, an SDR) flush it
+                    if self._sink_read() >= filler.last_end + linger:
+                        break
+                else:
+                    t_end = t_end or time.monotonic() + self.args.linger
+                    if time.monotonic() >= t_end:
+                        break
+            stop_event.wait(0.02)
         self.stop()
         self.wait()
         if self.recorder is not None:
             self.recorder.close()
-        rep = {"app": "tx", "sink": self.sink_name, "sent": src.sent, "frames": tx.stats()["frames"],
-               "tx": tx.stats(), "samples_per_frame": self.chain.samples_per_frame}
+        acc = chain.accounting(self._on_air())
+        rep = {"app": "tx", "sink": self.sink_name, "sent": src.sent, "frames": chain.tx.stats()["frames"],
+               "images": acc, "waited_s": round(src.waited_s, 3), "tx": chain.tx.stats(),
+               "samples_per_frame": self.chain.samples_per_frame}
         if filler is not None:
             rep["filler"] = filler.stats()
         if self.recorder is not None:

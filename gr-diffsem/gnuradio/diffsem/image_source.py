@@ -54,6 +54,12 @@ class image_source(gr.basic_block):
     loop: start again from the first image after the last (seq keeps increasing).
     A "done" message (a dict with "sent") goes out on port "done" after the last image when
     not looping, so a headless flowgraph knows the source is finished.
+
+    Back-pressure (set_flow_control): message ports cannot push back, so a finite source sending
+    faster than its consumers would overflow their queues (the encoder drops the oldest frame).
+    Given a callable that says how many of its images are still on their way downstream, a
+    finite source waits while `window` of them are, and never loses an image it was given. A
+    looping source (a beacon) keeps its pace instead and leaves the dropping to the queues.
     """
 
     def __init__(self, source="fashion-mnist", split="test", first=0, count=16, loop=False, rate=10.0,
@@ -68,6 +74,9 @@ class image_source(gr.basic_block):
         self._stop = threading.Event()
         self._thread = None
         self._done = threading.Event()
+        self._in_flight = None
+        self._window = 0
+        self.waited_s = 0.0  # time spent waiting for the consumers (back-pressure)
         self.message_port_register_out(pmt.intern("out"))
         self.message_port_register_out(pmt.intern("done"))
 
@@ -93,6 +102,24 @@ class image_source(gr.basic_block):
     def wait_done(self, timeout=None) -> bool:
         return self._done.wait(timeout)
 
+    def set_flow_control(self, in_flight, window: int = 16):
+        """Wait before each image while `in_flight()` (images sent and not yet consumed or
+        accounted for downstream) is `window` or more. Ignored when looping."""
+        if window < 1:
+            raise ValueError("image_source: flow-control window must be >= 1")
+        self._in_flight, self._window = in_flight, int(window)
+
+    def _wait_for_room(self) -> bool:
+        """False when stopped while waiting."""
+        if self._in_flight is None or self.loop:
+            return True
+        t0 = time.monotonic()
+        while self._in_flight() >= self._window:
+            if self._stop.wait(0.002):
+                return False
+        self.waited_s += time.monotonic() - t0
+        return True
+
     def _run(self):
         if self.start_delay > 0 and self._stop.wait(self.start_delay):
             return
@@ -104,6 +131,8 @@ class image_source(gr.basic_block):
                 if not self.loop:
                     break
                 i = 0
+            if not self._wait_for_room():
+                break
             meta = {"seq": self.next_seq, "index": self.first_index + i,
                     "label": int(self.labels[i]), "name": self.names[i], "t_src": time.time()}
             self.message_port_pub(pmt.intern("out"), image_pdu(meta, self.images[i]))

@@ -25,7 +25,9 @@ class ofdm_analog_rx(gr.hier_block2):
     seconds at `samp_rate`).
 
     Chain: tag gate -> stock ofdm_sync_sc_cfb (Schmidl & Cox timing and fine CFO, C++ at the
-    sample rate) -> frame receiver (diffsem.phy.burst_rx.BurstReceiver, numpy, one pass per frame):
+    sample rate; threshold `sync_threshold`) and, inside the frame receiver, a matched filter on
+    the known preambles (diffsem.phy.sync, threshold `mf_threshold`, 0 = off: it detects down to
+    -3 dB, Schmidl & Cox catches carrier offsets beyond ~0.8 subcarrier) -> frame receiver (diffsem.phy.burst_rx.BurstReceiver, numpy, one pass per frame):
     per-frame CFO derotation, preamble FFTs, integer carrier offset, denoised LS channel, the
     header copies combined and checked (stock packet_header_ofdm format: CRC-8 plus its zero
     fill; frames whose header fails are dropped and counted), data-aided refinement on the known
@@ -43,7 +45,8 @@ class ofdm_analog_rx(gr.hier_block2):
 
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
                  pilot_symbols=None, payload_scale=1.0, phase_tracking="linear", samp_rate=1.0,
-                 sync_threshold=burst_rx.DEFAULT_SYNC_THRESHOLD, header_repeats=4):
+                 sync_threshold=burst_rx.DEFAULT_SYNC_THRESHOLD, header_repeats=4,
+                 mf_threshold=burst_rx.DEFAULT_MF_THRESHOLD):
         gr.hier_block2.__init__(self, "ofdm_analog_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.layout = lay = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
@@ -51,7 +54,7 @@ class ofdm_analog_rx(gr.hier_block2):
         self.message_port_register_hier_out("stats")
         self.counters = Counters("frames", "headers_ok", "header_crc_fail", "false_triggers", "malformed", "nonfinite")
         self.receiver = burst_rx.BurstReceiver(lay, header_repeats=int(header_repeats), phase_tracking=phase_tracking,
-                                             payload_scale=payload_scale)
+                                             payload_scale=payload_scale, mf_threshold=float(mf_threshold))
         # The receiver finds its frames itself: stream tags from upstream (a TX's packet_len
         # passed on by a DC blocker, say) are not needed and must not travel on, so none get in.
         gate = blocks.tag_gate(gr.sizeof_gr_complex, False)

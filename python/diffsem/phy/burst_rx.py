@@ -35,14 +35,19 @@ import numpy as np
 
 from diffsem import phy
 from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
+from diffsem.phy.sync import DEFAULT_MF_THRESHOLD, PreambleDetector  # noqa: F401 (the RX block's default)
 
 HEADER_FIELDS_BITS = phy.HEADER_BITS_LEN + phy.HEADER_BITS_SEQ + 8
 # Schmidl & Cox metric threshold (gr-digital's default is 0.9, which detects nothing below ~13 dB;
 # the metric is about (SNR/(1+SNR))^2). Measured with this receiver (300 frames, AWGN, seed 0):
 # detected at 0 dB 20 % (0.3), 42 % (0.25), 64 % (0.2), 77 % (0.15); false triggers on noise per
 # frame at 20 dB 0.01, 0.03, 0.18, 0.8 -- each costs one header decode (a fraction of a frame's
-# work) and is refused by the header checks. 0.2 is the knee.
-DEFAULT_SYNC_THRESHOLD = 0.2
+# work) and is refused by the header checks. 0.2 is the knee of Schmidl & Cox alone.
+# With the matched filter (diffsem.phy.sync, detecting down to -3 dB) beside it, Schmidl & Cox
+# only has to catch what the matched filter cannot: carrier offsets beyond ~0.8 subcarrier, at
+# SNRs where its metric is high; 0.4 keeps its false triggers near zero.
+SC_ONLY_SYNC_THRESHOLD = 0.2
+DEFAULT_SYNC_THRESHOLD = 0.4
 
 
 @dataclass
@@ -103,6 +108,57 @@ def parse_header(bits: np.ndarray, n_data: int):
     return n_symbols, seq
 
 
+# Soft header decoding: the CRC-8 (poly 0x07) has Hamming distance 4 over the 24 header bits, so
+# flipping one or two of the least reliable bits until it passes corrects what the 4 combined
+# copies get wrong at 0 dB (bit error rate ~2e-3 there: 1 error in 15 headers, 2 in 400) and
+# still leaves one more error detected. The zero fill is known: a few wrong fill bits no longer
+# lose the frame (noise triggers are refused by the matched filter and the preamble fit first).
+CHASE_BITS = 8        # least reliable field bits tried
+CHASE_FLIPS = 2       # at most this many flipped at once
+MAX_FILL_ERRORS = 3   # of the n_data - 32 zero-fill bits
+
+
+def _chase_candidates():
+    from itertools import combinations
+    out = []
+    for n in range(1, CHASE_FLIPS + 1):
+        out += list(combinations(range(CHASE_BITS), n))
+    return out
+
+
+_CHASE = _chase_candidates()
+
+
+def decode_header(soft: np.ndarray, n_data: int):
+    """(n_symbols, seq, flipped bits) from soft header values (real part: >0 is bit 1), or None:
+    hard decisions first; if the CRC fails, the candidates that flip up to CHASE_FLIPS of the
+    CHASE_BITS least reliable field bits, the cheapest (smallest sum |soft| flipped) that passes.
+    The zero fill may hold up to MAX_FILL_ERRORS wrong bits."""
+    soft = np.asarray(soft, dtype=np.float64)
+    bits = soft > 0
+    if int(np.count_nonzero(bits[HEADER_FIELDS_BITS:n_data])) > MAX_FILL_ERRORS:
+        return None
+    fields = bits.copy()
+    fields[HEADER_FIELDS_BITS:] = False
+    parsed = parse_header(fields, n_data)
+    if parsed is not None:
+        return parsed + (0,)
+    rel = np.abs(soft[:HEADER_FIELDS_BITS])
+    weakest = np.argsort(rel)[:CHASE_BITS]
+    best = None
+    for combo in _CHASE:
+        idx = weakest[list(combo)]
+        cost = float(rel[idx].sum())
+        if best is not None and cost >= best[0]:
+            continue
+        trial = fields.copy()
+        trial[idx] = ~trial[idx]
+        parsed = parse_header(trial, n_data)
+        if parsed is not None:
+            best = (cost, parsed, len(combo))
+    return None if best is None else best[1] + (best[2],)
+
+
 class BurstReceiver:
     """Stream in (samples + the detector's triggers and fine CFO), frames out.
 
@@ -113,12 +169,17 @@ class BurstReceiver:
     detector fired on noise); ("header_fail", why): a preamble whose header is not BPSK or fails
     its CRC or zero fill (a frame lost); ("nonfinite", what).
     Samples are kept only as long as a pending trigger may need them.
+    With `mf_threshold` > 0 (the default) the receiver also finds frames itself with a matched
+    filter on the known preambles (diffsem.phy.sync.PreambleDetector, down to -3 dB); the given
+    triggers then only add frames it missed (a carrier offset beyond ~0.8 subcarrier). Header
+    decoding is soft (decode_header: CRC-checked flips of the least reliable bits).
     """
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, header_repeats: int = 4,
                  phase_tracking: str = "linear", payload_scale: float = 1.0,
                  timing_advance: int | None = None, min_header_quality: float = 3.0,
-                 max_carr_offset: int = 3, data_aided: bool = True, min_preamble_fit: float = 0.25):
+                 max_carr_offset: int = 3, data_aided: bool = True, min_preamble_fit: float = 0.25,
+                 mf_threshold: float = DEFAULT_MF_THRESHOLD):
         self.layout = layout
         self.repeats = int(header_repeats)
         self.sym_len = layout.fft_len + layout.cp_len
@@ -157,9 +218,14 @@ class BurstReceiver:
         self._win = self.cp + np.arange(n)[None, :] + self.sym_len * np.arange(self.header_syms + layout.n_ofdm_symbols(phy.MAX_SYMBOLS_PER_FRAME))[:, None]
         self.buf = np.zeros(0, dtype=np.complex64)
         self.buf_start = 0            # absolute index of buf[0]
-        self.pending: deque = deque()  # (absolute trigger index, fine cfo)
+        self.pending: deque = deque()  # (absolute trigger index, fine cfo, from the matched filter)
         self.waiting: _Header | None = None
         self.busy_until = 0           # triggers before this sample lie inside an accepted frame
+        # matched-filter detection (diffsem.phy.sync) beside the given triggers; 0 = off
+        self.detector = PreambleDetector(layout, mf_threshold) if mf_threshold > 0 else None
+        self._held: list = []         # (trigger index, cfo, from the matched filter) not yet ordered
+        self._recent_mf: deque = deque(maxlen=16)  # matched-filter triggers handed on lately
+        self.detections = {"matched_filter": 0, "schmidl_cox": 0, "schmidl_cox_merged": 0}
 
     # ------------------------------------------------------------------ stream bookkeeping
     def push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
@@ -168,9 +234,13 @@ class BurstReceiver:
 
     def _push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
         base = self.buf_start + self.buf.size
-        for t, c in zip(triggers, cfos):
-            self.pending.append((base + int(t), float(c)))
-        self.buf = np.concatenate((self.buf, np.asarray(samples, dtype=np.complex64)))
+        samples = np.asarray(samples, dtype=np.complex64)
+        if self.detector is None:
+            for t, c in zip(triggers, cfos):
+                self.pending.append((base + int(t), float(c), False))
+        else:
+            self._merge_triggers(samples, base, triggers, cfos)
+        self.buf = np.concatenate((self.buf, samples))
         events = []
         while True:
             if self.waiting is not None:
@@ -180,7 +250,7 @@ class BurstReceiver:
                 continue
             if not self.pending:
                 break
-            trig, cfo = self.pending[0]
+            trig, cfo, from_mf = self.pending[0]
             start = trig - self.sym_len + self.timing_advance
             if trig < self.busy_until or start - self.cp < self.buf_start:
                 self.pending.popleft()
@@ -188,12 +258,43 @@ class BurstReceiver:
             if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
                 break  # (+ cp: room to move the windows later, see _retime)
             self.pending.popleft()
-            self.waiting = self._header(start, cfo, events)
+            self.waiting = self._header(start, cfo, events, from_mf)
         self._trim()
         return events
 
+    def _merge_triggers(self, samples, base, triggers, cfos):
+        """Matched-filter detections and the given (Schmidl & Cox) triggers, in time order, into
+        `pending`. A given trigger within half a symbol of a matched-filter one is the same frame
+        and dropped (the matched filter's timing and CFO are the better ones). Detections come
+        about two symbols late, so the given triggers wait until the filter has passed them."""
+        # a frame starting at s is handed on as a trigger at s + sym_len - timing_advance (the
+        # detector's convention); _header places the windows from there (see its from_mf)
+        lead = self.sym_len - self.timing_advance
+        for pos, cfo, _ in self.detector.scan(samples):
+            self._held.append((pos + lead, cfo, True))
+            self.detections["matched_filter"] += 1
+        for t, c in zip(triggers, cfos):
+            self._held.append((base + int(t), float(c), False))
+            self.detections["schmidl_cox"] += 1
+        near = self.sym_len // 2
+        ready_before = self.detector.horizon + lead - near
+        self._held.sort(key=lambda h: h[0])
+        ready = [h for h in self._held if h[0] < ready_before]
+        self._held = self._held[len(ready):]
+        self._recent_mf.extend(h[0] for h in ready if h[2])
+        mf = list(self._recent_mf) + [h[0] for h in self._held if h[2]]
+        for trig, cfo, from_mf in ready:
+            if not from_mf and any(abs(trig - m) <= near for m in mf):
+                self.detections["schmidl_cox_merged"] += 1
+                continue
+            self.pending.append((trig, cfo, from_mf))
+
     def _trim(self):
         keep_from = self.buf_start + self.buf.size - self.sym_len - self.cp  # a trigger looks back
+        if self.detector is not None:  # detections come late: keep what they will look back to
+            keep_from = min(keep_from, self.detector.horizon - 3 * self.sym_len)
+        if self._held:
+            keep_from = min(keep_from, self._held[0][0] - 2 * self.sym_len)
         if self.waiting is not None:
             keep_from = min(keep_from, self.waiting.start)
         if self.pending:
@@ -220,7 +321,12 @@ class BurstReceiver:
         m = np.abs(np.einsum("cj,j->c", y1[idx] * np.conj(y2[idx]), np.conj(self._s12)))  # no BLAS threads
         return int(self._offsets[int(np.argmax(m))])
 
-    def _header(self, start: int, cfo: float, events: list):
+    def _header(self, start: int, cfo: float, events: list, from_mf: bool = False):
+        # a matched-filter detection marks the frame start (of its strongest path) to the sample:
+        # the windows go half a cyclic prefix earlier, where a single path's tap sits mid-prefix,
+        # and stay there if the channel is one tap (one preamble fit instead of two)
+        early = self.cp // 2 if from_mf else 0
+        start -= early
         spec = self._symbols(start, 0, self.header_syms, cfo)
         if not np.isfinite(spec).all():
             events.append(("nonfinite", "NaN/Inf samples in a frame's preamble or header"))
@@ -233,6 +339,12 @@ class BurstReceiver:
             spec = self._symbols(start, 0, self.header_syms, cfo)
         act = self.active + self.half
         ls, fit, smooth = self._preamble_fit(spec)
+        if from_mf and (fit[4] > 1 or self._retime(fit[-1])):
+            # multipath: back to the filter's peak (the strongest path, not always the first)
+            # and let _retime centre all taps from there
+            start += early
+            spec = self._symbols(start, 0, self.header_syms, cfo)
+            ls, fit, smooth = self._preamble_fit(spec)
         shift = self._retime(fit[-1])
         if shift:
             # The trigger jitters (-7..+10 samples at 5 dB): windows that start too late reach
@@ -255,12 +367,13 @@ class BurstReceiver:
         if quality < self.min_header_quality:
             events.append(("header_fail", "header symbols are not BPSK"))
             return None
-        bits = soft.real > 0
-        parsed = parse_header(bits, self.layout.n_data)
+        parsed = decode_header(soft.real, self.layout.n_data)
         if parsed is None:
             events.append(("header_fail", "header CRC failed"))
             return None
-        n_symbols, seq = parsed
+        n_symbols, seq, _ = parsed
+        # the bits as sent (corrected, zero fill) train the channel and phase estimates below
+        bits = phy.header_bits(n_symbols, seq, self.layout.n_data).astype(bool)
         n = self.layout.fft_len
         training, anchors, spread = 1, None, None
         if self.data_aided:

@@ -1,0 +1,160 @@
+"""Frame detection on the known preambles: a matched filter, plain numpy (no GNU Radio).
+
+Schmidl & Cox correlates the received preamble with itself (its two equal halves): at 0 dB the
+noise is in both factors and its 32-sample average is too noisy to separate frames from noise
+(the metric's mean is about (SNR/(1+SNR))^2 = 0.25, its spread on noise reaches 0.2). This
+detector correlates with the transmitted waveform instead (both preambles with their cyclic
+prefixes, 160 samples, all known at the receiver), so only one factor is noisy.
+
+Metric at sample t (the first sample of the first preamble's cyclic prefix):
+
+    m(t) = sum_k |c_k(t)|^2 / E_k  /  sum_k e_k(t),    c_k(t) = sum_{n in seg k} x[t+n] conj(r[n])
+
+over K = `segments` consecutive parts of the L = 160 reference samples r (E_k their energies,
+e_k(t) the received energy under segment k; m = 0 where one e_k holds less than BALANCE of its
+even share: a window that catches only the last few samples of a burst could score high). The
+segments are combined without their phases so that a carrier offset that turns the phase across
+the preamble does not cancel the sum (4 segments of 40 samples: -1.4 dB at half a subcarrier).
+It is normalised by the received energy, so it does not depend on the gain: m is about
+rho / (1 + rho) on a preamble (rho = SNR per sample; 0.45 at 0 dB, 0.3 at -3 dB) and about
+segments / L = 0.025 on noise or on payload symbols, with a tail of a Gamma(segments) law:
+P(m > 0.15) ~ 1e-7 per sample on noise. A detection is a local maximum above `threshold` within
++-one OFDM symbol (the first preamble's repetition gives side peaks at +-32 samples).
+
+Fine carrier offset from the same correlations: the phase step between consecutive segments is
+2 pi cfo seg_len / fft_len (unambiguous for |cfo| < fft_len / (2 seg_len) = 0.8 subcarrier).
+The correlations are computed block-wise with FFTs (overlap-save): a few FFTs per block of
+samples, tens of ns per sample.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # single-precision FFTs (numpy's are double only): half the time
+    import scipy.fft as _fft
+except ImportError:  # pragma: no cover - scipy is in requirements.txt
+    import numpy.fft as _fft
+
+from diffsem.phy.framing import sync_words, tx_scale
+from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
+
+DEFAULT_MF_THRESHOLD = 0.15
+BALANCE = 0.25  # each segment holds at least this share of its even part of the window's energy
+
+
+def preamble_samples(layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """The two preambles as ofdm_analog_tx sends them (cyclic prefixes included, TX scaling)."""
+    rows = np.asarray(sync_words(layout))
+    time = layout.fft_len * np.fft.ifft(np.fft.ifftshift(rows, axes=1), axis=1) * tx_scale(layout)
+    return np.concatenate([np.concatenate((s[-layout.cp_len:], s)) for s in time]).astype(np.complex64)
+
+
+class PreambleDetector:
+    """Streaming matched-filter detector. `scan(samples)` takes consecutive samples and returns
+    the detections confirmed so far: a list of (absolute index of the frame's first sample,
+    fine CFO in subcarrier spacings, metric). `horizon`: every frame starting before it has been
+    reported (detections arrive about L + fft_len + cp_len samples after the frame start)."""
+
+    def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, threshold: float = DEFAULT_MF_THRESHOLD,
+                 segments: int = 4, block: int = 4096):
+        self.layout = layout
+        self.threshold = float(threshold)
+        ref = preamble_samples(layout).astype(np.complex128)
+        self.L = ref.size
+        self.seg_len = self.L // segments
+        self.segments = segments
+        self.window = layout.fft_len + layout.cp_len   # a peak is the maximum within +- this
+        self.nfft = 1 << int(math.ceil(math.log2(max(block, 4 * self.L))))
+        self.hop = self.nfft - self.L + 1              # metric values per FFT block
+        filt = np.zeros((segments, self.nfft), np.complex128)
+        self.seg_energy = np.empty(segments)
+        self.bounds = []
+        for k in range(segments):
+            part = np.zeros(self.L, np.complex128)
+            sl = slice(k * self.seg_len, self.L if k == segments - 1 else (k + 1) * self.seg_len)
+            self.bounds.append((sl.start, sl.stop))
+            part[sl] = ref[sl]
+            self.seg_energy[k] = float(np.sum(np.abs(part) ** 2))
+            # correlation = convolution with the conjugated, time-reversed reference
+            filt[k, :self.L] = np.conj(part[::-1])
+        self._filt = _fft.fft(filt, axis=1).astype(np.complex64)
+        self._inv_energy = (1.0 / self.seg_energy).astype(np.float32)
+        self._x = np.zeros(0, np.complex64)     # samples not yet fully used (from index self._x0)
+        self._x0 = 0
+        self._m = np.zeros(0)                   # metric values from index self._m0
+        self._c = np.zeros((segments, 0), np.complex128)
+        self._m0 = 0
+        self._last_peak = -(1 << 62)
+        self.horizon = 0
+
+    def _metric(self, x: np.ndarray):
+        """Metric and segment correlations for every t with x[t:t+L] inside x (len(x) - L + 1)."""
+        n_out = x.size - self.L + 1
+        c = np.empty((self.segments, n_out), np.complex64)
+        for lo in range(0, n_out, self.hop):
+            hi = min(lo + self.hop, n_out)
+            chunk = x[lo:hi + self.L - 1]
+            y = _fft.ifft(_fft.fft(chunk, self.nfft)[None, :] * self._filt, axis=1)
+            c[:, lo:hi] = y[:, self.L - 1:self.L - 1 + hi - lo]
+        sq = np.square(x.view(np.float32).reshape(-1, 2))
+        cs = np.zeros(x.size + 1)
+        np.cumsum(sq[:, 0] + sq[:, 1], dtype=np.float64, out=cs[1:])
+        total = np.maximum(cs[self.L:self.L + n_out] - cs[:n_out], 1e-30)
+        e_min = None
+        for lo_k, hi_k in self.bounds:
+            e_k = cs[hi_k:hi_k + n_out] - cs[lo_k:lo_k + n_out]
+            e_min = e_k if e_min is None else np.minimum(e_min, e_k)
+        # plain ufunc passes: 4x faster than einsum here, and no BLAS (its threads spin on a
+        # second core)
+        sq = np.square(c.view(np.float32).reshape(self.segments, n_out, 2))
+        pw = sq[..., 0] + sq[..., 1]
+        m = self._inv_energy[0] * pw[0]
+        for k in range(1, self.segments):
+            m += self._inv_energy[k] * pw[k]
+        m = m / total
+        # a preamble spreads its energy evenly over the segments; a window that holds the edge of
+        # a burst (or of a noise burst after exact zeros) does not, and its few samples can
+        # correlate by chance: not a detection
+        m[e_min < BALANCE * total / self.segments] = 0.0
+        return m, c
+
+    def cfo_of(self, c: np.ndarray) -> float:
+        """Fine CFO (subcarrier spacings) from the segment correlations at a peak."""
+        step = np.sum(c[1:] * np.conj(c[:-1]))
+        return float(np.angle(step)) * self.layout.fft_len / (2.0 * math.pi * self.seg_len)
+
+    def scan(self, samples: np.ndarray) -> list:
+        x = np.concatenate((self._x, np.asarray(samples, dtype=np.complex64)))
+        found = []
+        if x.size >= self.L:
+            m, c = self._metric(x)
+            # metric index i of this call is absolute position self._x0 + i
+            assert self._x0 == self._m0 + self._m.size
+            self._m = np.concatenate((self._m, m))
+            self._c = np.concatenate((self._c, c), axis=1)
+            keep_x = self.L - 1
+            self._x0 += x.size - keep_x
+            self._x = x[x.size - keep_x:]
+        else:
+            self._x = x
+        w = self.window
+        # positions whose +-w neighbourhood is known: [m0 + w, m0 + len - w)
+        n = self._m.size
+        if n > 2 * w:
+            inner = self._m[w:n - w]
+            cand = np.flatnonzero(inner >= self.threshold) + w
+            for i in cand.tolist():
+                pos = self._m0 + i
+                if pos - self._last_peak <= w:
+                    continue
+                if self._m[i] >= self._m[i - w:i + w + 1].max():
+                    self._last_peak = pos
+                    found.append((pos, self.cfo_of(self._c[:, i]), float(self._m[i])))
+            drop = n - 2 * w
+            self._m = self._m[drop:]
+            self._c = self._c[:, drop:]
+            self._m0 += drop
+        self.horizon = self._m0 + w
+        return found

@@ -70,6 +70,10 @@ def test_a_missing_point_or_a_test_row_is_refused():
     rows[0]["split"] = "test"
     with pytest.raises(CalibrationError, match="validation split only"):
         choose_teacher(rows, 8)
+    rows = _sweep()
+    del rows[0]["split"]                  # a row that does not say which split it was measured on
+    with pytest.raises(CalibrationError, match="without a 'split' key"):
+        choose_teacher(rows, 8)
 
 
 def test_cli_writes_the_choice_and_its_record_into_the_cards(tmp_path, capsys, run_command):

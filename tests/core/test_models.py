@@ -84,7 +84,7 @@ def test_training_writes_every_stage_and_resumes_without_redoing(tiny_run, capsy
     names = {p.stem for p in run_dir.glob("*.pt")}
     assert {"jscc", "ablation", "teacher", "distill_s2", "distill_s1"} <= names
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["stages"]["jscc"]["loss"][-1] < 0.2
+    assert all(len(summary["stages"][s]["loss"]) == 1 for s in ("jscc", "ablation", "teacher"))
     train_recipe(cfg, run_dir, torch.device("cpu"), progress=False)
     assert capsys.readouterr().out.count("already done") == 5
 
@@ -235,3 +235,40 @@ def test_noiseless_input_decodes_like_a_clean_channel():
     at_25 = scheme.decode(symbols, 25.0, np.full((64, 128), 10 ** -2.5, np.float32))
     assert abs(metrics.psnr(clean, images).mean() - metrics.psnr(at_25, images).mean()) < 0.5
     assert metrics.psnr(clean, images).mean() > 21.0
+
+
+def test_the_codec_learns_what_the_linear_code_cannot():
+    """60 steps of the hybrid codec's training step (log-MSE, AWGN 0 dB) lift it at least 0.5 dB
+    above where it starts, the linear baseline (measured: +1.3 dB after 80 steps); a training step
+    that does not learn leaves it there."""
+    from diffsem import data
+    from diffsem.channel import transmit
+    from diffsem.nn.train import build_basis, build_decoder, build_encoder, reconstruction_loss
+    torch.manual_seed(0)
+    cfg = {"k": 16, "jscc": {"arch": "hybrid", "width": 8}}
+    basis = build_basis(cfg)
+    enc, dec = build_encoder(cfg, basis), build_decoder(cfg, basis=basis)
+    train = torch.from_numpy(data.load("train")[0][:2048].copy())
+    val = torch.from_numpy(data.load("val")[0][:256].copy())
+
+    def val_psnr():
+        enc.eval(), dec.eval()
+        with torch.no_grad():
+            snr = torch.zeros(len(val))
+            s_hat, nv = transmit(enc(val, snr), snr, "awgn", generator=torch.Generator().manual_seed(1))
+            mse = (dec(s_hat, snr, nv) - val).pow(2).flatten(1).mean(1)
+        enc.train(), dec.train()
+        return float((10 * torch.log10(1 / mse)).mean())
+
+    start = val_psnr()
+    opt = torch.optim.AdamW(list(enc.parameters()) + list(dec.parameters()), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        x = train[torch.randint(0, len(train), (64,), generator=gen)]
+        snr = torch.zeros(64)
+        s_hat, nv = transmit(enc(x, snr), snr, "awgn", generator=gen)
+        loss = reconstruction_loss(dec.features(s_hat, snr, nv)[0], x, "logmse")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert val_psnr() > start + 0.5

@@ -74,7 +74,10 @@ def _key(r):
 def _index(rows) -> dict:
     idx = {}
     for r in rows:
-        if r.get("split", "val") != "val":
+        if "split" not in r:
+            raise CalibrationError("a row without a 'split' key: calibrate only on rows that say they are "
+                                   "the validation split (diffsem eval --split val writes it)")
+        if r["split"] != "val":
             raise CalibrationError(f"a {r['split']!r} row: calibrate on the validation split only "
                                    "(diffsem eval --split val)")
         idx[_key(r)] = r

@@ -14,22 +14,7 @@ HALF = LAY.fft_len // 2
 
 
 def burst(payload, seq, repeats=4):
-    """Time-domain burst (no padding) of ofdm_analog_tx: preambles, header copies, payload."""
-    sync1, sync2 = phy.sync_words(LAY)
-    data = np.asarray(LAY.data_carriers) + HALF
-    pilots = np.asarray(LAY.pilot_carriers) + HALF
-    header = phy.header_copies(payload.size, seq, repeats, LAY).reshape(repeats, -1)
-    n_ofdm = LAY.n_ofdm_symbols(payload.size)
-    cells = np.zeros(n_ofdm * LAY.n_data, np.complex64)
-    cells[:payload.size] = payload
-    rows = [sync1, sync2]
-    for values in list(header) + list(cells.reshape(n_ofdm, -1)):
-        x = np.zeros(LAY.fft_len, np.complex64)
-        x[data] = values
-        x[pilots] = LAY.pilot_symbols
-        rows.append(x)
-    time = LAY.fft_len * np.fft.ifft(np.fft.ifftshift(np.asarray(rows), axes=1), axis=1) * phy.tx_scale(LAY)
-    return np.concatenate([np.concatenate((s[-LAY.cp_len:], s)) for s in time]).astype(np.complex64)
+    return phy.reference_burst(payload, seq, repeats, LAY)
 
 
 def trigger_of(start):

@@ -29,26 +29,6 @@ KINDS = ("rayleigh", "selective")
 SNRS = (0.0, 5.0, 10.0, 20.0)
 
 
-def burst(payload: np.ndarray, seq: int, repeats: int = 4, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
-    """Time-domain burst (no padding) of ofdm_analog_tx: preambles, header copies, payload."""
-    half = layout.fft_len // 2
-    sync1, sync2 = phy.sync_words(layout)
-    data = np.asarray(layout.data_carriers) + half
-    pilots = np.asarray(layout.pilot_carriers) + half
-    header = phy.header_copies(payload.size, seq, repeats, layout).reshape(repeats, -1)
-    n_ofdm = layout.n_ofdm_symbols(payload.size)
-    cells = np.zeros(n_ofdm * layout.n_data, np.complex64)
-    cells[:payload.size] = payload
-    rows = [sync1, sync2]
-    for values in list(header) + list(cells.reshape(n_ofdm, -1)):
-        x = np.zeros(layout.fft_len, np.complex64)
-        x[data] = values
-        x[pilots] = layout.pilot_symbols
-        rows.append(x)
-    time = layout.fft_len * np.fft.ifft(np.fft.ifftshift(np.asarray(rows), axes=1), axis=1) * phy.tx_scale(layout)
-    return np.concatenate([np.concatenate((s[-layout.cp_len:], s)) for s in time]).astype(np.complex64)
-
-
 def draw_taps(kind: str, n_frames: int, rng) -> np.ndarray:
     """[n_frames, L] complex taps, unit average power: one gain (rayleigh) or 8 exponential-PDP taps."""
     pdp = np.ones(1) if kind == "rayleigh" else selective_pdp_numpy()
@@ -71,7 +51,7 @@ def run_receiver(payloads, taps, snr_db: float, rng, layout: OfdmLayout = DEFAUL
     ta = min(3, layout.cp_len // 4)
     parts, triggers, starts, pos = [np.zeros(gap, np.complex64)], [], [], gap
     for seq, (p, h) in enumerate(zip(payloads, taps)):
-        b = np.convolve(burst(p, seq, layout=layout), h).astype(np.complex64)
+        b = np.convolve(phy.reference_burst(p, seq, layout=layout), h).astype(np.complex64)
         triggers.append(pos + sym - ta)
         starts.append(pos)
         parts += [b, np.zeros(gap, np.complex64)]

@@ -131,6 +131,39 @@ class JSCCDecoder(nn.Module):
         return self.features(symbols, snr_db, noise_var)[0]
 
 
+class _UNetBody(nn.Module):
+    """Two-level U-Net (28 -> 14 -> 7 -> 14 -> 28) whose 7x7 bottleneck takes an extra map, every
+    block modulated by one conditioning vector; the output layer starts at zero. Shared by the
+    velocity network and the hybrid decoder's refiner (their layers keep these attribute names,
+    which their checkpoints use)."""
+
+    def _build_body(self, in_channels: int, c1: int, c2: int, c3: int, cond_dim: int):
+        self.stem = nn.Conv2d(in_channels, c1, 3, padding=1)
+        self.enc1 = ResBlock(c1, c1, cond_dim)                             # 28x28
+        self.down1 = nn.Conv2d(c1, c2, 4, stride=2, padding=1)             # 14x14
+        self.enc2 = ResBlock(c2, c2, cond_dim)
+        self.down2 = nn.Conv2d(c2, c3, 4, stride=2, padding=1)             # 7x7
+        self.mid1 = ResBlock(c3, c3, cond_dim)
+        self.mid2 = ResBlock(c3, c3, cond_dim)
+        self.up2 = nn.ConvTranspose2d(c3, c2, 4, stride=2, padding=1)
+        self.dec2 = ResBlock(2 * c2, c2, cond_dim)
+        self.up1 = nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1)
+        self.dec1 = ResBlock(2 * c1, c1, cond_dim)
+        self.out_norm = nn.GroupNorm(_groups(c1), c1)
+        self.out = nn.Conv2d(c1, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def _body(self, x, bottleneck_extra, cond):
+        """-> (output [B,1,28,28], the 7x7 bottleneck features after the middle blocks)."""
+        h1 = self.enc1(self.stem(x), cond)
+        h2 = self.enc2(self.down1(h1), cond)
+        mid = self.mid2(self.mid1(self.down2(h2) + bottleneck_extra, cond), cond)
+        h = self.dec2(torch.cat((self.up2(mid), h2), dim=1), cond)
+        h = self.dec1(torch.cat((self.up1(h), h1), dim=1), cond)
+        return self.out(F.silu(self.out_norm(h))), mid
+
+
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of t in [0, 1]."""
     half = dim // 2
@@ -139,7 +172,7 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat((torch.cos(args), torch.sin(args)), dim=-1)
 
 
-class CondUNet(nn.Module):
+class CondUNet(_UNetBody):
     """Velocity network v(x_t, t | x_hat, decoder features, snr) for the diffusion decoder.
 
     Three resolutions (28, 14, 7). The DeepJSCC estimate x_hat enters as an extra input channel,
@@ -157,22 +190,8 @@ class CondUNet(nn.Module):
         # the DeepJSCC decoder's features): a learned map to the 7x7 bottleneck
         self.symbols_in = nn.Linear(3 * symbols_k, 16 * 49) if symbols_k else None
         self.symbols_map = nn.Conv2d(16, c3, 1) if symbols_k else None
-        self.stem = nn.Conv2d(2, c1, 3, padding=1)
-        self.enc1 = ResBlock(c1, c1, emb_dim)
-        self.down1 = nn.Conv2d(c1, c2, 4, stride=2, padding=1)
-        self.enc2 = ResBlock(c2, c2, emb_dim)
-        self.down2 = nn.Conv2d(c2, c3, 4, stride=2, padding=1)
         self.feat_in = nn.Conv2d(feat_channels, c3, 1)
-        self.mid1 = ResBlock(c3, c3, emb_dim)
-        self.mid2 = ResBlock(c3, c3, emb_dim)
-        self.up2 = nn.ConvTranspose2d(c3, c2, 4, stride=2, padding=1)
-        self.dec2 = ResBlock(2 * c2, c2, emb_dim)
-        self.up1 = nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1)
-        self.dec1 = ResBlock(2 * c1, c1, emb_dim)
-        self.out_norm = nn.GroupNorm(_groups(c1), c1)
-        self.out = nn.Conv2d(c1, 1, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self._build_body(2, c1, c2, c3, emb_dim)
 
     def forward(self, x_t, t, x_hat, feat, snr_db, tau=None, symbols=None):
         """`tau` [B]: the sampling temperature the source noise was drawn at (knob networks only);
@@ -181,15 +200,10 @@ class CondUNet(nn.Module):
         if self.knob:
             cond.append(tau.float()[:, None])
         e = self.emb(torch.cat(cond, dim=-1))
-        h1 = self.enc1(self.stem(torch.cat((x_t, x_hat), dim=1)), e)
-        h2 = self.enc2(self.down1(h1), e)
-        h = self.down2(h2) + self.feat_in(feat)
+        extra = self.feat_in(feat)
         if self.symbols_in is not None:
-            h = h + self.symbols_map(F.silu(self.symbols_in(symbols.flatten(1))).view(-1, 16, 7, 7))
-        h = self.mid2(self.mid1(h, e), e)
-        h = self.dec2(torch.cat((self.up2(h), h2), dim=1), e)
-        h = self.dec1(torch.cat((self.up1(h), h1), dim=1), e)
-        return self.out(F.silu(self.out_norm(h)))
+            extra = extra + self.symbols_map(F.silu(self.symbols_in(symbols.flatten(1))).view(-1, 16, 7, 7))
+        return self._body(torch.cat((x_t, x_hat), dim=1), extra, e)[0]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -296,7 +310,7 @@ class HybridEncoder(nn.Module):
         return self.normalize(z.view(-1, self.k, 2))
 
 
-class HybridDecoder(nn.Module):
+class HybridDecoder(_UNetBody):
     """(symbols, snr_db, noise_var) -> image: the linear LMMSE image, refined by a U-Net that also
     sees the symbols through a learned projection to a 7x7 map. The refiner's last layer starts at
     zero, so the untrained decoder is the linear baseline's decoder.
@@ -312,22 +326,8 @@ class HybridDecoder(nn.Module):
         c1, c2 = width // 2, width
         self.snr_mlp = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
         self.from_symbols = nn.Linear(3 * k, 16 * 49)
-        self.stem = nn.Conv2d(1, c1, 3, padding=1)
-        self.enc1 = ResBlock(c1, c1, cond_dim)                            # 28x28
-        self.down1 = nn.Conv2d(c1, c2, 4, stride=2, padding=1)            # 14x14
-        self.enc2 = ResBlock(c2, c2, cond_dim)
-        self.down2 = nn.Conv2d(c2, c2, 4, stride=2, padding=1)            # 7x7
+        self._build_body(1, c1, c2, c2, cond_dim)
         self.sym_in = nn.Conv2d(16, c2, 3, padding=1)
-        self.mid1 = ResBlock(c2, c2, cond_dim)
-        self.mid2 = ResBlock(c2, c2, cond_dim)
-        self.up2 = nn.ConvTranspose2d(c2, c2, 4, stride=2, padding=1)
-        self.dec2 = ResBlock(2 * c2, c2, cond_dim)
-        self.up1 = nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1)
-        self.dec1 = ResBlock(2 * c1, c1, cond_dim)
-        self.out_norm = nn.GroupNorm(_groups(c1), c1)
-        self.out = nn.Conv2d(c1, 1, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
 
     def decoder_noise_var(self, snr_db, noise_var):
         """What the decoder uses: the receiver's per-symbol variance, or (ablation) the average SNR's."""
@@ -347,14 +347,9 @@ class HybridDecoder(nn.Module):
         noise_var = self.decoder_noise_var(snr_db, noise_var)
         nv_real = noise_var.clamp(1e-6, 1e6).repeat_interleave(2, dim=1) / 2
         analog = self.basis.lmmse(symbols.flatten(1), nv_real)
-        h1 = self.enc1(self.stem(analog * 2 - 1), cond)
-        h2 = self.enc2(self.down1(h1), cond)
         sym_map = F.silu(self.from_symbols(sym.flatten(1))).view(-1, 16, 7, 7)
-        h = self.down2(h2) + self.sym_in(sym_map)
-        feat = self.mid2(self.mid1(h, cond), cond)
-        h = self.dec2(torch.cat((self.up2(feat), h2), dim=1), cond)
-        h = self.dec1(torch.cat((self.up1(h), h1), dim=1), cond)
-        return analog + self.out(F.silu(self.out_norm(h))), feat
+        refinement, feat = self._body(analog * 2 - 1, self.sym_in(sym_map), cond)
+        return analog + refinement, feat
 
     def forward(self, symbols, snr_db, noise_var):
         return self.features(symbols, snr_db, noise_var)[0].clamp(0.0, 1.0)

@@ -563,3 +563,25 @@ def reference_symbols(seed: int, seq: int, n_symbols: int) -> np.ndarray:
     out = (z[0] + 1j * z[1]).astype(np.complex64)
     out.flags.writeable = False
     return out
+
+
+def reference_burst(payload: np.ndarray, seq: int, repeats: int = 4, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """The time-domain burst (no padding) that ofdm_analog_tx sends for `payload`: the two
+    Schmidl & Cox preambles, `repeats` scrambled header copies, the payload with pilots; numpy, for
+    measurements and tests that need bursts without GNU Radio."""
+    half = layout.fft_len // 2
+    sync1, sync2 = sync_words(layout)
+    data = np.asarray(layout.data_carriers) + half
+    pilots = np.asarray(layout.pilot_carriers) + half
+    header = header_copies(payload.size, seq, repeats, layout).reshape(repeats, -1)
+    n_ofdm = layout.n_ofdm_symbols(payload.size)
+    cells = np.zeros(n_ofdm * layout.n_data, np.complex64)
+    cells[:payload.size] = payload
+    rows = [sync1, sync2]
+    for values in list(header) + list(cells.reshape(n_ofdm, -1)):
+        x = np.zeros(layout.fft_len, np.complex64)
+        x[data] = values
+        x[pilots] = layout.pilot_symbols
+        rows.append(x)
+    time = layout.fft_len * np.fft.ifft(np.fft.ifftshift(np.asarray(rows), axes=1), axis=1) * tx_scale(layout)
+    return np.concatenate([np.concatenate((s[-layout.cp_len:], s)) for s in time]).astype(np.complex64)

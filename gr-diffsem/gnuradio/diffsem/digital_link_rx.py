@@ -28,7 +28,7 @@ from gnuradio import fec, gr
 from diffsem.baselines import digital as core
 from diffsem.link.seq import GapTracker
 
-from ._pdu import Counters, pdu_meta, pmt_seq
+from ._pdu import Counters, guarded, pdu_meta, pmt_seq
 from .ofdm_analog_rx import ofdm_analog_rx
 
 log = logging.getLogger("gnuradio.diffsem.digital_link_rx")
@@ -77,6 +77,7 @@ class _rx_demapper(gr.basic_block):
             return np.full(n, 10.0 ** (-pmt.to_double(snr) / 10.0))
         return np.ones(n)  # scale-free for the max-log Viterbi on a flat channel
 
+    @guarded("in")
     def _handle(self, msg):
         meta = pdu_meta(msg)
         vec = pmt.cdr(msg) if pmt.is_pair(msg) else pmt.PMT_NIL
@@ -102,7 +103,12 @@ class _rx_imager(gr.basic_block):
     """Decoded info bits PDU -> image PDU (f32vector 784) with status; grey on any failure.
 
     Follows the header's sequence number: frames missing between two received ones were lost
-    before their header decoded; each is shown (grey, status "lost") and counted on the gap."""
+    before their header decoded; each is shown (grey, status "lost") and counted on the gap.
+    A gap longer than MAX_GAP_IMAGES (a TX restart, a wrap after a long outage) is no run of
+    lost frames to draw: it is counted ("seq_jumps", its numbers under "gap_not_shown") and
+    logged, and no image is made for it, so memory stays bounded whatever the header says."""
+
+    MAX_GAP_IMAGES = 64
 
     def __init__(self, budget: core.Budget, counters: Counters):
         gr.basic_block.__init__(self, "diffsem_digital_rx_imager", None, None)
@@ -116,9 +122,11 @@ class _rx_imager(gr.basic_block):
         self.set_msg_handler(pmt.intern("bad"), self._handle_bad)  # bound methods only: GR's gateway rejects lambdas
         self.set_msg_handler(pmt.intern("idle"), self._handle_idle)
 
+    @guarded("bad")
     def _handle_bad(self, msg):
         self._emit(pdu_meta(msg), core.Received("bad_frame", _grey()))
 
+    @guarded("idle")
     def _handle_idle(self, msg):
         """A frame of a mode with no room for an image (the TX refused it): grey, "no_image"."""
         self._emit(pdu_meta(msg), core.Received("no_image", _grey()))
@@ -126,7 +134,14 @@ class _rx_imager(gr.basic_block):
     def _emit(self, meta, rec: core.Received):
         seq = pmt_seq(meta)
         if seq is not None:
-            for missing in self.gaps.received(seq):
+            gap = self.gaps.received(seq)
+            if len(gap) > self.MAX_GAP_IMAGES:
+                self.counters.incr("seq_jumps")
+                self.counters.incr("gap_not_shown", len(gap))
+                log.warning("digital_link_rx: sequence jumped by %d to %d (TX restart or long outage): "
+                            "counted, no images made for the gap", len(gap), seq)
+                gap = []
+            for missing in gap:
                 lost = pmt.dict_add(pmt.make_dict(), pmt.intern("status"), pmt.intern("lost"))
                 lost = pmt.dict_add(lost, pmt.intern("seq"), pmt.from_long(missing))
                 self.counters.incr("lost")
@@ -144,6 +159,7 @@ class _rx_imager(gr.basic_block):
         pixels = np.asarray(image, np.float32).reshape(-1)
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_f32vector(len(pixels), pixels.tolist())))
 
+    @guarded("in")
     def _handle(self, msg):
         meta = pdu_meta(msg)
         bits = np.asarray(pmt.u8vector_elements(pmt.cdr(msg)), np.uint8)
@@ -169,7 +185,8 @@ class digital_link_rx(gr.hier_block2):
                                 gr.io_signature(0, 0, 0))
         self.mode = core.mode_by_name(mode)
         self.budget = core.bit_budget(int(k), self.mode)
-        self.counters = Counters("frames_out", "ok", "crc_fail", "no_image", "bad_payload", "bad_frame", "lost")
+        self.counters = Counters("frames_out", "ok", "crc_fail", "no_image", "bad_payload", "bad_frame", "lost",
+                                 "seq_jumps", "gap_not_shown")
         self.message_port_register_hier_out("out")
         self.phy = ofdm_analog_rx(sync_threshold=sync_threshold, header_repeats=header_repeats)
         self.demapper = _rx_demapper(self.budget, self.counters)

@@ -20,7 +20,7 @@ from gnuradio import gr
 
 from diffsem import images as imglib
 
-from ._pdu import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, guarded, parse_image_pdu, rejections, seq_of
 
 
 class image_sink(gr.basic_block):
@@ -45,13 +45,13 @@ class image_sink(gr.basic_block):
         self.message_port_register_in(pmt.intern("ref"))
         self.set_msg_handler(pmt.intern("ref"), self._handle_ref)
 
+    @guarded("ref")
     def _handle_ref(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.bad_input += 1
-            self.warn("bad_ref", f"image_sink: ignoring reference PDU: {exc}")
-            return
+            raise
         with self._lock:
             self._references[seq_of(meta)] = (meta, image)
             while len(self._references) > 256:  # only the latest few are ever shown
@@ -74,13 +74,13 @@ class image_sink(gr.basic_block):
         """A Qt widget (PyQt5) showing the latest reconstruction beside its original."""
         return _ImageView(self, scale, refresh_ms)
 
+    @guarded("in")
     def _handle(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.bad_input += 1
-            self.warn("bad_input", f"image_sink: ignoring PDU: {exc}")
-            return
+            raise
         seq = seq_of(meta)
         with self._lock:
             self._latest = (meta, image)
@@ -121,7 +121,8 @@ class image_sink(gr.basic_block):
             return self._latest
 
     def stats(self) -> dict:
-        return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors}
+        return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors,
+                "rejected": rejections(self).snapshot()}
 
 
 def _num(value, fmt):

@@ -31,7 +31,8 @@ from diffsem.data import CLASSES
 from diffsem.link.accounting import COUNTERS, ReferenceBook, crc_count_from_stats, drop_counter, settle
 from diffsem.link.seq import seq_of
 
-from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, parse_image_pdu
+from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, guarded, image_pdu, parse_image_pdu, pmt_to_py
+from diffsem.link.pdu import validate_notice
 
 
 class link_metrics(gr.basic_block):
@@ -93,26 +94,26 @@ class link_metrics(gr.basic_block):
         return True
 
     # --- inputs (message thread) ---------------------------------------------------------------
+    @guarded("ref")
     def _on_ref(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.counters["bad_pdu"] += 1
-            self.warn("bad_ref", f"link_metrics: ignoring reference: {exc}")
-            return
+            raise
         seq = seq_of(meta)
         with self._lock:
             self.counters["sent"] += 1
             if seq is not None:
                 self.references.add(seq, (image, int(meta.get("label", -1)), meta.get("t_src"), meta))
 
+    @guarded("in")
     def _on_decoded(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.counters["bad_pdu"] += 1
-            self.warn("bad_pdu", f"link_metrics: ignoring decoded PDU: {exc}")
-            return
+            raise
         with self._lock:
             seq, ref = self.references.take(seq_of(meta))
             self.counters["decoded"] += 1
@@ -122,19 +123,22 @@ class link_metrics(gr.basic_block):
             self.warn("unmatched", f"link_metrics: decoded seq {seq} has no reference")
         self.worker.submit((seq, meta, image, ref))
 
+    @guarded("drops")
     def _on_drop(self, msg):
-        notice = pmt.to_python(msg) if pmt.is_dict(msg) else None
-        if not isinstance(notice, dict):
+        try:  # garbage here is no drop of a sent frame: never counted as "failed"
+            if not pmt.is_dict(msg):
+                raise BadPdu(f"drop notice is not a dict: {str(msg)[:60]}", "notice_type")
+            seq, reason, block = validate_notice(pmt_to_py(msg))
+        except BadPdu:
             self.counters["bad_pdu"] += 1
-            return
-        reason = str(notice.get("reason", "error")).split(":")[0]
+            raise
+        reason = reason.split(":")[0]
         key = drop_counter(reason)
-        seq = seq_of(notice)
         with self._lock:
             self.counters[key] += 1
-            if seq is not None and seq >= 0 and notice.get("block") == "semantic_encoder":
+            if seq is not None and block == "semantic_encoder":
                 self.references.discard(seq)  # never reached the air: not pending any more
-        record = {"seq": seq, "dropped": reason, "block": notice.get("block"), **self.accounting()}
+        record = {"seq": seq, "dropped": reason, "block": block, **self.accounting()}
         self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))
 
     # --- worker -------------------------------------------------------------------------------------

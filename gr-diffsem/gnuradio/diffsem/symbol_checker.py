@@ -12,7 +12,7 @@ from gnuradio import gr
 from diffsem.link.seq import GapTracker
 from diffsem.phy import reference_symbols
 
-from ._pdu import Counters
+from ._pdu import Counters, guarded
 
 
 class symbol_checker(gr.basic_block):
@@ -50,6 +50,7 @@ class symbol_checker(gr.basic_block):
         self.counters.incr("malformed")
         self.logger.warn(f"refused PDU: {text}")
 
+    @guarded("in")
     def handle(self, msg):
         self.message_port_pub(pmt.intern("ack"), pmt.PMT_T)
         if not pmt.is_pair(msg) or not pmt.is_dict(pmt.car(msg)) or not pmt.is_c32vector(pmt.cdr(msg)):

@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": ("diffsem_apps.bench", "benchmarks: phy | decoder | link (figures, not tests)"),
     "sweep": ("diffsem_apps.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),
     "demo": ("diffsem_apps.demo", "the loopback demo over the simulated channel (the README's main job)"),
+    "fuzz": ("diffsem_apps.fuzz", "hostile PDUs into every block with a message input (deaths, stalls, counters)"),
     "monitor": ("diffsem.link.monitor", "subscribe to a running link's ZMQ taps and print/save what they carry"),
     # radio apps (GNU Radio): endpoints sim | zmq | file (SigMF) | SDR; see docs/guide
     "tx": ("diffsem_apps.radio", "transmitter app: images -> semantic encoder -> OFDM -> endpoint", "tx"),

@@ -26,9 +26,10 @@ import pmt
 from gnuradio import fec, gr
 
 from diffsem.baselines import digital as core
+from diffsem.link.pdu import KindLog
 from diffsem.link.seq import GapTracker
 
-from ._pdu import Counters, guarded, pdu_meta, pmt_seq
+from ._pdu import BadPdu, Counters, guarded, pdu_meta, pmt_seq
 from .ofdm_analog_rx import ofdm_analog_rx
 
 log = logging.getLogger("gnuradio.diffsem.digital_link_rx")
@@ -60,6 +61,7 @@ class _rx_demapper(gr.basic_block):
     def __init__(self, budget: core.Budget, counters: Counters):
         gr.basic_block.__init__(self, "diffsem_digital_rx_demapper", None, None)
         self.budget, self.counters = budget, counters
+        self._log = KindLog(log.warning)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.message_port_register_out(pmt.intern("bad"))
@@ -84,8 +86,8 @@ class _rx_demapper(gr.basic_block):
         y = np.asarray(pmt.c32vector_elements(vec), np.complex128) if pmt.is_c32vector(vec) else np.zeros(0)
         if y.size != self.budget.k or not np.isfinite(y).all():
             self.counters.incr("bad_frame")
-            log.warning("digital_link_rx: frame of %d symbols (expected %d) or non-finite: grey image",
-                        y.size, self.budget.k)
+            self._log("bad_frame", f"digital_link_rx: frame of {y.size} symbols (expected {self.budget.k}) "
+                                   "or non-finite: grey image")
             self.message_port_pub(pmt.intern("bad"), pmt.cons(meta, pmt.init_u8vector(0, [])))
             return
         if not self.budget.carries_frame:  # this link configuration cannot carry an image: idle frame
@@ -114,6 +116,7 @@ class _rx_imager(gr.basic_block):
         gr.basic_block.__init__(self, "diffsem_digital_rx_imager", None, None)
         self.budget, self.counters = budget, counters
         self.gaps = GapTracker()
+        self._log = KindLog(log.warning)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_in(pmt.intern("bad"))
         self.message_port_register_in(pmt.intern("idle"))
@@ -138,8 +141,8 @@ class _rx_imager(gr.basic_block):
             if len(gap) > self.MAX_GAP_IMAGES:
                 self.counters.incr("seq_jumps")
                 self.counters.incr("gap_not_shown", len(gap))
-                log.warning("digital_link_rx: sequence jumped by %d to %d (TX restart or long outage): "
-                            "counted, no images made for the gap", len(gap), seq)
+                self._log("seq_jump", f"digital_link_rx: sequence jumped by {len(gap)} to {seq} (TX restart or "
+                                      "long outage): counted, no images made for the gap")
                 gap = []
             for missing in gap:
                 lost = pmt.dict_add(pmt.make_dict(), pmt.intern("status"), pmt.intern("lost"))
@@ -161,6 +164,8 @@ class _rx_imager(gr.basic_block):
 
     @guarded("in")
     def _handle(self, msg):
+        if not pmt.is_pair(msg) or not pmt.is_u8vector(pmt.cdr(msg)):
+            raise BadPdu("decoded frame is not a PDU of a u8vector", "payload_type")
         meta = pdu_meta(msg)
         bits = np.asarray(pmt.u8vector_elements(pmt.cdr(msg)), np.uint8)
         if bits.size < self.budget.info_bits:

@@ -9,6 +9,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from diffsem.link.pdu import KindLog
 from diffsem.link.seq import GapTracker
 from diffsem.phy import reference_symbols
 
@@ -48,7 +49,9 @@ class symbol_checker(gr.basic_block):
 
     def _refuse(self, text):
         self.counters.incr("malformed")
-        self.logger.warn(f"refused PDU: {text}")
+        if self.__dict__.get("_log") is None:
+            self._log = KindLog(self.logger.warn)
+        self._log("malformed", f"refused PDU: {text}")  # once, then rate-limited
 
     @guarded("in")
     def handle(self, msg):

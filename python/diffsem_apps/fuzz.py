@@ -537,7 +537,7 @@ def fuzz_all(models_dir="", k=128, steps=2, pdus=100_000, seed=0, only=None, out
 
 
 def add_arguments(parser):
-    from diffsem_apps import args as checks
+    from diffsem import args as checks
     parser.add_argument("--pdus", type=checks.positive_int, default=100_000,
                         help="hostile PDUs per block (default 100000)")
     parser.add_argument("--seed", type=checks.nonnegative_int, default=0)

@@ -6,7 +6,7 @@ import pytest
 
 from diffsem.link.pdu import PduError, validate_meta, validate_notice
 from diffsem_apps import fuzz
-from gnuradio.diffsem import _pdu
+from gnuradio.diffsem.harness import pdu_parts
 
 PDUS_PER_BLOCK = 300
 
@@ -31,7 +31,7 @@ def test_every_uniform_vector_type_converts(kind):
              "c64": np.complex128}[kind]
     vec = getattr(pmt, f"init_{kind}vector")(3, np.arange(3).astype(dtype))
     meta = pmt.dict_add(pmt.make_dict(), pmt.intern("x"), vec)
-    parsed, values = _pdu.pdu_parts(pmt.cons(meta, vec))
+    parsed, values = pdu_parts(pmt.cons(meta, vec))
     assert values.dtype == dtype and parsed["x"].dtype == dtype
 
 

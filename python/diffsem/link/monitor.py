@@ -15,14 +15,15 @@ import sys
 import time
 from pathlib import Path
 
+from diffsem import args as checks
 from diffsem.link.taps import DEFAULT_ADDRESS, TOPICS, decode
 
 
 def add_arguments(parser):
-    parser.add_argument("--address", default=DEFAULT_ADDRESS, help=f"taps endpoint (default {DEFAULT_ADDRESS})")
-    parser.add_argument("--save", default="", help="folder for latest.png / constellation.npy (default: none)")
-    parser.add_argument("--count", type=int, default=0, help="exit after this many frame lines (0: never)")
-    parser.add_argument("--timeout", type=float, default=0.0,
+    parser.add_argument("--address", type=checks.zmq_address, default=DEFAULT_ADDRESS, help=f"taps endpoint (default {DEFAULT_ADDRESS})")
+    parser.add_argument("--save", type=checks.writable_dir, default="", help="folder for latest.png / constellation.npy (default: none)")
+    parser.add_argument("--count", type=checks.nonnegative_int, default=0, help="exit after this many frame lines (0: never)")
+    parser.add_argument("--timeout", type=checks.nonnegative_float, default=0.0,
                         help="exit after this many seconds without any message (0: wait forever)")
     parser.add_argument("--json", action="store_true", help="print each metrics message as raw JSON")
     parser.add_argument("--topics", nargs="+", default=list(TOPICS), choices=TOPICS)

@@ -194,14 +194,14 @@ class Target:
 
 
 def _image_pdu(seq, label=3, fill=0.5):
-    from gnuradio.diffsem._pdu import image_pdu
+    from gnuradio.diffsem.harness import image_pdu
     img = np.full((28, 28), fill, np.float32)
     img[4:24, 10:18] = 1.0
     return image_pdu({"seq": seq, "label": label, "t_src": time.time()}, img)
 
 
 def _symbols_pdu(seq, k, snr_db=20.0, noise=True):
-    from gnuradio.diffsem._pdu import make_pdu
+    from gnuradio.diffsem.harness import make_pdu
     rng = np.random.default_rng(seq)
     x = ((rng.standard_normal(k) + 1j * rng.standard_normal(k)) / np.sqrt(2)).astype(np.complex64)
     meta = {"seq": seq, "snr_db": snr_db}
@@ -212,7 +212,7 @@ def _symbols_pdu(seq, k, snr_db=20.0, noise=True):
 
 def _seq_of_msg(msg):
     import pmt
-    from gnuradio.diffsem._pdu import pmt_to_py
+    from gnuradio.diffsem.harness import pmt_to_py
     if msg is None:
         return None
     meta = pmt_to_py(pmt.car(msg) if pmt.is_pair(msg) and not pmt.is_dict(msg) else msg)
@@ -382,7 +382,7 @@ def build_targets(models_dir: str, k: int, steps: int, only=None, tmp: str | Non
         def check(port):
             seq = next(seqs)
             meta = {"seq": seq}
-            from gnuradio.diffsem._pdu import dict_to_pmt
+            from gnuradio.diffsem.harness import dict_to_pmt
             if port == "demapper":
                 b.demapper.to_basic_block()._post(pmt.intern("in"), _symbols_pdu(seq, k))
             elif port == "imager_in":
@@ -407,7 +407,7 @@ def build_targets(models_dir: str, k: int, steps: int, only=None, tmp: str | Non
         def check(port):
             before = b.stats()["frames"]
             from diffsem.phy import reference_symbols
-            from gnuradio.diffsem._pdu import make_pdu
+            from gnuradio.diffsem.harness import make_pdu
             x = reference_symbols(b.seed, 9, k)
             b.to_basic_block()._post(pmt.intern("in"), make_pdu(
                 {"seq": 9, "snr_db": 20.0, "noise_var": np.full(k, 0.01, np.float32)}, x))
@@ -431,10 +431,45 @@ def build_targets(models_dir: str, k: int, steps: int, only=None, tmp: str | Non
             return _drained([(b, "ack")], 10)
         return Target("symbol_source", tb, {"ack": (b, "ack", [])}, check, lambda: {"guarded": _rej(b)}, keep=(b,))
 
+    def _counted(counters, key, post_good):
+        def check(port):
+            before = counters()[key]
+            post_good()
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                if counters()[key] > before:
+                    return True
+                time.sleep(0.01)
+            return False
+        return check
+
+    def burst_filler():
+        from diffsem_apps.endpoints import burst_filler as filler
+        tb = gr.top_block()
+        b = filler(max_queue=64)
+        tb.connect(b, grblocks.throttle(gr.sizeof_gr_complex, 1e6), grblocks.null_sink(gr.sizeof_gr_complex))
+        good = _symbols_pdu(3, 400, noise=False)
+        check = _counted(b.stats, "bursts_in", lambda: b.to_basic_block()._post(pmt.intern("pdus"), good))
+        return Target("burst_filler", tb, {"pdus": (b, "pdus", [("c32", 400)])}, check,
+                      lambda: {**b.stats(), "guarded": _rej(b)}, keep=(b,))
+
+    def sigmf_recorder():
+        from diffsem_apps.endpoints import sigmf_recorder as recorder
+        tb = gr.top_block()
+        b = recorder(f"{tmp}/fuzz_rec", 1e6, frame_samples=lambda n: 80 * n, max_samples=1000)
+        tb.connect(grblocks.null_source(gr.sizeof_gr_complex), grblocks.throttle(gr.sizeof_gr_complex, 1e5), b)
+        from gnuradio.diffsem.harness import dict_to_pmt
+        good = pmt.cons(dict_to_pmt({"sample_offset": 10, "n_symbols": 128, "seq": 4, "snr_db": 12.0}),
+                        pmt.init_c32vector(1, [0j]))
+        check = _counted(b.counters.snapshot, "frames", lambda: b.to_basic_block()._post(pmt.intern("frames"), good))
+        return Target("sigmf_recorder", tb, {"frames": (b, "frames", [("c32", 128)])}, check,
+                      lambda: {**b.counters.snapshot(), "guarded": _rej(b)}, keep=(b,))
+
     makers = {"semantic_encoder": semantic_encoder, "diffusion_decoder": diffusion_decoder,
               "image_sink": image_sink, "link_metrics": link_metrics, "zmq_taps": zmq_taps,
               "ofdm_analog_tx": ofdm_analog_tx, "digital_link_tx": digital_link_tx,
-              "digital_link_rx": digital_link_rx, "symbol_checker": symbol_checker, "symbol_source": symbol_source}
+              "digital_link_rx": digital_link_rx, "symbol_checker": symbol_checker, "symbol_source": symbol_source,
+              "burst_filler": burst_filler, "sigmf_recorder": sigmf_recorder}
     for name, make in makers.items():
         if only and name not in only:
             continue
@@ -443,13 +478,13 @@ def build_targets(models_dir: str, k: int, steps: int, only=None, tmp: str | Non
 
 def pmt_to_py_dict(msg) -> dict:
     import pmt
-    from gnuradio.diffsem._pdu import pmt_to_py
+    from gnuradio.diffsem.harness import pmt_to_py
     value = pmt_to_py(msg if pmt.is_dict(msg) else pmt.car(msg))
     return value if isinstance(value, dict) else {}
 
 
 def _rej(block) -> dict:
-    from gnuradio.diffsem._pdu import rejections
+    from gnuradio.diffsem.harness import rejections
     return rejections(block).snapshot()
 
 

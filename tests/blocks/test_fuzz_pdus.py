@@ -15,10 +15,10 @@ def test_every_block_survives_hostile_pdus_and_then_decodes_a_good_one():
     rows = []
     for i, (name, make) in enumerate(fuzz.build_targets("", 128, 1)):
         rows.append(fuzz.fuzz_target(make(), PDUS_PER_BLOCK, seed=100 + i, drain_timeout=10.0))
-    assert len(rows) == 10
+    assert len(rows) == 12
     bad = [(r["block"], r["deaths"], r["stalls"]) for r in rows if r["deaths"] or r["stalls"]]
     assert not bad, bad
-    assert sum(r["pdus"] for r in rows) >= 10 * PDUS_PER_BLOCK
+    assert sum(r["pdus"] for r in rows) >= 12 * PDUS_PER_BLOCK
     for r in rows:  # no handler let an unexpected exception through: only named refusals
         guarded = r["counters"].get("guarded") or r["counters"].get("rejected") or {}
         if isinstance(guarded, dict):

@@ -92,8 +92,8 @@ def zmq_address(text) -> str:
 
 
 def optional_zmq_address(text) -> str:
-    """zmq_address, or "" (off)."""
-    return "" if str(text).strip() == "" else zmq_address(text)
+    """zmq_address, or "" for off (also spelled "off" or "none")."""
+    return "" if str(text).strip().lower() in ("", "off", "none") else zmq_address(text)
 
 
 def _writable_dir(folder: Path) -> bool:

@@ -23,7 +23,7 @@ from diffsem import args as checks
 # --- diffsem bench link -----------------------------------------------------------------------------
 
 def add_arguments(parser):
-    parser.add_argument("--images", type=checks.int_range(1, 100000), default=64, help="images per pass (default 64)")
+    parser.add_argument("--images", type=checks.int_range(1, 16384), default=64, help="images per pass (default 64)")
     parser.add_argument("--k", type=checks.positive_int, default=128)
     parser.add_argument("--snr", type=checks.float_range(-50.0, 100.0), default=10.0, help="channel SNR, Es/N0 dB (default 10)")
     parser.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh", "selective"))

@@ -19,8 +19,8 @@ RX:  source -> ofdm_analog_rx -> diffusion_decoder -> link_metrics (+ image fold
 The channel process (ZMQ SUB -> channel_sim -> ZMQ PUB) makes the three-process radio.
 
 The RX knows what was sent when told the same images as the TX (--first/--count of the test
-split): it then keeps the frame accounting (sent = decoded + crc_dropped + queue_dropped +
-bad_input + failed + lost) and the PSNR, and exits once every frame is accounted for or the link
+split): it then keeps the frame accounting (sent = decoded + unmatched + crc_dropped +
+queue_dropped + bad_input + failed + lost) and the PSNR, and exits once every frame is accounted for or the link
 has been quiet for --idle-timeout seconds. Each app prints one JSON line (its report) on stdout.
 """
 from __future__ import annotations
@@ -277,7 +277,7 @@ class RxApp(gr.top_block):
             self.connect(src, self.recorder)
             self.msg_connect(self.rx, "out", self.recorder, "frames")
         if args.image_folder:
-            self.sink = diffsem.image_sink(args.image_folder, "rx", True, 16, 64, 8, 1)
+            self.sink = diffsem.image_sink(args.image_folder, "rx", True, 16, 64, 8, 1, args.image_limit)
             self.msg_connect(self.dec, "out", self.sink, "in")
         if args.taps:
             self.taps = diffsem.zmq_taps(args.taps)
@@ -425,6 +425,8 @@ def add_rx_arguments(rx):
                     help="frames waiting for the decoder before the oldest is dropped (counted), default 64")
     rx.add_argument("--no-classifier", action="store_true", help="skip the classifier verdict per frame")
     rx.add_argument("--image-folder", type=checks.writable_dir, default="", help="write the reconstructions as PNG here")
+    rx.add_argument("--image-limit", type=checks.nonnegative_int, default=10000,
+                    help="keep at most this many PNGs in --image-folder, the oldest removed (0: no limit; default 10000)")
     rx.add_argument("--taps", type=checks.optional_zmq_address, default="", help="ZMQ taps address, e.g. tcp://127.0.0.1:5560 (default off)")
     rx.add_argument("--idle-timeout", type=checks.nonnegative_float, default=5.0,
                     help="stop after this many seconds without a new frame once frames were heard (default 5)")

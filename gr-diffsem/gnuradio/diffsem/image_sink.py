@@ -3,7 +3,8 @@
 In "in": image PDUs. For each, `folder`/<prefix>_<seq:06d>.png (when save_pngs) and, every
 `mosaic_every` images, `folder`/<prefix>_mosaic.png: the last `mosaic_size` images in a grid of
 `mosaic_cols` columns (written atomically, so an image viewer can keep it open and refresh).
-latest() returns (meta, image) of the most recent PDU for GUIs and tests.
+latest() returns (meta, image) of the most recent PDU for GUIs and tests. max_pngs > 0 caps the
+folder: beyond it the oldest PNG this sink wrote is removed (counted as "pngs_removed").
 
 In "ref" (optional): reference image PDUs (link_metrics "reference": the original of each decoded
 frame, same seq). widget() returns a Qt widget showing the latest reconstruction next to its
@@ -12,7 +13,7 @@ original (QT GUI flowgraphs: the YAML's "Show in GUI" places it with a GUI hint)
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import pmt
@@ -25,7 +26,7 @@ from ._pdu import BadPdu, RateLimitedLog, block_logger, guarded, parse_image_pdu
 
 class image_sink(gr.basic_block):
     def __init__(self, folder="out/images", prefix="rx", save_pngs=True, mosaic_every=16, mosaic_size=64,
-                 mosaic_cols=8, scale=1):
+                 mosaic_cols=8, scale=1, max_pngs=0):
         gr.basic_block.__init__(self, name="image_sink", in_sig=None, out_sig=None)
         self.log = block_logger(self, "image_sink")
         self.warn = RateLimitedLog(self.log)
@@ -33,7 +34,9 @@ class image_sink(gr.basic_block):
         self.prefix, self.save_pngs, self.scale = str(prefix), bool(save_pngs), max(1, int(scale))
         self.mosaic_every, self.mosaic_cols = int(mosaic_every), max(1, int(mosaic_cols))
         self.recent = deque(maxlen=max(1, int(mosaic_size)))
-        self.received = self.bad_input = self.write_errors = 0
+        self.received = self.bad_input = self.write_errors = self.pngs_removed = 0
+        self.max_pngs = max(0, int(max_pngs))
+        self._written = OrderedDict()  # PNG paths written, oldest first (for the cap)
         self._latest = None
         self._references = {}
         self._recent_meta = deque(maxlen=8)
@@ -93,12 +96,24 @@ class image_sink(gr.basic_block):
         try:
             if self.save_pngs:
                 name = f"{self.prefix}_{seq:06d}.png" if seq is not None else f"{self.prefix}_n{n:06d}.png"
-                (self.folder / name).write_bytes(imglib.encode_png(image, text={"seq": seq}, scale=self.scale))
+                path = self.folder / name
+                path.write_bytes(imglib.encode_png(image, text={"seq": seq}, scale=self.scale))
+                self._cap_folder(path)
             if self.mosaic_every > 0 and n % self.mosaic_every == 0:
                 self.write_mosaic()
         except OSError as exc:  # full disk etc.: count and carry on, the link matters more
             self.write_errors += 1
             self.warn("write_error", f"image_sink: cannot write to {self.folder}: {exc}")
+
+    def _cap_folder(self, path):
+        if not self.max_pngs:
+            return
+        self._written[path] = None
+        self._written.move_to_end(path)  # a name written again (a seq seen again) is the newest
+        while len(self._written) > self.max_pngs:
+            old, _ = self._written.popitem(last=False)
+            old.unlink(missing_ok=True)
+            self.pngs_removed += 1
 
     def write_mosaic(self):
         with self._lock:
@@ -122,6 +137,7 @@ class image_sink(gr.basic_block):
 
     def stats(self) -> dict:
         return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors,
+                "pngs_removed": self.pngs_removed,
                 "rejected": rejections(self).snapshot()}
 
 

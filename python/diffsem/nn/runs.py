@@ -16,7 +16,7 @@ def torch_modules(run_dir, device="cpu"):
     cfg = __import__("json").loads((run_dir / "summary.json").read_text())["recipe"]
 
     def weights(stage):
-        return torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=False)["modules"]
+        return torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=True)["modules"]
 
     mods = {}
     jscc = weights("jscc")

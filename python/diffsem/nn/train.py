@@ -161,7 +161,7 @@ class Stage:
     def run(self, images: torch.Tensor, step_fn, progress=True) -> dict:
         epoch, start_it, log = 0, 0, {"loss": [], "time_s": 0.0}
         if self.path.exists():
-            st = torch.load(self.path, map_location=self.device, weights_only=False)
+            st = torch.load(self.path, map_location=self.device, weights_only=True)
             for k, m in self.modules.items():
                 m.load_state_dict(st["modules"][k])
             if self.ema and "ema" in st:
@@ -306,7 +306,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 def _load_modules(path: Path, modules: dict, device, ema=False):
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run the stage that makes it first")
-    st = torch.load(path, map_location=device, weights_only=False)
+    st = torch.load(path, map_location=device, weights_only=True)
     for k, m in modules.items():
         m.load_state_dict(st["ema"] if (ema and "ema" in st) else st["modules"][k])
 

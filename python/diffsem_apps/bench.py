@@ -8,6 +8,7 @@ TARGETS = {
     "phy": "diffsem_apps.bench_phy",           # analog OFDM loopback vs stock ofdm_tx/rx (Msps)
     "decoder": "diffsem.experiments.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
     "link": "diffsem_apps.bench_link",         # the whole semantic loopback flowgraph
+    "soak": "diffsem_apps.bench_soak",         # the loopback for minutes: RSS, queues, counters, accounting
 }
 
 

@@ -19,17 +19,16 @@ Viterbi, checked frame by frame against gr-fec's decoder in the block tests);
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pmt
 from gnuradio import fec, gr
 
 from diffsem.baselines import digital as core
-from diffsem.link.pdu import KindLog
+from diffsem.link.pdu import KindLog, validate_meta
 from diffsem.link.seq import GapTracker
 
-from ._pdu import BadPdu, Counters, guarded, pdu_meta, pmt_seq
+from ._pdu import BadPdu, Counters, guarded, pdu_meta, pmt_seq, pmt_to_py
 from .ofdm_analog_rx import ofdm_analog_rx
 
 log = logging.getLogger("gnuradio.diffsem.digital_link_rx")
@@ -49,6 +48,14 @@ def llr_to_gr_soft(llr: np.ndarray) -> np.ndarray:
     quantiser. Max-log Viterbi does not care about a common scale, only about the clipping."""
     scale = float(np.mean(np.abs(llr))) if llr.size else 1.0
     return np.clip(-llr / max(scale, 1e-9), -SOFT_CLIP, SOFT_CLIP).astype(np.float32)
+
+
+def _checked_meta(msg):
+    """A frame PDU's PMT metadata once diffsem.link.pdu.validate_meta accepts it (a seq that is
+    no non-negative int64, non-symbol keys, ... are refused by kind), else BadPdu."""
+    meta = pdu_meta(msg)
+    validate_meta(pmt_to_py(meta))
+    return meta
 
 
 def _grey():
@@ -75,13 +82,13 @@ class _rx_demapper(gr.basic_block):
             if np.isfinite(out).all() and (out > 0).all():
                 return out
         snr = pmt.dict_ref(meta, pmt.intern("snr_db"), pmt.PMT_NIL)
-        if pmt.is_number(snr) and math.isfinite(pmt.to_double(snr)):
+        if pmt.is_number(snr) and not pmt.is_complex(snr) and -100.0 <= pmt.to_double(snr) <= 100.0:  # 10^(-snr/10) stays finite
             return np.full(n, 10.0 ** (-pmt.to_double(snr) / 10.0))
         return np.ones(n)  # scale-free for the max-log Viterbi on a flat channel
 
     @guarded("in")
     def _handle(self, msg):
-        meta = pdu_meta(msg)
+        meta = _checked_meta(msg)
         vec = pmt.cdr(msg) if pmt.is_pair(msg) else pmt.PMT_NIL
         y = np.asarray(pmt.c32vector_elements(vec), np.complex128) if pmt.is_c32vector(vec) else np.zeros(0)
         if y.size != self.budget.k or not np.isfinite(y).all():
@@ -127,12 +134,12 @@ class _rx_imager(gr.basic_block):
 
     @guarded("bad")
     def _handle_bad(self, msg):
-        self._emit(pdu_meta(msg), core.Received("bad_frame", _grey()))
+        self._emit(_checked_meta(msg), core.Received("bad_frame", _grey()))
 
     @guarded("idle")
     def _handle_idle(self, msg):
         """A frame of a mode with no room for an image (the TX refused it): grey, "no_image"."""
-        self._emit(pdu_meta(msg), core.Received("no_image", _grey()))
+        self._emit(_checked_meta(msg), core.Received("no_image", _grey()))
 
     def _emit(self, meta, rec: core.Received):
         seq = pmt_seq(meta)
@@ -166,7 +173,7 @@ class _rx_imager(gr.basic_block):
     def _handle(self, msg):
         if not pmt.is_pair(msg) or not pmt.is_u8vector(pmt.cdr(msg)):
             raise BadPdu("decoded frame is not a PDU of a u8vector", "payload_type")
-        meta = pdu_meta(msg)
+        meta = _checked_meta(msg)
         bits = np.asarray(pmt.u8vector_elements(pmt.cdr(msg)), np.uint8)
         if bits.size < self.budget.info_bits:
             rec = core.Received("bad_payload", _grey())

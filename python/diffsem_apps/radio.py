@@ -160,6 +160,9 @@ class TxApp(gr.top_block):
             self.connect(block, blocks.null_sink(gr.sizeof_gr_complex))
         return block
 
+    def _samples_in(self) -> int:
+        return self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0))
+
     def run_app(self, stop_event) -> dict:
         """Send the images; return once all bursts have left (plus --linger s), or on a signal."""
         self.start()
@@ -203,6 +206,9 @@ class ChannelApp(gr.top_block):
         self.counter = blocks.null_sink(gr.sizeof_gr_complex)
         self.connect(self.sub, self.chan, self.pub)
         self.connect(self.chan, self.counter)
+
+    def _samples_in(self) -> int:
+        return self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0))
 
     def run_app(self, stop_event) -> dict:
         self.start()
@@ -291,6 +297,9 @@ class RxApp(gr.top_block):
         return (self.refs is not None and self.refs.finished() and acc["sent"] == self.args.count
                 and acc["missing"] == 0 and self.metrics.wait_idle(0))
 
+    def _samples_in(self) -> int:
+        return self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0))
+
     def run_app(self, stop_event) -> dict:
         """Receive until every expected frame is accounted for, the replay ran out and the link
         went quiet, --duration passed, or a signal; the report gives the accounting."""
@@ -298,8 +307,10 @@ class RxApp(gr.top_block):
         _log("rx", f"ready: source {self.args.endpoint}, decoder {self.dec.label}")
         t0 = time.monotonic()
         last, t_last, reason = None, time.monotonic(), "signal"
+        silence = InputSilence(lambda text: _log("rx", text))
         while not stop_event.is_set():
             now = time.monotonic()
+            silence.update(now, self._samples_in(), self.rx.stats().get("frames", 0))
             if self._settled():
                 reason = "all frames accounted for"
                 break
@@ -327,7 +338,7 @@ class RxApp(gr.top_block):
         rep = {"app": "rx", "source": self.args.endpoint, "stopped": reason, "elapsed_s": round(elapsed, 3),
                "decoder": self.dec.label, "model": self.dec.model.name, "rx": self.rx.stats(),
                "samples": self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0)), **acc, "lost": acc["missing"] if self.refs else None,
-               **self.metrics.summary()}
+               **self.metrics.summary(), **silence.report()}
         if self.tx_chain is None:  # t_src of a reference made in this process: no end-to-end latency
             for key in ("e2e_latency_ms_p50", "e2e_latency_ms_p99"):
                 rep.pop(key, None)
@@ -337,6 +348,36 @@ class RxApp(gr.top_block):
             rep["recording"] = self.recorder.meta_path
             rep["annotations"] = self.recorder.written_annotations
         return rep
+
+
+class InputSilence:
+    """Says in the log when the RX's input stops (no sample for SILENT_S seconds after samples
+    flowed: a channel process or TX that died or restarts) and when it comes back, with the gap's
+    length and the frames detected since; the report counts the gaps and their seconds. Frames
+    lost in a gap are what the accounting already counts as lost."""
+
+    SILENT_S = 2.0
+
+    def __init__(self, log):
+        self.log = log
+        self.samples, self.t_change, self.silent_since = 0, None, None
+        self.gaps, self.silent_s = 0, 0.0
+
+    def update(self, now: float, samples: int, frames: int):
+        if samples != self.samples:
+            if self.silent_since is not None:
+                gap = now - self.silent_since
+                self.silent_s += gap
+                self.log(f"input back after {gap:.1f} s of silence ({frames} frames detected so far)")
+                self.silent_since = None
+            self.samples, self.t_change = samples, now
+        elif self.t_change is not None and self.silent_since is None and now - self.t_change > self.SILENT_S:
+            self.silent_since = self.t_change
+            self.gaps += 1
+            self.log(f"input silent: no sample for {self.SILENT_S:g} s ({frames} frames detected so far)")
+
+    def report(self) -> dict:
+        return {"input_gaps": self.gaps, "input_silent_s": round(self.silent_s, 1)}
 
 
 # --- command line -----------------------------------------------------------------------------------------

@@ -2,10 +2,7 @@
 back; a restarted channel process is rejoined and decoding resumes within 2 s."""
 import json
 import os
-import queue
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -30,51 +27,33 @@ def test_silence_and_return_are_logged_once_each_and_counted():
     assert s.report() == {"input_gaps": 1, "input_silent_s": 14.0}
 
 
-def _free_ports(n):
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from test_apps_zmq import App, free_ports  # noqa: E402 (the three-process link's helpers)
 
 
-class _App:
-    def __init__(self, *argv):
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}/python:{ROOT}/gr-diffsem"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.cli", *argv], cwd=ROOT, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines, self.err = queue.Queue(), []
-        threading.Thread(target=self._pump, daemon=True).start()
+class _App(App):
+    """App whose stderr lines carry the time they arrived."""
 
     def _pump(self):
+        self.times = []
         for line in self.proc.stderr:
-            self.err.append((time.monotonic(), line))
+            self.times.append((time.monotonic(), line))
+            self.err.append(line)
             self.lines.put(line)
 
     def wait_for(self, text, timeout):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            for t, line in list(self.err):
+            for t, line in list(getattr(self, "times", [])):
                 if text in line:
                     return t
             time.sleep(0.05)
-        raise AssertionError(f"{text!r} not seen: {''.join(l for _, l in self.err)[-1500:]}")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        raise AssertionError(f"{text!r} not seen: {''.join(self.err)[-1500:]}")
 
 
 def test_a_restarted_channel_process_is_rejoined_and_decoding_resumes_within_2_s():
     zmq = pytest.importorskip("zmq")
-    tx_port, rx_port, taps_port = _free_ports(3)
+    tx_port, rx_port, taps_port = free_ports(3)
     tx_addr, rx_addr = f"tcp://127.0.0.1:{tx_port}", f"tcp://127.0.0.1:{rx_port}"
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.subscribe(b"metrics")
@@ -100,7 +79,7 @@ def test_a_restarted_channel_process_is_rejoined_and_decoding_resumes_within_2_s
         end = time.monotonic() + 90
         while time.monotonic() < end and len(decoded_at) < 5:
             read_until(time.monotonic() + 0.5)
-        assert len(decoded_at) >= 5, "".join(l for _, l in rx.err)[-1500:]
+        assert len(decoded_at) >= 5, "".join(rx.err)[-1500:]
         channel.kill()
         rx.wait_for("input silent", 15)
         time.sleep(1.0)

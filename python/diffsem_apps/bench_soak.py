@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 
 from diffsem import args as checks
 
@@ -26,6 +27,8 @@ def add_arguments(parser):
                         help="minutes left out of the memory-growth figure (default 2)")
     parser.add_argument("--decoder", default="diffusion:1", help="diffusion:<1|2|4> or deepjscc (default diffusion:1)")
     parser.add_argument("--snr", type=checks.float_range(-50.0, 100.0), default=15.0)
+    parser.add_argument("--records", type=checks.int_range(1, 1 << 20), default=256,
+                        help="per-frame records link_metrics keeps (its window; default 256)")
     parser.add_argument("--models-dir", default="", help="folder of ONNX models + cards (default models/)")
 
 
@@ -48,6 +51,8 @@ def run(args) -> int:
     tb = LoopbackSim(snr_db=args.snr, decoders=[args.decoder], count=min(count, 10000), rate=args.rate,
                      models_dir=args.models_dir, provider="cpu", max_queue=64, classifier_card="none",
                      taps_address="tcp://127.0.0.1:0")
+    for met in tb.metrics:  # the per-frame record window (a fixed cost once full) would fill only after
+        met.records = deque(met.records, maxlen=args.records)  # minutes: cut it so growth beyond it shows
     slow = zmq.Context.instance().socket(zmq.SUB)  # subscribes to everything and never reads
     slow.setsockopt(zmq.RCVHWM, 16)
     slow.subscribe(b"")
@@ -74,6 +79,7 @@ def run(args) -> int:
     growth = 100.0 * (warm[-1]["rss_mb"] - warm[0]["rss_mb"]) / warm[0]["rss_mb"] if len(warm) > 1 else 0.0
     summary = {"soak": {
         "minutes": round((time.monotonic() - t0) / 60.0, 2), "rate": args.rate, "decoder": args.decoder,
+        "records_window": args.records,
         "images_sent": acc["sent"], "decoded": acc["decoded"],
         "rss_mb_start": samples[0]["rss_mb"] if samples else None, "rss_mb_end": final["rss_mb"],
         "rss_growth_after_warmup_pct": round(growth, 2),

@@ -147,7 +147,7 @@ class link_metrics(gr.basic_block):
         with self._lock:
             if seq is not None and self.counters["sent"]:  # the frame it names is accounted for now
                 if block == "semantic_encoder":
-                    found = self.references.references.pop(seq, None) is not None
+                    found = self.references.discard(seq)
                 else:  # the decoder names the 12-bit header seq
                     found = self.references.take(seq)[1] is not None
                 if not found:  # a notice for no frame sent (or one accounted already)

@@ -92,5 +92,6 @@ class ReferenceBook:
             self.references.pop(seq, None)
         return seq, ref
 
-    def discard(self, seq) -> None:
-        self.references.pop(seq, None)
+    def discard(self, seq) -> bool:
+        """Remove source seq `seq`; whether it was pending."""
+        return self.references.pop(seq, None) is not None

@@ -51,3 +51,27 @@ def test_bad_recorder_arguments_are_one_sentence(tmp_path, kw):
     args = {"samp_rate": 1e6, **kw}
     with pytest.raises(ValueError, match="sigmf_recorder: "):
         sigmf_recorder(str(tmp_path / "x"), **args)
+
+
+def test_rx_recording_a_zmq_source_with_no_peer_writes_its_report_and_meta(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nobody publishes there
+    env = {**os.environ, "PYTHONPATH": f"{root / 'python'}:{root / 'gr-diffsem'}"}
+    p = subprocess.run([sys.executable, "-m", "diffsem_apps.cli", "rx", "--source", "zmq", "--address",
+                        f"tcp://127.0.0.1:{port}", "--record", str(tmp_path / "rec"), "--duration", "2",
+                        "--decoder", "deepjscc", "--no-classifier"], capture_output=True, text=True, timeout=120,
+                       env=env, cwd=root)
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads(p.stdout.strip().splitlines()[-1])
+    assert report["stopped"] == "duration" and report["samples"] == 0
+    meta = json.loads((tmp_path / "rec.sigmf-meta").read_text())
+    assert meta["annotations"] == [] and meta["global"]["core:datatype"] == "cf32_le"

@@ -9,6 +9,7 @@ TARGETS = {
     "rx": "diffsem_apps.bench_rx",             # the receiver fed at an SDR's rate: samples dropped, frames decoded
     "decoder": "diffsem.experiments.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
     "link": "diffsem_apps.bench_link",         # the whole semantic loopback flowgraph
+    "soak": "diffsem_apps.bench_soak",         # the loopback for minutes: RSS, queues, counters, accounting
 }
 
 

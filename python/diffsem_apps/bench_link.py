@@ -17,21 +17,22 @@ import time
 import numpy as np
 
 from gnuradio.diffsem.harness import LoopbackSim
+from diffsem import args as checks
 
 
 # --- diffsem bench link -----------------------------------------------------------------------------
 
 def add_arguments(parser):
-    parser.add_argument("--images", type=int, default=64, help="images per pass (default 64)")
-    parser.add_argument("--k", type=int, default=128)
-    parser.add_argument("--snr", type=float, default=10.0, help="channel SNR, Es/N0 dB (default 10)")
+    parser.add_argument("--images", type=checks.int_range(1, 16384), default=64, help="images per pass (default 64)")
+    parser.add_argument("--k", type=checks.positive_int, default=128)
+    parser.add_argument("--snr", type=checks.float_range(-50.0, 100.0), default=10.0, help="channel SNR, Es/N0 dB (default 10)")
     parser.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh", "selective"))
     parser.add_argument("--decoder", default="diffusion:2", help="diffusion:<1|2|4> or deepjscc")
     parser.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"))
     parser.add_argument("--models-dir", default="", help="folder of ONNX models + cards (default models/)")
-    parser.add_argument("--max-batch", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-batch", type=checks.positive_int, default=8)
+    parser.add_argument("--threads", type=checks.nonnegative_int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
+    parser.add_argument("--seed", type=checks.nonnegative_int, default=0)
 
 
 def _pass(args, rate: float, count: int) -> tuple[LoopbackSim, bool]:

@@ -20,15 +20,16 @@ import numpy as np
 import pmt
 from gnuradio import blocks, channels, digital, gr
 
+from diffsem import args as checks
 from diffsem import phy
 from diffsem.runtime.onnx_model import cpu_name
 
 
 def add_arguments(parser):
-    parser.add_argument("--frames", type=int, default=2000, help="frames per chain (default 2000)")
-    parser.add_argument("--snr-db", type=float, default=20.0, help="AWGN Es/N0 per symbol (default 20)")
-    parser.add_argument("--symbols", type=int, default=128, help="analog symbols per frame (default 128)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames", type=checks.positive_int, default=2000, help="frames per chain (default 2000)")
+    parser.add_argument("--snr-db", type=checks.float_range(-50.0, 100.0), default=20.0, help="AWGN Es/N0 per symbol (default 20)")
+    parser.add_argument("--symbols", type=checks.int_range(1, 4095), default=128, help="analog symbols per frame (default 128)")
+    parser.add_argument("--seed", type=checks.nonnegative_int, default=0)
 
 
 def _rx_only(samples: np.ndarray, make_rx, count) -> dict:

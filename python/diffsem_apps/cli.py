@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help[, radio app name])
@@ -18,9 +19,10 @@ COMMANDS = {
     "export": ("diffsem.nn.export", "export a trained run to ONNX + model cards (checked against PyTorch)"),
     "eval": ("diffsem.experiments.evaluate", "evaluate schemes over SNRs/channels, JSON lines (+ CSV, plots, mosaic)"),
     "calibrate": ("diffsem.nn.calibration", "choose sampling temperatures from validation eval rows (+ write cards)"),
-    "bench": ("diffsem_apps.bench", "benchmarks: phy | rx | decoder | link (figures, not tests)"),
+    "bench": ("diffsem_apps.bench", "benchmarks: phy | rx | decoder | link | soak (figures, not tests)"),
     "sweep": ("diffsem_apps.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),
     "demo": ("diffsem_apps.demo", "the loopback demo over the simulated channel (the README's main job)"),
+    "fuzz": ("diffsem_apps.fuzz", "hostile PDUs into every block with a message input (deaths, stalls, counters)"),
     "monitor": ("diffsem.link.monitor", "subscribe to a running link's ZMQ taps and print/save what they carry"),
     # radio apps (GNU Radio): endpoints sim | zmq | file (SigMF) | SDR; see docs/guide
     "tx": ("diffsem_apps.radio", "transmitter app: images -> semantic encoder -> OFDM -> endpoint", "tx"),
@@ -43,13 +45,42 @@ GROUP_HELP = {"measure": "measurements: phy | links | frontend (JSON lines)",
               "baseline": "baseline tools: digital | linear | separation"}
 
 
+# errors that mean "this command line cannot run" (a bad value found after parsing, a model card,
+# an address already taken, a folder that cannot be written): one sentence, exit code 2
+USAGE_ERRORS = (ValueError, LookupError, OSError)
+
+
+def _one_sentence(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:400] + "…"
+
+
+def run_guarded(command: str, fn, *args) -> int:
+    """fn(*args) as a command: a usage error (USAGE_ERRORS, or zmq's ZMQError: a bad or taken
+    address) is one sentence on stderr and exit code 2, any other failure one sentence and exit
+    code 1; DIFFSEM_TRACEBACK=1 shows the traceback instead."""
+    try:
+        return int(fn(*args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the point: no traceback for a user's mistake
+        if os.environ.get("DIFFSEM_TRACEBACK"):
+            raise
+        usage = isinstance(exc, USAGE_ERRORS) or type(exc).__name__ == "ZMQError"
+        kind = "error" if usage else f"failed ({type(exc).__name__})"
+        print(f"diffsem {command}: {kind}: {_one_sentence(exc)}", file=sys.stderr)
+        return 2 if usage else 1
+
+
 def _run_group(group: str, argv: list[str]) -> int:
     targets = GROUPS[group]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in targets:
         print(f"usage: diffsem {group} {{{','.join(targets)}}} [options]  ({GROUP_HELP[group]})",
               file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return int(importlib.import_module(targets[argv[0]]).main(argv[1:]) or 0)
+    return run_guarded(f"{group} {argv[0]}", importlib.import_module(targets[argv[0]]).main, argv[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for group, help_text in GROUP_HELP.items():
         sub.add_parser(group, help=help_text, add_help=False)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    return run_guarded(args.command, importlib.import_module(COMMANDS[args.command][0]).run, args)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffsem import args as checks
 from diffsem import images as imglib
 from diffsem.link.taps import DEFAULT_ADDRESS
 
@@ -38,27 +39,27 @@ log = logging.getLogger("diffsem.demo")
 
 
 def add_arguments(parser):
-    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    parser.add_argument("--n", type=int, default=64, help="test images per point (default 64)")
-    parser.add_argument("--first", type=int, default=0, help="first test-set index (default 0)")
-    parser.add_argument("--show", type=int, default=8, help="images per mosaic row (default 8)")
-    parser.add_argument("--snr", type=float, nargs="+", default=[5.0, 10.0, 20.0],
+    parser.add_argument("--out", type=checks.writable_dir, default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--n", type=checks.int_range(1, 10000), default=64, help="test images per point (default 64)")
+    parser.add_argument("--first", type=checks.int_range(0, 9999), default=0, help="first test-set index (default 0)")
+    parser.add_argument("--show", type=checks.int_range(1, 64), default=8, help="images per mosaic row (default 8)")
+    parser.add_argument("--snr", type=checks.float_range(-50.0, 100.0), nargs="+", default=[5.0, 10.0, 20.0],
                         help="channel SNRs, Es/N0 dB per symbol (default 5 10 20)")
     parser.add_argument("--channel", nargs="+", default=["awgn", "rayleigh"],
                         choices=("awgn", "rayleigh", "selective"), help="channels (default awgn rayleigh)")
-    parser.add_argument("--k", type=int, default=128, help="symbols per image (default 128)")
+    parser.add_argument("--k", type=checks.positive_int, default=128, help="symbols per image (default 128)")
     parser.add_argument("--steps", type=int, default=2, choices=(1, 2, 4), help="diffusion decoder steps (default 2)")
     parser.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"))
     parser.add_argument("--models-dir", default="", help="ONNX models + cards (default: the shipped models/)")
-    parser.add_argument("--taps", default=DEFAULT_ADDRESS,
+    parser.add_argument("--taps", type=checks.optional_zmq_address, default=DEFAULT_ADDRESS,
                         help=f"ZMQ taps endpoint for `diffsem monitor` (default {DEFAULT_ADDRESS}; 'off' disables)")
-    parser.add_argument("--rate", type=float, default=0.0,
+    parser.add_argument("--rate", type=checks.nonnegative_float, default=0.0,
                         help="images/s offered to the link (default 0: as fast as it goes, nothing dropped)")
-    parser.add_argument("--sync-threshold", type=float, default=None,
+    parser.add_argument("--sync-threshold", type=checks.float_range(0.0, 1.0), default=None,
                         help="OFDM RX Schmidl & Cox threshold (default: the receiver's own)")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline comparison")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per model (default 1)")
+    parser.add_argument("--seed", type=checks.nonnegative_int, default=0)
+    parser.add_argument("--threads", type=checks.nonnegative_int, default=1, help="ONNX Runtime threads per model (default 1)")
 
 
 # --- offline reference: the same images and models through the training channel -------------------

@@ -15,6 +15,8 @@ import pmt
 from gnuradio import gr
 
 from diffsem.link.counters import Counters, RateLimitedLog
+from diffsem.link.pdu import PduError, validate_meta
+from gnuradio.diffsem.harness import guarded, pmt_to_py
 
 
 def _logger(block, name):
@@ -54,6 +56,7 @@ class burst_filler(gr.sync_block):
         self.message_port_register_in(pmt.intern("pdus"))
         self.set_msg_handler(pmt.intern("pdus"), self._on_pdu)
 
+    @guarded("pdus")
     def _on_pdu(self, msg):
         if not (pmt.is_pair(msg) and pmt.is_c32vector(pmt.cdr(msg))):
             self.counters.incr("bad_pdu")
@@ -123,21 +126,36 @@ class sigmf_recorder(gr.sync_block):
     its metadata "sample_offset" (the input sample index where the frame starts, which is this
     block's sample index when both see the same stream), `frame_samples(n_symbols)` long, with
     seq, estimated SNR and CFO. `info` goes into the global object: sample rate, centre frequency,
-    hardware, gains, author, description (see `write_meta`)."""
+    hardware, gains, author, description (see `write_meta`).
+
+    A frame PDU whose sample_offset / n_symbols is not a non-negative integer (n_symbols at most
+    MAX_SYMBOLS) is not annotated, counted ("bad_pdu", and by kind in the guard's counters);
+    at most MAX_ANNOTATIONS are kept ("annotations_dropped" beyond). stop() never raises: a
+    meta file the SigMF library cannot write is counted ("meta_errors") and logged."""
+
+    MAX_SYMBOLS = 4095
+    MAX_ANNOTATIONS = 1_000_000
 
     def __init__(self, path, samp_rate, center_freq=0.0, info=None, frame_samples=None, max_samples=0):
         gr.sync_block.__init__(self, name="diffsem_sigmf_recorder", in_sig=[np.complex64], out_sig=None)
         self.log = _logger(self, "sigmf_recorder")
         self.warn = RateLimitedLog(self.log)
+        samp_rate, center_freq = float(samp_rate), float(center_freq)
+        if not (np.isfinite(samp_rate) and samp_rate > 0):
+            raise ValueError(f"sigmf_recorder: the sample rate must be a positive number, got {samp_rate}")
+        if not (np.isfinite(center_freq) and center_freq >= 0):
+            raise ValueError(f"sigmf_recorder: the centre frequency must be a number >= 0, got {center_freq}")
+        if int(max_samples) < 0:
+            raise ValueError(f"sigmf_recorder: max_samples must be >= 0 (0: no limit), got {max_samples}")
         self.data_path, self.meta_path = sigmf_paths(path)
         os.makedirs(os.path.dirname(os.path.abspath(self.data_path)), exist_ok=True)
-        self.samp_rate, self.center_freq = float(samp_rate), float(center_freq)
+        self.samp_rate, self.center_freq = samp_rate, center_freq
         self.info = dict(info or {})
         self.frame_samples = frame_samples
         self.max_samples = int(max_samples)  # 0 = no limit; beyond it samples are not written
         self.annotations: list[dict] = []
         self.written_annotations = 0
-        self.counters = Counters("samples", "frames", "bad_pdu")
+        self.counters = Counters("samples", "frames", "bad_pdu", "annotations_dropped", "meta_errors")
         self._lock = threading.Lock()
         self._file = open(self.data_path, "wb")
         self._start_time = datetime.datetime.now(datetime.timezone.utc)
@@ -145,18 +163,22 @@ class sigmf_recorder(gr.sync_block):
         self.message_port_register_in(pmt.intern("frames"))
         self.set_msg_handler(pmt.intern("frames"), self._on_frame)
 
+    @guarded("frames")
     def _on_frame(self, msg):
-        meta = pmt.to_python(pmt.car(msg)) if pmt.is_pair(msg) and pmt.is_dict(pmt.car(msg)) else None
-        if not isinstance(meta, dict) or meta.get("sample_offset") is None:
+        try:
+            meta = _frame_meta(msg, self.MAX_SYMBOLS)
+        except PduError:
             self.counters.incr("bad_pdu")
-            self.warn("bad_pdu", "sigmf_recorder: frame PDU without sample_offset, not annotated")
-            return
-        n_sym = int(meta.get("n_symbols", 0))
-        annotation = {"start": int(meta["sample_offset"]),
+            raise  # counted by kind and logged (rate-limited) by @guarded
+        n_sym = meta["n_symbols"]
+        annotation = {"start": meta["sample_offset"],
                       "length": int(self.frame_samples(n_sym)) if self.frame_samples else None,
                       "seq": meta.get("seq"), "snr_db": meta.get("snr_db"), "cfo": meta.get("cfo"),
                       "n_symbols": n_sym}
         with self._lock:
+            if len(self.annotations) >= self.MAX_ANNOTATIONS:
+                self.counters.incr("annotations_dropped")
+                return
             self.annotations.append(annotation)
         self.counters.incr("frames")
 
@@ -171,7 +193,11 @@ class sigmf_recorder(gr.sync_block):
         return len(x)
 
     def stop(self):
-        self.close()
+        try:  # an exception here would end the process (SIGABRT) with no report and no meta
+            self.close()
+        except Exception as exc:  # noqa: BLE001
+            self.counters.incr("meta_errors")
+            self.log.error(f"sigmf_recorder: cannot write {self.meta_path}: {exc}")
         return True
 
     def close(self):
@@ -194,6 +220,23 @@ class sigmf_recorder(gr.sync_block):
                       f"to {self.meta_path}")
 
 
+def _frame_meta(msg, max_symbols) -> dict:
+    """A receiver frame PDU's metadata checked for annotating; PduError (by kind) otherwise."""
+    if not pmt.is_pair(msg) or not pmt.is_dict(pmt.car(msg)):
+        raise PduError("frame message is not a PDU with a dict metadata", "not_pdu")
+    meta = validate_meta(pmt_to_py(pmt.car(msg)))
+    offset, n_sym = meta.get("sample_offset"), meta.get("n_symbols", 0)
+    for key, value, hi in (("sample_offset", offset, 1 << 62), ("n_symbols", n_sym, max_symbols)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= hi:
+            raise PduError(f"frame {key} must be an integer in 0..{hi}, got {str(value)[:40]}", f"bad_{key}")
+    for key in ("snr_db", "cfo"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, (int, float, np.floating)) and np.isfinite(value)):
+            meta[key] = None  # an unknown estimate is not written, the frame still is
+    meta["sample_offset"], meta["n_symbols"] = int(offset), int(n_sym)
+    return meta
+
+
 def write_meta(meta_path, data_path, datatype, samp_rate, center_freq, start_time, info, annotations):
     """SigMF meta for a single-capture recording. `info` keys: hw, author, description, gains
     (dict, written under the "diffsem:" extension namespace with the other app settings in
@@ -210,7 +253,10 @@ def write_meta(meta_path, data_path, datatype, samp_rate, center_freq, start_tim
                    "core:extensions": [{"name": "diffsem", "version": "0.1.0", "optional": True}]}
     for key, value in extra.items():
         global_info[f"diffsem:{key}"] = value
-    handle = SigMFFile(data_file=data_path, global_info=global_info)
+    # an empty recording (no peer ever sent a sample) still gets its meta: the SigMF library
+    # cannot map an empty data file, so it is not handed one
+    has_data = os.path.exists(data_path) and os.path.getsize(data_path) > 0
+    handle = SigMFFile(data_file=data_path if has_data else None, global_info=global_info)
     handle.add_capture(0, metadata={"core:frequency": float(center_freq),
                                     "core:datetime": start_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
     half_band = fs / 2 * float(info.get("occupied_fraction", 1.0))

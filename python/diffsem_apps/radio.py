@@ -19,8 +19,8 @@ RX:  source -> ofdm_analog_rx -> diffusion_decoder -> link_metrics (+ image fold
 The channel process (ZMQ SUB -> channel_sim -> ZMQ PUB) makes the three-process radio.
 
 The RX knows what was sent when told the same images as the TX (--first/--count of the test
-split): it then keeps the frame accounting (sent = decoded + crc_dropped + queue_dropped +
-bad_input + failed + lost) and the PSNR, and exits once every frame is accounted for or the link
+split): it then keeps the frame accounting (sent = decoded + unmatched + crc_dropped +
+queue_dropped + bad_input + failed + lost) and the PSNR, and exits once every frame is accounted for or the link
 has been quiet for --idle-timeout seconds. Each app prints one JSON line (its report) on stdout.
 
 The TX never drops an image it was given: a finite source waits for the encoder and the TX
@@ -39,6 +39,7 @@ import time
 
 from gnuradio import blocks, gr, pdu
 
+from diffsem import args as checks
 from diffsem.phy import LEN_TAG
 
 from .endpoints import EndpointError, burst_filler, sigmf_recorder, sigmf_replay, soapy_endpoint, uhd_endpoint
@@ -336,7 +337,7 @@ class RxApp(gr.top_block):
             self.connect(src, self.recorder)
             self.msg_connect(self.rx, "out", self.recorder, "frames")
         if args.image_folder:
-            self.sink = diffsem.image_sink(args.image_folder, "rx", True, 16, 64, 8, 1)
+            self.sink = diffsem.image_sink(args.image_folder, "rx", True, 16, 64, 8, 1, args.image_limit)
             self.msg_connect(self.dec, "out", self.sink, "in")
         taps_pmt = getattr(args, "taps_pmt", "")
         if args.taps or taps_pmt:
@@ -353,6 +354,9 @@ class RxApp(gr.top_block):
         return (self.refs is not None and self.refs.finished() and acc["sent"] == self.args.count
                 and acc["missing"] == 0 and self.metrics.wait_idle(0))
 
+    def _samples_in(self) -> int:
+        return self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0))
+
     def run_app(self, stop_event) -> dict:
         """Receive until every expected frame is accounted for, the replay ran out and the link
         went quiet, --duration passed, or a signal; the report gives the accounting."""
@@ -360,8 +364,10 @@ class RxApp(gr.top_block):
         _log("rx", f"ready: source {self.args.endpoint}, decoder {self.dec.label}")
         t0 = time.monotonic()
         last, t_last, reason = None, time.monotonic(), "signal"
+        silence = InputSilence(lambda text: _log("rx", text))
         while not stop_event.is_set():
             now = time.monotonic()
+            silence.update(now, self._samples_in(), self.rx.stats().get("frames", 0))
             if self._settled():
                 reason = "all frames accounted for"
                 break
@@ -389,7 +395,7 @@ class RxApp(gr.top_block):
         rep = {"app": "rx", "source": self.args.endpoint, "stopped": reason, "elapsed_s": round(elapsed, 3),
                "decoder": self.dec.label, "model": self.dec.model.name, "rx": self.rx.stats(),
                "samples": self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0)), **acc, "lost": acc["missing"] if self.refs else None,
-               **self.metrics.summary()}
+               **self.metrics.summary(), **silence.report()}
         if self.tx_chain is None:  # t_src of a reference made in this process: no end-to-end latency
             for key in ("e2e_latency_ms_p50", "e2e_latency_ms_p99"):
                 rep.pop(key, None)
@@ -401,17 +407,47 @@ class RxApp(gr.top_block):
         return rep
 
 
+class InputSilence:
+    """Says in the log when the RX's input stops (no sample for SILENT_S seconds after samples
+    flowed: a channel process or TX that died or restarts) and when it comes back, with the gap's
+    length and the frames detected since; the report counts the gaps and their seconds. Frames
+    lost in a gap are what the accounting already counts as lost."""
+
+    SILENT_S = 2.0
+
+    def __init__(self, log):
+        self.log = log
+        self.samples, self.t_change, self.silent_since = 0, None, None
+        self.gaps, self.silent_s = 0, 0.0
+
+    def update(self, now: float, samples: int, frames: int):
+        if samples != self.samples:
+            if self.silent_since is not None:
+                gap = now - self.silent_since
+                self.silent_s += gap
+                self.log(f"input back after {gap:.1f} s of silence ({frames} frames detected so far)")
+                self.silent_since = None
+            self.samples, self.t_change = samples, now
+        elif self.t_change is not None and self.silent_since is None and now - self.t_change > self.SILENT_S:
+            self.silent_since = self.t_change
+            self.gaps += 1
+            self.log(f"input silent: no sample for {self.SILENT_S:g} s ({frames} frames detected so far)")
+
+    def report(self) -> dict:
+        return {"input_gaps": self.gaps, "input_silent_s": round(self.silent_s, 1)}
+
+
 # --- command line -----------------------------------------------------------------------------------------
 
 def _radio_args(p, endpoint_flag, choices, default):
     p.add_argument(endpoint_flag, dest="endpoint", choices=choices, default=default,
                    help=f"where the samples go / come from (default {default})")
     r = p.add_argument_group("radio")
-    r.add_argument("--samp-rate", type=float, default=DEFAULT_RATE,
+    r.add_argument("--samp-rate", type=checks.positive_float, default=DEFAULT_RATE,
                    help=f"sample rate in samples/s (default {DEFAULT_RATE:g}; one OFDM subcarrier is samp-rate/64)")
-    r.add_argument("--freq", type=float, default=DEFAULT_FREQ,
+    r.add_argument("--freq", type=checks.positive_float, default=DEFAULT_FREQ,
                    help=f"centre frequency in Hz for SDRs and SigMF metadata (default {DEFAULT_FREQ:g})")
-    r.add_argument("--gain", type=float, default=30.0, help="SDR gain in dB (default 30; HackRF TX: 0-47)")
+    r.add_argument("--gain", type=checks.finite_float, default=30.0, help="SDR gain in dB (default 30; HackRF TX: 0-47)")
     r.add_argument("--device-args", default="",
                    help='UHD device address ("type=b200", "serial=...") or SoapySDR args (default "driver=hackrf")')
     r.add_argument("--antenna", default="", help="SDR antenna port (e.g. TX/RX, RX2); default: the driver's")
@@ -422,24 +458,25 @@ def _radio_args(p, endpoint_flag, choices, default):
 
 def _channel_args(p):
     c = p.add_argument_group("simulated channel")
-    c.add_argument("--snr", type=float, default=15.0,
+    c.add_argument("--snr", type=checks.float_range(-50.0, 100.0), default=15.0,
                    help="Es/N0 per payload symbol in dB (channel_sim; also the encoder's SNR hint), default 15")
     c.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh", "selective"))
-    c.add_argument("--cfo", type=float, default=0.0, help="carrier frequency offset in subcarrier spacings")
-    c.add_argument("--timing-offset", type=float, default=0.0, help="delay in samples (fractional allowed)")
-    c.add_argument("--seed", type=int, default=0, help="noise/fading seed (and the decoder's sampling seed)")
+    c.add_argument("--cfo", type=checks.float_range(-32.0, 32.0), default=0.0, help="carrier frequency offset in subcarrier spacings")
+    c.add_argument("--timing-offset", type=checks.float_range(0.0, 1e6), default=0.0, help="delay in samples (fractional allowed)")
+    c.add_argument("--seed", type=checks.nonnegative_int, default=0, help="noise/fading seed (and the decoder's sampling seed)")
 
 
 def _link_args(p):
     s = p.add_argument_group("semantic link")
     s.add_argument("--k", type=int, default=128, choices=(32, 128), help="complex channel uses per image")
     s.add_argument("--images", default="fashion-mnist", help="fashion-mnist (test split) or a folder of images")
-    s.add_argument("--first", type=int, default=0, help="index of the first image")
-    s.add_argument("--count", type=int, default=16, help="number of images (RX: expected, 0 = unknown)")
+    s.add_argument("--first", type=checks.nonnegative_int, default=0, help="index of the first image")
+    s.add_argument("--count", type=checks.count_or_all, default=16,
+                   help="number of images, or 'all' (RX: expected; all = not known)")
     s.add_argument("--models-dir", default="", help="ONNX models + cards (default models/)")
     s.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"))
-    s.add_argument("--max-batch", type=int, default=8)
-    s.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (0 = its default)")
+    s.add_argument("--max-batch", type=checks.positive_int, default=8)
+    s.add_argument("--threads", type=checks.nonnegative_int, default=1, help="ONNX Runtime intra-op threads (0 = its default)")
 
 
 TX_DESCRIPTION = (
@@ -451,17 +488,17 @@ TX_DESCRIPTION = (
 def add_tx_arguments(tx):
     """Arguments of the TX app (also `diffsem tx` through the CLI)."""
     _radio_args(tx, "--sink", ("sim", "zmq", "file", "uhd", "soapy"), "zmq")
-    tx.add_argument("--address", default=DEFAULT_TX_ADDRESS, help=f"ZMQ PUB address to bind (default {DEFAULT_TX_ADDRESS})")
-    tx.add_argument("--output", default="", help="SigMF recording to write (sink file, or sim's channel output)")
-    tx.add_argument("--amplitude", type=float, default=0.3,
+    tx.add_argument("--address", type=checks.zmq_address, default=DEFAULT_TX_ADDRESS, help=f"ZMQ PUB address to bind (default {DEFAULT_TX_ADDRESS})")
+    tx.add_argument("--output", type=checks.writable_file, default="", help="SigMF recording to write (sink file, or sim's channel output)")
+    tx.add_argument("--amplitude", type=checks.float_range(1e-6, 1.0), default=0.3,
                     help="SDR sinks: scale of the unit-power OFDM samples (back-off against DAC clipping), default 0.3")
     _channel_args(tx)
     _link_args(tx)
-    tx.add_argument("--rate", type=float, default=0.0, help="images per second (0: as fast as the encoder goes)")
+    tx.add_argument("--rate", type=checks.nonnegative_float, default=0.0, help="images per second (0: as fast as the encoder goes)")
     tx.add_argument("--loop", action="store_true", help="send the images over and over (until Ctrl-C)")
-    tx.add_argument("--start-delay", type=float, default=1.0,
+    tx.add_argument("--start-delay", type=checks.float_range(0.0, 3600.0), default=1.0,
                     help="seconds before the first image (lets subscribers connect; default 1)")
-    tx.add_argument("--linger", type=float, default=1.0, help="seconds of zeros sent after the last burst (default 1)")
+    tx.add_argument("--linger", type=checks.float_range(0.0, 3600.0), default=1.0, help="seconds of zeros sent after the last burst (default 1)")
 
 
 RX_DESCRIPTION = (
@@ -473,26 +510,28 @@ RX_DESCRIPTION = (
 def add_rx_arguments(rx):
     """Arguments of the RX app (also `diffsem rx`)."""
     _radio_args(rx, "--source", ("sim", "zmq", "file", "uhd", "soapy"), "zmq")
-    rx.add_argument("--address", default=DEFAULT_RX_ADDRESS, help=f"ZMQ address to subscribe to (default {DEFAULT_RX_ADDRESS})")
+    rx.add_argument("--address", type=checks.zmq_address, default=DEFAULT_RX_ADDRESS, help=f"ZMQ address to subscribe to (default {DEFAULT_RX_ADDRESS})")
     rx.add_argument("--input", default="", help="SigMF recording to replay (source file)")
     rx.add_argument("--throttle", action="store_true", help="replay at the recorded sample rate (default: as fast as possible)")
-    rx.add_argument("--record", default="", help="write the RX input IQ to this SigMF recording, frames annotated")
-    rx.add_argument("--record-seconds", type=float, default=0.0,
+    rx.add_argument("--record", type=checks.writable_file, default="", help="write the RX input IQ to this SigMF recording, frames annotated")
+    rx.add_argument("--record-seconds", type=checks.nonnegative_float, default=0.0,
                     help="record at most this many seconds of IQ (0: all; frames after the limit are not annotated)")
     _channel_args(rx)
     _link_args(rx)
     rx.add_argument("--decoder", default="diffusion:2", help="diffusion:<1|2|4> or deepjscc (default diffusion:2)")
-    rx.add_argument("--max-queue", type=int, default=64,
+    rx.add_argument("--max-queue", type=checks.positive_int, default=64,
                     help="frames waiting for the decoder before the oldest is dropped (counted), default 64")
     rx.add_argument("--no-classifier", action="store_true", help="skip the classifier verdict per frame")
-    rx.add_argument("--image-folder", default="", help="write the reconstructions as PNG here")
-    rx.add_argument("--taps", default="", help="ZMQ taps address, e.g. tcp://127.0.0.1:5560 (default off)")
-    rx.add_argument("--taps-pmt", default="", help="also publish the taps as PMT PDUs for a stock ZMQ SUB Message "
-                                                   "Source, e.g. tcp://127.0.0.1:5561 (default off)")
-    rx.add_argument("--idle-timeout", type=float, default=5.0,
+    rx.add_argument("--image-folder", type=checks.writable_dir, default="", help="write the reconstructions as PNG here")
+    rx.add_argument("--image-limit", type=checks.nonnegative_int, default=10000,
+                    help="keep at most this many PNGs in --image-folder, the oldest removed (0: no limit; default 10000)")
+    rx.add_argument("--taps", type=checks.optional_zmq_address, default="", help="ZMQ taps address, e.g. tcp://127.0.0.1:5560 (default off)")
+    rx.add_argument("--taps-pmt", type=checks.optional_zmq_address, default="",
+                    help="also publish the taps as PMT PDUs for a stock ZMQ SUB Message Source, e.g. tcp://127.0.0.1:5561 (default off)")
+    rx.add_argument("--idle-timeout", type=checks.nonnegative_float, default=5.0,
                     help="stop after this many seconds without a new frame once frames were heard (default 5)")
-    rx.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
-    rx.add_argument("--frames", type=int, default=0, help="stop after this many decoded frames (0: no limit)")
+    rx.add_argument("--duration", type=checks.nonnegative_float, default=0.0, help="stop after this many seconds (0: no limit)")
+    rx.add_argument("--frames", type=checks.nonnegative_int, default=0, help="stop after this many decoded frames (0: no limit)")
     rx.set_defaults(rate=0.0, loop=False, start_delay=0.2)
 
 
@@ -503,10 +542,10 @@ CHANNEL_DESCRIPTION = (
 
 def add_channel_arguments(ch):
     """Arguments of the channel app (also `diffsem channel`)."""
-    ch.add_argument("--in", dest="input", default=DEFAULT_TX_ADDRESS, help=f"TX stream to subscribe to (default {DEFAULT_TX_ADDRESS})")
-    ch.add_argument("--out", dest="output", default=DEFAULT_RX_ADDRESS, help=f"address to publish on (default {DEFAULT_RX_ADDRESS})")
+    ch.add_argument("--in", dest="input", type=checks.zmq_address, default=DEFAULT_TX_ADDRESS, help=f"TX stream to subscribe to (default {DEFAULT_TX_ADDRESS})")
+    ch.add_argument("--out", dest="output", type=checks.zmq_address, default=DEFAULT_RX_ADDRESS, help=f"address to publish on (default {DEFAULT_RX_ADDRESS})")
     _channel_args(ch)
-    ch.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    ch.add_argument("--duration", type=checks.nonnegative_float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
 
 
 DESCRIPTIONS = {"tx": TX_DESCRIPTION, "rx": RX_DESCRIPTION, "channel": CHANNEL_DESCRIPTION}

@@ -117,7 +117,7 @@ def test_three_process_zmq_link_matches_loopback():
 def test_sdr_endpoint_without_device_is_one_sentence(endpoint, device, capsys):
     from diffsem_apps import cli
     args = ["--device-args", "type=b200" if endpoint == "uhd" else "driver=hackrf"]
-    assert cli.main(["rx", "--source", endpoint, *args, "--count", "0"]) == 2
+    assert cli.main(["rx", "--source", endpoint, *args, "--count", "all"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("diffsem-rx:")]
     assert len(err) == 1 and f"no {device}" in err[0], err
     assert cli.main(["tx", "--sink", endpoint, *args]) == 2
@@ -174,7 +174,7 @@ def test_any_start_order_with_a_looping_tx():
         apps.append(App("tx", "--sink", "zmq", "--address", tx_addr, "--samp-rate", "250e3", "--k", "32",
                         "--count", "4", "--loop", "--rate", "10", "--start-delay", "0", "--threads", "1"))
         apps.append(App("channel", "--in", tx_addr, "--out", rx_addr, "--snr", "20", "--duration", "150"))
-        apps.append(App("rx", "--source", "zmq", "--address", rx_addr, "--k", "32", "--count", "0", "--frames", "6",
+        apps.append(App("rx", "--source", "zmq", "--address", rx_addr, "--k", "32", "--count", "all", "--frames", "6",
                         "--no-classifier", "--threads", "1", "--duration", "120"))
         rx = apps[2].report(timeout=150)
     finally:

@@ -112,10 +112,10 @@ def test_a_stage_interrupted_mid_epoch_resumes_on_the_same_batches(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         train_recipe(cfg, interrupted, torch.device("cpu"), stages=("jscc",), progress=False)
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-    assert torch.load(interrupted / "jscc.pt", weights_only=False)["it"] == 2
+    assert torch.load(interrupted / "jscc.pt", weights_only=True)["it"] == 2
     train_recipe(cfg, interrupted, torch.device("cpu"), stages=("jscc",), progress=False)
-    a = torch.load(straight / "jscc.pt", weights_only=False)["modules"]["encoder"]
-    b = torch.load(interrupted / "jscc.pt", weights_only=False)["modules"]["encoder"]
+    a = torch.load(straight / "jscc.pt", weights_only=True)["modules"]["encoder"]
+    b = torch.load(interrupted / "jscc.pt", weights_only=True)["modules"]["encoder"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
 

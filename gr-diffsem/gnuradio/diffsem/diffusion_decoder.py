@@ -26,7 +26,7 @@ from gnuradio import gr
 from diffsem.runtime import inference, naming
 from diffsem.channel import snr_db_to_noise_var
 
-from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, pdu_parts, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, guarded, image_pdu, pdu_parts, rejections, seq_of
 
 
 class diffusion_decoder(gr.basic_block):
@@ -87,28 +87,30 @@ class diffusion_decoder(gr.basic_block):
         return True
 
     # --- scheduler's message thread: validate and queue, nothing heavier --------------------------
+    @guarded("in")
     def _handle(self, msg):
         seq = None
         try:
             meta, symbols = pdu_parts(msg)
             seq = seq_of(meta)
             if symbols.dtype.kind != "c":
-                raise BadPdu(f"symbol PDU must carry a c32vector, got {symbols.dtype}")
+                raise BadPdu(f"symbol PDU must carry a c32vector, got {symbols.dtype}", "payload_type")
             if seq is None:
-                raise BadPdu("symbol PDU meta has no integer 'seq'")
+                raise BadPdu("symbol PDU meta has no integer 'seq'", "meta_seq")
             snr_db = meta.get("snr_db")
             snr_db = float(snr_db) if isinstance(snr_db, (int, float, np.floating, np.integer)) else None
+            if snr_db is not None and np.isfinite(snr_db) and not -100.0 <= snr_db <= 100.0:
+                raise BadPdu(f"snr_db {snr_db:g} dB is outside -100..100", "meta_snr")  # 10^(-snr/10) overflows
             noise_var = meta.get("noise_var")
             if noise_var is None and snr_db is not None and np.isfinite(snr_db):
                 noise_var = np.full(self.k, snr_db_to_noise_var(snr_db), np.float32)
             problem = inference.check_decode_inputs(symbols, noise_var, snr_db, self.k)
             if problem:
-                raise BadPdu(problem)
-        except BadPdu as exc:
+                raise BadPdu(problem, "decode_input")
+        except BadPdu:
             self.bad_input += 1
-            self.warn("bad_input", f"diffusion_decoder: dropping frame seq {seq}: {exc}")
             self._drop_notice(seq, "bad_input")
-            return
+            raise  # counted by kind and logged (rate-limited) by @guarded
         meta.pop("noise_var", None)
         meta["t_dec_in"] = time.time()
         request = inference.DecodeRequest(symbols.astype(np.complex64), snr_db,
@@ -138,5 +140,5 @@ class diffusion_decoder(gr.basic_block):
 
     def stats(self) -> dict:
         s = self.worker.stats()
-        s.update(bad_input=self.bad_input, provider=self.provider, decoder=self.label, model=self.model.name)
+        s.update(bad_input=self.bad_input, rejected=rejections(self).snapshot(), provider=self.provider, decoder=self.label, model=self.model.name)
         return {k: v for k, v in s.items() if v is not None}

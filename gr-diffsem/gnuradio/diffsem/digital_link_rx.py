@@ -19,16 +19,16 @@ Viterbi, checked frame by frame against gr-fec's decoder in the block tests);
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pmt
 from gnuradio import fec, gr
 
 from diffsem.baselines import digital as core
+from diffsem.link.pdu import KindLog, validate_meta
 from diffsem.link.seq import GapTracker
 
-from ._pdu import Counters, pdu_meta, pmt_seq
+from ._pdu import BadPdu, Counters, guarded, pdu_meta, pmt_seq, pmt_to_py
 from .ofdm_analog_rx import ofdm_analog_rx
 
 log = logging.getLogger("gnuradio.diffsem.digital_link_rx")
@@ -50,6 +50,14 @@ def llr_to_gr_soft(llr: np.ndarray) -> np.ndarray:
     return np.clip(-llr / max(scale, 1e-9), -SOFT_CLIP, SOFT_CLIP).astype(np.float32)
 
 
+def _checked_meta(msg):
+    """A frame PDU's PMT metadata once diffsem.link.pdu.validate_meta accepts it (a seq that is
+    no non-negative int64, non-symbol keys, ... are refused by kind), else BadPdu."""
+    meta = pdu_meta(msg)
+    validate_meta(pmt_to_py(meta))
+    return meta
+
+
 def _grey():
     return np.full((core.SIDE, core.SIDE), core.GREY, np.float32)
 
@@ -60,6 +68,7 @@ class _rx_demapper(gr.basic_block):
     def __init__(self, budget: core.Budget, counters: Counters):
         gr.basic_block.__init__(self, "diffsem_digital_rx_demapper", None, None)
         self.budget, self.counters = budget, counters
+        self._log = KindLog(log.warning)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.message_port_register_out(pmt.intern("bad"))
@@ -73,18 +82,19 @@ class _rx_demapper(gr.basic_block):
             if np.isfinite(out).all() and (out > 0).all():
                 return out
         snr = pmt.dict_ref(meta, pmt.intern("snr_db"), pmt.PMT_NIL)
-        if pmt.is_number(snr) and math.isfinite(pmt.to_double(snr)):
+        if pmt.is_number(snr) and not pmt.is_complex(snr) and -100.0 <= pmt.to_double(snr) <= 100.0:  # 10^(-snr/10) stays finite
             return np.full(n, 10.0 ** (-pmt.to_double(snr) / 10.0))
         return np.ones(n)  # scale-free for the max-log Viterbi on a flat channel
 
+    @guarded("in")
     def _handle(self, msg):
-        meta = pdu_meta(msg)
+        meta = _checked_meta(msg)
         vec = pmt.cdr(msg) if pmt.is_pair(msg) else pmt.PMT_NIL
         y = np.asarray(pmt.c32vector_elements(vec), np.complex128) if pmt.is_c32vector(vec) else np.zeros(0)
         if y.size != self.budget.k or not np.isfinite(y).all():
             self.counters.incr("bad_frame")
-            log.warning("digital_link_rx: frame of %d symbols (expected %d) or non-finite: grey image",
-                        y.size, self.budget.k)
+            self._log("bad_frame", f"digital_link_rx: frame of {y.size} symbols (expected {self.budget.k}) "
+                                   "or non-finite: grey image")
             self.message_port_pub(pmt.intern("bad"), pmt.cons(meta, pmt.init_u8vector(0, [])))
             return
         if not self.budget.carries_frame:  # this link configuration cannot carry an image: idle frame
@@ -102,12 +112,18 @@ class _rx_imager(gr.basic_block):
     """Decoded info bits PDU -> image PDU (f32vector 784) with status; grey on any failure.
 
     Follows the header's sequence number: frames missing between two received ones were lost
-    before their header decoded; each is shown (grey, status "lost") and counted on the gap."""
+    before their header decoded; each is shown (grey, status "lost") and counted on the gap.
+    A gap longer than MAX_GAP_IMAGES (a TX restart, a wrap after a long outage) is no run of
+    lost frames to draw: it is counted ("seq_jumps", its numbers under "gap_not_shown") and
+    logged, and no image is made for it, so memory stays bounded whatever the header says."""
+
+    MAX_GAP_IMAGES = 64
 
     def __init__(self, budget: core.Budget, counters: Counters):
         gr.basic_block.__init__(self, "diffsem_digital_rx_imager", None, None)
         self.budget, self.counters = budget, counters
         self.gaps = GapTracker()
+        self._log = KindLog(log.warning)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_in(pmt.intern("bad"))
         self.message_port_register_in(pmt.intern("idle"))
@@ -116,17 +132,26 @@ class _rx_imager(gr.basic_block):
         self.set_msg_handler(pmt.intern("bad"), self._handle_bad)  # bound methods only: GR's gateway rejects lambdas
         self.set_msg_handler(pmt.intern("idle"), self._handle_idle)
 
+    @guarded("bad")
     def _handle_bad(self, msg):
-        self._emit(pdu_meta(msg), core.Received("bad_frame", _grey()))
+        self._emit(_checked_meta(msg), core.Received("bad_frame", _grey()))
 
+    @guarded("idle")
     def _handle_idle(self, msg):
         """A frame of a mode with no room for an image (the TX refused it): grey, "no_image"."""
-        self._emit(pdu_meta(msg), core.Received("no_image", _grey()))
+        self._emit(_checked_meta(msg), core.Received("no_image", _grey()))
 
     def _emit(self, meta, rec: core.Received):
         seq = pmt_seq(meta)
         if seq is not None:
-            for missing in self.gaps.received(seq):
+            gap = self.gaps.received(seq)
+            if len(gap) > self.MAX_GAP_IMAGES:
+                self.counters.incr("seq_jumps")
+                self.counters.incr("gap_not_shown", len(gap))
+                self._log("seq_jump", f"digital_link_rx: sequence jumped by {len(gap)} to {seq} (TX restart or "
+                                      "long outage): counted, no images made for the gap")
+                gap = []
+            for missing in gap:
                 lost = pmt.dict_add(pmt.make_dict(), pmt.intern("status"), pmt.intern("lost"))
                 lost = pmt.dict_add(lost, pmt.intern("seq"), pmt.from_long(missing))
                 self.counters.incr("lost")
@@ -144,8 +169,11 @@ class _rx_imager(gr.basic_block):
         pixels = np.asarray(image, np.float32).reshape(-1)
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_f32vector(len(pixels), pixels.tolist())))
 
+    @guarded("in")
     def _handle(self, msg):
-        meta = pdu_meta(msg)
+        if not pmt.is_pair(msg) or not pmt.is_u8vector(pmt.cdr(msg)):
+            raise BadPdu("decoded frame is not a PDU of a u8vector", "payload_type")
+        meta = _checked_meta(msg)
         bits = np.asarray(pmt.u8vector_elements(pmt.cdr(msg)), np.uint8)
         if bits.size < self.budget.info_bits:
             rec = core.Received("bad_payload", _grey())
@@ -169,7 +197,8 @@ class digital_link_rx(gr.hier_block2):
                                 gr.io_signature(0, 0, 0))
         self.mode = core.mode_by_name(mode)
         self.budget = core.bit_budget(int(k), self.mode)
-        self.counters = Counters("frames_out", "ok", "crc_fail", "no_image", "bad_payload", "bad_frame", "lost")
+        self.counters = Counters("frames_out", "ok", "crc_fail", "no_image", "bad_payload", "bad_frame", "lost",
+                                 "seq_jumps", "gap_not_shown")
         self.message_port_register_hier_out("out")
         self.phy = ofdm_analog_rx(sync_threshold=sync_threshold, header_repeats=header_repeats)
         self.demapper = _rx_demapper(self.budget, self.counters)

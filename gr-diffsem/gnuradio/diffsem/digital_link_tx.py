@@ -32,9 +32,10 @@ from gnuradio import fec, gr
 
 from diffsem import phy
 from diffsem.baselines import digital as core
+from diffsem.link.pdu import KindLog
 from diffsem.link.seq import SeqCounter
 
-from ._pdu import Counters, pdu_meta, pmt_seq
+from ._pdu import Counters, guarded, pdu_meta, pmt_seq
 from .ofdm_analog_tx import ofdm_analog_tx
 
 log = logging.getLogger("gnuradio.diffsem.digital_link_tx")
@@ -77,6 +78,7 @@ class _tx_framer(gr.basic_block):
         self.budget, self.codecs, self.counters = budget, tuple(codecs), counters
         self.seqs = SeqCounter()
         self.refused = 0
+        self._log = KindLog(log.warning)
         self.points = core.constellation(budget.mode.bits_per_symbol).astype(np.complex64)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
@@ -102,12 +104,13 @@ class _tx_framer(gr.basic_block):
         out = pmt.dict_add(pmt.make_dict(), pmt.intern("seq"), pmt.from_long(seq))
         self.message_port_pub(pmt.intern("idle"), pmt.cons(out, pmt.init_c32vector(len(symbols), symbols.tolist())))
 
+    @guarded("in")
     def _handle(self, msg):
         try:
             image = _image_from_pdu(msg)
         except ValueError as exc:
             self.counters.incr("rejected")
-            log.warning("digital_link_tx: dropped a malformed image PDU: %s", exc)
+            self._log("rejected", f"digital_link_tx: dropped a malformed image PDU: {exc}")
             return
         if not self.budget.carries_frame:
             self._refuse(pdu_meta(msg))
@@ -142,6 +145,7 @@ class _tx_mapper(gr.basic_block):
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
 
+    @guarded("in")
     def _handle(self, msg):
         coded = np.asarray(pmt.u8vector_elements(pmt.cdr(msg)), np.uint8)
         want = 2 * (self.budget.info_bits + core.CC_TAIL)

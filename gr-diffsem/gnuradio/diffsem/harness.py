@@ -23,13 +23,13 @@ from gnuradio import blocks, fec, gr
 
 from diffsem.baselines import digital as core
 
-from ._pdu import dict_to_pmt, image_pdu, make_pdu, msg_seq, pdu_parts
+from ._pdu import dict_to_pmt, guarded, image_pdu, make_pdu, msg_seq, pdu_parts, pmt_to_py, rejections
 from .digital_link_rx import llr_to_gr_soft, make_cc_decoder
 from .digital_link_tx import make_cc_encoder
 
 __all__ = ["LoopbackSim", "PhyLoopback", "parse_decoders", "run_loopback", "scheme_loopback", "wait_for_link",
            "gr_fec_encode", "gr_fec_decode", "Collector", "Emitter", "run_async", "pixels_pdu", "msg_seq",
-           "dict_to_pmt", "image_pdu", "make_pdu", "pdu_parts"]
+           "dict_to_pmt", "image_pdu", "make_pdu", "pdu_parts", "guarded", "pmt_to_py", "rejections"]
 
 
 # --- message plumbing ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 In "in": image PDUs. For each, `folder`/<prefix>_<seq:06d>.png (when save_pngs) and, every
 `mosaic_every` images, `folder`/<prefix>_mosaic.png: the last `mosaic_size` images in a grid of
 `mosaic_cols` columns (written atomically, so an image viewer can keep it open and refresh).
-latest() returns (meta, image) of the most recent PDU for GUIs and tests.
+latest() returns (meta, image) of the most recent PDU for GUIs and tests. max_pngs > 0 caps the
+folder: beyond it the oldest PNG this sink wrote is removed (counted as "pngs_removed").
 
 In "ref" (optional): reference image PDUs (link_metrics "reference": the original of each decoded
 frame, same seq). widget() returns a Qt widget showing the latest reconstruction next to its
@@ -12,7 +13,7 @@ original (QT GUI flowgraphs: the YAML's "Show in GUI" places it with a GUI hint)
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import pmt
@@ -20,12 +21,12 @@ from gnuradio import gr
 
 from diffsem import images as imglib
 
-from ._pdu import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, guarded, parse_image_pdu, rejections, seq_of
 
 
 class image_sink(gr.basic_block):
     def __init__(self, folder="out/images", prefix="rx", save_pngs=True, mosaic_every=16, mosaic_size=64,
-                 mosaic_cols=8, scale=1):
+                 mosaic_cols=8, scale=1, max_pngs=0):
         gr.basic_block.__init__(self, name="image_sink", in_sig=None, out_sig=None)
         self.log = block_logger(self, "image_sink")
         self.warn = RateLimitedLog(self.log)
@@ -33,7 +34,9 @@ class image_sink(gr.basic_block):
         self.prefix, self.save_pngs, self.scale = str(prefix), bool(save_pngs), max(1, int(scale))
         self.mosaic_every, self.mosaic_cols = int(mosaic_every), max(1, int(mosaic_cols))
         self.recent = deque(maxlen=max(1, int(mosaic_size)))
-        self.received = self.bad_input = self.write_errors = 0
+        self.received = self.bad_input = self.write_errors = self.pngs_removed = 0
+        self.max_pngs = max(0, int(max_pngs))
+        self._written = OrderedDict()  # PNG paths written, oldest first (for the cap)
         self._latest = None
         self._references = {}
         self._recent_meta = deque(maxlen=8)
@@ -45,13 +48,13 @@ class image_sink(gr.basic_block):
         self.message_port_register_in(pmt.intern("ref"))
         self.set_msg_handler(pmt.intern("ref"), self._handle_ref)
 
+    @guarded("ref")
     def _handle_ref(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.bad_input += 1
-            self.warn("bad_ref", f"image_sink: ignoring reference PDU: {exc}")
-            return
+            raise
         with self._lock:
             self._references[seq_of(meta)] = (meta, image)
             while len(self._references) > 256:  # only the latest few are ever shown
@@ -74,13 +77,13 @@ class image_sink(gr.basic_block):
         """A Qt widget (PyQt5) showing the latest reconstruction beside its original."""
         return _ImageView(self, scale, refresh_ms)
 
+    @guarded("in")
     def _handle(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.bad_input += 1
-            self.warn("bad_input", f"image_sink: ignoring PDU: {exc}")
-            return
+            raise
         seq = seq_of(meta)
         with self._lock:
             self._latest = (meta, image)
@@ -93,12 +96,24 @@ class image_sink(gr.basic_block):
         try:
             if self.save_pngs:
                 name = f"{self.prefix}_{seq:06d}.png" if seq is not None else f"{self.prefix}_n{n:06d}.png"
-                (self.folder / name).write_bytes(imglib.encode_png(image, text={"seq": seq}, scale=self.scale))
+                path = self.folder / name
+                path.write_bytes(imglib.encode_png(image, text={"seq": seq}, scale=self.scale))
+                self._cap_folder(path)
             if self.mosaic_every > 0 and n % self.mosaic_every == 0:
                 self.write_mosaic()
         except OSError as exc:  # full disk etc.: count and carry on, the link matters more
             self.write_errors += 1
             self.warn("write_error", f"image_sink: cannot write to {self.folder}: {exc}")
+
+    def _cap_folder(self, path):
+        if not self.max_pngs:
+            return
+        self._written[path] = None
+        self._written.move_to_end(path)  # a name written again (a seq seen again) is the newest
+        while len(self._written) > self.max_pngs:
+            old, _ = self._written.popitem(last=False)
+            old.unlink(missing_ok=True)
+            self.pngs_removed += 1
 
     def write_mosaic(self):
         with self._lock:
@@ -121,7 +136,9 @@ class image_sink(gr.basic_block):
             return self._latest
 
     def stats(self) -> dict:
-        return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors}
+        return {"received": self.received, "bad_input": self.bad_input, "write_errors": self.write_errors,
+                "pngs_removed": self.pngs_removed,
+                "rejected": rejections(self).snapshot()}
 
 
 def _num(value, fmt):

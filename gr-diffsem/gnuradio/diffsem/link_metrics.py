@@ -11,7 +11,7 @@ Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db"
              output), "decoder", running means "avg_psnr_db", "avg_ssim", "accuracy", and the
              accounting counters}; a dropped frame gives {"seq", "dropped": reason, counters}.
 
-Accounting (sent = decoded + crc_dropped + queue_dropped + bad_input + failed + missing) and the
+Accounting (sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input + failed + missing) and the
 matching of a received 12-bit seq to its reference are diffsem.link.accounting's. crc_dropped
 comes from the receiver's own counters: pass the ofdm_analog_rx block as `rx` (its stats() is
 read) or call set_crc_counter(callable).
@@ -21,6 +21,8 @@ in-project Fashion-MNIST classifier (models/classifier_onnx.json) — diffsem.me
 from __future__ import annotations
 
 import threading
+from collections import deque
+
 import numpy as np
 import pmt
 from gnuradio import gr
@@ -31,7 +33,8 @@ from diffsem.data import CLASSES
 from diffsem.link.accounting import COUNTERS, ReferenceBook, crc_count_from_stats, drop_counter, settle
 from diffsem.link.seq import seq_of
 
-from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, image_pdu, parse_image_pdu
+from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, guarded, image_pdu, parse_image_pdu, pmt_to_py
+from diffsem.link.pdu import validate_notice
 
 
 class link_metrics(gr.basic_block):
@@ -41,9 +44,15 @@ class link_metrics(gr.basic_block):
     keep_images: keep each reconstruction in `records` (the demo builds its mosaic from them).
     rx: the ofdm_analog_rx block (or a callable returning it, or None): its stats() give the
         CRC-dropped count.
+    max_records: per-frame records kept in `records` (the latest; a bounded window, so a long
+        run's memory stays flat). Averages and counters are running totals over the whole run;
+        latency percentiles are over the last LATENCY_WINDOW frames.
     """
 
-    def __init__(self, classifier_card="", models_dir="", keep_images=False, rx=None, name="link"):
+    LATENCY_WINDOW = 2048
+
+    def __init__(self, classifier_card="", models_dir="", keep_images=False, rx=None, name="link",
+                 max_records=16384):
         gr.basic_block.__init__(self, name="link_metrics", in_sig=None, out_sig=None)
         self.log = block_logger(self, "link_metrics")
         self.warn = RateLimitedLog(self.log)
@@ -66,7 +75,8 @@ class link_metrics(gr.basic_block):
             self._crc_counter = rx_dropped
         self._lock = threading.Lock()
         self.references = ReferenceBook()
-        self.records: list[dict] = []
+        self.records: deque[dict] = deque(maxlen=max(1, int(max_records)))
+        self._latencies: deque[float] = deque(maxlen=self.LATENCY_WINDOW)
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._sums = {"psnr_db": 0.0, "ssim": 0.0, "correct": 0, "classified": 0}
         # metrics run on a worker too (SSIM + classifier per batch), never on the message thread
@@ -93,48 +103,59 @@ class link_metrics(gr.basic_block):
         return True
 
     # --- inputs (message thread) ---------------------------------------------------------------
+    @guarded("ref")
     def _on_ref(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.counters["bad_pdu"] += 1
-            self.warn("bad_ref", f"link_metrics: ignoring reference: {exc}")
-            return
+            raise
         seq = seq_of(meta)
         with self._lock:
             self.counters["sent"] += 1
             if seq is not None:
                 self.references.add(seq, (image, int(meta.get("label", -1)), meta.get("t_src"), meta))
 
+    @guarded("in")
     def _on_decoded(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.counters["bad_pdu"] += 1
-            self.warn("bad_pdu", f"link_metrics: ignoring decoded PDU: {exc}")
-            return
+            raise
         with self._lock:
             seq, ref = self.references.take(seq_of(meta))
-            self.counters["decoded"] += 1
-            if ref is None:
-                self.counters["unmatched"] += 1
-        if ref is None:
+            # with a reference stream, a frame without its reference (older than the reference
+            # window, or a seq never sent) is unmatched, never decoded: it cannot be scored.
+            # Without one (nothing sent on "ref"), every frame out of the decoder is decoded.
+            self.counters["unmatched" if ref is None and self.counters["sent"] else "decoded"] += 1
+        if ref is None and self.counters["sent"]:
             self.warn("unmatched", f"link_metrics: decoded seq {seq} has no reference")
         self.worker.submit((seq, meta, image, ref))
 
+    @guarded("drops")
     def _on_drop(self, msg):
-        notice = pmt.to_python(msg) if pmt.is_dict(msg) else None
-        if not isinstance(notice, dict):
+        try:  # garbage here is no drop of a sent frame: never counted as "failed"
+            if not pmt.is_dict(msg):
+                raise BadPdu(f"drop notice is not a dict: {str(msg)[:60]}", "notice_type")
+            seq, reason, block = validate_notice(pmt_to_py(msg))
+        except BadPdu:
             self.counters["bad_pdu"] += 1
-            return
-        reason = str(notice.get("reason", "error")).split(":")[0]
+            raise
+        reason = reason.split(":")[0]
         key = drop_counter(reason)
-        seq = seq_of(notice)
         with self._lock:
-            self.counters[key] += 1
-            if seq is not None and seq >= 0 and notice.get("block") == "semantic_encoder":
-                self.references.discard(seq)  # never reached the air: not pending any more
-        record = {"seq": seq, "dropped": reason, "block": notice.get("block"), **self.accounting()}
+            if seq is not None and self.counters["sent"]:  # the frame it names is accounted for now
+                if block == "semantic_encoder":
+                    found = self.references.discard(seq)
+                else:  # the decoder names the 12-bit header seq
+                    found = self.references.take(seq)[1] is not None
+                if not found:  # a notice for no frame sent (or one accounted already)
+                    self.counters["drops_unmatched"] += 1
+                    key = None
+            if key is not None:
+                self.counters[key] += 1
+        record = {"seq": seq, "dropped": reason, "block": block, **self.accounting()}
         self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))
 
     # --- worker -------------------------------------------------------------------------------------
@@ -177,6 +198,8 @@ class link_metrics(gr.basic_block):
             if "correct" in record:
                 self._sums["classified"] += 1
                 self._sums["correct"] += int(record["correct"])
+            if record.get("e2e_latency_ms") is not None:
+                self._latencies.append(record["e2e_latency_ms"])
             stored = dict(record)
             if self.keep_images:
                 stored["image"] = image
@@ -192,7 +215,7 @@ class link_metrics(gr.basic_block):
 
     # --- reporting -----------------------------------------------------------------------------------
     def accounting(self) -> dict:
-        """sent = decoded + crc_dropped + queue_dropped + bad_input + failed + in_flight (+ lost)."""
+        """sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input + failed + in_flight (+ lost)."""
         with self._lock:
             c = dict(self.counters)
             pending = len(self.references)
@@ -211,7 +234,7 @@ class link_metrics(gr.basic_block):
                    "avg_psnr_db": self._sums["psnr_db"] / n if n else None,
                    "avg_ssim": self._sums["ssim"] / n if n else None,
                    "accuracy": (self._sums["correct"] / self._sums["classified"]) if self._sums["classified"] else None}
-            lat = [r["e2e_latency_ms"] for r in self.records if r.get("e2e_latency_ms") is not None]
+            lat = list(self._latencies)
         if lat:
             out["e2e_latency_ms_p50"] = float(np.percentile(lat, 50))
             out["e2e_latency_ms_p99"] = float(np.percentile(lat, 99))

@@ -10,7 +10,9 @@ from diffsem.phy import impairments
 from diffsem.phy.ofdm import make_layout
 from diffsem.phy import LEN_TAG
 
-from ._pdu import Counters
+from diffsem.link.pdu import KindLog, validate_meta
+
+from ._pdu import BadPdu, Counters, dict_to_pmt, guarded, pmt_to_py, rejections
 
 
 class _framer(gr.basic_block):
@@ -28,14 +30,18 @@ class _framer(gr.basic_block):
         self.counters = counters
         self.next_seq = 0
         self.header_repeats = int(header_repeats)
+        self._log = None
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
 
     def _refuse(self, reason, text):
         self.counters.incr(f"rejected_{reason}")
-        self.logger.warn(f"refused PDU: {text}")
+        if self._log is None:
+            self._log = KindLog(self.logger.warn)
+        self._log(reason, f"refused PDU: {text}")  # once per kind, then rate-limited
 
+    @guarded("in")
     def handle(self, msg):
         if not pmt.is_pair(msg):
             return self._refuse("not_pdu", "message is not a PDU (metadata . vector)")
@@ -50,17 +56,18 @@ class _framer(gr.basic_block):
         problem = phy.check_payload(payload)
         if problem is not None:
             return self._refuse(*problem)
-        meta = pmt.make_dict() if pmt.is_null(meta) else meta
-        seq_pmt = pmt.dict_ref(meta, pmt.intern("seq"), pmt.PMT_NIL)
-        seq = self.next_seq
-        if pmt.is_integer(seq_pmt):
-            seq = pmt.to_long(seq_pmt)
+        try:  # metadata becomes stream tags: only symbol keys and PMT-safe values may pass
+            meta_py = validate_meta(pmt_to_py(meta))
+        except BadPdu as exc:
+            return self._refuse(exc.kind, str(exc))
+        meta_py.pop(LEN_TAG, None)
+        meta = dict_to_pmt(meta_py)
+        seq = self.next_seq if meta_py.get("seq") is None else int(meta_py["seq"])
         seq %= phy.SEQ_MODULO
         self.next_seq = (seq + 1) % phy.SEQ_MODULO
         header = phy.header_copies(payload.size, seq, self.header_repeats, self.layout)
         frame = np.concatenate((header,
                                 payload * self.payload_scale)).astype(np.complex64)
-        meta = pmt.dict_delete(meta, pmt.intern(LEN_TAG))
         meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
         self.counters.incr("frames")
         self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(frame.size, frame.tolist())))
@@ -81,6 +88,7 @@ class _burst_padder(gr.basic_block):
         self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
 
+    @guarded("in")
     def handle(self, msg):
         burst = pmt.c32vector_elements(pmt.cdr(msg))  # a list: padding lists costs less than numpy round trips
         if self.clip_level > 0:
@@ -153,6 +161,15 @@ class ofdm_analog_tx(gr.hier_block2):
         self.padder = _burst_padder(self.pad_front, self.pad_back, clip_level)
         out_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
         scale = blocks.multiply_const_cc(phy.tx_scale(lay))
+        # Tagged-stream blocks need a whole frame in one output buffer: GNU Radio's default (32 kB)
+        # holds ~1 776 payload symbols, and a longer frame ended the block's thread for good
+        # ("Buffer too small for min_noutput_items"). Size every buffer for the longest frame the
+        # header admits, so each admitted length goes on air whole.
+        max_samples = self.burst_length(phy.MAX_SYMBOLS_PER_FRAME)
+        max_vectors = max_samples // sym_len + 1
+        for block, items in ((to_stream, max_samples), (allocator, max_vectors), (ifft, max_vectors),
+                             (prefixer, max_samples), (scale, max_samples), (out_stream, max_samples)):
+            block.set_min_output_buffer(2 * int(items))  # a scheduler hands out at most half a buffer
         self.msg_connect(self, "in", self.framer, "in")
         self.msg_connect(self.framer, "out", to_stream, "pdus")
         self.connect(to_stream, allocator, ifft, prefixer, scale, to_burst)
@@ -161,7 +178,10 @@ class ofdm_analog_tx(gr.hier_block2):
         self.connect(out_stream, self)
 
     def stats(self) -> dict:
-        return self.counters.snapshot()
+        out = self.counters.snapshot()
+        for block in (self.framer, self.padder):  # handler errors (none expected: counted if any)
+            out.update(rejections(block).snapshot())
+        return out
 
     def emitted(self) -> tuple[int, int]:
         """(bursts, samples) handed to the output stream so far: the stream holds nothing else,

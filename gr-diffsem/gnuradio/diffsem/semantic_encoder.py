@@ -15,7 +15,7 @@ from gnuradio import gr
 
 from diffsem.runtime import inference, naming
 
-from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, make_pdu, parse_image_pdu, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, guarded, make_pdu, parse_image_pdu, rejections, seq_of
 
 
 class semantic_encoder(gr.basic_block):
@@ -61,14 +61,14 @@ class semantic_encoder(gr.basic_block):
         self.worker.stop(drain=False, timeout=2.0)
         return True
 
+    @guarded("in")
     def _handle(self, msg):
         try:
             meta, image = parse_image_pdu(msg)
-        except BadPdu as exc:
+        except BadPdu:
             self.bad_input += 1
-            self.warn("bad_input", f"semantic_encoder: dropping input: {exc}")
             self._drop_notice(None, "bad_input")
-            return
+            raise  # counted by kind and logged (rate-limited) by @guarded
         meta["t_enc_in"] = time.time()
         self.worker.submit(inference.EncodeRequest(image, meta))
 
@@ -89,4 +89,4 @@ class semantic_encoder(gr.basic_block):
         return self.worker.wait_idle(timeout)
 
     def stats(self) -> dict:
-        return {**self.worker.stats(), "bad_input": self.bad_input, "provider": self.provider}
+        return {**self.worker.stats(), "bad_input": self.bad_input, "rejected": rejections(self).snapshot(), "provider": self.provider}

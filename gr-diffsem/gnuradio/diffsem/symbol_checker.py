@@ -9,10 +9,11 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from diffsem.link.pdu import KindLog
 from diffsem.link.seq import GapTracker
 from diffsem.phy import reference_symbols
 
-from ._pdu import Counters
+from ._pdu import Counters, guarded
 
 
 class symbol_checker(gr.basic_block):
@@ -48,8 +49,11 @@ class symbol_checker(gr.basic_block):
 
     def _refuse(self, text):
         self.counters.incr("malformed")
-        self.logger.warn(f"refused PDU: {text}")
+        if self.__dict__.get("_log") is None:
+            self._log = KindLog(self.logger.warn)
+        self._log("malformed", f"refused PDU: {text}")  # once, then rate-limited
 
+    @guarded("in")
     def handle(self, msg):
         self.message_port_pub(pmt.intern("ack"), pmt.PMT_T)
         if not pmt.is_pair(msg) or not pmt.is_dict(pmt.car(msg)) or not pmt.is_c32vector(pmt.cdr(msg)):

@@ -11,6 +11,8 @@ from gnuradio import gr
 from diffsem import phy
 from diffsem.phy import reference_symbols
 
+from ._pdu import guarded
+
 
 class symbol_source(gr.basic_block):
     """Emits `n_frames` PDUs (0 = no end) of `n_symbols` CN(0, 1) symbols on port "out", metadata
@@ -38,6 +40,7 @@ class symbol_source(gr.basic_block):
         self.message_port_register_in(pmt.intern("ack"))
         self.set_msg_handler(pmt.intern("ack"), self._ack)
 
+    @guarded("ack")
     def _ack(self, msg):
         self._credits.release()
 

@@ -24,15 +24,15 @@ from gnuradio import gr
 
 from diffsem.link import taps
 
-from ._pdu import BadPdu, RateLimitedLog, block_logger, parse_image_pdu, pdu_parts, seq_of
+from ._pdu import BadPdu, RateLimitedLog, block_logger, guarded, parse_image_pdu, pdu_parts, pmt_to_py, seq_of
 from ._taps_pmt import PmtTapPublisher
 
 
 def _as_dict(msg):
     if pmt.is_dict(msg):
-        value = pmt.to_python(msg)
+        value = pmt_to_py(msg)
     elif pmt.is_pair(msg) and pmt.is_dict(pmt.car(msg)):
-        value = pmt.to_python(pmt.car(msg))
+        value = pmt_to_py(pmt.car(msg))
     else:
         value = None
     if not isinstance(value, dict):
@@ -69,10 +69,11 @@ class zmq_taps(gr.basic_block):
     def _guard(self, port, fn, msg):
         try:
             fn(msg)
-        except (BadPdu, ValueError, TypeError) as exc:
+        except Exception:
             self.bad_input += 1
-            self.warn(f"bad_{port}", f"zmq_taps: ignoring {port} message: {exc}")
+            raise  # counted by kind and logged (rate-limited) by @guarded
 
+    @guarded("constellation")
     def _constellation(self, msg):
         def go(m):
             _, symbols = pdu_parts(m)
@@ -82,12 +83,15 @@ class zmq_taps(gr.basic_block):
                 p.publish_constellation(symbols)
         self._guard("constellation", go, msg)
 
+    @guarded("metrics")
     def _metrics(self, msg):
         self._guard("metrics", lambda m: [p.publish_metrics(_as_dict(m)) for p in self.publishers], msg)
 
+    @guarded("state")
     def _state(self, msg):
         self._guard("state", lambda m: [p.publish_state(_as_dict(m)) for p in self.publishers], msg)
 
+    @guarded("ref")
     def _ref(self, msg):
         def go(m):
             meta, _ = parse_image_pdu(m)
@@ -98,6 +102,7 @@ class zmq_taps(gr.basic_block):
                     self.labels.popitem(last=False)
         self._guard("ref", go, msg)
 
+    @guarded("image")
     def _image(self, msg):
         def go(m):
             meta, image = parse_image_pdu(m)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffsem import args as checks
 from diffsem.runtime.cards import BATCH, DECODER_ROLES, find_cards, load_card
 from diffsem.runtime.onnx_model import cpu_name
 
@@ -282,12 +283,12 @@ def bench_model(card_path, batches, provider: str, threads: int | None, min_time
 
 def add_arguments(parser) -> None:
     parser.add_argument("--models", type=Path, default=None, help="folder of cards (default: models/)")
-    parser.add_argument("--batch", nargs="+", type=int, default=[1, 64])
+    parser.add_argument("--batch", nargs="+", type=checks.int_range(1, 4096), default=[1, 64])
     parser.add_argument("--provider", choices=("auto", "tensorrt", "cuda", "cpu"), default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: ORT's choice)")
-    parser.add_argument("--min-time", type=float, default=2.0, help="seconds of timed runs per measurement")
+    parser.add_argument("--threads", type=checks.positive_int, default=None, help="ORT intra-op threads (default: ORT's choice)")
+    parser.add_argument("--min-time", type=checks.float_range(0.01, 3600.0), default=2.0, help="seconds of timed runs per measurement")
     parser.add_argument("--name", nargs="+", default=None, help="only cards whose name contains one of these")
-    parser.add_argument("--peak-size", type=int, default=1024, help="n of the n^3 matmul peak measurement")
+    parser.add_argument("--peak-size", type=checks.int_range(16, 16384), default=1024, help="n of the n^3 matmul peak measurement")
 
 
 def run(args) -> int:

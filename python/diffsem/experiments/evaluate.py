@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffsem import args as checks
 from diffsem import metrics
 
 log = logging.getLogger("diffsem.experiments.evaluate")
@@ -274,26 +275,26 @@ def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=list(DEFAULT_SCHEMES))
-    parser.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4],
+    parser.add_argument("--steps", nargs="+", type=checks.int_range(1, 1000), default=[1, 2, 4],
                         help="student step counts (the teacher uses its own sampler; deepjscc has none)")
-    parser.add_argument("--temperature", type=float, nargs="+", default=None,
+    parser.add_argument("--temperature", type=checks.float_range(0.0, 10.0), nargs="+", default=None,
                         help="diffusion sampling temperature(s); several evaluate each teacher/student at "
                              "each (a calibration sweep). Default: the model card's default_temperature, "
                              "else diffsem.runtime.naming.DEFAULT_TEMPERATURE")
-    parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
-    parser.add_argument("--k", nargs="+", type=int, default=[128, 32], help="complex symbols per image")
+    parser.add_argument("--teacher-steps", type=checks.int_range(1, 1000), default=None, help="teacher sampler steps (default: its card's)")
+    parser.add_argument("--k", nargs="+", type=checks.positive_int, default=[128, 32], help="complex symbols per image")
     parser.add_argument("--channel", nargs="+", choices=("awgn", "rayleigh", "selective"), default=["awgn"])
     parser.add_argument("--csi", nargs="+", choices=("perfect", "estimated"), default=["perfect"],
                         help="receiver channel knowledge on fading channels")
-    parser.add_argument("--snr", nargs="+", type=float, default=[0, 5, 10, 20], help="Es/N0 per symbol, dB")
-    parser.add_argument("--n", type=int, default=10000, help="first N images of the split (default: all 10k test)")
+    parser.add_argument("--snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[0, 5, 10, 20], help="Es/N0 per symbol, dB")
+    parser.add_argument("--n", type=checks.int_range(1, 10000), default=10000, help="first N images of the split (default: all 10k test)")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="test: the 10k Fashion-MNIST test set; val: the fixed 5k validation split "
                              "(diffsem.data.VAL_SIZE, the end of the training file) for tuning/calibration")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=checks.positive_int, default=None,
                         help="CPU threads for ONNX Runtime and the torch metrics (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--seed", type=checks.nonnegative_int, default=0)
+    parser.add_argument("--batch", type=checks.positive_int, default=256)
     parser.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     parser.add_argument("--device", default="cpu", help="torch device / 'cpu' or 'cuda' for ONNX Runtime")
     parser.add_argument("--run-dir", default=None,
@@ -301,8 +302,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--csv", type=Path, help="also append the rows to this CSV file")
     parser.add_argument("--plots", type=Path, help="write PSNR/accuracy/FID vs SNR figures to this folder")
     parser.add_argument("--mosaic", type=Path, help="write an image mosaic (PNG; one per k: _k<k> added when several)")
-    parser.add_argument("--mosaic-snr", nargs="+", type=float, default=[0, 5, 20])
-    parser.add_argument("--mosaic-images", type=int, default=6)
+    parser.add_argument("--mosaic-snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[0, 5, 20])
+    parser.add_argument("--mosaic-images", type=checks.int_range(1, 64), default=6)
     parser.add_argument("--tx-snr", choices=("known", "fixed"), default="known",
                         help="known: the encoder is given the channel SNR (as in training); fixed: the encoder "
                              "runs at its default SNR, as a transmitter without feedback (row key tx_snr_db)")

@@ -35,6 +35,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from diffsem import args as checks
 
 log = logging.getLogger("diffsem.experiments.sweep")
 
@@ -459,26 +460,26 @@ def path_table(rows) -> str:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--scheme", nargs="+", choices=SCHEMES, default=["digital", "linear", "deepjscc", "student"])
-    parser.add_argument("--steps", nargs="+", type=int, default=[1, 2], help="student step counts (1, 2, 4)")
-    parser.add_argument("--teacher-steps", type=int, default=None, help="teacher sampler steps (default: its card's)")
-    parser.add_argument("--temperature", type=float, default=None,
+    parser.add_argument("--steps", nargs="+", type=checks.int_range(1, 1000), default=[1, 2], help="student step counts (1, 2, 4)")
+    parser.add_argument("--teacher-steps", type=checks.int_range(1, 1000), default=None, help="teacher sampler steps (default: its card's)")
+    parser.add_argument("--temperature", type=checks.float_range(0.0, 10.0), default=None,
                         help="sampling temperature of teacher/student points (default: each card's)")
-    parser.add_argument("--k", nargs="+", type=int, default=[128, 32], help="complex channel uses per image")
+    parser.add_argument("--k", nargs="+", type=checks.positive_int, default=[128, 32], help="complex channel uses per image")
     parser.add_argument("--channel", nargs="+", choices=CHANNELS, default=["awgn"])
-    parser.add_argument("--cfo", nargs="+", type=float, default=[0.0],
+    parser.add_argument("--cfo", nargs="+", type=checks.float_range(-32.0, 32.0), default=[0.0],
                         help="carrier frequency offset, subcarrier spacings (flowgraph path only)")
-    parser.add_argument("--snr", nargs="+", type=float, default=[-5, -2.5, 0, 2.5, 5, 7.5, 10, 12.5, 15, 17.5, 20,
+    parser.add_argument("--snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[-5, -2.5, 0, 2.5, 5, 7.5, 10, 12.5, 15, 17.5, 20,
                                                                  22.5, 25], help="Es/N0 per complex symbol, dB")
-    parser.add_argument("--n", type=int, default=300, help="first N Fashion-MNIST test images per point")
-    parser.add_argument("--seed", type=int, default=0, help="channel/noise/sampler seed (written in every row)")
+    parser.add_argument("--n", type=checks.int_range(1, 10000), default=300, help="first N Fashion-MNIST test images per point")
+    parser.add_argument("--seed", type=checks.nonnegative_int, default=0, help="channel/noise/sampler seed (written in every row)")
     parser.add_argument("--path", choices=PATHS, default="library",
                         help="library: diffsem.channel.transmit; flowgraph: the GNU Radio OFDM PHY + channel_sim")
     parser.add_argument("--csv", type=Path, default=Path("runs/sweep.csv"),
                         help="rows are appended here; points already in it are skipped (resume)")
     parser.add_argument("--plots", type=Path, help="write PNG figures to this folder")
     parser.add_argument("--plot-prefix", default="sweep", help="figure file names start with this")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (local pool)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads per worker")
+    parser.add_argument("--jobs", type=checks.int_range(1, 256), default=2, help="worker processes (local pool)")
+    parser.add_argument("--threads", type=checks.positive_int, default=1, help="BLAS/torch threads per worker")
     parser.add_argument("--scheduler", help="tcp://host:port of a Dask distributed scheduler: run the points there")
     parser.add_argument("--table", action="store_true", help="print the PSNR/accuracy markdown table per k")
     parser.add_argument("--compare-paths", action="store_true",

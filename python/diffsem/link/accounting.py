@@ -1,6 +1,10 @@
 """Frame accounting and reference matching of the semantic link (what link_metrics reports).
 
-Accounting: sent = decoded + crc_dropped + queue_dropped + bad_input + failed + missing.
+Accounting: sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input + failed + missing.
+`unmatched` frames were received but their reference was gone (older than the reference window,
+when the backlog exceeds it): counted apart, never as decoded. Drop notices that name no frame
+sent are counted as drops_unmatched, outside the identity. (A link with no reference stream
+counts every frame out of the decoder as decoded and every notice by its reason.)
 crc_dropped comes from the receiver's own counters (header CRC failed, malformed or non-finite
 payload). `missing` is in flight while the link runs; a frame still missing once the link has
 drained was never detected by the receiver (lost). Receiver drops beyond the frames unaccounted
@@ -20,7 +24,7 @@ from diffsem.link.seq import SEQ_MODULO
 # header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.
 RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite")
 MAX_REFERENCES = SEQ_MODULO // 2  # a 12-bit seq names one pending reference (~6 MB kept)
-COUNTERS = ("sent", "decoded", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu")
+COUNTERS = ("sent", "decoded", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu", "drops_unmatched")
 # drop-notice reason -> the counter it goes to (anything else is "failed")
 DROP_COUNTER = {"queue_full": "queue_dropped", "stopped": "queue_dropped", "bad_input": "bad_input"}
 
@@ -42,7 +46,8 @@ def settle(counters: dict, rx_dropped: int, pending: int) -> dict:
     too: receiver drops are attributed to sent frames only up to the number still unaccounted
     for; the excess are false triggers, reported apart."""
     c = dict(counters)
-    unaccounted = c["sent"] - (c["decoded"] + c["queue_dropped"] + c["bad_input"] + c["failed"])
+    unaccounted = c["sent"] - (c["decoded"] + c.get("unmatched", 0) + c["queue_dropped"] + c["bad_input"]
+                               + c["failed"])
     c["crc_dropped"] = min(rx_dropped, max(unaccounted, 0))
     c["rx_false_triggers"] = rx_dropped - c["crc_dropped"]
     c["missing"] = unaccounted - c["crc_dropped"]  # in flight now; lost once the link has drained
@@ -87,5 +92,6 @@ class ReferenceBook:
             self.references.pop(seq, None)
         return seq, ref
 
-    def discard(self, seq) -> None:
-        self.references.pop(seq, None)
+    def discard(self, seq) -> bool:
+        """Remove source seq `seq`; whether it was pending."""
+        return self.references.pop(seq, None) is not None

@@ -74,20 +74,67 @@ def encode_constellation(symbols) -> bytes:
     return np.ascontiguousarray(np.asarray(symbols).ravel(), dtype="<c8").tobytes()
 
 
+MAX_PAYLOAD = 4 << 20      # bytes of one tap message a subscriber accepts
+MAX_IMAGE_PIXELS = 1 << 22  # width x height of a tap image (a 28x28 image scaled up 70x fits)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class TapMessageError(ValueError):
+    """A tap message that is not what its topic promises; `kind` names the counter it goes to."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def decode(topic, payload: bytes):
     """Decode one tap message: constellation -> complex64 array, metrics/state -> dict,
-    image -> (float32 image [28,28] in [0,1], dict of PNG text chunks)."""
-    topic = topic.decode() if isinstance(topic, bytes) else topic
+    image -> (float32 image [28,28] in [0,1], dict of PNG text chunks). A message that is not
+    what its topic promises (oversized, not a JSON object, not a PNG, a decompression bomb, a
+    byte count that is no whole number of complex64) raises TapMessageError with its kind."""
+    topic = topic.decode(errors="replace") if isinstance(topic, bytes) else str(topic)
+    if topic not in TOPICS:
+        raise TapMessageError(f"unknown tap topic {topic[:40]!r}: one of {TOPICS}", "unknown_topic")
+    if len(payload) > MAX_PAYLOAD:
+        raise TapMessageError(f"{topic} message of {len(payload)} bytes (at most {MAX_PAYLOAD})", "oversized")
     if topic == "constellation":
         if len(payload) % 8:
-            raise ValueError(f"constellation payload of {len(payload)} bytes is not a whole number of complex64")
+            raise TapMessageError(f"constellation payload of {len(payload)} bytes is not a whole number of "
+                                  "complex64", "constellation_bytes")
         return np.frombuffer(payload, dtype="<c8")
     if topic in ("metrics", "state"):
-        return json.loads(payload.decode("utf-8"))
-    if topic == "image":
-        from diffsem.images import decode_png
-        return decode_png(payload)
-    raise ValueError(f"unknown tap topic {topic!r}: one of {TOPICS}")
+        try:
+            value = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise TapMessageError(f"{topic} message is not JSON ({exc})", "bad_json") from None
+        if not isinstance(value, dict):
+            raise TapMessageError(f"{topic} message is a JSON {type(value).__name__}, not an object", "json_type")
+        return value
+    if not payload.startswith(PNG_SIGNATURE):
+        raise TapMessageError("image message is not a PNG", "not_png")
+    return _decode_png_checked(payload)
+
+
+def _decode_png_checked(payload: bytes):
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from diffsem.images import decode_png
+    try:
+        with Image.open(io.BytesIO(payload)) as img:  # reads the header only
+            width, height = img.size
+    except Exception as exc:  # noqa: BLE001 - whatever Pillow says, it is no image
+        raise TapMessageError(f"image message is not a readable PNG ({exc})", "bad_png") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise TapMessageError(f"image of {width}x{height} pixels (at most {MAX_IMAGE_PIXELS})", "image_too_large")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return decode_png(payload)
+    except Exception as exc:  # noqa: BLE001
+        raise TapMessageError(f"image message does not decode ({exc})", "bad_png") from None
 
 
 class TapPublisher:

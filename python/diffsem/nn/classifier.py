@@ -130,7 +130,7 @@ def train_classifier(cfg: dict, out_dir: Path, device: str = "cpu") -> dict:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch)
     start_epoch, history, elapsed = 0, [], 0.0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
         if {**DEFAULTS, **state["cfg"]} == cfg:  # keys added to DEFAULTS later keep old checkpoints usable
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])

@@ -99,6 +99,10 @@ def load_card(path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in card]
     if missing:
         raise CardError(f"{_show(path)}: card lacks required keys {missing}")
+    temperature = card.get("default_temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or not 0.0 <= temperature <= 10.0):
+        raise CardError(f"{_show(path)}: default_temperature must be a number in 0..10, got {temperature!r}")
     return card
 
 

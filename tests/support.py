@@ -1,14 +1,21 @@
 """Helpers the test folders share that are not fixtures (the fixtures are in conftest.py): the tiny
-exported models, a small exact stand-in Scheme, running one block, compiling a flowgraph.
+exported models, a small exact stand-in Scheme, running one block, compiling a flowgraph, the
+radio apps as OS processes.
 Heavy imports (torch, scipy, GNU Radio) stay inside the functions, so a core test that imports
 this module does not load GNU Radio."""
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
+import queue
 import shutil
+import socket
 import subprocess
+import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -184,3 +191,56 @@ def run_until_accounted(tb, n: int, timeout: float = 60.0) -> dict:
         tb.stop()
         tb.wait()
     return met.accounting()
+
+
+# ----------------------------------------------------------------------------- apps as processes
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class App:
+    """One app as an OS process; stderr lines are collected so the test can wait for "ready"."""
+
+    def __init__(self, *argv):
+        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.cli", *argv], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.err: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stderr:
+            self.err.append(line)
+            self.lines.put(line)
+
+    def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if ": ready:" in self.lines.get(timeout=0.5):
+                    return
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+        raise AssertionError(f"app not ready after {timeout} s: {''.join(self.err)[-2000:]}")
+
+    def report(self, timeout) -> dict:
+        out, _ = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, f"exit {self.proc.returncode}: {''.join(self.err)[-2000:]}"
+        return json.loads(out.strip().splitlines()[-1])
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

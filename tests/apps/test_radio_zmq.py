@@ -3,70 +3,10 @@ the single-flowgraph loopback (LoopbackSim) on the same images, SNR and seed; SD
 without a device fail with one sentence."""
 from __future__ import annotations
 
-import json
-import os
-import queue
-import socket
-import subprocess
-import sys
-import threading
-import time
-
 import pytest
-from support import REPO
+from support import App, free_ports
 
 SNR_DB, COUNT, K, SEED = 15.0, 16, 128, 0
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-class App:
-    """One app as an OS process; stderr lines are collected so the test can wait for "ready"."""
-
-    def __init__(self, *argv):
-        self.proc = subprocess.Popen([sys.executable, "-m", "diffsem_apps.cli", *argv], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.err: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stderr:
-            self.err.append(line)
-            self.lines.put(line)
-
-    def wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if ": ready:" in self.lines.get(timeout=0.5):
-                    return
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-        raise AssertionError(f"app not ready after {timeout} s: {''.join(self.err)[-2000:]}")
-
-    def report(self, timeout) -> dict:
-        out, _ = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, f"exit {self.proc.returncode}: {''.join(self.err)[-2000:]}"
-        return json.loads(out.strip().splitlines()[-1])
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def loopback_reference():

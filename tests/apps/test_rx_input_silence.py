@@ -2,7 +2,6 @@
 back; a restarted channel process is rejoined and decoding resumes within 2 s."""
 import json
 import os
-import sys
 import time
 
 import pytest
@@ -27,8 +26,7 @@ def test_silence_and_return_are_logged_once_each_and_counted():
     assert s.report() == {"input_gaps": 1, "input_silent_s": 14.0}
 
 
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from test_apps_zmq import App, free_ports  # noqa: E402 (the three-process link's helpers)
+from support import App, free_ports  # noqa: E402 (the three-process link's helpers)
 
 
 class _App(App):

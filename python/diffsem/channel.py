@@ -8,7 +8,7 @@ After zero-forcing equalisation the receiver hands the decoder, per symbol, s_ha
 and its noise variance sigma^2 (1 + lev) / |h_hat|^2 (a weak subcarrier gives a large variance;
 lev = 0 with perfect CSI, the receiver's channel-estimate error factor CSI_EST_ERR[kind] with
 csi="estimated"). This is what the OFDM receiver (diffsem.phy.burst_rx) outputs, so models trained here
-see what the radio gives (tests/test_channel_matches_receiver.py).
+see what the radio gives (tests/core/test_channel_matches_receiver.py).
 
 Complex values are carried as a trailing axis of size 2 (re, im), as in the ONNX contract.
 

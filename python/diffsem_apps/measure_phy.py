@@ -7,7 +7,7 @@ from gnuradio.diffsem.harness import PhyLoopback
 
 
 def measure(snr_db, channel="awgn", cfo=0.0, timing_offset=0.0, n_frames=1000, n_symbols=128, seed=0):
-    """One loopback condition -> dict of the figures docs/phy.md reports."""
+    """One loopback condition -> dict of the figures docs/design/phy.md reports."""
     import numpy as np
 
     tb = PhyLoopback(snr_db, channel, cfo, timing_offset, n_frames, n_symbols, seed, window=16,
@@ -39,8 +39,8 @@ def measure(snr_db, channel="awgn", cfo=0.0, timing_offset=0.0, n_frames=1000, n
 
 def main(argv=None):
     """diffsem measure phy [--frames N] [--only snr,cfo,selective,rayleigh,sync]: the PHY figures
-    of docs/phy.md, one JSON line per condition (seed 0); sync (not in the default set): AWGN 0,
-    -3 and 20 dB, flat Rayleigh 10 and 5 dB, --frames each."""
+    of docs/design/phy.md, one JSON line per condition (seed 0); sync (not in the default set):
+    AWGN 0, -3 and 20 dB, flat Rayleigh 10 and 5 dB, --frames each."""
     import argparse
     import json
 

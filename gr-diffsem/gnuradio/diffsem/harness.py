@@ -274,6 +274,8 @@ class LoopbackSim(gr.top_block):
         gr.top_block.__init__(self, "diffsem loopback_sim")
         from gnuradio import diffsem
 
+        self._receivers = []  # every block given a message connection, the link's and a caller's
+
         self.src = diffsem.image_source(source, "test", first, count, False, rate, start_delay)
         self.enc = diffsem.semantic_encoder(k, "", models_dir, provider, snr_db, max(64, max_queue), max_batch,
                                             drop_policy, threads)
@@ -321,6 +323,19 @@ class LoopbackSim(gr.top_block):
                 self.msg_connect(met, "metrics", self.taps, "metrics")
         self.elapsed_s = None
 
+    def msg_connect(self, *args):
+        """gr.top_block.msg_connect, remembering the receiving block so that draining waits for
+        its message queue too (a caller's taps or sinks included, not only the link's)."""
+        self._receivers.append(args[2] if len(args) == 4 else args[1][0])
+        return gr.top_block.msg_connect(self, *args)
+
+    def _messages_queued(self) -> bool:
+        for blk in self._receivers:
+            base = blk.to_basic_block() if hasattr(blk, "to_basic_block") else blk
+            if hasattr(base, "empty_handled_p") and not base.empty_handled_p():
+                return True
+        return False
+
     def _settled(self) -> bool:
         if not self.src.finished():
             return False
@@ -338,15 +353,16 @@ class LoopbackSim(gr.top_block):
 
     def run_until_drained(self, timeout_s: float = 600.0, quiet_s: float = 5.0, poll_s: float = 0.05) -> bool:
         """Run until every frame is accounted for (True), or nothing moved for quiet_s after the
-        source finished / timeout_s passed (False: what is still missing was lost)."""
+        source finished / timeout_s passed (False: what is still missing was lost). On True it
+        stops once every block given a message connection has handled its queue."""
         t0 = time.perf_counter()
         self.start()
-        ok = False
+        ok, t_settled = False, None
         try:
             last, t_last = None, time.perf_counter()
             while time.perf_counter() - t0 < timeout_s:
                 if self._settled():
-                    ok = True
+                    ok, t_settled = True, time.perf_counter()
                     break
                 now = self._progress()
                 if now != last:
@@ -354,8 +370,15 @@ class LoopbackSim(gr.top_block):
                 elif self.src.finished() and time.perf_counter() - t_last > quiet_s:
                     break
                 time.sleep(poll_s)
+            # Every frame is accounted for, but the other receivers of the same messages (taps, a
+            # caller's sinks) may lag behind link_metrics on a loaded machine, and stop() drops what
+            # is still queued: stop once every message queue was empty at two polls in a row.
+            empty = 0
+            while ok and empty < 2 and time.perf_counter() - t0 < timeout_s:
+                empty = 0 if self._messages_queued() else empty + 1
+                time.sleep(poll_s)
         finally:
-            self.elapsed_s = time.perf_counter() - t0
+            self.elapsed_s = (t_settled or time.perf_counter()) - t0  # the link's time, not the flush's
             self.stop()
             self.wait()
             for met in self.metrics:

@@ -63,7 +63,7 @@ class Choice:
                 "points": [f"{ch}{'/' + csi if csi else ''} {snr:g} dB" for ch, csi, snr in pts],
                 "grid": [c[0] for c in self.candidates], "rule": self.rule, "target": self.target,
                 "worst_at_choice": {key: round(v, 4) for key, v in self.worst.items()},
-                "doc": "docs/evaluation.md#sampling-temperatures", "command": "diffsem calibrate"}
+                "doc": "docs/design/decisions.md#sampling-temperature", "command": "diffsem calibrate"}
 
 
 def _key(r):

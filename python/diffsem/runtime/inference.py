@@ -287,7 +287,7 @@ class FrameDecoder:
         if mode not in DECODER_MODES:
             raise ValueError(f"decoder mode {mode!r}: choose one of {DECODER_MODES}")
         self.model, self.k, self.mode, self.seed = model, int(k), mode, int(seed)
-        if temperature is None:  # the card's calibrated value (docs/evaluation.md), as diffsem eval uses
+        if temperature is None:  # the card's calibrated value (docs/design/decisions.md#sampling-temperature), as diffsem eval uses
             temperature = temperature_of_card(getattr(model, "card", None) or {})
         self.temperature = float(temperature)
         if not 0.0 <= self.temperature <= 2.0:

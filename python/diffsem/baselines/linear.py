@@ -60,7 +60,7 @@ class LinearScheme:
 
     name = "linear"
     steps = 0  # no network evaluations
-    link = "analog"  # its symbols go on the air as they are
+    link = "ofdm_analog"  # its symbols go on the air as they are
 
     def __init__(self, k: int, allocation: str = "softcast", decoder: str = "lmmse",
                  basis: Path | None = None):

@@ -4,6 +4,8 @@
         --channel awgn rayleigh selective --csi perfect estimated --snr 0 5 10 20 \\
         --csv runs/eval.csv --plots runs/plots --mosaic runs/mosaic.png
 
+The points are diffsem.experiments.grid's (the grid `diffsem sweep` walks too); any scheme of
+diffsem.experiments.schemes.KINDS runs, the baselines (linear, digital, separation) included.
 Each point: the first --n test images are encoded by the scheme, sent through
 diffsem.channel.transmit (the training channel: ZF equalisation, per-symbol noise variance, a
 torch.Generator seeded with --seed so every scheme sees the same channel and noise draws), decoded
@@ -12,13 +14,17 @@ with the nominal SNR and the reported per-symbol noise variance, and scored by `
 
 Row keys: scheme, steps, k, channel, [csi: fading channels], snr_db, psnr, ssim, accuracy, fid,
 hf_ratio, n, seed (+ tx_snr_db with --tx-snr fixed; + nonfinite when a decoder produced NaN/inf
-pixels, which are scored as 0). The encoder is given the point's SNR when its encode() takes
+pixels, which are scored as 0; + the scheme's own columns, schemes.row_fields: temperature of a
+sampler, mode and delivered of the digital link, delivered of the separation bound). The encoder is given the point's SNR when its encode() takes
 `snr_db` (the SNR-adaptive encoders are trained that way); --tx-snr fixed runs it at its default.
 
-The sweep engine and the GNU Radio link reuse `evaluate_point` and `score`.
+`evaluate_point` is the one runner: the sweep (library and flowgraph paths, the latter as an
+injected channel path) and the GNU Radio demo reuse it and `score`; rows go through
+diffsem.experiments.rows, figures through diffsem.experiments.plots.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -30,7 +36,7 @@ import numpy as np
 
 from diffsem import metrics
 from diffsem.experiments.rows import RowWriter
-from diffsem.experiments import plots
+from diffsem.experiments import grid, plots
 from diffsem.experiments import schemes as _schemes
 from diffsem.experiments.schemes import KINDS, encode_at, samples
 
@@ -159,25 +165,42 @@ def evaluate_point(scheme, images, labels, channel: str, snr_db: float, csi: str
     return row
 
 
-def evaluate_grid(schemes, images, labels, channels, snrs, csis=("perfect",), seed: int = 0, batch: int = 256,
-                  on_row=None, net=None, device: str = "cpu", tx_snr_known: bool = True) -> list[dict]:
-    """Every scheme x channel (x CSI for fading channels) x SNR; `on_row(row)` as each one finishes."""
-    rows = []
-    for scheme in schemes:
-        for channel in channels:
-            if not KINDS.get(scheme.name, _schemes.Kind(scheme.name)).exists(channel):
+def evaluate_points(points, images, labels, load, batch: int = 256, on_row=None, net=None, device: str = "cpu",
+                    tx_snr_known: bool = True, retemper: bool = False) -> tuple[list[dict], int]:
+    """Every point of a grid (diffsem.experiments.grid.make_points) through `evaluate_point`;
+    load(name, k, steps) gives the scheme (cached here; a scheme that fails to load is logged
+    once and its points skipped). retemper: run a sampling scheme at the point's temperature
+    (a calibration sweep) rather than its own. Returns (rows, schemes that failed to load)."""
+    rows, loaded, failed = [], {}, set()
+    for p in points:
+        key = (p["scheme"], p["k"], p["steps"])
+        if key in failed:
+            continue
+        if key not in loaded:
+            try:
+                loaded[key] = load(*key)
+            except Exception as exc:  # noqa: BLE001 - a missing model skips its scheme, loudly
+                failed.add(key)
+                log.error("cannot load scheme %s k=%d steps=%s: %s", *key, exc)
                 continue
-            for csi in (csis if channel != "awgn" else ("perfect",)):
-                for snr in snrs:
-                    t0 = time.perf_counter()
-                    row = evaluate_point(scheme, images, labels, channel, snr, csi, seed, batch, net, device,
-                                         tx_snr_known)
-                    log.info("%s k=%s steps=%s %s/%s %.1f dB: %.1f s", scheme.name, scheme.k, scheme.steps,
-                             channel, csi, snr, time.perf_counter() - t0)
-                    rows.append(row)
-                    if on_row:
-                        on_row(row)
-    return rows
+        scheme = loaded[key]
+        if retemper and p["temperature"] is not None:
+            try:
+                (scheme,) = at_temperatures(scheme, [p["temperature"]])
+            except ValueError as exc:
+                failed.add(key)
+                log.error("scheme %s k=%d steps=%s: %s", *key, exc)
+                continue
+        t0 = time.perf_counter()
+        csi = p.get("csi") or "perfect"
+        row = evaluate_point(scheme, images, labels, p["channel"], p["snr_db"], csi, p["seed"], batch, net, device,
+                             tx_snr_known)
+        log.info("%s k=%s steps=%s %s/%s %.1f dB: %.1f s", scheme.name, scheme.k, scheme.steps,
+                 p["channel"], csi, p["snr_db"], time.perf_counter() - t0)
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return rows, len(failed)
 
 
 # --- outputs: CSV, plots, mosaic -------------------------------------------------------------
@@ -302,24 +325,31 @@ def run(args) -> int:
         if writer:
             writer.write(row)
 
+    @functools.lru_cache(maxsize=None)  # the mosaic draws with the schemes the rows used
+    def load(name, k, steps):
+        kwargs = dict(load_kwargs)
+        if args.backend == "torch" and args.run_dir:
+            kwargs["run_dir"] = args.run_dir.replace("{k}", str(k))
+        return load_scheme(name, k, steps=steps, backend=args.backend, device=args.device, **kwargs)
+
     try:
-        for k in args.k:
-            schemes = []
-            if args.backend == "torch" and args.run_dir:
-                load_kwargs["run_dir"] = args.run_dir.replace("{k}", str(k))
-            for name in args.scheme:
-                for steps in KINDS[name].step_options(args.steps, args.teacher_steps):
-                    try:
-                        scheme = load_scheme(name, k, steps=steps, backend=args.backend, device=args.device,
-                                             **load_kwargs)
-                        schemes += at_temperatures(scheme, args.temperature)
-                    except Exception as exc:  # noqa: BLE001 - a missing model skips its scheme, loudly
-                        failures += 1
-                        log.error("cannot load scheme %s k=%d steps=%s: %s", name, k, steps, exc)
-            all_rows += evaluate_grid(schemes, images, labels, args.channel, args.snr, args.csi, args.seed,
-                                      args.batch, on_row=emit, device=metric_device,
-                                      tx_snr_known=args.tx_snr == "known")
-            if args.mosaic and schemes:
+        for k in args.k:  # per k, so that each k's mosaic follows its rows
+            points = grid.make_points(args.scheme, args.steps, [k], args.channel, args.snr, len(images), args.seed,
+                                      teacher_steps=args.teacher_steps, temperature=args.temperature,
+                                      csis=args.csi)
+            rows, failed = evaluate_points(points, images, labels, load, args.batch, on_row=emit,
+                                           device=metric_device, tx_snr_known=args.tx_snr == "known",
+                                           retemper=bool(args.temperature))
+            all_rows += rows
+            failures += failed
+            if args.mosaic and rows:
+                schemes = []
+                for name in args.scheme:
+                    for steps in KINDS[name].step_options(args.steps, args.teacher_steps):
+                        try:
+                            schemes += at_temperatures(load(name, k, steps), args.temperature)
+                        except Exception:  # noqa: BLE001 - already reported by evaluate_points
+                            pass
                 path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes, images[:args.mosaic_images],
                                     args.channel[0], args.mosaic_snr, args.csi[0], args.seed,
                                     args.tx_snr == "known")

@@ -11,8 +11,9 @@ diffsem.experiments never ask a scheme's name what to do:
     at_snr(snr_db)              (optional) link configuration both ends know at an operating point
     row_fields()                (optional) scheme-specific columns of the point just run
     offline                     (optional) True: reconstruct(images, snr_db) without a channel (a bound)
-    link                        (optional) "analog": its symbols go through ofdm_analog_tx/rx;
-                                "digital": frames through digital_link_tx/rx in its mode_for(snr)
+    link                        (optional) the radio blocks that carry it: "ofdm_analog" (its
+                                symbols through ofdm_analog_tx/rx, the default), "digital_link"
+                                (frames through digital_link_tx/rx in its mode_for(snr)), None
 
 `KINDS` says, per scheme name and before anything is loaded, which steps it takes, whether it
 samples and on which channels it exists; `make_scheme` builds any of them.

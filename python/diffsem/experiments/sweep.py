@@ -36,57 +36,19 @@ import time
 from pathlib import Path
 
 from diffsem.experiments import rows as rowfile
+from diffsem.experiments.grid import KEY_FIELDS, make_points, point_key, point_temperature  # noqa: F401
 from diffsem.experiments.plots import markdown_table, path_table, write_plots  # noqa: F401 (the sweep's reports)
-from diffsem.experiments.schemes import ALL_SCHEMES, KINDS
+from diffsem.experiments.schemes import ALL_SCHEMES
 
 log = logging.getLogger("diffsem.experiments.sweep")
 
 SCHEMES = ALL_SCHEMES
 CHANNELS = ("awgn", "rayleigh", "selective")
 PATHS = ("library", "flowgraph")
-KEY_FIELDS = ("path", "scheme", "steps", "temperature", "k", "channel", "cfo", "snr_db", "n", "seed")
 METRIC_FIELDS = ("psnr", "ssim", "accuracy", "fid", "hf_ratio", "delivered", "mode", "nonfinite")
 INFO_FIELDS = ("seconds", "finished_at", "worker")
 FIELDS = KEY_FIELDS + METRIC_FIELDS + INFO_FIELDS
 REQUIRED = ("path", "scheme", "k", "snr_db", "seed", "finished_at")  # a row without one was cut short
-
-
-# --- the grid ----------------------------------------------------------------------------------
-
-def point_key(point: dict) -> tuple:
-    return rowfile.key(point, KEY_FIELDS)
-
-
-def point_temperature(scheme: str, k: int, steps, temperature=None):
-    """The sampling temperature a point of a sampling scheme runs at (None for the others)."""
-    if not KINDS[scheme].samples:
-        return None
-    if temperature is not None:
-        return float(temperature)
-    from diffsem.runtime.naming import card_temperature
-    return card_temperature(scheme, k, steps)
-
-
-def make_points(schemes, steps, ks, channels, snrs, n: int, seed: int, path: str = "library",
-                cfos=(0.0,), teacher_steps=None, temperature=None) -> list[dict]:
-    """Every grid point, in a stable order (k, channel, cfo, scheme, steps, SNR); a scheme
-    appears only where its Kind exists (the separation bound: AWGN, library path, no CFO)."""
-    points = []
-    for k in ks:
-        for channel in channels:
-            for cfo in cfos:
-                for scheme in schemes:
-                    kind = KINDS[scheme]
-                    if not kind.exists(channel, path, cfo):
-                        continue
-                    for st in kind.step_options(steps, teacher_steps):
-                        for snr in snrs:
-                            points.append({"path": path, "scheme": scheme, "steps": st,
-                                           "temperature": point_temperature(scheme, k, st, temperature),
-                                           "k": int(k),
-                                           "channel": channel, "cfo": float(cfo), "snr_db": float(snr),
-                                           "n": int(n), "seed": int(seed)})
-    return points
 
 
 # --- the CSV (diffsem.experiments.rows under FIELDS) -----------------------------------------------
@@ -139,8 +101,8 @@ def run_point(point: dict, flowgraph=None) -> dict:
             recons, fields = flowgraph(point, scheme_, images_)
             extra.update(fields)
             return recons
-    metrics = evaluate.evaluate_point(scheme, images, labels, point["channel"], point["snr_db"], "perfect",
-                                      point["seed"], channel_path=channel_path)
+    metrics = evaluate.evaluate_point(scheme, images, labels, point["channel"], point["snr_db"],
+                                      point.get("csi") or "perfect", point["seed"], channel_path=channel_path)
     row = dict(point)
     row.update({k_: metrics.get(k_) for k_ in METRIC_FIELDS})
     row.update(extra)

@@ -43,7 +43,7 @@ class DigitalScheme:
 
     name = "digital"
     steps = 0
-    link = "digital"  # on the radio: frames through digital_link_tx/rx in mode_for(snr)
+    link = "digital_link"  # on the radio: frames through digital_link_tx/rx in mode_for(snr)
 
     def __init__(self, k: int, mode: str | None = None, codecs=CODECS, thresholds: dict | None = None,
                  link_snr_db: float | None = None, margin_db: float = 0.0):

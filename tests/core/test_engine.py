@@ -7,6 +7,7 @@ few test images.
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,20 @@ def test_eval_rows_resume_keys_survive_their_csv(tmp_path):
     (back,) = rows.read_rows(tmp_path / "e.csv")
     fields = ("scheme", "steps", "temperature", "k", "channel", "snr_db", "n", "seed")
     assert rows.key(back, fields) == rows.key(row, fields) and back["mode"] == ""
+
+
+def test_eval_takes_the_baselines_and_resumes_from_its_csv(tmp_path, capsys, run_command):
+    out_csv = tmp_path / "eval.csv"
+    argv = ["--scheme", "linear", "digital", "separation", "--k", "32", "--channel", "awgn", "rayleigh",
+            "--snr", "0", "20", "--n", "8", "--csv", out_csv, "--quiet"]
+    assert run_command("diffsem.experiments.evaluate", argv) == 0
+    first = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # linear and digital on both channels, the bound on AWGN only
+    assert sorted({(r["scheme"], r["channel"]) for r in first}) == [
+        ("digital", "awgn"), ("digital", "rayleigh"), ("linear", "awgn"), ("linear", "rayleigh"),
+        ("separation", "awgn")]
+    assert all(r["steps"] is None for r in first) and {r["mode"] for r in first if r["scheme"] == "digital"}
+    assert run_command("diffsem.experiments.evaluate", argv + ["--resume", "--snr", "0", "10", "20"]) == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["snr_db"] for r in again} == {10.0} and len(again) == len(first) // 2
+    assert len(rows.read_rows(out_csv)) == len(first) + len(again)

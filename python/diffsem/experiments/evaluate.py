@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from diffsem import metrics
-from diffsem.experiments.rows import RowWriter
+from diffsem.experiments.rows import RowWriter, done_keys
+from diffsem.experiments.rows import key as row_key
 from diffsem.experiments import grid, plots
 from diffsem.experiments import schemes as _schemes
 from diffsem.experiments.schemes import KINDS, encode_at, samples
@@ -44,6 +45,7 @@ log = logging.getLogger("diffsem.experiments.evaluate")
 
 SCHEMES = _schemes.ALL_SCHEMES  # deepjscc_nonv: the ablation without noise_var
 DEFAULT_SCHEMES = ("deepjscc", "teacher", "student")
+RESUME_KEY = ("scheme", "steps", "temperature", "k", "channel", "csi", "snr_db", "n", "seed")  # grid coordinates
 ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", "accuracy", "fid",
             "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite", "temperature", "mode", "delivered")
 
@@ -286,6 +288,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--run-dir", default=None,
                         help="torch backend: the training run folder, '{k}' replaced by k (default runs/k{k})")
     parser.add_argument("--csv", type=Path, help="also append the rows to this CSV file")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the points whose row is already in --csv (same scheme, steps, temperature, "
+                             "k, channel, csi, SNR, n and seed)")
     parser.add_argument("--plots", type=Path, help="write PSNR/accuracy/FID vs SNR figures to this folder")
     parser.add_argument("--mosaic", type=Path, help="write an image mosaic (PNG; one per k: _k<k> added when several)")
     parser.add_argument("--mosaic-snr", nargs="+", type=float, default=[0, 5, 20])
@@ -316,6 +321,9 @@ def run(args) -> int:
         import torch
         torch.set_num_threads(int(args.threads))
         load_kwargs["threads"] = int(args.threads)
+    if getattr(args, "resume", False) and not args.csv:
+        raise SystemExit("diffsem eval: --resume needs --csv (the rows to resume from)")
+    done = done_keys(args.csv, RESUME_KEY) if getattr(args, "resume", False) else set()
     writer = CsvWriter(args.csv) if args.csv else None
     all_rows, failures = [], 0
 
@@ -337,6 +345,8 @@ def run(args) -> int:
             points = grid.make_points(args.scheme, args.steps, [k], args.channel, args.snr, len(images), args.seed,
                                       teacher_steps=args.teacher_steps, temperature=args.temperature,
                                       csis=args.csi)
+            if done:
+                points = [p for p in points if row_key(p, RESUME_KEY) not in done]
             rows, failed = evaluate_points(points, images, labels, load, args.batch, on_row=emit,
                                            device=metric_device, tx_snr_known=args.tx_snr == "known",
                                            retemper=bool(args.temperature))

@@ -42,7 +42,7 @@ class DigitalScheme:
     """
 
     name = "digital"
-    steps = 0
+    steps = None  # no sampler: not a grid coordinate
     link = "digital_link"  # on the radio: frames through digital_link_tx/rx in mode_for(snr)
 
     def __init__(self, k: int, mode: str | None = None, codecs=CODECS, thresholds: dict | None = None,

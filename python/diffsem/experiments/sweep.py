@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import socket
 import sys
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 
 from diffsem.experiments import rows as rowfile
-from diffsem.experiments.grid import KEY_FIELDS, make_points, point_key, point_temperature  # noqa: F401
+from diffsem.experiments.grid import KEY_FIELDS, make_points, point_key  # noqa: F401 (the sweep's grid)
 from diffsem.experiments.plots import markdown_table, path_table, write_plots  # noqa: F401 (the sweep's reports)
 from diffsem.experiments.schemes import ALL_SCHEMES
 
@@ -89,18 +88,16 @@ def run_point(point: dict, flowgraph=None) -> dict:
     if point.get("temperature") not in (None, ""):
         scheme.temperature = float(point["temperature"])
     extra: dict = {}
-    channel_path = None
-    if point["path"] == "library":
-        if point["cfo"]:
-            raise ValueError("--cfo needs --path flowgraph (the library channel has no carrier offset)")
-    else:
-        if flowgraph is None:
-            raise ValueError("--path flowgraph needs GNU Radio: run it through the `diffsem sweep` command")
+    if point["path"] == "library" and point["cfo"]:
+        raise ValueError("--cfo needs --path flowgraph (the library channel has no carrier offset)")
+    if point["path"] != "library" and flowgraph is None:
+        raise ValueError("--path flowgraph needs GNU Radio: run it through the `diffsem sweep` command")
 
-        def channel_path(scheme_, images_):
-            recons, fields = flowgraph(point, scheme_, images_)
-            extra.update(fields)
-            return recons
+    def through_flowgraph(scheme_, images_):
+        recons, fields = flowgraph(point, scheme_, images_)
+        extra.update(fields)
+        return recons
+    channel_path = None if point["path"] == "library" else through_flowgraph
     metrics = evaluate.evaluate_point(scheme, images, labels, point["channel"], point["snr_db"],
                                       point.get("csi") or "perfect", point["seed"], channel_path=channel_path)
     row = dict(point)

@@ -7,21 +7,26 @@
 * ``separation`` — the ideal separation bound: the best codec quality that fits k·log2(1+SNR)
   bits, i.e. what a capacity-achieving channel code would deliver.
 
-Every scheme follows the evaluation Scheme interface (``name, k, steps, encode, decode``) so
-the sweep engine can run it on ``diffsem.channel.transmit`` as well as through GNU Radio.
+Every scheme follows the Scheme interface of diffsem.experiments.schemes (``name, k, steps,
+encode, decode``, and where it needs them ``at_snr``, ``row_fields``, ``offline``, ``link``), so
+the one experiment runner takes it on ``diffsem.channel.transmit`` as well as through GNU Radio
+without asking its name.
 """
 from __future__ import annotations
 
 
 def make_scheme(name: str, k: int, **kwargs):
-    """Build a baseline Scheme by name: "linear" or "digital"."""
+    """Build a baseline Scheme by name: "linear", "digital" or "separation"."""
     if name == "linear":
         from diffsem.baselines.linear import LinearScheme
         return LinearScheme(k, **kwargs)
     if name == "digital":
         from diffsem.baselines.digital import DigitalScheme
         return DigitalScheme(k, **kwargs)
-    raise ValueError(f"unknown baseline {name!r}: choose linear or digital")
+    if name == "separation":
+        from diffsem.baselines.separation import SeparationScheme
+        return SeparationScheme(k, **kwargs)
+    raise ValueError(f"unknown baseline {name!r}: choose linear, digital or separation")
 
 
 _classifier_cache: dict = {}

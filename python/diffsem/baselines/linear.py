@@ -59,7 +59,8 @@ class LinearScheme:
     """Scheme interface: encode(images) -> symbols [B,k,2]; decode(symbols, snr_db, noise_var, rng)."""
 
     name = "linear"
-    steps = 0  # no network evaluations
+    steps = None  # no sampler: not a grid coordinate
+    link = "ofdm_analog"  # its symbols go on the air as they are
 
     def __init__(self, k: int, allocation: str = "softcast", decoder: str = "lmmse",
                  basis: Path | None = None):

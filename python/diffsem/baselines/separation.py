@@ -50,6 +50,33 @@ def reconstruct(images, k: int, snr_db: float, codecs=CODECS) -> tuple[np.ndarra
     return rec[:, None], fits
 
 
+class SeparationScheme:
+    """The bound as a Scheme: offline (no channel is simulated; the runner calls reconstruct),
+    AWGN only; row_fields gives the fraction of images some codec setting fitted (delivered)."""
+
+    name = "separation"
+    steps = None
+    offline = True
+    link = None  # no radio path: a bound, not a link
+
+    def __init__(self, k: int, codecs=CODECS):
+        self.k, self.codecs = int(k), tuple(codecs)
+        self.last_fits: list = []
+
+    def __repr__(self):
+        return f"SeparationScheme(k={self.k})"
+
+    def reconstruct(self, images, snr_db: float) -> np.ndarray:
+        rec, self.last_fits = reconstruct(images, self.k, float(snr_db), self.codecs)
+        return rec
+
+    def row_fields(self) -> dict:
+        fits = self.last_fits
+        if not fits:
+            return {}
+        return {"delivered": round(sum(1 for f in fits if f is not None and f.codec) / len(fits), 4)}
+
+
 def bound_curve(k: int, snrs, n: int = 500, codecs=CODECS, with_accuracy: bool = True):
     """One dict per SNR: mean PSNR (per image, on [0,1]), accuracy (or None), fit statistics."""
     from diffsem import data

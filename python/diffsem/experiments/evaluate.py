@@ -4,6 +4,8 @@
         --channel awgn rayleigh selective --csi perfect estimated --snr 0 5 10 20 \\
         --csv runs/eval.csv --plots runs/plots --mosaic runs/mosaic.png
 
+The points are diffsem.experiments.grid's (the grid `diffsem sweep` walks too); any scheme of
+diffsem.experiments.schemes.KINDS runs, the baselines (linear, digital, separation) included.
 Each point: the first --n test images are encoded by the scheme, sent through
 diffsem.channel.transmit (the training channel: ZF equalisation, per-symbol noise variance, a
 torch.Generator seeded with --seed so every scheme sees the same channel and noise draws), decoded
@@ -12,15 +14,17 @@ with the nominal SNR and the reported per-symbol noise variance, and scored by `
 
 Row keys: scheme, steps, k, channel, [csi: fading channels], snr_db, psnr, ssim, accuracy, fid,
 hf_ratio, n, seed (+ tx_snr_db with --tx-snr fixed; + nonfinite when a decoder produced NaN/inf
-pixels, which are scored as 0). The encoder is given the point's SNR when its encode() takes
+pixels, which are scored as 0; + the scheme's own columns, schemes.row_fields: temperature of a
+sampler, mode and delivered of the digital link, delivered of the separation bound). The encoder is given the point's SNR when its encode() takes
 `snr_db` (the SNR-adaptive encoders are trained that way); --tx-snr fixed runs it at its default.
 
-The sweep engine and the GNU Radio link reuse `evaluate_point` and `score`.
+`evaluate_point` is the one runner: the sweep (library and flowgraph paths, the latter as an
+injected channel path) and the GNU Radio demo reuse it and `score`; rows go through
+diffsem.experiments.rows, figures through diffsem.experiments.plots.
 """
 from __future__ import annotations
 
-import csv
-import inspect
+import functools
 import json
 import logging
 import math
@@ -32,27 +36,32 @@ import numpy as np
 
 from diffsem import args as checks
 from diffsem import metrics
+from diffsem.experiments.rows import RowWriter, done_keys
+from diffsem.experiments.rows import key as row_key
+from diffsem.experiments import grid, plots
+from diffsem.experiments import schemes as _schemes
+from diffsem.experiments.schemes import KINDS, encode_at, samples
 
 log = logging.getLogger("diffsem.experiments.evaluate")
 
-SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")  # _nonv: the ablation without noise_var
+SCHEMES = _schemes.ALL_SCHEMES  # deepjscc_nonv: the ablation without noise_var
 DEFAULT_SCHEMES = ("deepjscc", "teacher", "student")
+RESUME_KEY = ("scheme", "steps", "temperature", "k", "channel", "csi", "snr_db", "n", "seed")  # grid coordinates
 ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", "accuracy", "fid",
-            "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite", "temperature")
+            "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite", "temperature", "mode", "delivered")
 
 
 def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu", **kwargs):
-    """schemes.load_scheme, imported when first used (tests substitute a fake).
-    kwargs (threads) go to it as given; the temperature comes from the card unless --temperature."""
-    from diffsem.experiments.schemes import load_scheme as _load
-    return _load(name, k, steps=steps, backend=backend, device=device, **kwargs)
+    """schemes.make_scheme (tests substitute a fake). kwargs (threads) go to it as given; the
+    temperature comes from the card unless --temperature."""
+    return _schemes.make_scheme(name, k, steps=steps, backend=backend, device=device, **kwargs)
 
 
 def at_temperatures(scheme, temperatures) -> list:
     """`scheme` once per sampling temperature (shallow copies) for the diffusion decoders; a
     scheme without a sampler (deepjscc) is returned once, whatever the temperatures."""
     import copy
-    if not temperatures or getattr(scheme, "name", None) not in ("teacher", "student"):
+    if not temperatures or not samples(scheme):
         return [scheme]
     out = []
     for t in temperatures:
@@ -85,13 +94,6 @@ def score(recons, images, labels, net=None, device: str = "cpu") -> dict:
             "n": int(n)}
 
 
-def _encode(scheme, images, snr_db: float, tx_snr_known: bool):
-    """The SNR-adaptive encoders are trained knowing the batch SNR; pass it when the scheme takes it."""
-    if tx_snr_known and "snr_db" in inspect.signature(scheme.encode).parameters:
-        return scheme.encode(images, snr_db=float(snr_db))
-    return scheme.encode(images)
-
-
 def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
                         batch: int = 256, tx_snr_known: bool = True) -> tuple[np.ndarray, int]:
     """Reconstructions of `images` through `scheme` over the channel; (recons, nonfinite pixel count).
@@ -108,7 +110,7 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
     out, nonfinite, power = [], 0, []
     for i in range(0, len(images), batch):
         x = np.ascontiguousarray(images[i:i + batch], dtype=np.float32)
-        symbols = np.asarray(_encode(scheme, x, snr_db, tx_snr_known), dtype=np.float32)
+        symbols = np.asarray(encode_at(scheme, x, snr_db if tx_snr_known else None), dtype=np.float32)
         if symbols.shape != (len(x), scheme.k, 2):
             raise ValueError(f"{scheme.name}: encode gave {list(symbols.shape)}, expected [{len(x)}, {scheme.k}, 2]")
         power.append(float(np.mean(np.sum(symbols.astype(np.float64) ** 2, axis=-1))))
@@ -132,10 +134,26 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
     return (np.concatenate(out) if out else np.zeros((0, 1, 28, 28), np.float32)), nonfinite
 
 
+def reconstruct(scheme, images, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
+                batch: int = 256, tx_snr_known: bool = True, channel_path=None) -> tuple[np.ndarray, int]:
+    """(reconstructions, nonfinite pixel count) of one point: an offline scheme (a bound)
+    reconstructs by itself; otherwise `channel_path(scheme, images)` when given (the flowgraph
+    path, which returns (recons, 0)), else the library channel (transmit_and_decode)."""
+    if getattr(scheme, "offline", False):
+        return np.asarray(scheme.reconstruct(images, float(snr_db)), np.float32), 0
+    if channel_path is not None:
+        return np.asarray(channel_path(scheme, images), np.float32), 0
+    return transmit_and_decode(scheme, images, channel, snr_db, csi, seed, batch, tx_snr_known)
+
+
 def evaluate_point(scheme, images, labels, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
-                   batch: int = 256, net=None, device: str = "cpu", tx_snr_known: bool = True) -> dict:
-    """One row of `diffsem eval`: `scheme` over `channel` at `snr_db`, scored on `images`/`labels`."""
-    recons, nonfinite = transmit_and_decode(scheme, images, channel, snr_db, csi, seed, batch, tx_snr_known)
+                   batch: int = 256, net=None, device: str = "cpu", tx_snr_known: bool = True,
+                   channel_path=None) -> dict:
+    """One row: `scheme` over `channel` at `snr_db`, scored on `images`/`labels`, with the
+    scheme's own columns (schemes.row_fields). channel_path: see `reconstruct`."""
+    _schemes.at_snr(scheme, snr_db)
+    recons, nonfinite = reconstruct(scheme, images, channel, snr_db, csi, seed, batch, tx_snr_known,
+                                    channel_path)
     row = {"scheme": scheme.name, "steps": scheme.steps, "k": scheme.k, "channel": channel}
     if channel != "awgn":
         row["csi"] = csi
@@ -146,90 +164,59 @@ def evaluate_point(scheme, images, labels, channel: str, snr_db: float, csi: str
         row["tx_snr_db"] = getattr(scheme, "encode_snr_db", None)
     if nonfinite:
         row["nonfinite"] = nonfinite
-    if getattr(scheme, "temperature", None) is not None and scheme.name in ("teacher", "student"):
-        row["temperature"] = float(scheme.temperature)
+    row.update(_schemes.row_fields(scheme))
     return row
 
 
-def evaluate_grid(schemes, images, labels, channels, snrs, csis=("perfect",), seed: int = 0, batch: int = 256,
-                  on_row=None, net=None, device: str = "cpu", tx_snr_known: bool = True) -> list[dict]:
-    """Every scheme x channel (x CSI for fading channels) x SNR; `on_row(row)` as each one finishes."""
-    rows = []
-    for scheme in schemes:
-        for channel in channels:
-            for csi in (csis if channel != "awgn" else ("perfect",)):
-                for snr in snrs:
-                    t0 = time.perf_counter()
-                    row = evaluate_point(scheme, images, labels, channel, snr, csi, seed, batch, net, device,
-                                         tx_snr_known)
-                    log.info("%s k=%s steps=%s %s/%s %.1f dB: %.1f s", scheme.name, scheme.k, scheme.steps,
-                             channel, csi, snr, time.perf_counter() - t0)
-                    rows.append(row)
-                    if on_row:
-                        on_row(row)
-    return rows
+def evaluate_points(points, images, labels, load, batch: int = 256, on_row=None, net=None, device: str = "cpu",
+                    tx_snr_known: bool = True, retemper: bool = False) -> tuple[list[dict], int]:
+    """Every point of a grid (diffsem.experiments.grid.make_points) through `evaluate_point`;
+    load(name, k, steps) gives the scheme (cached here; a scheme that fails to load is logged
+    once and its points skipped). retemper: run a sampling scheme at the point's temperature
+    (a calibration sweep) rather than its own. Returns (rows, schemes that failed to load)."""
+    rows, loaded, failed = [], {}, set()
+    for p in points:
+        key = (p["scheme"], p["k"], p["steps"])
+        if key in failed:
+            continue
+        if key not in loaded:
+            try:
+                loaded[key] = load(*key)
+            except Exception as exc:  # noqa: BLE001 - a missing model skips its scheme, loudly
+                failed.add(key)
+                log.error("cannot load scheme %s k=%d steps=%s: %s", *key, exc)
+                continue
+        scheme = loaded[key]
+        if retemper and p["temperature"] is not None:
+            try:
+                (scheme,) = at_temperatures(scheme, [p["temperature"]])
+            except ValueError as exc:
+                failed.add(key)
+                log.error("scheme %s k=%d steps=%s: %s", *key, exc)
+                continue
+        t0 = time.perf_counter()
+        csi = p.get("csi") or "perfect"
+        row = evaluate_point(scheme, images, labels, p["channel"], p["snr_db"], csi, p["seed"], batch, net, device,
+                             tx_snr_known)
+        log.info("%s k=%s steps=%s %s/%s %.1f dB: %.1f s", scheme.name, scheme.k, scheme.steps,
+                 p["channel"], csi, p["snr_db"], time.perf_counter() - t0)
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return rows, len(failed)
 
 
 # --- outputs: CSV, plots, mosaic -------------------------------------------------------------
 
-class CsvWriter:
-    """Appends rows to a CSV with the fixed ROW_KEYS header (written once; flushed per row)."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=ROW_KEYS, extrasaction="ignore")
-        if new:
-            self._writer.writeheader()
-
-    def write(self, row: dict) -> None:
-        self._writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in ROW_KEYS})
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _label(row) -> str:
-    steps = row.get("steps")
-    return row["scheme"] if steps in (None, "") else f"{row['scheme']} ({steps} step{'' if steps == 1 else 's'})"
+def CsvWriter(path) -> RowWriter:
+    """The eval rows' CSV: diffsem.experiments.rows.RowWriter under ROW_KEYS."""
+    return RowWriter(path, ROW_KEYS)
 
 
 def write_plots(rows: list[dict], out_dir) -> list[Path]:
-    """PSNR, accuracy and FID-FMNIST vs SNR, every scheme on one figure per (k, channel, csi)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    groups: dict = {}
-    for row in rows:
-        groups.setdefault((row["k"], row["channel"], row.get("csi")), []).append(row)
-    written = []
-    for (k, channel, csi), group in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-        for label in dict.fromkeys(_label(r) for r in group):
-            pts = sorted((r["snr_db"], r) for r in group if _label(r) == label)
-            snr = [p[0] for p in pts]
-            for ax, key in zip(axes, ("psnr", "accuracy", "fid")):
-                ax.plot(snr, [np.nan if p[1][key] is None else p[1][key] for p in pts], marker="o", label=label)
-        titles = ("PSNR (dB, mean per image)", "classifier accuracy", "FID-FMNIST (not Inception-FID)")
-        for ax, title in zip(axes, titles):
-            ax.set_xlabel("SNR (dB, Es/N0 per symbol)")
-            ax.set_title(title, fontsize=10)
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
-        n = group[0]["n"]
-        fig.suptitle(f"k = {k}, {channel}" + (f", {csi} CSI" if csi else "") + f" (n = {n}, seed {group[0]['seed']})")
-        fig.tight_layout()
-        path = out_dir / (f"eval_k{k}_{channel}" + (f"_{csi}" if csi else "") + ".png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
+    """PSNR, accuracy and FID-FMNIST vs SNR, every scheme on one figure per (k, channel, csi):
+    diffsem.experiments.plots.write_plots, eval_k<k>_<channel>[_<csi>].png."""
+    return plots.write_plots(rows, out_dir, prefix="eval", panels=plots.EVAL_PANELS, scatter=False, dpi=110)
 
 
 def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect", seed: int = 0,
@@ -243,15 +230,17 @@ def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect"
         gap = np.ones((28, 2), np.float32)
         return np.concatenate([np.concatenate([np.clip(im[0], 0, 1), gap], axis=1) for im in batch], axis=1)[:, :-2]
 
-    rows = [("original", [strip(images)] * len(snrs))]
+    grid = [("original", [strip(images)] * len(snrs))]
     for scheme in schemes:
-        rows.append((_label({"scheme": scheme.name, "steps": scheme.steps}),
-                     [strip(transmit_and_decode(scheme, images, channel, s, csi, seed, 256, tx_snr_known)[0])
-                      for s in snrs]))
+        cells_ = []
+        for s in snrs:
+            _schemes.at_snr(scheme, s)
+            cells_.append(strip(reconstruct(scheme, images, channel, s, csi, seed, 256, tx_snr_known)[0]))
+        grid.append((plots.label({"scheme": scheme.name, "steps": scheme.steps}), cells_))
     cell_w = len(images) * 0.45
-    fig, axes = plt.subplots(len(rows), len(snrs), figsize=(cell_w * len(snrs) + 1.5, 0.55 * len(rows) + 0.6),
+    fig, axes = plt.subplots(len(grid), len(snrs), figsize=(cell_w * len(snrs) + 1.5, 0.55 * len(grid) + 0.6),
                              squeeze=False)
-    for r, (label, cells) in enumerate(rows):
+    for r, (label, cells) in enumerate(grid):
         for c, cell in enumerate(cells):
             ax = axes[r][c]
             ax.imshow(cell, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -300,6 +289,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--run-dir", default=None,
                         help="torch backend: the training run folder, '{k}' replaced by k (default runs/k{k})")
     parser.add_argument("--csv", type=Path, help="also append the rows to this CSV file")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the points whose row is already in --csv (same scheme, steps, temperature, "
+                             "k, channel, csi, SNR, n and seed)")
     parser.add_argument("--plots", type=Path, help="write PSNR/accuracy/FID vs SNR figures to this folder")
     parser.add_argument("--mosaic", type=Path, help="write an image mosaic (PNG; one per k: _k<k> added when several)")
     parser.add_argument("--mosaic-snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[0, 5, 20])
@@ -330,6 +322,9 @@ def run(args) -> int:
         import torch
         torch.set_num_threads(int(args.threads))
         load_kwargs["threads"] = int(args.threads)
+    if getattr(args, "resume", False) and not args.csv:
+        raise SystemExit("diffsem eval: --resume needs --csv (the rows to resume from)")
+    done = done_keys(args.csv, RESUME_KEY) if getattr(args, "resume", False) else set()
     writer = CsvWriter(args.csv) if args.csv else None
     all_rows, failures = [], 0
 
@@ -339,25 +334,33 @@ def run(args) -> int:
         if writer:
             writer.write(row)
 
+    @functools.lru_cache(maxsize=None)  # the mosaic draws with the schemes the rows used
+    def load(name, k, steps):
+        kwargs = dict(load_kwargs)
+        if args.backend == "torch" and args.run_dir:
+            kwargs["run_dir"] = args.run_dir.replace("{k}", str(k))
+        return load_scheme(name, k, steps=steps, backend=args.backend, device=args.device, **kwargs)
+
     try:
-        for k in args.k:
-            schemes = []
-            if args.backend == "torch" and args.run_dir:
-                load_kwargs["run_dir"] = args.run_dir.replace("{k}", str(k))
-            for name in args.scheme:
-                step_list = args.steps if name == "student" else [args.teacher_steps if name == "teacher" else None]
-                for steps in step_list:
-                    try:
-                        scheme = load_scheme(name, k, steps=steps, backend=args.backend, device=args.device,
-                                             **load_kwargs)
-                        schemes += at_temperatures(scheme, args.temperature)
-                    except Exception as exc:  # noqa: BLE001 - a missing model skips its scheme, loudly
-                        failures += 1
-                        log.error("cannot load scheme %s k=%d steps=%s: %s", name, k, steps, exc)
-            all_rows += evaluate_grid(schemes, images, labels, args.channel, args.snr, args.csi, args.seed,
-                                      args.batch, on_row=emit, device=metric_device,
-                                      tx_snr_known=args.tx_snr == "known")
-            if args.mosaic and schemes:
+        for k in args.k:  # per k, so that each k's mosaic follows its rows
+            points = grid.make_points(args.scheme, args.steps, [k], args.channel, args.snr, len(images), args.seed,
+                                      teacher_steps=args.teacher_steps, temperature=args.temperature,
+                                      csis=args.csi)
+            if done:
+                points = [p for p in points if row_key(p, RESUME_KEY) not in done]
+            rows, failed = evaluate_points(points, images, labels, load, args.batch, on_row=emit,
+                                           device=metric_device, tx_snr_known=args.tx_snr == "known",
+                                           retemper=bool(args.temperature))
+            all_rows += rows
+            failures += failed
+            if args.mosaic and rows:
+                schemes = []
+                for name in args.scheme:
+                    for steps in KINDS[name].step_options(args.steps, args.teacher_steps):
+                        try:
+                            schemes += at_temperatures(load(name, k, steps), args.temperature)
+                        except Exception:  # noqa: BLE001 - already reported by evaluate_points
+                            pass
                 path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes, images[:args.mosaic_images],
                                     args.channel[0], args.mosaic_snr, args.csi[0], args.seed,
                                     args.tx_snr == "known")

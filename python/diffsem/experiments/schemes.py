@@ -1,5 +1,23 @@
 """Transmission schemes behind one interface, for evaluation, sweeps and the radio blocks.
 
+The interface every scheme satisfies (neural here; linear, digital and the separation bound in
+diffsem.baselines), so that the grid, the runner, the row writer and the plots of
+diffsem.experiments never ask a scheme's name what to do:
+
+    name, k, steps              grid coordinates (steps None where there is no sampler/network)
+    encode(images, snr_db=None) -> [B,k,2] symbols (snr_db: when the encoder adapts to the SNR)
+    decode(symbols, snr_db, noise_var, rng) -> [B,1,28,28] in [0,1]
+    temperature, samples        sampling temperature; samples False: it is not a grid coordinate
+    at_snr(snr_db)              (optional) link configuration both ends know at an operating point
+    row_fields()                (optional) scheme-specific columns of the point just run
+    offline                     (optional) True: reconstruct(images, snr_db) without a channel (a bound)
+    link                        (optional) the radio blocks that carry it: "ofdm_analog" (its
+                                symbols through ofdm_analog_tx/rx, the default), "digital_link"
+                                (frames through digital_link_tx/rx in its mode_for(snr)), None
+
+`KINDS` says, per scheme name and before anything is loaded, which steps it takes, whether it
+samples and on which channels it exists; `make_scheme` builds any of them.
+
     scheme = load_scheme("student", k=128, steps=2)            # shipped ONNX (default)
     symbols = scheme.encode(images)                              # [B,k,2] unit power
     images_hat = scheme.decode(s_hat, snr_db, noise_var, rng)    # [B,1,28,28] in [0,1]
@@ -20,7 +38,7 @@ import numpy as np
 from diffsem.runtime.inference import clamp_to_trained
 from diffsem.runtime.naming import DEFAULT_TEMPERATURE, STUDENT_STEPS, TEACHER_STEPS, card_path, card_temperature
 
-SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")
+SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")  # the neural ones, loaded by load_scheme
 ENCODE_SNR_DB = 10.0  # the SNR the transmitter assumes when it does not know the channel
 
 
@@ -33,6 +51,7 @@ class Scheme:
     _decode: object = field(repr=False)
     encode_snr_db: float = ENCODE_SNR_DB
     temperature: float = DEFAULT_TEMPERATURE
+    samples: bool = False  # a diffusion sampler: the temperature is a grid coordinate
 
     def encode(self, images: np.ndarray, snr_db=None) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
@@ -76,6 +95,7 @@ def load_scheme(name: str, k: int, steps: int | None = None, backend: str = "onn
     if temperature is None:
         temperature = card_temperature(name, k, steps) if name in ("teacher", "student") else DEFAULT_TEMPERATURE
     scheme.temperature = float(temperature)
+    scheme.samples = KINDS[name].samples
     return scheme
 
 
@@ -126,3 +146,80 @@ def _torch_scheme(name, k, steps, device, run_dir):
         return dec(t(symbols), t(snr), t(nv), t(noise)).float().cpu().numpy()
 
     return Scheme(name, k, steps, encode, decode)
+
+
+# --- every scheme by name: what the grid needs to know before loading one ---------------------
+
+@dataclass(frozen=True)
+class Kind:
+    """A scheme name's place in the grid. steps: "none" (one point, steps None), "student" (the
+    --steps list) or "teacher" (--teacher-steps); samples: its temperature is a coordinate;
+    channels/paths: where it exists (None: everywhere); offline: no channel is simulated."""
+    name: str
+    steps: str = "none"
+    samples: bool = False
+    channels: tuple | None = None
+    paths: tuple | None = None
+    offline: bool = False
+
+    def step_options(self, steps=(), teacher_steps=None) -> list:
+        return {"student": list(steps), "teacher": [teacher_steps]}.get(self.steps, [None])
+
+    def exists(self, channel: str, path: str = "library", cfo: float = 0.0) -> bool:
+        if self.channels is not None and channel not in self.channels:
+            return False
+        if self.paths is not None and path not in self.paths:
+            return False
+        return not (self.offline and cfo)
+
+
+KINDS = {k.name: k for k in (
+    Kind("digital"), Kind("linear"), Kind("deepjscc"), Kind("deepjscc_nonv"),
+    Kind("teacher", steps="teacher", samples=True), Kind("student", steps="student", samples=True),
+    Kind("separation", channels=("awgn",), paths=("library",), offline=True),
+)}
+ALL_SCHEMES = tuple(KINDS)
+
+
+def make_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu", **kwargs):
+    """Any scheme of KINDS: the neural ones by load_scheme (kwargs: run_dir, provider,
+    temperature, threads), the baselines by diffsem.baselines.make_scheme."""
+    if name in SCHEMES:
+        return load_scheme(name, k, steps=steps, backend=backend, device=device, **kwargs)
+    if name not in KINDS:
+        raise ValueError(f"unknown scheme {name!r}: choose one of {ALL_SCHEMES}")
+    from diffsem.baselines import make_scheme as make_baseline
+    return make_baseline(name, k)
+
+
+def samples(scheme) -> bool:
+    """Whether the scheme's temperature is a grid coordinate: its `samples` flag, else whether
+    it has a temperature at all."""
+    flag = getattr(scheme, "samples", None)
+    return bool(flag) if flag is not None else getattr(scheme, "temperature", None) is not None
+
+
+def at_snr(scheme, snr_db: float) -> None:
+    """Set the link configuration both ends know at this operating point (a no-op for most)."""
+    hook = getattr(scheme, "at_snr", None)
+    if hook is not None:
+        hook(float(snr_db))
+
+
+def row_fields(scheme) -> dict:
+    """The scheme-specific columns of the point just run: the temperature of a sampler, plus
+    whatever the scheme reports (the digital mode and delivered fraction, ...)."""
+    out = {"temperature": float(scheme.temperature)} if samples(scheme) else {}
+    hook = getattr(scheme, "row_fields", None)
+    if hook is not None:
+        out.update(hook())
+    return out
+
+
+def encode_at(scheme, images, snr_db):
+    """scheme.encode told the SNR when its encoder takes one (the SNR-adaptive encoders are
+    trained that way); snr_db None, or an encoder without the argument: its own default."""
+    import inspect
+    if snr_db is not None and "snr_db" in inspect.signature(scheme.encode).parameters:
+        return scheme.encode(images, snr_db=float(snr_db))
+    return scheme.encode(images)

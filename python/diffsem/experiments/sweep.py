@@ -26,10 +26,8 @@ CSV as points finish; a rerun skips the points already there, so a killed sweep 
 """
 from __future__ import annotations
 
-import csv
 import functools
 import logging
-import math
 import os
 import socket
 import sys
@@ -37,139 +35,32 @@ import time
 from pathlib import Path
 from diffsem import args as checks
 
+from diffsem.experiments import rows as rowfile
+from diffsem.experiments.grid import KEY_FIELDS, make_points, point_key  # noqa: F401 (the sweep's grid)
+from diffsem.experiments.plots import markdown_table, path_table, write_plots  # noqa: F401 (the sweep's reports)
+from diffsem.experiments.schemes import ALL_SCHEMES
+
 log = logging.getLogger("diffsem.experiments.sweep")
 
-SCHEMES = ("digital", "linear", "deepjscc", "deepjscc_nonv", "teacher", "student", "separation")
-NEURAL = ("deepjscc", "deepjscc_nonv", "teacher", "student")
+SCHEMES = ALL_SCHEMES
 CHANNELS = ("awgn", "rayleigh", "selective")
 PATHS = ("library", "flowgraph")
-KEY_FIELDS = ("path", "scheme", "steps", "temperature", "k", "channel", "cfo", "snr_db", "n", "seed")
 METRIC_FIELDS = ("psnr", "ssim", "accuracy", "fid", "hf_ratio", "delivered", "mode", "nonfinite")
 INFO_FIELDS = ("seconds", "finished_at", "worker")
 FIELDS = KEY_FIELDS + METRIC_FIELDS + INFO_FIELDS
+REQUIRED = ("path", "scheme", "k", "snr_db", "seed", "finished_at")  # a row without one was cut short
 
 
-# --- the grid ----------------------------------------------------------------------------------
-
-_FLOAT_KEYS = ("cfo", "snr_db", "temperature")
-_INT_KEYS = ("steps", "k", "n", "seed")
-
-
-def _fmt(field: str, value) -> str:
-    """Canonical text of a grid coordinate, so that keys read back from the CSV compare equal."""
-    if value is None or value == "":
-        return ""
-    if field in _FLOAT_KEYS:
-        return repr(float(value))
-    if field in _INT_KEYS:
-        return str(int(float(value)))
-    return str(value)
-
-
-def point_key(point: dict) -> tuple:
-    return tuple(_fmt(f, point.get(f)) for f in KEY_FIELDS)
-
-
-def point_temperature(scheme: str, k: int, steps, temperature=None):
-    """The sampling temperature a teacher/student point runs at (None for the other schemes)."""
-    if scheme not in ("teacher", "student"):
-        return None
-    if temperature is not None:
-        return float(temperature)
-    from diffsem.runtime.naming import card_temperature
-    return card_temperature(scheme, k, steps)
-
-
-def make_points(schemes, steps, ks, channels, snrs, n: int, seed: int, path: str = "library",
-                cfos=(0.0,), teacher_steps=None, temperature=None) -> list[dict]:
-    """Every grid point, in a stable order (k, channel, cfo, scheme, steps, SNR)."""
-    points = []
-    for k in ks:
-        for channel in channels:
-            for cfo in cfos:
-                for scheme in schemes:
-                    if scheme == "separation" and (channel != "awgn" or path != "library" or cfo):
-                        continue  # an offline AWGN bound: one curve, no channel simulated
-                    if scheme == "student":
-                        step_list = list(steps)
-                    elif scheme == "teacher":
-                        step_list = [teacher_steps]
-                    else:
-                        step_list = [None]
-                    for st in step_list:
-                        for snr in snrs:
-                            points.append({"path": path, "scheme": scheme, "steps": st,
-                                           "temperature": point_temperature(scheme, k, st, temperature),
-                                           "k": int(k),
-                                           "channel": channel, "cfo": float(cfo), "snr_db": float(snr),
-                                           "n": int(n), "seed": int(seed)})
-    return points
-
-
-# --- the CSV -------------------------------------------------------------------------------------
+# --- the CSV (diffsem.experiments.rows under FIELDS) -----------------------------------------------
 
 def read_rows(path) -> list[dict]:
     """Rows of a sweep CSV; rows cut short (a sweep killed while writing) are dropped with a warning."""
-    path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
-        return []
-    rows, bad = [], 0
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if any(row.get(k) in (None, "") for k in ("path", "scheme", "k", "snr_db", "seed", "finished_at")):
-                bad += 1
-                continue
-            rows.append(row)
-    if bad:
-        log.warning("%s: %d incomplete row(s) ignored; those points will be recomputed", path, bad)
-    return rows
+    return rowfile.read_rows(path, REQUIRED)
 
 
-def _upgrade_header(path: Path) -> None:
-    """Rewrite a CSV written with other columns (an older gr-diffsem) under FIELDS, atomically.
-    Columns it lacks stay empty: such rows keep their values but match no point that needs them."""
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
-    if header == list(FIELDS):
-        return
-    rows = read_rows(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: row.get(k) or "" for k in FIELDS})
-    tmp.replace(path)
-    log.warning("%s: columns upgraded to %s (%d rows kept)", path, ", ".join(FIELDS), len(rows))
-
-
-class RowWriter:
-    """Appends rows with the FIELDS header; flushed and fsynced per row so a kill loses at most one."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        if not new:
-            _upgrade_header(self.path)
-            with open(self.path, "rb") as f:  # a line cut by a kill must not swallow the next row
-                f.seek(-1, os.SEEK_END)
-                ends_clean = f.read(1) == b"\n"
-            if not ends_clean:
-                with open(self.path, "a") as f:
-                    f.write("\n")
-        self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=FIELDS, extrasaction="ignore")
-        if new:
-            self._writer.writeheader()
-
-    def write(self, row: dict) -> None:
-        self._writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
+def RowWriter(path) -> rowfile.RowWriter:
+    """The sweep CSV's writer: FIELDS header, flushed and fsynced per row, older headers upgraded."""
+    return rowfile.RowWriter(path, FIELDS, REQUIRED)
 
 
 # --- one point (runs in a worker process) -------------------------------------------------------
@@ -183,52 +74,35 @@ def _test_set(n: int):
 
 @functools.lru_cache(maxsize=16)
 def _scheme(name: str, k: int, steps):
-    if name in ("digital", "linear"):
-        from diffsem.baselines import make_scheme
-        return make_scheme(name, k)
-    from diffsem.experiments.schemes import load_scheme
-    return load_scheme(name, k, steps=steps, backend="onnx")
+    from diffsem.experiments.schemes import make_scheme
+    return make_scheme(name, k, steps=steps, backend="onnx")
 
 
 def run_point(point: dict, flowgraph=None) -> dict:
     """Compute one grid point; returns the CSV row (grid coordinates + metrics + timing).
-    flowgraph(point, scheme, images) -> (recons, extra row fields) runs a "flowgraph" point."""
-    import numpy as np
-
+    flowgraph(point, scheme, images) -> (recons, extra row fields) runs a "flowgraph" point: it
+    is the channel path handed to the same runner (evaluate.evaluate_point) as the library's."""
     from diffsem.experiments import evaluate
     t0 = time.perf_counter()
     images, labels = _test_set(point["n"])
-    name, k, snr = point["scheme"], point["k"], point["snr_db"]
+    scheme = _scheme(point["scheme"], point["k"], point["steps"])
+    if point.get("temperature") not in (None, ""):
+        scheme.temperature = float(point["temperature"])
     extra: dict = {}
-    if name == "separation":
-        from diffsem.baselines.separation import reconstruct
-        recons, fits = reconstruct(images, k, snr)
-        metrics = evaluate.score(recons, images, labels)
-        extra["delivered"] = round(sum(1 for f in fits if f is not None and f.codec) / len(fits), 4)
-    else:
-        scheme = _scheme(name, k, point["steps"])
-        if point.get("temperature") not in (None, ""):
-            scheme.temperature = float(point["temperature"])
-        if name == "digital":
-            scheme.link_snr_db = snr
-            extra["mode"] = scheme.mode_for(snr).name
-        if point["path"] == "library":
-            if point["cfo"]:
-                raise ValueError("--cfo needs --path flowgraph (the library channel has no carrier offset)")
-            metrics = evaluate.evaluate_point(scheme, images, labels, point["channel"], snr, "perfect",
-                                              point["seed"])
-            if name == "digital":
-                st = scheme.last_stats or {}
-                if st.get("frames"):
-                    extra["delivered"] = round(st.get("ok", 0) / st["frames"], 4)
-        else:
-            if flowgraph is None:
-                raise ValueError("--path flowgraph needs GNU Radio: run it through the `diffsem sweep` command")
-            recons, extra_fg = flowgraph(point, scheme, images)
-            extra.update(extra_fg)
-            metrics = evaluate.score(np.asarray(recons, np.float32), images, labels)
+    if point["path"] == "library" and point["cfo"]:
+        raise ValueError("--cfo needs --path flowgraph (the library channel has no carrier offset)")
+    if point["path"] != "library" and flowgraph is None:
+        raise ValueError("--path flowgraph needs GNU Radio: run it through the `diffsem sweep` command")
+
+    def through_flowgraph(scheme_, images_):
+        recons, fields = flowgraph(point, scheme_, images_)
+        extra.update(fields)
+        return recons
+    channel_path = None if point["path"] == "library" else through_flowgraph
+    metrics = evaluate.evaluate_point(scheme, images, labels, point["channel"], point["snr_db"],
+                                      point.get("csi") or "perfect", point["seed"], channel_path=channel_path)
     row = dict(point)
-    row.update({k_: metrics.get(k_) for k_ in ("psnr", "ssim", "accuracy", "fid", "hf_ratio", "nonfinite")})
+    row.update({k_: metrics.get(k_) for k_ in METRIC_FIELDS})
     row.update(extra)
     row["seconds"] = round(time.perf_counter() - t0, 2)
     row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 10**6:06d}Z"
@@ -316,144 +190,6 @@ def run_sweep(points, csv_path, jobs: int = 2, scheduler: str | None = None, thr
     finally:
         writer.close()
     return counts
-
-
-# --- plots ---------------------------------------------------------------------------------------
-
-def _num(value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return v
-
-
-def _label(row) -> str:
-    steps = row.get("steps")
-    name = {"separation": "separation bound"}.get(row["scheme"], row["scheme"])
-    if row["scheme"] in ("student", "teacher") and steps not in (None, ""):
-        s = int(float(steps))
-        return f"{name} ({s} step{'' if s == 1 else 's'})"
-    return name
-
-
-_STYLE = {"digital": dict(color="tab:red", marker="s"), "linear": dict(color="tab:gray", marker="^"),
-          "deepjscc": dict(color="tab:blue", marker="o"), "deepjscc_nonv": dict(color="tab:cyan", marker="o"),
-          "teacher": dict(color="tab:purple", marker="D"), "separation": dict(color="black", ls="--", marker="")}
-_STUDENT_COLORS = {1: "tab:green", 2: "tab:olive", 4: "tab:brown"}
-
-
-def _style(row) -> dict:
-    if row["scheme"] == "student":
-        return dict(color=_STUDENT_COLORS.get(int(float(row["steps"] or 1)), "tab:green"), marker="v")
-    return _STYLE.get(row["scheme"], {})
-
-
-def write_plots(rows, out_dir, prefix: str = "sweep") -> list[Path]:
-    """Per (path, k, channel, cfo): PSNR, SSIM, accuracy, FID vs SNR (every scheme on one figure),
-    and a perception-distortion scatter (PSNR vs FID, one point per scheme and SNR)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault((r["path"], int(float(r["k"])), r["channel"], _num(r.get("cfo")) or 0.0), []).append(r)
-    written = []
-    for (path, k, channel, cfo), group in sorted(groups.items()):
-        by_label: dict = {}
-        for r in group:
-            by_label.setdefault(_label(r), []).append(r)
-        tag = f"k{k}_{channel}" + (f"_cfo{cfo:g}" if cfo else "") + ("" if path == "library" else f"_{path}")
-        n, seed = group[0]["n"], group[0]["seed"]
-        title = (f"k = {k} (k/n = {k / 784:.3f}), {channel}" + (f", CFO {cfo:g} subcarriers" if cfo else "")
-                 + f", {path} channel, {n} test images, seed {seed}")
-
-        fig, axes = plt.subplots(1, 4, figsize=(17, 4.0))
-        panels = (("psnr", "PSNR (dB, mean per image, [0,1])"), ("ssim", "SSIM"),
-                  ("accuracy", "classifier accuracy on reconstructions"), ("fid", "FID-FMNIST (not Inception-FID)"))
-        for label, rs in by_label.items():
-            rs = sorted(rs, key=lambda r: _num(r["snr_db"]))
-            snr = [_num(r["snr_db"]) for r in rs]
-            for ax, (key, _) in zip(axes, panels):
-                ax.plot(snr, [_num(r.get(key)) for r in rs], label=label, ms=4, **_style(rs[0]))
-        for ax, (key, name) in zip(axes, panels):
-            ax.set_xlabel("SNR (dB, Es/N0 per complex symbol)")
-            ax.set_title(name, fontsize=10)
-            ax.grid(alpha=0.3)
-        axes[3].set_yscale("log")
-        axes[0].legend(fontsize=8)
-        fig.suptitle(title, fontsize=11)
-        fig.tight_layout()
-        p = out_dir / f"{prefix}_{tag}.png"
-        fig.savefig(p, dpi=90)
-        plt.close(fig)
-        written.append(p)
-
-        fig, ax = plt.subplots(figsize=(6.5, 4.8))
-        for label, rs in by_label.items():
-            pts = [(_num(r.get("fid")), _num(r.get("psnr")), _num(r["snr_db"])) for r in rs]
-            pts = [q for q in pts if math.isfinite(q[0]) and math.isfinite(q[1])]
-            if not pts:
-                continue
-            st = dict(_style(rs[0]))
-            st.pop("ls", None)
-            st["marker"] = st.get("marker") or "x"
-            ax.scatter([q[1] for q in pts], [q[0] for q in pts], label=label, s=18, color=st.get("color"),
-                       marker=st["marker"])
-        ax.set_yscale("log")
-        ax.set_xlabel("PSNR (dB) — distortion: right is better")
-        ax.set_ylabel("FID-FMNIST — perception: down is better")
-        ax.set_title(f"perception-distortion, {title.split(', ' + path)[0]}\n(one point per SNR)", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = out_dir / f"{prefix}_pd_{tag}.png"
-        fig.savefig(p, dpi=90)
-        plt.close(fig)
-        written.append(p)
-    return written
-
-
-def markdown_table(rows, k: int, channel: str = "awgn", path: str = "library") -> str:
-    """PSNR / accuracy per SNR (rows) and scheme (columns): the README's cliff table."""
-    rs = [r for r in rows if int(float(r["k"])) == k and r["channel"] == channel and r["path"] == path
-          and not _num(r.get("cfo"))]
-    labels = list(dict.fromkeys(_label(r) for r in sorted(rs, key=lambda r: SCHEMES.index(r["scheme"])
-                                                          if r["scheme"] in SCHEMES else 99)))
-    snrs = sorted({_num(r["snr_db"]) for r in rs})
-    cell = {(_label(r), _num(r["snr_db"])): r for r in rs}
-    lines = ["| SNR (dB) | " + " | ".join(labels) + " |", "|---:|" + "---:|" * len(labels)]
-    for s in snrs:
-        vals = []
-        for lab in labels:
-            r = cell.get((lab, s))
-            vals.append("" if r is None else f"{_num(r['psnr']):.2f} / {_num(r['accuracy']):.3f}")
-        lines.append(f"| {s:g} | " + " | ".join(vals) + " |")
-    return "\n".join(lines)
-
-
-def path_table(rows) -> str:
-    """Flowgraph vs library PSNR for every point computed both ways (same scheme, k, channel, SNR,
-    n, seed; the library path has no CFO so every flowgraph CFO is set beside its zero-CFO twin)."""
-    def twin_key(r):
-        return (r["scheme"], r["steps"], r.get("temperature") or "", r["k"], r["channel"], _num(r["snr_db"]),
-                r["n"], r["seed"])
-
-    lib = {twin_key(r): r for r in rows if r["path"] == "library"}
-    lines = ["| scheme | k | channel | CFO | SNR (dB) | PSNR flowgraph | PSNR library | difference | "
-             "flowgraph frames received |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted((r for r in rows if r["path"] == "flowgraph"),
-                    key=lambda r: (r["scheme"], r["steps"], int(r["k"]), r["channel"], _num(r["cfo"]), _num(r["snr_db"]))):
-        twin = lib.get(twin_key(r))
-        if twin is None:
-            continue
-        fg, li = _num(r["psnr"]), _num(twin["psnr"])
-        lines.append(f"| {_label(r)} | {r['k']} | {r['channel']} | {_num(r['cfo']):g} | {_num(r['snr_db']):g} | "
-                     f"{fg:.2f} | {li:.2f} | {fg - li:+.2f} | {r.get('delivered') or ''} |")
-    return "\n".join(lines)
 
 
 # --- command line ------------------------------------------------------------------------------

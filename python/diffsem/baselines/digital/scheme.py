@@ -42,7 +42,8 @@ class DigitalScheme:
     """
 
     name = "digital"
-    steps = 0
+    steps = None  # no sampler: not a grid coordinate
+    link = "digital_link"  # on the radio: frames through digital_link_tx/rx in mode_for(snr)
 
     def __init__(self, k: int, mode: str | None = None, codecs=CODECS, thresholds: dict | None = None,
                  link_snr_db: float | None = None, margin_db: float = 0.0):
@@ -56,6 +57,21 @@ class DigitalScheme:
         self.margin_db = float(margin_db)
         self.last_stats: dict = {}
         self.last_fits: list[Fit] = []
+        self._point_stats: dict = {}
+
+    def at_snr(self, snr_db: float) -> None:
+        """An operating point: link adaptation for this SNR, frame counters from zero."""
+        self.link_snr_db = float(snr_db)
+        self._point_stats = {}
+
+    def row_fields(self) -> dict:
+        """The mode of the operating point and the fraction of its frames decoded (CRC ok)."""
+        out = {}
+        if self.fixed_mode is not None or self.link_snr_db is not None:
+            out["mode"] = self.mode_for(self.link_snr_db).name
+        if self._point_stats.get("frames"):
+            out["delivered"] = round(self._point_stats.get("ok", 0) / self._point_stats["frames"], 4)
+        return out
 
     def __repr__(self):
         how = self.fixed_mode.name if self.fixed_mode else f"adaptive@{self.link_snr_db}"
@@ -140,6 +156,8 @@ class DigitalScheme:
                 stats[rec.status] += 1
                 images[i, 0] = rec.image
         self.last_stats = stats
+        for key, value in stats.items():
+            self._point_stats[key] = self._point_stats.get(key, 0) + value
         if as_torch:
             import torch
             return torch.from_numpy(images)

@@ -13,12 +13,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def models_dir() -> Path:
-    """Folder of shipped models: $DIFFSEM_MODELS, else the checkout's models/, else the installed share dir."""
+    """Folder of shipped models: $DIFFSEM_MODELS, else the installed share folder (found relative to
+    this package from the install_paths.json CMake writes next to it: P/share/gr-diffsem/models
+    for any prefix P), else the checkout's models/, else <sys.prefix>/share/gr-diffsem/models."""
+    import json
     import os
+    import sys
     env = os.environ.get("DIFFSEM_MODELS")
     if env:
         return Path(env)
+    here = Path(__file__).resolve().parent
+    marker = here / "install_paths.json"
+    if marker.is_file():
+        return (here / json.loads(marker.read_text())["models"]).resolve()
     local = REPO_ROOT / "models"
     if local.is_dir():
         return local
-    return Path("/usr/share/gr-diffsem/models")
+    return Path(sys.prefix) / "share" / "gr-diffsem" / "models"

@@ -66,7 +66,9 @@ def bench_ours(frames: int, snr_db: float, n_symbols: int, seed: int) -> dict:
                 samples_per_frame=samples_per_frame, mse_db=result.get("mse_db"), rx_only=rx_only)
 
 
-def bench_stock(frames: int, snr_db: float, seed: int, pad: int, packet_bytes: int = 32) -> dict:
+def stock_packet_source(frames: int, packet_bytes: int, seed: int):
+    """`frames` random packets of `packet_bytes` for gr-digital's stock ofdm_tx: a vector_source_b
+    with a `packet_length` tag (ofdm_tx's default length key) at the start of each."""
     rng = np.random.default_rng(seed)
     payload = rng.integers(0, 256, size=frames * packet_bytes, dtype=np.uint8)
     tags = []
@@ -74,8 +76,12 @@ def bench_stock(frames: int, snr_db: float, seed: int, pad: int, packet_bytes: i
         tag = gr.tag_t()
         tag.offset, tag.key, tag.value = i * packet_bytes, pmt.intern("packet_length"), pmt.from_long(packet_bytes)
         tags.append(tag)
+    return blocks.vector_source_b(payload.tolist(), False, 1, tags)
+
+
+def bench_stock(frames: int, snr_db: float, seed: int, pad: int, packet_bytes: int = 32) -> dict:
     tb = gr.top_block("stock_ofdm_loopback")
-    src = blocks.vector_source_b(payload.tolist(), False, 1, tags)
+    src = stock_packet_source(frames, packet_bytes, seed)
     tx = digital.ofdm_tx(bps_header=1, bps_payload=2, rolloff=0)
     padder = digital.burst_shaper_cc([], pad, pad, False, "packet_length")
     # the stock TX gives each active carrier unit power without scaling, so per-sample power is

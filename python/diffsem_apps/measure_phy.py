@@ -1,6 +1,7 @@
 """`diffsem measure phy`: the analog OFDM link's figures (loss, symbol MSE, SNR estimate, noise
 variance calibration) over loopback runs (gnuradio.diffsem.harness.PhyLoopback), one JSON line
-per condition."""
+per condition; `--only interop`: how far gr-digital's stock OFDM receiver and ours read each
+other's bursts (`interop`)."""
 from __future__ import annotations
 
 from gnuradio.diffsem.harness import PhyLoopback
@@ -37,17 +38,157 @@ def measure(snr_db, channel="awgn", cfo=0.0, timing_offset=0.0, n_frames=1000, n
     return out
 
 
+STOCK_PACKET_BYTES = 32  # stock bursts: 32-byte packets (+ CRC32), BPSK header and payload (ofdm_tx defaults)
+
+
+def _stock_rx(tb, src):
+    """gr-digital's stock `digital.ofdm_rx` (defaults) on `src`, with its internal header parser's
+    `header_data` port also wired to a message_debug, so every header it tries is counted (a dict
+    when the stock format and CRC-8 pass, #f when not). Returns (message_debug, payload sink)."""
+    from gnuradio import blocks, digital, gr
+    from gnuradio.digital import digital_python
+
+    made, real = [], digital_python.packet_headerparser_b
+
+    def capture(*a, **kw):  # ofdm_rx keeps the parser in a local: catch it as it is made
+        made.append(real(*a, **kw))
+        return made[-1]
+
+    digital_python.packet_headerparser_b = capture
+    level = gr.logging().default_level()
+    gr.logging().set_default_level(gr.log_levels.warn)  # not an info line per header refused
+    try:
+        rx = digital.ofdm_rx()
+    finally:
+        digital_python.packet_headerparser_b = real
+        gr.logging().set_default_level(level)
+    headers, payload = blocks.message_debug(), blocks.vector_sink_b()
+    tb.connect(src, rx, payload)
+    tb.msg_connect(made[0], "header_data", headers, "store")
+    return headers, payload
+
+
+def _run_recording(tb, src, n_samples, progress, quiet_s=1.0, timeout_s=300.0):
+    """Run `tb` until its vector_source `src` has played its n_samples and `progress()` has stood
+    still for quiet_s, then stop it (a message_debug wired into a hier block keeps tb.run() from
+    returning)."""
+    import time
+
+    tb.start()
+    t0 = last_change = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < timeout_s:
+        time.sleep(0.05)
+        now = (src.nitems_written(0), progress())
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif now[0] >= n_samples and time.monotonic() - last_change > quiet_s:
+            break
+    tb.stop()
+    tb.wait()
+
+
+def _stock_rx_counts(samples):
+    import pmt
+    from gnuradio import blocks, gr
+
+    tb = gr.top_block("stock_ofdm_rx")
+    src = blocks.vector_source_c(samples.tolist(), False)
+    headers, payload = _stock_rx(tb, src)
+    _run_recording(tb, src, samples.size, lambda: (headers.num_messages(), len(payload.data())))
+    msgs = [headers.get_message(i) for i in range(headers.num_messages())]
+    parsed = [pmt.to_python(m) for m in msgs if pmt.is_dict(m)]
+    return dict(headers_tried=len(msgs), headers_parsed=len(parsed),
+                packets_crc32_ok=len(payload.data()) // STOCK_PACKET_BYTES,
+                first_parsed=[{k: h.get(k) for k in ("packet_length", "packet_num", "frame_length")}
+                              for h in parsed[:2]])
+
+
+def _our_rx_counts(samples):
+    from gnuradio import blocks, gr
+    from gnuradio.diffsem import ofdm_analog_rx
+
+    tb = gr.top_block("diffsem_ofdm_rx")
+    rx = ofdm_analog_rx()
+    src = blocks.vector_source_c(samples.tolist(), False)
+    tb.connect(src, rx)
+    _run_recording(tb, src, samples.size, lambda: tuple(rx.stats().values()))
+    st = rx.stats()
+    return {k: st[k] for k in ("frames", "headers_ok", "header_crc_fail", "false_triggers")}
+
+
+def _our_bursts(n, snr_db, seed, n_symbols=128):
+    """Our TX's bursts (ofdm_analog_tx, 4 header copies) through channel_sim AWGN at snr_db, as
+    recorded at the channel's output, and what our own RX made of them in the same run."""
+    import numpy as np
+    from gnuradio import blocks
+    from gnuradio.diffsem.harness import PhyLoopback
+
+    tb = PhyLoopback(snr_db, "awgn", 0.0, 0.0, n, n_symbols, seed, window=8)
+    recorder = blocks.vector_sink_c()
+    tb.connect(tb.channel, recorder)
+    r = tb.run_until_done(timeout=300.0)
+    return np.asarray(recorder.data(), np.complex64), dict(sent=r["sent"], frames=r["frames"])
+
+
+def _stock_bursts(n, snr_db, seed, pad=320):
+    """The stock `digital.ofdm_tx` (defaults: BPSK header and payload, CRC32) on n random
+    32-byte packets, zero-padded like ours, AWGN at the same Es/N0 per carrier as ours (the last
+    burst's trailing zeros stay in burst_shaper_cc: interop() appends zeros to every recording)."""
+    import numpy as np
+    from gnuradio import blocks, channels, digital, gr
+
+    from diffsem import phy
+    from diffsem_apps.bench_phy import stock_packet_source
+
+    tb = gr.top_block("stock_ofdm_tx")
+    src = stock_packet_source(n, STOCK_PACKET_BYTES, seed)
+    tx = digital.ofdm_tx()
+    padder = digital.burst_shaper_cc([], pad, pad, False, "packet_length")
+    # the stock TX gives each active carrier unit power unscaled: scale the noise alike
+    noise = phy.noise_voltage_for_snr(snr_db) * np.sqrt(phy.n_active())
+    chan = channels.channel_model(noise, 0.0, 1.0, [1.0], float(seed))
+    sink = blocks.vector_sink_c()
+    tb.connect(src, tx, padder, chan, sink)
+    tb.run()
+    return np.asarray(sink.data(), np.complex64)
+
+
+def interop(n_bursts=16, snr_db=20.0, seed=0) -> dict:
+    """Each receiver on each transmitter's bursts (AWGN, snr_db): stock digital.ofdm_rx on ours
+    (headers parsed by its packet_headerparser_b), ours (ofdm_analog_rx) on stock ofdm_tx bursts
+    (frames out, header CRC failures, triggers refused as false), and both controls."""
+    import time
+
+    import numpy as np
+
+    t0 = time.monotonic()
+    tail = np.zeros(2000, np.complex64)  # lets each receiver finish the last burst
+    ours, ours_live = _our_bursts(n_bursts, snr_db, seed)
+    ours = np.concatenate([ours, tail])
+    stock = np.concatenate([_stock_bursts(n_bursts, snr_db, seed), tail])
+    return dict(measure="interop", bursts=n_bursts, snr_db=snr_db, seed=seed,
+                stock_rx_on_ours=_stock_rx_counts(ours),
+                ours_rx_on_stock=_our_rx_counts(stock),
+                control_ours_on_ours=dict(live=ours_live, recorded=_our_rx_counts(ours)),
+                control_stock_on_stock=_stock_rx_counts(stock),
+                seconds=round(time.monotonic() - t0, 1))
+
+
 def main(argv=None):
     """diffsem measure phy [--frames N] [--only snr,cfo,selective,rayleigh,sync]: the PHY figures
     of docs/design/phy.md, one JSON line per condition (seed 0); sync (not in the default set):
-    AWGN 0, -3 and 20 dB, flat Rayleigh 10 and 5 dB, --frames each."""
+    AWGN 0, -3 and 20 dB, flat Rayleigh 10 and 5 dB, --frames each; interop (not in the default
+    set): stock digital.ofdm_rx on our bursts and ours on stock ofdm_tx bursts, --frames bursts at
+    --snr-db (interop())."""
     import argparse
     import json
 
     p = argparse.ArgumentParser(prog="diffsem measure phy", description=main.__doc__)
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--low-snr-frames", type=int, default=200, help="frames at 0 dB (many are not detected)")
-    p.add_argument("--only", default="", help="comma list of: snr,cfo,selective,rayleigh,sync")
+    p.add_argument("--only", default="", help="comma list of: snr,cfo,selective,rayleigh,sync,interop")
+    p.add_argument("--snr-db", type=float, default=20.0, help="interop: AWGN Es/N0 (default 20)")
     a = p.parse_args(argv)
     only = set(filter(None, a.only.split(",")))
     conditions = []
@@ -66,6 +207,8 @@ def main(argv=None):
         conditions += [dict(snr_db=s, channel="rayleigh", n_frames=a.frames) for s in (10.0, 5.0)]
     for cond in conditions:
         print(json.dumps(measure(**cond)), flush=True)
+    if "interop" in only:
+        print(json.dumps(interop(a.frames, a.snr_db)), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
+from diffsem.phy.ofdm import DEFAULT_LAYOUT, ERASED_NOISE_VAR, OfdmLayout
 
 CHANNELS = ("awgn", "rayleigh", "selective")
 CSI_MODES = ("perfect", "estimated")
@@ -161,7 +161,6 @@ def estimation_error(kind: str, sigma2, batch: int, k: int, generator=None, devi
 # An erased cell is handed to the decoder as symbol 0 with noise variance ERASED_NOISE_VAR (the
 # receiver's "could not trust": the decoders treat anything this large as no information).
 IMPAIRMENTS = ("none", "erasure", "burst", "truncation", "narrowband")
-ERASED_NOISE_VAR = 1e4
 
 
 def impairment_cells_numpy(kind: str, fraction, batch: int, k: int, rng=None,

@@ -70,7 +70,7 @@ class _Header:
     training: int            # training symbols averaged into ls_taps
     selection: tuple         # the preamble fit's delay and taps (FrameEstimator.smooth_channel)
     anchors: tuple | None    # (t, corr) of the decoded header copies for the payload's phase fit
-    spread: tuple | None     # (energy, dof) of the training estimates around their mean
+    spread: tuple | None     # (energy per active carrier, dof per carrier) of the training estimates around their mean
 
 
 _BLAS = None
@@ -441,7 +441,8 @@ class BurstReceiver:
         out[act] = mean
         # spread of the 1 + repeats estimates around their mean: noise only (a channel-model
         # error is common to all of them), sigma^2 per carrier each
-        spread = (float(np.sum(np.abs(each - mean[None, :]) ** 2)), self.repeats * act.size)
+        # (per carrier: an interfered carrier shows it, FrameEstimator.estimate)
+        spread = (np.sum(np.abs(each - mean[None, :]) ** 2, axis=0), self.repeats)
         # what is left of each copy's phase once the slope is removed: anchors for the payload's
         # phase fit (|corr| ~ sum |H|^2 over the 52 known carriers, the pilots' weighting)
         anchors = (t, corr * np.exp(-1j * slope * t))

@@ -117,6 +117,8 @@ class link_metrics(gr.basic_block):
         with self._lock:
             seq, ref = self.references.take(seq_of(meta))
             self.counters["decoded"] += 1
+            if meta.get("salvaged"):
+                self.counters["salvaged"] += 1
             if ref is None:
                 self.counters["unmatched"] += 1
         if ref is None:

@@ -91,7 +91,7 @@ def main(argv=None):
     out = Path(a.out) if a.out else Path(models_dir()) / reliability.FILE_NAME
     doc = json.loads(out.read_text()) if out.is_file() else {}
     doc.update(about=("predicted per-image PSNR = weights . features (diffsem.runtime.reliability), "
-                      "least squares on the validation split; made by: diffsem measure reliability "
+                      "ridge regression on the validation split; made by: diffsem measure reliability "
                       + " ".join(argv or [])).strip(),
                fit=dict(split="val", n=a.fit_n, channels=list(FIT_CHANNELS), snr_db=[-2.0, 22.0],
                         erasure=list(ERASURES), csi="estimated on fading channels", seed=a.seed))

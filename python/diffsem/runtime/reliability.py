@@ -4,7 +4,8 @@ receiver knows (the per-symbol noise variances it reported, and the decoded imag
 Features (`features`, FEATURES names them):
   bits     mean over the k symbols of log2(1 + 1/noise_var): the information the channel let
            through per symbol (an erased symbol, noise_var >= ERASED_NOISE_VAR, gives 0); bits^2
-  erased   fraction of symbols erased
+  erased   fraction of symbols erased, its square, and times bits (what is lost costs more
+           when the rest arrives clean)
   image    the decoded image's mean, std and detail (mean absolute pixel difference), and its
            7 x 7 block means (4 x 4 pixels each): what the image is (busy images, or ones with much
            mid-gray, reconstruct worse at the same channel quality); each also times bits
@@ -25,7 +26,7 @@ from diffsem.phy.ofdm import ERASED_NOISE_VAR
 POOL = 4
 RIDGE = 1.0
 _IMAGE = ("mean", "std", "detail") + tuple(f"block{i}" for i in range((28 // POOL) ** 2))
-FEATURES = ("one", "bits", "bits2", "erased") + _IMAGE + tuple(f"{n}*bits" for n in _IMAGE)
+FEATURES = ("one", "bits", "bits2", "erased", "erased*bits", "erased2") + _IMAGE + tuple(f"{n}*bits" for n in _IMAGE)
 FILE_NAME = "reliability.json"
 
 
@@ -41,7 +42,8 @@ def features(noise_var, image) -> np.ndarray:
     n = 28 // POOL
     blocks = img.reshape(b, n, POOL, n, POOL).mean(axis=(2, 4)).reshape(b, -1)
     im = np.concatenate([np.stack([img.mean(axis=(1, 2)), img.std(axis=(1, 2)), detail], axis=1), blocks], axis=1)
-    return np.concatenate([np.stack([np.ones(b), bits, bits ** 2, erased.mean(axis=1)], axis=1),
+    e = erased.mean(axis=1)
+    return np.concatenate([np.stack([np.ones(b), bits, bits ** 2, e, e * bits, e ** 2], axis=1),
                            im, im * bits[:, None]], axis=1)
 
 

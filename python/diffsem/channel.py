@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
+from diffsem.phy.ofdm import DEFAULT_LAYOUT, ERASED_NOISE_VAR, OfdmLayout
 
 CHANNELS = ("awgn", "rayleigh", "selective")
 CSI_MODES = ("perfect", "estimated")
@@ -149,7 +149,9 @@ def estimation_error(kind: str, sigma2, batch: int, k: int, generator=None, devi
 # ----------------------------------------------------------------------------- partial-frame impairments
 #
 # What destroys part of a frame, defined once on the OFDM layout (symbol i rides OFDM symbol
-# i // n_data, data carrier i % n_data) for the training channel and the GNU Radio channel_sim:
+# i // n_data, data carrier i % n_data) by impairment_cells_numpy, for the training channel (which
+# seeds it from its torch.Generator) and the GNU Radio channel_sim (which turns the same cells into
+# samples: impulses over a wiped OFDM symbol, tones on the hit carriers, a zeroed tail):
 #   erasure     each symbol lost independently with probability `fraction`
 #   burst       impulsive noise wipes whole OFDM symbols, each with probability `fraction`
 #   truncation  the frame's tail is lost: the last round(fraction * k) symbols
@@ -159,31 +161,44 @@ def estimation_error(kind: str, sigma2, batch: int, k: int, generator=None, devi
 # An erased cell is handed to the decoder as symbol 0 with noise variance ERASED_NOISE_VAR (the
 # receiver's "could not trust": the decoders treat anything this large as no information).
 IMPAIRMENTS = ("none", "erasure", "burst", "truncation", "narrowband")
-ERASED_NOISE_VAR = 1e4
+
+
+def impairment_cells_numpy(kind: str, fraction, batch: int, k: int, rng=None,
+                           layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """Boolean [B, k]: the payload cells `kind` hits (the one definition: the training channel
+    draws through `impairment_cells`, the GNU Radio channel_sim calls this directly).
+    `fraction` a float or [B]; `rng` a numpy Generator (or a seed)."""
+    if kind not in IMPAIRMENTS:
+        raise ValueError(f"unknown impairment {kind!r}: choose one of {IMPAIRMENTS}")
+    rng = np.random.default_rng(rng)
+    f = np.broadcast_to(np.asarray(fraction, dtype=np.float64).reshape(-1), (batch,))[:, None]
+    if np.any((f < 0) | (f > 1)):
+        raise ValueError(f"impairment fraction must be in [0, 1], got {fraction}")
+    i = np.arange(k)[None, :]
+    if kind == "none":
+        return np.zeros((batch, k), dtype=bool)
+    if kind == "erasure":
+        return rng.random((batch, k)) < f
+    if kind == "burst":
+        wiped = rng.random((batch, layout.n_ofdm_symbols(k))) < f
+        return wiped[:, i[0] // layout.n_data]
+    if kind == "truncation":
+        return np.broadcast_to(i >= np.round((1 - f) * k), (batch, k)).copy()
+    n = layout.n_data
+    width = np.round(f * n)
+    start = np.floor(rng.random((batch, 1)) * (n - width + 1))
+    carrier = i % n
+    return (carrier >= start) & (carrier < start + width)
 
 
 def impairment_cells(kind: str, fraction, batch: int, k: int, generator=None, device="cpu",
                      layout: OfdmLayout = DEFAULT_LAYOUT):
-    """Boolean [B, k]: the payload cells `kind` hits; `fraction` a float or a tensor [B]."""
+    """Boolean tensor [B, k] of `impairment_cells_numpy`, seeded from the torch `generator` (so a
+    seeded training run stays reproducible); `fraction` a float or a tensor [B]."""
     import torch
-    if kind not in IMPAIRMENTS:
-        raise ValueError(f"unknown impairment {kind!r}: choose one of {IMPAIRMENTS}")
-    f = torch.as_tensor(fraction, dtype=torch.float32, device=device).reshape(-1).expand(batch)[:, None]
-    if kind == "none":
-        return torch.zeros(batch, k, dtype=torch.bool, device=device)
-    i = torch.arange(k, device=device)[None, :]
-    if kind == "erasure":
-        return torch.rand(batch, k, generator=generator, device=device) < f
-    if kind == "burst":
-        wiped = torch.rand(batch, layout.n_ofdm_symbols(k), generator=generator, device=device) < f
-        return wiped[:, i[0] // layout.n_data]
-    if kind == "truncation":
-        return i >= torch.round((1 - f) * k)
-    n = layout.n_data
-    width = torch.round(f * n)
-    start = torch.floor(torch.rand(batch, 1, generator=generator, device=device) * (n - width + 1))
-    carrier = i % n
-    return (carrier >= start) & (carrier < start + width)
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    f = fraction.detach().float().cpu().numpy() if torch.is_tensor(fraction) else fraction
+    return torch.from_numpy(impairment_cells_numpy(kind, f, batch, k, seed, layout)).to(device)
 
 
 def impair(s_hat, noise_var, h_hat_gain, kind: str, fraction, sir_db=0.0, generator=None,

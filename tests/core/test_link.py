@@ -51,3 +51,13 @@ def test_accounting_attributes_receiver_drops_up_to_the_frames_unaccounted_for()
     assert accounting.drop_counter("queue_full: 16 queued") == "queue_dropped"
     assert accounting.drop_counter("model error") == "failed"
     assert accounting.crc_count_from_stats({"header_crc_fail": 2, "nonfinite": 1, "frames": 9}) == 3
+
+
+def test_salvaged_frames_are_decoded_frames_and_the_identity_stays_exact():
+    # 10 sent: 7 decoded (2 of them on a salvaged header), 1 queue drop, 2 receiver drops
+    counters = dict.fromkeys(accounting.COUNTERS, 0) | {"sent": 10, "decoded": 7, "salvaged": 2, "queue_dropped": 1}
+    c = accounting.settle(counters, rx_dropped=2, pending=0)
+    assert c["sent"] == c["decoded"] + c["crc_dropped"] + c["queue_dropped"] + c["bad_input"] + c["failed"] + c["missing"]
+    assert c["missing"] == 0 and c["crc_dropped"] == 2 and c["salvaged"] == 2 <= c["decoded"]
+    # the receiver counts a salvaged frame as delivered, not as a CRC drop
+    assert accounting.crc_count_from_stats({"header_crc_fail": 2, "salvaged": 2, "frames": 9}) == 2

@@ -206,3 +206,11 @@ def test_monitor_prints_a_line_per_frame_and_saves_the_latest_image(tmp_path, ca
     assert image.shape == (28, 28) and abs(image.mean() - 0.5) < 0.01
     assert np.load(tmp_path / "constellation.npy").dtype == np.complex64
     assert "DROPPED (queue_full" in monitor.format_metrics({"seq": 4, "dropped": "queue_full", "block": "d"})
+
+
+def test_monitor_line_shows_the_receivers_reliability_estimate():
+    from diffsem.link import monitor
+    line = monitor.format_metrics({"seq": 7, "decoder": "deepjscc", "psnr_db": 21.3,
+                                   "predicted_psnr_db": 20.84, "reliability": 0.62})
+    assert "predicted 20.84" in line and "reliability 0.62" in line
+    assert "(predicted -, reliability -)" in monitor.format_metrics({"seq": 8, "psnr_db": 20.0})   # older decoders: a dash

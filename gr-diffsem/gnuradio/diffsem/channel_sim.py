@@ -1,12 +1,16 @@
 """Simulated radio channel for the analog OFDM link, built from GNU Radio's gr-channels blocks."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pmt
 from gnuradio import blocks, channels, gr
 
 from diffsem import phy
 from diffsem.phy import impairments
-from diffsem.channel import CHANNELS, selective_pdp_numpy
+from diffsem.channel import CHANNELS, IMPAIRMENTS, impairment_cells_numpy, selective_pdp_numpy
+from diffsem.phy.framing import LEN_TAG
 from diffsem.phy.ofdm import make_layout
 
 
@@ -47,6 +51,24 @@ class channel_sim(gr.hier_block2):
     (gr-channels' own `quantizer` has a fixed +-1 full scale and saturates at the 16-bit range,
     not at its N-bit rails, so it does not model an N-bit converter; hence a small numpy block.)
 
+    Partial-frame impairments, after the noise (the interference arrives with it at the antenna),
+    defined by diffsem.channel.impairment_cells_numpy, the same cells the training channel hits
+    (symbol i of a frame on data carrier i % 48 of payload OFDM symbol i // 48):
+    impairment: "none" (default: no stage connected), "burst" (impulsive noise wipes payload
+        OFDM symbols, each with probability impairment_fraction: over that symbol's samples, CP
+        included, white noise of per-cell power impulse_db above Es), "narrowband" (an
+        interferer on round(fraction * 48) adjacent data carriers at a random offset per frame:
+        on each of them, during every OFDM symbol of the burst (preamble and header included),
+        a tone at the subcarrier's frequency with a fresh CN(0, I) amplitude per OFDM symbol,
+        I = Es / 10^(sir_db/10) per cell; Es/N0 stays snr_db, the hit cells see Es/(N0 + I)),
+        "truncation" (the frame's tail is lost: the cells of symbols round((1 - fraction) k)..k-1
+        are zeroed, signal and noise: whole OFDM symbols in time, the partial one per carrier).
+        "erasure" (independent cells) has no physical waveform and is refused here.
+    The stage finds each burst from the TX's length tag and its layout from header_repeats,
+    pad_front, pad_back, cp_len (ofdm_analog_tx's); frame_k (0 = every cell of the payload OFDM
+    symbols) is the link's k, needed for truncation to hit exactly the training cells.
+    Seeded from `seed`; `hits` records the payload cells hit per burst.
+
     Stages are built in `_stages()` and connected in series.
     Setters (GRC callbacks): set_snr_db, set_cfo, set_timing_offset, set_clock_ppm.
     """
@@ -54,7 +76,9 @@ class channel_sim(gr.hier_block2):
     def __init__(self, snr_db=20.0, channel="awgn", cfo=0.0, timing_offset=0.0, seed=0,
                  doppler=1e-5, clock_ppm=0.0, fft_len=64, occupied_carriers=None, pilot_carriers=None,
                  adc_bits=0, adc_full_scale=3.0, dc_offset=0j, iq_imbalance_db=0.0, iq_imbalance_deg=0.0,
-                 phase_noise=0.0, phase_noise_alpha=0.1):
+                 phase_noise=0.0, phase_noise_alpha=0.1, impairment="none", impairment_fraction=0.0,
+                 sir_db=0.0, impulse_db=30.0, frame_k=0, header_repeats=4, pad_front=None, pad_back=None,
+                 cp_len=16):
         gr.hier_block2.__init__(self, "channel_sim", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         if channel not in CHANNELS:
@@ -81,6 +105,16 @@ class channel_sim(gr.hier_block2):
         self.phase_noise_alpha = float(phase_noise_alpha)
         if self.phase_noise < 0 or not 0 < self.phase_noise_alpha <= 1:
             raise ValueError("phase_noise must be >= 0 and phase_noise_alpha in (0, 1]")
+        if impairment not in IMPAIRMENTS or impairment == "erasure":
+            raise ValueError(f"unknown impairment {impairment!r}: choose one of none, burst, narrowband, truncation")
+        if not 0.0 <= float(impairment_fraction) <= 1.0:
+            raise ValueError(f"impairment_fraction must be in [0, 1], got {impairment_fraction}")
+        frame_layout = dataclasses.replace(self.layout, cp_len=int(cp_len))  # the TX's symbol timing
+        sym_len = frame_layout.fft_len + frame_layout.cp_len
+        self.partial_frame = None if impairment == "none" else _partial_frame(
+            impairment, float(impairment_fraction), float(sir_db), float(impulse_db), self.seed,
+            frame_layout, int(header_repeats), 4 * sym_len if pad_front is None else int(pad_front),
+            4 * sym_len if pad_back is None else int(pad_back), int(frame_k))
         self.model = channels.channel_model(
             noise_voltage=phy.noise_voltage_for_snr(self._snr_db, self.layout),
             frequency_offset=self._cfo / self.layout.fft_len,
@@ -102,6 +136,8 @@ class channel_sim(gr.hier_block2):
                 8, self.doppler, False, 0.0, self.seed + 1, [float(d) for d in range(len(pdp))],
                 [float(m) for m in pdp ** 0.5], len(pdp)))
         stages.append(self.model)  # timing (taps) + CFO + AWGN: noise last, so it stays white
+        if self.partial_frame is not None:
+            stages.append(self.partial_frame)
         stages.extend(self._receiver_impairments())
         return stages
 
@@ -161,3 +197,98 @@ class _adc_quantizer(gr.sync_block):
         out = output_items[0]
         out[:] = impairments.quantize(input_items[0][:len(out)], self.bits, self.full_scale)
         return len(out)
+
+
+class _partial_frame(gr.sync_block):
+    """Burst / narrowband / truncation impairments on the sample stream (see channel_sim).
+
+    Each burst starts at a LEN_TAG tag (value: burst length, padding included). The cells are
+    drawn with diffsem.channel.impairment_cells_numpy and turned into sample operations: an
+    additive waveform (impulses, interferer) and a lost tail (zeroed). The one OFDM symbol that
+    truncation cuts inside is handled per carrier (its lost carriers' DFT components removed), so
+    work() waits until that symbol is whole in its window."""
+
+    def __init__(self, kind, fraction, sir_db, impulse_db, seed, layout, header_repeats, pad_front,
+                 pad_back, frame_k):
+        gr.sync_block.__init__(self, name="diffsem_partial_frame", in_sig=[np.complex64], out_sig=[np.complex64])
+        self.kind, self.fraction, self.layout = kind, fraction, layout
+        self.interferer_var = 10.0 ** (-sir_db / 10.0) / phy.n_active(layout)  # per-tone amplitude, Es = 1
+        self.impulse_std = phy.noise_voltage_for_snr(-impulse_db, layout)
+        self.header_repeats, self.pad_front, self.pad_back, self.frame_k = header_repeats, pad_front, pad_back, frame_k
+        self.rng = np.random.default_rng([int(seed), 0x1F1])
+        self.sym_len = layout.fft_len + layout.cp_len
+        self.pending = []  # bursts not yet fully out: dicts of absolute sample ranges
+        self.hits = []     # per burst, the boolean payload cells hit (what the receiver should see)
+
+    def _plan(self, start, length):
+        lay, sl = self.layout, self.sym_len
+        n_ofdm = (length - self.pad_front - self.pad_back) // sl - 2 - self.header_repeats
+        if n_ofdm < 1:
+            return None
+        k = self.frame_k or n_ofdm * lay.n_data
+        k = min(k, n_ofdm * lay.n_data)
+        cells = impairment_cells_numpy(self.kind, self.fraction, 1, k, self.rng, lay)[0]
+        self.hits.append(cells)
+        frame0 = start + self.pad_front
+        pay0 = frame0 + (2 + self.header_repeats) * sl
+        plan = dict(end=pay0 + n_ofdm * sl, add=None, zero=None, notch=None)
+        if self.kind == "burst":
+            wiped = np.zeros(n_ofdm, bool)
+            wiped[np.arange(k)[cells] // lay.n_data] = True
+            add = np.zeros(n_ofdm * sl, np.complex64)
+            for j in np.flatnonzero(wiped):
+                add[j * sl:(j + 1) * sl] = self.impulse_std / np.sqrt(2) * (
+                    self.rng.standard_normal(sl) + 1j * self.rng.standard_normal(sl))
+            plan["add"] = (pay0, add)
+        elif self.kind == "narrowband":
+            carriers = np.asarray(lay.data_carriers)[np.unique(np.arange(k)[cells] % lay.n_data)]
+            n_sym = 2 + self.header_repeats + n_ofdm
+            m = np.arange(sl) - lay.cp_len  # the CP repeats the body's tail: a tone stays cyclic
+            tones = np.exp(2j * np.pi * np.outer(carriers, m) / lay.fft_len)           # [C, sl]
+            amp = np.sqrt(self.interferer_var / 2) * (self.rng.standard_normal((n_sym, len(carriers)))
+                                                      + 1j * self.rng.standard_normal((n_sym, len(carriers))))
+            plan["add"] = (frame0, (amp @ tones).reshape(-1).astype(np.complex64))
+        elif self.kind == "truncation" and cells.any():
+            first = int(np.argmax(cells))
+            j, c = divmod(first, lay.n_data)
+            if c:   # cut inside OFDM symbol j: its carriers c.. go, whole symbols after it
+                plan["notch"] = (pay0 + j * sl, np.asarray(lay.data_carriers)[c:] % lay.fft_len)
+                j += 1
+            plan["zero"] = (pay0 + j * sl, plan["end"])
+        return plan
+
+    def work(self, input_items, output_items):
+        x, out = input_items[0], output_items[0]
+        n = len(out)
+        base = self.nitems_written(0)
+        for tag in self.get_tags_in_window(0, 0, n, pmt.intern(LEN_TAG)):
+            plan = self._plan(tag.offset, pmt.to_long(tag.value))
+            if plan is not None:
+                self.pending.append(plan)
+        for p in self.pending:  # the cut symbol must be whole in this window
+            if p["notch"] is not None and base <= p["notch"][0] < base + n < p["notch"][0] + self.sym_len:
+                n = p["notch"][0] - base
+        if n <= 0:
+            return 0
+        out[:n] = x[:n]
+        for p in self.pending:
+            if p["add"] is not None:
+                a0, add = p["add"]
+                lo, hi = max(a0, base), min(a0 + len(add), base + n)
+                if lo < hi:
+                    out[lo - base:hi - base] += add[lo - a0:hi - a0]
+            if p["notch"] is not None and base <= p["notch"][0] < base + n:
+                s0 = p["notch"][0] - base
+                body = out[s0 + self.layout.cp_len:s0 + self.sym_len]
+                spec = np.fft.fft(body)
+                keep = np.zeros_like(spec)
+                keep[p["notch"][1]] = spec[p["notch"][1]]
+                z = np.fft.ifft(keep).astype(np.complex64)
+                out[s0 + self.layout.cp_len:s0 + self.sym_len] -= z
+                out[s0:s0 + self.layout.cp_len] -= z[-self.layout.cp_len:]
+            if p["zero"] is not None:
+                lo, hi = max(p["zero"][0], base), min(p["zero"][1], base + n)
+                if lo < hi:
+                    out[lo - base:hi - base] = 0
+        self.pending = [p for p in self.pending if p["end"] > base + n]
+        return n

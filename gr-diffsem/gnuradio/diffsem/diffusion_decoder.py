@@ -6,7 +6,10 @@ In  "in":   symbol PDU from ofdm_analog_rx: meta {"seq", "snr_db" (estimated Es/
             A missing "noise_var" falls back to 10^(-snr_db/10) for every symbol (documented:
             the model then sees a flat channel). Wrong length, NaN, no SNR -> dropped, counted.
 Out "out":  image PDU: the input meta minus noise_var, plus "latency_ms" (queue + inference
-            in this block), "batch_size", "t_dec_out" (wall clock), "decoder", "provider".
+            in this block), "batch_size", "t_dec_out" (wall clock), "decoder", "provider", and,
+            where reliability.json beside the card maps this model, "predicted_psnr_db" and
+            "reliability" (0..1): the image's PSNR predicted at the receiver without the original,
+            from the per-symbol noise variances and the decoded image (diffsem.runtime.reliability).
 Out "drops": {"seq", "reason", "block"} per frame not decoded (bad_input, queue_full, error).
 Out "state": a dict after every batch: counters, queue depth, latency p50/p99, provider.
 
@@ -23,7 +26,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from diffsem.runtime import inference, naming
+from diffsem.runtime import inference, naming, reliability
 from diffsem.channel import snr_db_to_noise_var
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, guarded, image_pdu, pdu_parts, rejections, seq_of
@@ -66,6 +69,8 @@ class diffusion_decoder(gr.basic_block):
         if temperature is not None and float(temperature) < 0:
             temperature = None
         self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed, temperature)
+        # the mapping beside the card (models/reliability.json), fitted for this model file
+        self.reliability = reliability.load(self.card_path.stem, self.card_path.parent / reliability.FILE_NAME)
         detail = f", temperature {self.decode.temperature:g}" if self.decode.wants_noise else ""
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}{detail}")
         self.bad_input = 0
@@ -122,6 +127,9 @@ class diffusion_decoder(gr.basic_block):
         meta = dict(request.meta)
         meta.update(latency_ms=info["latency_ms"], batch_size=info["batch_size"], t_dec_out=time.time(),
                     decoder=self.label, provider=self.provider)
+        if self.reliability is not None:
+            pred, rel = self.reliability.predict(request.noise_var[None, :], image)
+            meta.update(predicted_psnr_db=round(float(pred[0]), 2), reliability=round(float(rel[0]), 3))
         self.message_port_pub(pmt.intern("out"), image_pdu(meta, image))
 
     def _after_batch(self, n_items):

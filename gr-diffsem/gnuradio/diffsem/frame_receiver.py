@@ -66,11 +66,11 @@ class frame_receiver(gr.sync_block):
             ("delay", pmt.from_double(est.delay)),
             ("sample_offset", pmt.from_uint64(max(frame.sample_offset, 0))),
             ("time", pmt.from_double(frame.sample_offset / self.samp_rate)),
-        )
+        ) + ((("salvaged", pmt.PMT_T),) if frame.salvaged else ())
         meta = pmt.make_dict()
         for key, value in items:
             meta = pmt.dict_add(meta, pmt.intern(key), value)
-        self.counters.incr("headers_ok")
+        self.counters.incr("salvaged" if frame.salvaged else "headers_ok")
         self.counters.incr("frames")
         self.message_port_pub(pmt.intern("out"),
                               pmt.cons(meta, pmt.init_c32vector(est.symbols.size, est.symbols.tolist())))

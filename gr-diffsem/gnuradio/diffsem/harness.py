@@ -403,13 +403,13 @@ class PhyLoopback(gr.top_block):
     """symbol_source -> ofdm_analog_tx -> channel_sim -> ofdm_analog_rx -> symbol_checker, headless."""
 
     def __init__(self, snr_db=20.0, channel="awgn", cfo=0.0, timing_offset=0.0, n_frames=100,
-                 n_symbols=128, seed=0, window=8, keep_symbols=False, rx_kwargs=None):
+                 n_symbols=128, seed=0, window=8, keep_symbols=False, rx_kwargs=None, channel_kwargs=None):
         gr.top_block.__init__(self, "diffsem_phy_loopback")
         from gnuradio import diffsem
         self.n_frames = n_frames
         self.source = diffsem.symbol_source(n_symbols, n_frames, 0.0, seed, window)
         self.tx = diffsem.ofdm_analog_tx()
-        self.channel = diffsem.channel_sim(snr_db, channel, cfo, timing_offset, seed)
+        self.channel = diffsem.channel_sim(snr_db, channel, cfo, timing_offset, seed, **(channel_kwargs or {}))
         self.rx = diffsem.ofdm_analog_rx(**(rx_kwargs or {}))
         self.checker = diffsem.symbol_checker(n_symbols, seed, 0)
         self.checker.keep_symbols = keep_symbols

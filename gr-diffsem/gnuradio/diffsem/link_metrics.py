@@ -8,7 +8,8 @@ Out "reference": the reference image PDU of each decoded frame, emitted with its
              meta (a GUI shows it next to the reconstruction: same seq, no latency offset).
 Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db", "ssim",
              "snr_est_db", "latency_ms" (decoder), "e2e_latency_ms" (source emit -> decoder
-             output), "decoder", running means "avg_psnr_db", "avg_ssim", "accuracy", and the
+             output), "decoder", the decoder's "predicted_psnr_db" and "reliability" when it
+             sends them, running means "avg_psnr_db", "avg_ssim", "accuracy", and the
              accounting counters}; a dropped frame gives {"seq", "dropped": reason, counters}.
 
 Accounting (sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input + failed + missing) and the
@@ -128,7 +129,10 @@ class link_metrics(gr.basic_block):
             # with a reference stream, a frame without its reference (older than the reference
             # window, or a seq never sent) is unmatched, never decoded: it cannot be scored.
             # Without one (nothing sent on "ref"), every frame out of the decoder is decoded.
-            self.counters["unmatched" if ref is None and self.counters["sent"] else "decoded"] += 1
+            unmatched = ref is None and self.counters["sent"]
+            self.counters["unmatched" if unmatched else "decoded"] += 1
+            if meta.get("salvaged") and not unmatched:
+                self.counters["salvaged"] += 1
         if ref is None and self.counters["sent"]:
             self.warn("unmatched", f"link_metrics: decoded seq {seq} has no reference")
         self.worker.submit((seq, meta, image, ref))
@@ -180,6 +184,9 @@ class link_metrics(gr.basic_block):
         record = {"seq": seq, "link": self.link_name, "decoder": meta.get("decoder"),
                   "snr_est_db": meta.get("snr_db"), "latency_ms": meta.get("latency_ms"),
                   "batch_size": meta.get("batch_size"), **scores}
+        for key in ("predicted_psnr_db", "reliability"):  # the decoder's own estimate, no original needed
+            if meta.get(key) is not None:
+                record[key] = meta[key]
         if ref is not None:
             _, label, t_src, ref_meta = ref
             record["label"] = label
@@ -208,7 +215,8 @@ class link_metrics(gr.basic_block):
         record.update(self.accounting())
         self._last = record
         if ref is not None:
-            shown = {k: record[k] for k in ("seq", "label", "snr_est_db", "psnr_db", "ssim", "correct", "pred_class",
+            shown = {k: record[k] for k in ("seq", "label", "snr_est_db", "psnr_db", "predicted_psnr_db", "reliability",
+                                            "ssim", "correct", "pred_class",
                                             "e2e_latency_ms", "avg_psnr_db", "accuracy") if record.get(k) is not None}
             self.message_port_pub(pmt.intern("reference"), image_pdu(shown, ref[0]))
         self.message_port_pub(pmt.intern("metrics"), dict_to_pmt({k: v for k, v in record.items() if v is not None}))

@@ -36,8 +36,13 @@ class ofdm_analog_rx(gr.hier_block2):
     decision anywhere on the payload. Why not the stock header_payload_demux chain: see
     diffsem/phy/burst_rx.py and docs/phy.md (its header round trip held the RX to ~0.15 Msps).
 
-    `stats()` -> {"frames", "headers_ok", "header_crc_fail" (a BPSK header whose CRC-8 or zero
-    fill failed: a frame lost), "false_triggers" (no header where the detector triggered: noise,
+    fixed_k: the link's symbols per frame when fixed (0 = not fixed). A header whose CRC fails
+    is then decoded by maximum likelihood over the 4096 seqs with the length known
+    (burst_rx.decode_header_known_length) and its frame delivered with meta "salvaged": True
+    instead of dropped.
+
+    `stats()` -> {"frames", "headers_ok", "salvaged" (frames delivered on a salvaged header),
+    "header_crc_fail" (a BPSK header whose CRC-8 or zero fill failed and was not salvaged: a frame lost), "false_triggers" (no header where the detector triggered: noise,
     refused before any frame is made), "malformed" (kept for API compatibility, always 0),
     "nonfinite" (NaN/Inf samples in a frame)}; the same dict goes out on message port "stats"
     after each frame and each drop.
@@ -46,15 +51,17 @@ class ofdm_analog_rx(gr.hier_block2):
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
                  pilot_symbols=None, payload_scale=1.0, phase_tracking="linear", samp_rate=1.0,
                  sync_threshold=burst_rx.DEFAULT_SYNC_THRESHOLD, header_repeats=4,
-                 mf_threshold=burst_rx.DEFAULT_MF_THRESHOLD):
+                 mf_threshold=burst_rx.DEFAULT_MF_THRESHOLD, fixed_k=0):
         gr.hier_block2.__init__(self, "ofdm_analog_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.layout = lay = make_layout(fft_len, cp_len, occupied_carriers, pilot_carriers, pilot_symbols)
         self.message_port_register_hier_out("out")
         self.message_port_register_hier_out("stats")
-        self.counters = Counters("frames", "headers_ok", "header_crc_fail", "false_triggers", "malformed", "nonfinite")
+        self.counters = Counters("frames", "headers_ok", "salvaged", "header_crc_fail", "false_triggers", "malformed",
+                                 "nonfinite")
         self.receiver = burst_rx.BurstReceiver(lay, header_repeats=int(header_repeats), phase_tracking=phase_tracking,
-                                             payload_scale=payload_scale, mf_threshold=float(mf_threshold))
+                                             payload_scale=payload_scale, mf_threshold=float(mf_threshold),
+                                             fixed_k=int(fixed_k))
         # The receiver finds its frames itself: stream tags from upstream (a TX's packet_len
         # passed on by a DC blocker, say) are not needed and must not travel on, so none get in.
         gate = blocks.tag_gate(gr.sizeof_gr_complex, False)

@@ -5,6 +5,9 @@ Accounting: sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input
 when the backlog exceeds it): counted apart, never as decoded. Drop notices that name no frame
 sent are counted as drops_unmatched, outside the identity. (A link with no reference stream
 counts every frame out of the decoder as decoded and every notice by its reason.)
+`salvaged` counts the decoded frames whose header failed its CRC and was recovered with the
+link's fixed k (meta "salvaged" from ofdm_analog_rx): decoded and scored like the others, never
+black, reported apart (salvaged <= decoded).
 crc_dropped comes from the receiver's own counters (header CRC failed, malformed or non-finite
 payload). `missing` is in flight while the link runs; a frame still missing once the link has
 drained was never detected by the receiver (lost). Receiver drops beyond the frames unaccounted
@@ -24,7 +27,8 @@ from diffsem.link.seq import SEQ_MODULO
 # header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.
 RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite")
 MAX_REFERENCES = SEQ_MODULO // 2  # a 12-bit seq names one pending reference (~6 MB kept)
-COUNTERS = ("sent", "decoded", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu", "drops_unmatched")
+COUNTERS = ("sent", "decoded", "salvaged", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu",
+            "drops_unmatched")
 # drop-notice reason -> the counter it goes to (anything else is "failed")
 DROP_COUNTER = {"queue_full": "queue_dropped", "stopped": "queue_dropped", "bad_input": "bad_input"}
 

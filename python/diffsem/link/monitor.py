@@ -51,7 +51,8 @@ def format_metrics(m: dict) -> str:
     if "correct" in m:
         verdict = f"{_field(m, 'pred_class', _field(m, 'pred', '?'))} {'ok' if m['correct'] is True else 'WRONG'}"
     return (f"seq {seq:>6}  {_field(m, 'decoder', ''):13s} snr_est {num('snr_est_db', '5.1f')} dB  "
-            f"psnr {num('psnr_db', '5.2f')} dB  ssim {num('ssim', '.3f')}  {verdict:16s} "
+            f"psnr {num('psnr_db', '5.2f')} dB (predicted {num('predicted_psnr_db', '5.2f')}, "
+            f"reliability {num('reliability', '.2f')})  ssim {num('ssim', '.3f')}  {verdict:16s} "
             f"lat {num('e2e_latency_ms', '6.1f')} ms  avg psnr {num('avg_psnr_db', '5.2f')} "
             f"acc {num('accuracy', '.3f')}  {counts}")
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffsem.phy.ofdm import DEFAULT_LAYOUT, MAX_SYMBOLS_PER_FRAME, OfdmLayout
+from diffsem.phy.ofdm import ERASED_NOISE_VAR, DEFAULT_LAYOUT, MAX_SYMBOLS_PER_FRAME, OfdmLayout
 
 HEADER_BITS_LEN = 12   # stock packet_header_default: 12-bit length, 12-bit number, CRC-8
 HEADER_BITS_SEQ = 12
@@ -44,6 +44,19 @@ LEN_TAG = "packet_len"  # tagged-stream length key inside the TX (symbols per bu
 
 
 # ----------------------------------------------------------------------------- layout helpers
+# the receiver's "could not trust" thresholds (FrameEstimator.estimate): a carrier whose training
+# spread (4 dof at 4 header copies: P(Gamma(4)/4 > 4) ~ 4e-4 on a clean carrier) exceeds
+# CARRIER_FLAG times the clean mean is interfered; an OFDM symbol whose guard energy (11 carriers:
+# P(Gamma(11)/11 > 4) ~ 1e-8) exceeds SYMBOL_FLAG times sigma^2 was hit by an impulse; one whose
+# guards and pilots hold less than DEAD_SYMBOL of their expected energy received nothing; a tail
+# of DEAD_TAIL_CELLS+ cells of the last live symbol below DEAD_TAIL * sigma^2 was cut. (A per-cell
+# rule, |y|^2 < 1e-3 sigma^2, erased ~1e-4 of the cells of clean frames at 10 dB: not used.)
+CARRIER_FLAG = 4.0
+SYMBOL_FLAG = 4.0
+DEAD_SYMBOL = 0.05
+DEAD_TAIL, DEAD_TAIL_CELLS = 0.3, 6
+
+
 def carriers_by_role(layout: OfdmLayout = DEFAULT_LAYOUT):
     """(data, pilots, guards): signed subcarrier indices. Guards are the unused carriers except DC,
     in ascending order; they carry noise only and serve the noise estimate."""
@@ -271,6 +284,8 @@ class FrameEstimate:
     cpe_slope: float        # residual common phase per OFDM symbol (rad), 0 if tracking is off
     n_taps: int             # significant channel taps kept
     delay: float            # mean channel delay in the FFT window (samples; ISI-free in [0, cp_len])
+    interfered: int = 0     # data carriers flagged as interfered (their noise measured apart)
+    erased: int = 0         # payload symbols handed over as erased (noise_var ERASED_NOISE_VAR)
 
 
 class FrameEstimator:
@@ -456,11 +471,25 @@ class FrameEstimator:
         them with the payload pilots: with 52 known carriers each they pin the slope far better
         than 4 pilots per payload symbol (a one-symbol payload has nothing else).
         `training_spread`: (energy, dof) of the training symbols' LS estimates around their mean
-        (per carrier, each has the noise's own variance sigma^2). With it, sigma^2 comes from
+        (per carrier, each has the noise's own variance sigma^2); energy either a total (dof in
+        all) or one value per active carrier (dof per carrier), which lets the estimate find
+        interfered carriers (see below). With it, sigma^2 comes from
         noise only (guards, pilots, spread), and the fit residual beyond the noise it should hold
         (sigma^2 / training_symbols per carrier) is channel-model error: added to each symbol's
         noise_var as error/|H|^2 instead of being counted as noise (which, scaled by
-        training_symbols, would overstate sigma^2 wherever the channel fit is imperfect)."""
+        training_symbols, would overstate sigma^2 wherever the channel fit is imperfect).
+
+        What the receiver could not trust, measured on the frame itself (not told by a simulator):
+        * interfered carriers: with a per-carrier training spread, a carrier whose spread exceeds
+          CARRIER_FLAG times the clean carriers' mean (re-estimated without the flagged ones) is
+          interfered; sigma^2 comes from the other carriers and the flagged ones keep their own
+          spread as their noise (an interferer present during the header, e.g. a narrowband one);
+        * impulse-hit OFDM symbols: guard energy above SYMBOL_FLAG times sigma^2; left out of the
+          phase fit and the noise estimate, their cells get the measured guard power as noise,
+          and are erased when it exceeds the mean channel gain (SINR < 0 dB);
+        * dead cells: a payload OFDM symbol with no guard and no pilot energy, and the cut tail of
+          the last live one (a truncated frame, `_dead_tail`), are erased.
+        Erased cells are handed over as symbol 0 with noise_var ERASED_NOISE_VAR."""
         lay = self.layout
         n_d, n_p = len(self.data), len(self.pilots)
         half = lay.fft_len // 2
@@ -482,11 +511,20 @@ class FrameEstimator:
         data = cells[:, :n_d] / h_d[None, :]
         pil = cells[:, n_d:n_d + n_p] / h_p[None, :]
         guards = cells[:, n_d + n_p:]
+        good_c, spread_c, ref = self._interfered_carriers(training_spread)
+        g_sym = np.mean(np.abs(guards) ** 2, axis=1) if guards.shape[1] else np.zeros(n_ofdm)
+        if ref is None:  # no per-carrier training spread: the frame's own guards
+            ref = float(np.median(g_sym)) if guards.shape[1] else 0.0
+        hot = g_sym > SYMBOL_FLAG * ref
+        pilot_e = np.mean(np.abs(cells[:, n_d:n_d + n_p]) ** 2, axis=1) if n_p else np.zeros(n_ofdm)
+        dead = (g_sym < DEAD_SYMBOL * ref) & (pilot_e < DEAD_SYMBOL * float(np.mean(np.abs(h_p) ** 2)))
+        bad = hot | dead
 
         # common phase from the pilots, weighted by pilot SNR (|H|^2)
         t = self.t0 + np.arange(n_ofdm, dtype=np.float64)
         w_p = np.abs(h_p) ** 2
         corr = (pil * np.conj(self.pilot_values)[None, :] * w_p[None, :]).sum(axis=1)
+        corr = np.where(bad, 0.0, corr)  # a wiped symbol's pilots say nothing about the phase
         if self.phase_tracking == "off":
             phase = np.zeros(n_ofdm)
             phase_var = np.zeros(n_ofdm)
@@ -513,16 +551,25 @@ class FrameEstimator:
         # noise: guards (raw), pilot residuals scaled back by |H|^2, preamble fit residual
         lev_p = leverage[idx_p]
         pil_res = np.abs(pil - self.pilot_values[None, :]) ** 2 * w_p[None, :] / (1.0 + lev_p[None, :])
-        energy = float(np.sum(np.abs(guards) ** 2) + np.sum(pil_res))
-        dof = guards.size + max(pil_res.size - n_phase_params, 0)
+        pil_res = pil_res[~bad][:, good_c[idx_p]]   # neither wiped symbols nor interfered pilots
+        energy = float(np.sum(np.abs(guards[~bad]) ** 2) + np.sum(pil_res))
+        dof = guards[~bad].size + max(pil_res.size - n_phase_params, 0)
         model_err = 0.0
+        if not good_c.all():  # the fit residual of the clean carriers only (interference is no model error)
+            n_act = good_c.size
+            resid_e = float(np.sum(np.abs(h_ls - fitted)[good_c] ** 2)) * m
+            dof_pre = max(int(round(dof_pre * good_c.sum() / n_act)), 1)
         if training_spread is None:
             energy += resid_e
             dof += dof_pre
             sigma2 = energy / max(dof, 1)
         else:
-            energy += float(training_spread[0])
-            dof += int(training_spread[1])
+            if spread_c is None:
+                energy += float(training_spread[0])
+                dof += int(training_spread[1])
+            else:
+                energy += float(np.sum(spread_c[good_c])) * int(training_spread[1])
+                dof += int(training_spread[1]) * int(good_c.sum())
             sigma2 = energy / max(dof, 1)
             # resid_e was scaled by m above: per carrier it holds m (model error) + sigma^2
             model_err = max(resid_e / max(dof_pre, 1) - sigma2, 0.0) / m
@@ -543,12 +590,63 @@ class FrameEstimator:
         lev_d = leverage[idx_d]
         scale2 = self.payload_scale ** 2
         symbols = data[sym_row, sym_col] / self.payload_scale
-        noise_var = ((sigma2 * (1.0 + lev_d[sym_col]) + model_err) / gain[sym_col] + phase_var[sym_row]) / scale2
+        # pre-equalisation noise per cell: sigma^2, an interfered carrier's own, a hit symbol's guards'
+        noise_c = np.full(n_d, sigma2)
+        if spread_c is not None:
+            noise_c = np.where(good_c[idx_d], sigma2, np.maximum(spread_c[idx_d], sigma2))
+        noise_cell = np.maximum(noise_c[sym_col], np.where(hot, g_sym, 0.0)[sym_row])
+        noise_var = ((noise_cell * (1.0 + lev_d[sym_col]) + model_err) / gain[sym_col] + phase_var[sym_row]) / scale2
+        erased = dead[sym_row] | (hot & (g_sym > mean_gain))[sym_row]
+        erased |= self._dead_tail(cells, dead, n_symbols, sigma2)[sym_row, sym_col]
+        symbols = np.where(erased, 0.0, symbols)
+        noise_var = np.where(erased, ERASED_NOISE_VAR, noise_var)
         sym_gain = gain[sym_col] * scale2
         snr_db = 10.0 * math.log10(max(float(np.mean(sym_gain)) / max(sigma2, 1e-30), 1e-30))
         post_eq = -10.0 * math.log10(max(float(np.mean(noise_var)), 1e-30))
         return FrameEstimate(symbols.astype(np.complex64), noise_var.astype(np.float32), snr_db,
-                             post_eq, sigma2, slope, n_taps, delay)
+                             post_eq, sigma2, slope, n_taps, delay,
+                             int((~good_c[idx_d]).sum()), int(erased.sum()))
+
+    def _dead_tail(self, cells, dead, n_symbols, sigma2):
+        """Boolean [n_ofdm, n_data]: the cut tail of a truncated frame's last live OFDM symbol
+        (data carriers c.. with mean power below DEAD_TAIL * sigma^2 over at least DEAD_TAIL_CELLS
+        cells: the receiver's window mixes a little noise from the CP back in, so a cut cell is not
+        exactly 0; P(false) ~ 1e-4 at 0 dB, far less above)."""
+        n_d = len(self.data)
+        out = np.zeros((cells.shape[0], n_d), bool)
+        live = np.flatnonzero(~dead)
+        if not live.size:
+            return out
+        row = int(live[-1])
+        end = n_d if (row + 1) * n_d <= n_symbols else n_symbols - row * n_d
+        p = np.abs(cells[row, :end]) ** 2
+        suffix = np.cumsum(p[::-1])[::-1] / np.arange(end, 0, -1)
+        ok = (suffix < DEAD_TAIL * sigma2) & (np.arange(end, 0, -1) >= DEAD_TAIL_CELLS)
+        if ok.any():
+            c = int(np.argmax(ok))
+            while c < end and p[c] >= DEAD_TAIL * sigma2:  # the long tail's mean can hide a few live cells
+                c += 1
+            out[row, c:end] = True
+        return out
+
+    def _interfered_carriers(self, training_spread):
+        """(clean-carrier mask over the active carriers, per-carrier spread or None, the clean
+        carriers' mean spread or None) from a per-carrier training spread: flag, re-estimate the
+        reference without the flagged carriers, flag again (an interferer inflates a mean taken
+        over all carriers)."""
+        n_act = len(self.active)
+        if training_spread is None or np.ndim(training_spread[0]) == 0:
+            return np.ones(n_act, bool), None, None
+        s_c = np.asarray(training_spread[0], dtype=np.float64) / max(int(training_spread[1]), 1)
+        good = np.ones(n_act, bool)
+        for _ in range(3):
+            ref = float(np.mean(s_c[good]))
+            new = s_c <= CARRIER_FLAG * ref
+            if new.sum() < n_act // 2 or (new == good).all():  # at most half the band is "interference"
+                good = new if new.sum() >= n_act // 2 else good
+                break
+            good = new
+        return good, s_c, float(np.mean(s_c[good]))
 
 
 # --- test payloads of the PHY loopback (symbol_source / symbol_checker) -------------------------

@@ -16,6 +16,9 @@ DATA_CARRIERS_80211A = tuple(list(range(-26, -21)) + list(range(-20, -7)) + list
 PILOT_CARRIERS_80211A = (-21, -7, 7, 21)
 PILOT_SYMBOLS_80211A = (1.0, 1.0, 1.0, -1.0)
 MAX_SYMBOLS_PER_FRAME = 4095  # the stock packet header's 12-bit length field
+# noise variance of a cell the receiver could not trust (erased: its symbol is handed over as 0);
+# the decoders treat anything this large as no information
+ERASED_NOISE_VAR = 1e4
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,40 @@
+"""diffusion_decoder publishes the receiver-side reliability score in its image PDU meta when a
+reliability.json beside its card maps the model, and link_metrics forwards it."""
+import json
+import shutil
+
+import numpy as np
+
+from diffsem.runtime import reliability
+from gnuradio import diffsem as blocks
+from gnuradio.diffsem.harness import make_pdu, pdu_parts, run_async
+from support import TINY_K as K
+
+
+def _pdus(n, sigma2):
+    rng = np.random.default_rng(1)
+    out = []
+    for seq in range(n):
+        sym = ((rng.standard_normal(K) + 1j * rng.standard_normal(K)) / np.sqrt(2)).astype(np.complex64)
+        out.append(make_pdu({"seq": seq, "snr_db": float(-10 * np.log10(sigma2)),
+                             "noise_var": np.full(K, sigma2, np.float32)}, sym))
+    return out
+
+
+def test_decoder_meta_carries_predicted_psnr_only_with_a_mapping(tiny_models, tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models, folder)
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder), provider="cpu")
+    meta, _ = pdu_parts(run_async(dec, _pdus(2, 0.1))[0])
+    assert "predicted_psnr_db" not in meta and "reliability" not in meta
+
+    w = np.zeros(len(reliability.FEATURES))
+    w[0], w[1] = 10.0, 2.0    # 10 dB + 2 dB per bit of information per symbol
+    entry = {"features": list(reliability.FEATURES), "weights": w.tolist(), "psnr_range_db": [10.0, 20.0]}
+    (folder / reliability.FILE_NAME).write_text(json.dumps({"models": {f"deepjscc_k{K}": entry}}))
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder), provider="cpu")
+    metas = {}
+    for sigma2 in (0.1, 1.0):
+        metas[sigma2] = pdu_parts(run_async(dec, _pdus(2, sigma2))[0])[0]
+        assert metas[sigma2]["predicted_psnr_db"] == round(10 + 2 * np.log2(1 + 1 / sigma2), 2)
+    assert metas[0.1]["reliability"] > metas[1.0]["reliability"]

@@ -303,7 +303,13 @@ def build_targets(models_dir: str, k: int, steps: int, only=None, tmp: str | Non
                 b.to_basic_block()._post(pmt.intern("drops"), notice)
                 return out.wait_for(lambda m: pmt_to_py_dict(m).get("seq") == seq
                                     and pmt_to_py_dict(m).get("dropped") == "queue_full", 10) is not None
+            sent = b.accounting()["sent"]
             b.to_basic_block()._post(pmt.intern("ref"), _image_pdu(seq))
+            # the ports are separate queues: let the reference land before its decoded frame, as on
+            # a link (a frame handled before its reference is counted unmatched, never scored)
+            deadline = time.monotonic() + 20
+            while b.accounting()["sent"] == sent and time.monotonic() < deadline:
+                time.sleep(0.005)
             b.to_basic_block()._post(pmt.intern("in"), _image_pdu(seq, fill=0.4))
             return out.wait_for(lambda m: pmt_to_py_dict(m).get("seq") == seq
                                 and pmt_to_py_dict(m).get("psnr_db") is not None, 20) is not None

@@ -15,8 +15,7 @@ PDUS_PER_BLOCK = 300
 
 
 def test_every_block_survives_hostile_pdus_and_then_decodes_a_good_one():
-    """`diffsem fuzz` as a program (its own process: the blocks start from a clean interpreter, as
-    in a flowgraph run by a user): 300 seeded hostile PDUs per block, then a good one each."""
+    """`diffsem fuzz` as a program: 300 seeded hostile PDUs per block, then a good one each."""
     out = subprocess.run([sys.executable, "-m", "diffsem_apps.cli", "fuzz", "--pdus", str(PDUS_PER_BLOCK),
                           "--seed", "100", "--steps", "1"], capture_output=True, text=True, timeout=600)
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]

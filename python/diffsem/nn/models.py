@@ -60,12 +60,12 @@ def snr_features(snr_db: torch.Tensor) -> torch.Tensor:
     return (snr_db.float() / SNR_SCALE)[:, None]
 
 
-class SemanticEncoder(nn.Module):
-    """image [B,1,28,28] in [0,1], snr_db [B] -> symbols [B,k,2] with unit average power."""
+class _ConvEncoderTrunk(nn.Module):
+    """The encoders' convolutional trunk: 28 -> 14 -> 7, SNR-modulated, then a linear map to 2k
+    reals. Shared by SemanticEncoder and HybridEncoder (their layers keep these attribute names,
+    which their checkpoints use)."""
 
-    def __init__(self, k: int, width: int = 64, cond_dim: int = 64):
-        super().__init__()
-        self.k = k
+    def _build_trunk(self, k: int, width: int, cond_dim: int):
         self.snr_mlp = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
         self.stem = nn.Conv2d(1, width // 2, 3, padding=1)
         self.down1 = nn.Conv2d(width // 2, width, 4, stride=2, padding=1)   # 14x14
@@ -75,12 +75,24 @@ class SemanticEncoder(nn.Module):
         self.squeeze = nn.Conv2d(width, 16, 1)
         self.to_symbols = nn.Linear(16 * 49, 2 * k)
 
-    def forward(self, image, snr_db):
-        cond = self.snr_mlp(snr_features(snr_db))
+    def _trunk(self, image, cond):
+        """-> [B, 2k] reals (before any power normalisation)."""
         h = F.silu(self.stem(image * 2 - 1))
         h = self.res1(F.silu(self.down1(h)), cond)
         h = self.res2(F.silu(self.down2(h)), cond)
-        z = self.to_symbols(self.squeeze(F.silu(h)).flatten(1))
+        return self.to_symbols(self.squeeze(F.silu(h)).flatten(1))
+
+
+class SemanticEncoder(_ConvEncoderTrunk):
+    """image [B,1,28,28] in [0,1], snr_db [B] -> symbols [B,k,2] with unit average power."""
+
+    def __init__(self, k: int, width: int = 64, cond_dim: int = 64):
+        super().__init__()
+        self.k = k
+        self._build_trunk(k, width, cond_dim)
+
+    def forward(self, image, snr_db):
+        z = self._trunk(image, self.snr_mlp(snr_features(snr_db)))
         return power_normalize(z.view(-1, self.k, 2))
 
 
@@ -277,7 +289,7 @@ class AveragePower(nn.Module):
         return z * limit[:, None, None]
 
 
-class HybridEncoder(nn.Module):
+class HybridEncoder(_ConvEncoderTrunk):
     """image, snr_db -> symbols [B,k,2]: SoftCast's linear code scaled per SNR, plus a learned
     convolutional residual (zero at initialisation), at unit average power (`AveragePower`)."""
 
@@ -285,17 +297,10 @@ class HybridEncoder(nn.Module):
         super().__init__()
         self.k = basis.k
         self.basis = basis
-        self.snr_mlp = nn.Sequential(nn.Linear(1, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self._build_trunk(self.k, width, cond_dim)
         self.linear_scale = nn.Linear(cond_dim, 1)
         nn.init.zeros_(self.linear_scale.weight)
         nn.init.zeros_(self.linear_scale.bias)
-        self.stem = nn.Conv2d(1, width // 2, 3, padding=1)
-        self.down1 = nn.Conv2d(width // 2, width, 4, stride=2, padding=1)   # 14x14
-        self.res1 = ResBlock(width, width, cond_dim)
-        self.down2 = nn.Conv2d(width, width, 4, stride=2, padding=1)        # 7x7
-        self.res2 = ResBlock(width, width, cond_dim)
-        self.squeeze = nn.Conv2d(width, 16, 1)
-        self.to_symbols = nn.Linear(16 * 49, 2 * self.k)
         nn.init.zeros_(self.to_symbols.weight)
         nn.init.zeros_(self.to_symbols.bias)
         self.normalize = AveragePower()
@@ -303,10 +308,7 @@ class HybridEncoder(nn.Module):
     def forward(self, image, snr_db):
         cond = self.snr_mlp(snr_features(snr_db))
         analog = self.basis.encode(image) * torch.exp(self.linear_scale(cond))
-        h = F.silu(self.stem(image * 2 - 1))
-        h = self.res1(F.silu(self.down1(h)), cond)
-        h = self.res2(F.silu(self.down2(h)), cond)
-        z = analog + self.to_symbols(self.squeeze(F.silu(h)).flatten(1))
+        z = analog + self._trunk(image, cond)
         return self.normalize(z.view(-1, self.k, 2))
 
 

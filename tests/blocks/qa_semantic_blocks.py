@@ -79,6 +79,16 @@ def _link(tiny_models, tmp_path, count=8, mode="diffusion", **decoder_kw):
     return tb, dict(src=src, enc=enc, air=air, dec=dec, sink=sink, met=met, tap=tap)
 
 
+def _run_until(tb, cond, describe=lambda: ""):
+    """Run the flowgraph until cond() holds (asserted, within _wait's timeout), then stop it."""
+    tb.start()
+    try:
+        assert _wait(cond), describe()
+    finally:
+        tb.stop()
+        tb.wait()
+
+
 def _drained(b):
     def done():
         acc = b["met"].accounting()
@@ -93,12 +103,7 @@ def test_message_link_decodes_every_frame_and_matches_offline_decoding(tiny_mode
     sub.subscribe(b"")
     sub.connect(b["tap"].address)
     time.sleep(0.3)  # let the subscription reach the publisher before frames flow
-    tb.start()
-    try:
-        assert _wait(_drained(b)), b["met"].accounting()
-    finally:
-        tb.stop()
-        tb.wait()
+    _run_until(tb, _drained(b), b["met"].accounting)
     acc = b["met"].accounting()
     assert acc["sent"] == 8 and acc["decoded"] == 8 and acc["missing"] == 0
     assert acc["queue_dropped"] == acc["bad_input"] == acc["failed"] == acc["unmatched"] == 0
@@ -157,12 +162,7 @@ def test_bad_symbol_pdus_are_counted_and_never_stall_the_decoder(tiny_models):
     tb.msg_connect(strobe, "out", dec, "in")
     tb.msg_connect(dec, "out", met, "in")
     tb.msg_connect(dec, "drops", met, "drops")
-    tb.start()
-    try:
-        assert _wait(lambda: met.accounting()["decoded"] == 2 and met.accounting()["bad_input"] == len(bad))
-    finally:
-        tb.stop()
-        tb.wait()
+    _run_until(tb, lambda: met.accounting()["decoded"] == 2 and met.accounting()["bad_input"] == len(bad))
     assert dec.stats()["bad_input"] == len(bad)
     assert met.accounting()["decoded"] == 2
 
@@ -192,12 +192,7 @@ def test_queue_drops_are_counted_so_every_frame_is_accounted_for(tiny_models, tm
         return fast(items)
 
     worker.process = stalled_process
-    tb.start()
-    try:
-        assert _wait(_drained(b)), b["met"].accounting()
-    finally:
-        tb.stop()
-        tb.wait()
+    _run_until(tb, _drained(b), b["met"].accounting)
     acc = b["met"].accounting()
     assert acc["queue_dropped"] == 24 - 1 - 2  # one frame in flight, two kept in the queue
     assert acc["decoded"] == 3

@@ -92,6 +92,7 @@ def make_recording(samp_rate, images_per_s, k, snr_db, seed):
     """One second of stream: a burst every samp_rate / images_per_s samples (distinct frames),
     noise everywhere. Returns (samples, burst start indices)."""
     from gnuradio import diffsem
+    from gnuradio.diffsem.harness import record_bursts
     period = int(round(samp_rate / images_per_s))
     n_frames = max(int(images_per_s), 1)
     tb = gr.top_block("bench_rx_tx")
@@ -103,13 +104,7 @@ def make_recording(samp_rate, images_per_s, k, snr_db, seed):
     burst = tx.burst_length(k)
     if burst > period:
         raise SystemExit(f"diffsem bench rx: {images_per_s:g} frames/s of {burst} samples do not fit {samp_rate:g} samples/s")
-    tb.start()
-    deadline = time.monotonic() + 60
-    while len(sink.data()) < n_frames * burst and time.monotonic() < deadline:
-        time.sleep(0.02)
-    tb.stop()
-    tb.wait()
-    bursts = np.asarray(sink.data(), dtype=np.complex64)[:n_frames * burst].reshape(-1, burst)
+    bursts = record_bursts(tb, sink, n_frames, burst)
     rng = np.random.default_rng(seed)
     sigma = phy.noise_voltage_for_snr(snr_db)
     x = (sigma / np.sqrt(2) * (rng.standard_normal(period * n_frames) + 1j * rng.standard_normal(period * n_frames)))

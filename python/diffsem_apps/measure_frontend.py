@@ -13,6 +13,7 @@ import pmt
 from gnuradio import blocks, gr
 from gnuradio import filter as gr_filter
 from gnuradio.diffsem import channel_sim, ofdm_analog_rx, ofdm_analog_tx, symbol_checker, symbol_source
+from gnuradio.diffsem.harness import record_bursts
 
 
 def dc_offset_run(snr_db, dc, dc_blocker, n_frames=200, seed=0):
@@ -60,13 +61,7 @@ def tx_papr_by_symbol(n_bursts=300, n_symbols=128, seed=0):
         sym = ((rng.standard_normal(n_symbols) + 1j * rng.standard_normal(n_symbols)) / np.sqrt(2)).astype(np.complex64)
         tx.framer.to_basic_block()._post(pmt.intern("in"), pmt.cons(pmt.make_dict(), pmt.init_c32vector(sym.size, sym.tolist())))
     length = tx.burst_length(n_symbols)
-    tb.start()
-    deadline = time.monotonic() + 60
-    while len(sink.data()) < n_bursts * length and time.monotonic() < deadline:
-        time.sleep(0.1)
-    tb.stop()
-    tb.wait()
-    bursts = np.asarray(sink.data())[: n_bursts * length].reshape(n_bursts, length)
+    bursts = record_bursts(tb, sink, n_bursts, length)
     body = bursts[:, tx.pad_front:length - tx.pad_back]
     power = (np.abs(body) ** 2).reshape(n_bursts, -1, tx.layout.fft_len + tx.layout.cp_len)
     db = lambda v: round(float(10 * np.log10(v)), 1)

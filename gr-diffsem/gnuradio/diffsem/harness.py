@@ -93,6 +93,18 @@ def run_async(block, pdus, timeout: float = 30.0):
 
 # --- gr-fec on frames ---------------------------------------------------------------------------
 
+def record_bursts(tb, sink, n_bursts: int, length: int, timeout: float = 60.0) -> np.ndarray:
+    """Run `tb` until its vector sink holds n_bursts bursts of `length` samples (or timeout s), stop it,
+    and return them as [n_bursts, length]."""
+    tb.start()
+    deadline = time.monotonic() + timeout
+    while len(sink.data()) < n_bursts * length and time.monotonic() < deadline:
+        time.sleep(0.02)
+    tb.stop()
+    tb.wait()
+    return np.asarray(sink.data(), dtype=np.complex64)[:n_bursts * length].reshape(-1, length)
+
+
 def gr_fec_encode(info_bits: np.ndarray, budget: core.Budget) -> np.ndarray:
     """gr-fec cc_encoder on info bits [B, info_bits] -> mother-code bits [B, 2(info_bits+6)]."""
     enc = fec.async_encoder(make_cc_encoder(budget), False, False, False, core.MTU)

@@ -197,7 +197,9 @@ class BurstReceiver:
     it) and the fine CFO there (subcarrier spacings). Returns the list of events completed:
     ("frame", ReceivedFrame); ("false_trigger", why): no preamble where the trigger points (the
     detector fired on noise); ("header_fail", why): a preamble whose header is not BPSK or fails
-    its CRC or zero fill (a frame lost); ("nonfinite", what).
+    its CRC or zero fill (a frame lost); ("nonfinite", what). A frame whose burst ends before
+    its header's length (estimate.cut > 0) is delivered with the missing tail erased, and the
+    search for the next frame goes on from where its burst ended.
     Samples are kept only as long as a pending trigger may need them.
     With `mf_threshold` > 0 (the default) the receiver also finds frames itself with a matched
     filter on the known preambles (diffsem.phy.sync.PreambleDetector, down to -3 dB); the given
@@ -486,20 +488,48 @@ class BurstReceiver:
     def _finish(self, hdr: _Header, events: list) -> bool:
         """Payload of an accepted header, once its samples are in. False = wait for samples."""
         n_ofdm = self.layout.n_ofdm_symbols(hdr.n_symbols)
-        end = hdr.start + (self.header_syms + n_ofdm) * self.sym_len
+        pay0 = hdr.start + self.header_syms * self.sym_len
+        end = pay0 + n_ofdm * self.sym_len
         if end > self.buf_start + self.buf.size:
             return False
-        self.busy_until = end - self.sym_len  # the next burst's trigger may sit in our last symbol's tail
+        max_live = self._next_frame_inside(pay0, end)
+        if max_live is None:
+            return False
+        # the next burst's trigger may sit in our last symbol's tail
+        self.busy_until = pay0 + max_live * self.sym_len - self.sym_len
         spec = self._symbols(hdr.start, self.header_syms, n_ofdm, hdr.cfo)
-        if not np.isfinite(spec).all():
+        if not np.isfinite(spec[:max(max_live, 1)]).all():
             events.append(("nonfinite", "NaN/Inf samples in a frame's payload"))
             return True
+        spec = np.where(np.isfinite(spec), spec, 0.0)  # past another frame's start: erased below
         cells = spec[:, self.cells + self.half]
         est = self.estimator.estimate(cells, hdr.ls_taps, hdr.n_symbols, training_symbols=hdr.training,
                                       channel_start=hdr.selection, phase_anchors=hdr.anchors,
-                                      training_spread=hdr.spread)
+                                      training_spread=hdr.spread, max_live=max_live)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all() and math.isfinite(est.snr_db)):
             events.append(("nonfinite", "estimation gave NaN/Inf"))
             return True
+        if est.cut:  # the burst ended early: whatever follows may be the next frame
+            live = self.layout.n_ofdm_symbols(hdr.n_symbols - est.cut)
+            self.busy_until = min(self.busy_until, pay0 + live * self.sym_len - self.sym_len)
         events.append(("frame", ReceivedFrame(hdr.seq, hdr.n_symbols, est, hdr.cfo, hdr.start, hdr.salvaged)))
         return True
+
+    def _next_frame_inside(self, pay0: int, end: int):
+        """Payload OFDM symbols (from absolute sample `pay0`) before another frame starts: a
+        pending trigger inside this payload whose header decodes (a header that claims more
+        symbols than were sent, a burst cut by the next one). (end - pay0) / sym_len when there
+        is none, None when a candidate's header is not in the buffer yet."""
+        n_ofdm = (end - pay0) // self.sym_len
+        for trig, cfo, from_mf in sorted(list(self.pending) + self._held):
+            start = trig - self.sym_len + self.timing_advance
+            if start >= end:
+                break
+            if start < pay0:
+                continue
+            if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
+                return None
+            other = self._header(start, cfo, [], from_mf)
+            if other is not None:
+                return max(0, min(n_ofdm, (other.start - pay0) // self.sym_len))
+        return n_ofdm

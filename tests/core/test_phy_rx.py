@@ -198,3 +198,12 @@ def test_a_sampling_clock_offset_is_measured_counted_and_turned_back():
             assert 10 * math.log10(err.mean()) < -17 and e.cut == 0
             assert -1.0 < 10 * math.log10(e.noise_var.mean() / err.mean()) < 7.0
 
+
+def test_a_stream_oversampled_2x_is_reported_not_decoded():
+    from scipy.signal import resample_poly
+    rng = np.random.default_rng(14)
+    x, _ = stream([cn(rng, 128) for _ in range(20)], gap=320)
+    y = awgn(resample_poly(x, 2, 1).astype(np.complex64), 15.0, rng)
+    frames, kinds = frames_and_kinds(np.concatenate([y, awgn(x, 15.0, rng)]))
+    assert kinds.count("wrong_rate") == 20
+    assert [f.seq for f in frames] == list(range(20))  # the 1x frames after it

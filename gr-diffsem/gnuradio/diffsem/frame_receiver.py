@@ -42,7 +42,8 @@ class frame_receiver(gr.sync_block):
                 self._drop(kind, value)
         return n
 
-    COUNTER = {"header_fail": "header_crc_fail", "false_trigger": "false_triggers", "nonfinite": "nonfinite"}
+    COUNTER = {"header_fail": "header_crc_fail", "false_trigger": "false_triggers", "nonfinite": "nonfinite",
+               "wrong_rate": "wrong_rate"}
 
     def _warn_once(self, key, text):
         if key not in self._warned:
@@ -53,7 +54,7 @@ class frame_receiver(gr.sync_block):
         counter = self.COUNTER.get(kind, kind)
         self.counters.incr(counter)
         # false triggers on noise and headers lost at low SNR are routine: counted, not logged
-        if kind == "nonfinite":
+        if kind in ("nonfinite", "wrong_rate"):
             self._warn_once(text, f"dropped frame: {text} (counted in stats()['{counter}'])")
         self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))
 

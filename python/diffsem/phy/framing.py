@@ -357,6 +357,7 @@ class FrameEstimator:
         self._pair_spacing = min(gaps) if gaps else 0
         self._pairs = np.array([(a, b) for a in range(k.size) for b in range(k.size)
                                 if k[a] - k[b] == self._pair_spacing], dtype=np.int64).reshape(-1, 2)
+        self._pilot_omega = 2.0 * np.pi * k.astype(np.float64) / layout.fft_len
         self.min_gain = min_gain
         self._oversample = 4
         self._omega = {}
@@ -673,15 +674,16 @@ class FrameEstimator:
         live = n if max_live is None else max(0, min(n, int(max_live)))
         if not sigma2 > 0 or not good_p.any():
             return live, 0.0, math.inf
-        k = np.asarray(self.pilots, dtype=np.float64)
-        z = pilots * np.conj(h_p * self.pilot_values)[None, :]  # |H|^2 e^{j(phase + 2 pi k delay / N)}
-        w = np.where(good_p, np.abs(h_p) ** 2, 0.0)
-        z = np.where(good_p[None, :], z, 0.0)
-        end = self._cusum_end(np.abs(z.sum(axis=1)), float(w.sum()), sigma2, skip, live)
+        z = pilots * np.conj(h_p * self.pilot_values)  # |H|^2 e^{j(phase + 2 pi k delay / N)}
+        w = np.abs(h_p) ** 2
+        if not good_p.all():
+            w, z = np.where(good_p, w, 0.0), np.where(good_p, z, 0.0)
+        w_sum = float(w.sum())
+        end = self._cusum_end(np.abs(z.sum(axis=1)), w_sum, sigma2, skip, live)
         drift, drift_sd = self._timing_drift(z[:end], w, sigma2, tau[:end], skip[:end])
         if abs(drift) > CLOCK_SIGNIFICANT * drift_sd:
-            turn = np.exp(-2j * np.pi * np.outer(tau * drift, k) / self.layout.fft_len)
-            end = self._cusum_end(np.abs((z * turn).sum(axis=1)), float(w.sum()), sigma2, skip, live)
+            turn = np.exp(-1j * np.outer(tau * drift, self._pilot_omega))
+            end = self._cusum_end(np.abs((z * turn).sum(axis=1)), w_sum, sigma2, skip, live)
         return end, drift, drift_sd
 
     @staticmethod
@@ -711,17 +713,18 @@ class FrameEstimator:
             return 0.0, math.inf
         a, b = self._pairs[:, 0], self._pairs[:, 1]
         m = w[a] * w[b]
-        if not m.any():
+        m_sum = float(m.sum())
+        if not m_sum > 0:
             return 0.0, math.inf
-        d = np.where(skip, 0.0, (z[:, a] * np.conj(z[:, b])).sum(axis=1))
-        # phase variance of d per symbol, linearised: arg d = sum_i m_i (phi_a_i - phi_b_i) / sum m,
-        # a pilot's phase phi_p has variance sigma^2 / (2 w_p) (w = |H|^2); pairs sharing a pilot
-        # cancel its phase (adjacent pairs telescope)
-        coef = (np.bincount(a, m, w.size) - np.bincount(b, m, w.size)) / float(np.sum(m))
+        # phase variance of the pair sum per symbol, linearised: arg d = sum_i m_i (phi_a_i -
+        # phi_b_i) / sum m, a pilot's phase phi_p has variance sigma^2 / (2 w_p) (w = |H|^2);
+        # pairs sharing a pilot cancel its phase (adjacent pairs telescope)
+        coef = (np.bincount(a, m, w.size) - np.bincount(b, m, w.size)) / m_sum
         var = float(np.sum(coef ** 2 * sigma2 / (2.0 * np.maximum(w, 1e-300))))
         info = float(np.sum(np.where(skip, 0.0, tau * tau))) / max(var, 1e-300)
         if var > MAX_DRIFT_PHASE_VAR or info <= 0:  # too noisy to unwrap symbol after symbol
             return 0.0, math.inf
+        d = np.where(skip, 0.0, (z[:, a] * np.conj(z[:, b])).sum(axis=1))
         scale = self.layout.fft_len / (2.0 * math.pi * self._pair_spacing)
         return fit_phase_slope(d, tau) * scale, scale / math.sqrt(info)
 

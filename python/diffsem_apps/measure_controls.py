@@ -19,7 +19,6 @@ reached and sigma or amount.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,7 +30,8 @@ from diffsem import metrics
 from diffsem.experiments import controls
 from diffsem.experiments.evaluate import reconstruct, score
 from diffsem.experiments.schemes import load_scheme
-from diffsem_apps.generated_page import command_line, table, write_page
+from diffsem_apps import decoder_measure
+from diffsem_apps.decoder_measure import table
 
 PROG = "diffsem measure controls"
 CONTROLS = (("deepjscc+noise", "sigma"), ("deepjscc+unsharp", "amount"))
@@ -128,20 +128,13 @@ def markdown_body(rows) -> list[str]:
 
 # --- command line ------------------------------------------------------------------------------
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--k", nargs="+", type=checks.positive_int, default=[128, 32])
-    p.add_argument("--snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[0, 5, 10, 20],
-                   help="AWGN Es/N0, dB")
-    p.add_argument("--steps", nargs="+", type=int, choices=(1, 2, 4), default=[1, 2], help="student step counts")
-    p.add_argument("--n", type=checks.int_range(2, 10000), default=1000, help="first N images of the split")
-    p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--seed", type=checks.nonnegative_int, default=0)
+def _own_arguments(p) -> None:
     p.add_argument("--tol", type=checks.positive_float, default=controls.TOL_DB, help="PSNR match tolerance, dB")
-    p.add_argument("--threads", type=checks.positive_int, default=1, help="ONNX Runtime / torch threads")
-    p.add_argument("--markdown", default=None, help="also write the results table to this markdown file")
-    a = p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    argv = decoder_measure.argv_of(argv)
+    a = decoder_measure.parse(PROG, __doc__, argv, 1000, _own_arguments)
     import torch
 
     from diffsem import data
@@ -162,8 +155,8 @@ def main(argv=None) -> int:
                 print(json.dumps(r), flush=True)
             print(f"{PROG}: k={k} {snr:g} dB: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     if a.markdown:
-        write_page(a.markdown, "Perceptual gain against trivial post-processing at the same PSNR cost",
-                   command_line(PROG, argv), markdown_body(rows))
+        decoder_measure.write_page(a.markdown, "Perceptual gain against trivial post-processing at the same PSNR "
+                                   "cost", PROG, argv, markdown_body(rows))
     return 0
 
 

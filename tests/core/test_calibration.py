@@ -47,8 +47,9 @@ def test_the_rule_takes_the_sharpest_temperature_within_the_psnr_budget():
     assert c.temperature == 0.8 and c.worst["psnr_cost_db"] == pytest.approx(1.28)
     assert [ok for _, _, ok in c.candidates] == [True, True, False]
     assert choose(_sweep(), 8, "teacher", 32, max_psnr_cost_db=2.0).temperature == 0.9
-    with pytest.raises(CalibrationError, match="no temperature"):
-        choose(_sweep(), 8, "teacher", 32, max_psnr_cost_db=0.5)
+    over = choose(_sweep(), 8, "teacher", 32, max_psnr_cost_db=0.5)  # none within 0.5 dB: the cheapest
+    assert over.temperature == 0.7 and over.rule.endswith(calibration.OVER_BUDGET)
+    assert not any(ok for _, _, ok in over.candidates)
     # the student is a little blunter at equal T, so the same budget buys it a higher T
     s = choose(_sweep(), 8, "student", 2, max_psnr_cost_db=1.5)
     assert s.temperature == 0.9 and s.worst["psnr_cost_db"] == pytest.approx(1.445)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from diffsem.experiments import bench_decoder
+from diffsem.runtime import flops as flop_count
 from diffsem.runtime.cards import make_card, write_card
 
 K = 8
@@ -58,7 +59,7 @@ def export(folder, name, role, steps):
 
 def test_flop_count_matches_hand_count(tmp_path):
     for steps in (1, 3):
-        flops, skipped = bench_decoder.count_flops(export(tmp_path, f"s{steps}", "student", steps))
+        flops, skipped = flop_count.count_flops(export(tmp_path, f"s{steps}", "student", steps))
         assert skipped == []
         assert flops == flops_by_hand(steps=steps)
 
@@ -113,8 +114,20 @@ def test_flops_counted_where_shape_inference_gives_up(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         torch.onnx.export(FilmNet(), (torch.zeros(2, 1, 28, 28),), str(path), input_names=["image"],
                           output_names=["out"], dynamo=False, opset_version=17, dynamic_axes={"image": {0: "batch"}})
-    flops, skipped = bench_decoder.count_flops(path)
+    flops, skipped = flop_count.count_flops(path)
     assert skipped == []
     assert flops == 2 * (4 * 28 * 28) * 1 * 9 + 2 * 1 * 1 * 8 + 2 * (1 * 26 * 26) * 4 * 9
-    monkeypatch.setattr(bench_decoder, "_measured_shapes", lambda model: {})
-    assert bench_decoder.count_flops(path)[1] == ["Conv /b/Conv (shape unknown)"]  # what the probe run fixes
+    monkeypatch.setattr(flop_count, "_measured_shapes", lambda model: {})
+    assert flop_count.count_flops(path)[1] == ["Conv /b/Conv (shape unknown)"]  # what the probe run fixes
+
+
+def test_shipped_cards_carry_the_flops_of_their_graphs():
+    from diffsem import models_dir
+    from diffsem.runtime.cards import find_cards, load_card
+    checked = 0
+    for path in find_cards(models_dir()):
+        card = load_card(path)
+        if card.get("role") in ("deepjscc_decoder", "student"):
+            assert card["flops_per_image"] == flop_count.count_flops(models_dir() / card["file"])[0], card["name"]
+            checked += 1
+    assert checked >= 4

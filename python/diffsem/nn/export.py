@@ -20,6 +20,7 @@ import torch
 
 from diffsem import data, models_dir
 from diffsem.runtime.cards import make_card, write_card
+from diffsem.runtime.flops import count_flops
 from diffsem.channel import transmit
 from diffsem.nn.runs import build_diffusion_decoder, torch_modules
 from diffsem.runtime.naming import DEFAULT_TEMPERATURE, TEACHER_STEPS, artifact_name
@@ -127,6 +128,7 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4),
                          source_sigma=cfg["teacher"]["source_sigma"] if steps else None,
                          default_temperature=DEFAULT_TEMPERATURE if steps else None,
                          metrics=[])
+        card["flops_per_image"] = count_flops(path)[0]  # what `diffsem bench decoder` counts (load-independent)
         old = out_dir / f"{name}.json"
         if old.exists():  # keep evaluation rows and the temperature calibrated for the same recipe
             previous = json.loads(old.read_text())

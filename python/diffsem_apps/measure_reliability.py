@@ -19,6 +19,7 @@ from diffsem import data
 from diffsem.experiments.schemes import load_scheme
 from diffsem.metrics import psnr
 from diffsem.runtime import naming, reliability
+from diffsem.runtime.cards import load_card
 
 FIT_CHANNELS = ("awgn", "rayleigh", "selective")
 ERASURES = (0.0, 0.1, 0.25, 0.5)
@@ -115,7 +116,9 @@ def main(argv=None):
                 rec, nv = run_channel(scheme, xv[m], ch, fit_snr[m], fit_era[m], a.seed + 1 + c)
                 nvs.append(nv), recs.append(rec), trues.append(psnr(rec, xv[m]))
             entry = reliability.fit(np.concatenate(nvs), np.concatenate(recs), np.concatenate(trues))
-            doc["models"][naming.artifact_name(name, k, steps)] = entry
+            model_name = naming.artifact_name(name, k, steps)
+            entry["model_sha256"] = load_card(models_dir() / f"{model_name}.json")["sha256"]  # the file it was fitted for
+            doc["models"][model_name] = entry
             model = reliability.Reliability(entry)
             pred, true, snr_all, era_all, rows = [], [], [], [], []
             for s in TEST_SNRS:

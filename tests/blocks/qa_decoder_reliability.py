@@ -30,7 +30,14 @@ def test_decoder_meta_carries_predicted_psnr_only_with_a_mapping(tiny_models, tm
 
     w = np.zeros(len(reliability.FEATURES))
     w[0], w[1] = 10.0, 2.0    # 10 dB + 2 dB per bit of information per symbol
-    entry = {"features": list(reliability.FEATURES), "weights": w.tolist(), "psnr_range_db": [10.0, 20.0]}
+    entry = {"features": list(reliability.FEATURES), "weights": w.tolist(), "psnr_range_db": [10.0, 20.0],
+             "model_sha256": "0" * 64}
+    (folder / reliability.FILE_NAME).write_text(json.dumps({"models": {f"deepjscc_k{K}": entry}}))
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder), provider="cpu")
+    meta, _ = pdu_parts(run_async(dec, _pdus(1, 0.1))[0])
+    assert "predicted_psnr_db" not in meta   # fitted for another model file: no score
+    card = json.loads((folder / f"deepjscc_k{K}.json").read_text())
+    entry["model_sha256"] = card["sha256"]
     (folder / reliability.FILE_NAME).write_text(json.dumps({"models": {f"deepjscc_k{K}": entry}}))
     dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder), provider="cpu")
     metas = {}

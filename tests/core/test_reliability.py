@@ -37,6 +37,11 @@ def test_fit_recovers_a_relation_and_maps_reliability_into_unit_interval(tmp_pat
     assert rel.min() >= 0 and rel.max() <= 1 and np.corrcoef(rel, true)[0, 1] > 0.9
     assert reliability.load("student_k16_s2", tmp_path / reliability.FILE_NAME) is None
     assert reliability.load("deepjscc_k16", tmp_path / "absent.json") is None
+    # a mapping is bound to the model file it was fitted for: another file's card gets none
+    entry["model_sha256"] = "a" * 64
+    (tmp_path / reliability.FILE_NAME).write_text(json.dumps({"models": {"deepjscc_k16": entry}}))
+    assert reliability.load("deepjscc_k16", tmp_path / reliability.FILE_NAME, "a" * 64) is not None
+    assert reliability.load("deepjscc_k16", tmp_path / reliability.FILE_NAME, "b" * 64) is None
 
 
 def test_mapping_made_with_other_features_is_refused():

@@ -70,7 +70,8 @@ class diffusion_decoder(gr.basic_block):
             temperature = None
         self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed, temperature)
         # the mapping beside the card (models/reliability.json), fitted for this model file
-        self.reliability = reliability.load(self.card_path.stem, self.card_path.parent / reliability.FILE_NAME)
+        self.reliability = reliability.load(self.card_path.stem, self.card_path.parent / reliability.FILE_NAME,
+                                            self.model.card.get("sha256"))
         detail = f", temperature {self.decode.temperature:g}" if self.decode.wants_noise else ""
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}{detail}")
         self.bad_input = 0

@@ -17,6 +17,7 @@ percentile of true PSNR to 0..1 (clipped).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ POOL = 4
 RIDGE = 1.0
 _IMAGE = ("mean", "std", "detail") + tuple(f"block{i}" for i in range((28 // POOL) ** 2))
 FEATURES = ("one", "bits", "bits2", "erased", "erased*bits", "erased2") + _IMAGE + tuple(f"{n}*bits" for n in _IMAGE)
+log = logging.getLogger("diffsem.runtime.reliability")
 FILE_NAME = "reliability.json"
 
 
@@ -73,12 +75,18 @@ class Reliability:
         return pred, np.clip((pred - self.lo) / max(self.hi - self.lo, 1e-9), 0.0, 1.0)
 
 
-def load(model_name: str, path=None) -> Reliability | None:
+def load(model_name: str, path=None, model_sha256: str | None = None) -> Reliability | None:
     """The fitted mapping of a decoder, by its model file stem (naming.artifact_name:
-    "deepjscc_k128", "student_k32_s2", ...), or None when the file or the entry is missing."""
+    "deepjscc_k128", "student_k32_s2", ...), or None when the file or the entry is missing, or
+    when `model_sha256` (the card's) is given and the entry was fitted for another model file (a
+    mapping fitted for other weights would predict nonsense)."""
     from diffsem import models_dir
     path = Path(path) if path else Path(models_dir()) / FILE_NAME
     if not path.is_file():
         return None
     entry = json.loads(path.read_text()).get("models", {}).get(model_name)
+    if entry and model_sha256 is not None and entry.get("model_sha256") != model_sha256:
+        log.warning("%s: %s was fitted for another %s file; no reliability score (re-fit: diffsem measure "
+                    "reliability)", path, model_name, model_name)
+        return None
     return Reliability(entry) if entry else None

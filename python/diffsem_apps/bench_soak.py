@@ -46,9 +46,10 @@ def run(args) -> int:
     from gnuradio.diffsem.harness import LoopbackSim
 
     seconds = args.minutes * 60.0
-    # the Fashion-MNIST test split has 10 000 images: a soak offers at most those
+    # the Fashion-MNIST test split has 10 000 images: a longer soak loops over them (seq keeps counting)
     count = int(round(args.rate * seconds))
     tb = LoopbackSim(snr_db=args.snr, decoders=[args.decoder], count=min(count, 10000), rate=args.rate,
+                     loop=count > 10000,
                      models_dir=args.models_dir, provider="cpu", max_queue=64, classifier_card="none",
                      taps_address="tcp://127.0.0.1:0")
     for met in tb.metrics:  # the per-frame record window (a fixed cost once full) would fill only after
@@ -65,6 +66,7 @@ def run(args) -> int:
         if time.monotonic() - t0 >= args.every * (len(samples) + 1):
             samples.append(_sample(tb, t0))
             print(json.dumps(samples[-1]), flush=True)
+    tb.src.stop()  # a looping source never finishes by itself
     # drain: what is still missing once the link is quiet was lost
     end = time.monotonic() + 60
     while time.monotonic() < end and not tb._settled():

@@ -282,13 +282,14 @@ class LoopbackSim(gr.top_block):
                  rate=0.0, models_dir="", provider="auto", seed=0, cfo=0.0, timing_offset=0.0,
                  max_queue=16, max_batch=8, drop_policy="oldest", classifier_card="", keep_images=False,
                  image_folder="", taps_address="", threads=1, source="fashion-mnist", start_delay=0.2,
-                 chan_seed=None, sync_threshold=None, impairment=None, tx_kwargs=None, chan_kwargs=None):
+                 chan_seed=None, sync_threshold=None, impairment=None, tx_kwargs=None, chan_kwargs=None,
+                 loop=False):
         gr.top_block.__init__(self, "diffsem loopback_sim")
         from gnuradio import diffsem
 
         self._receivers = []  # every block given a message connection, the link's and a caller's
 
-        self.src = diffsem.image_source(source, "test", first, count, False, rate, start_delay)
+        self.src = diffsem.image_source(source, "test", first, count, loop, rate, start_delay)
         self.enc = diffsem.semantic_encoder(k, "", models_dir, provider, snr_db, max(64, max_queue), max_batch,
                                             drop_policy, threads)
         # tx_kwargs / chan_kwargs: extra options of the TX (e.g. clip_db) and channel (hardware impairments)

@@ -223,13 +223,15 @@ def impair(s_hat, noise_var, h_hat_gain, kind: str, fraction, sir_db=0.0, genera
 
 
 def transmit(symbols: torch.Tensor, snr_db, kind: str = "awgn", csi: str = "perfect",
-             generator=None, layout: OfdmLayout = DEFAULT_LAYOUT, impairment=None):
+             generator=None, layout: OfdmLayout = DEFAULT_LAYOUT, impairment=None, impairment_generator=None):
     """Send unit-power symbols [B, k, 2] over `kind` at `snr_db` (scalar or [B]) and equalise (ZF).
 
     Returns (s_hat [B, k, 2], noise_var [B, k]) as an OFDM receiver would report them. With
     csi="estimated" the receiver knows h only through its estimate h_hat (diffsem.phy.burst_rx's:
     error variance CSI_EST_ERR[kind] * sigma^2, see `receive`). `impairment`: None or
-    (kind, fraction, sir_db) of `impair`, applied after equalisation.
+    (kind, fraction, sir_db) of `impair`, applied after equalisation, drawn from
+    `impairment_generator` (default `generator`; a generator of its own leaves the channel's
+    draws the same whatever the impairment, so points that differ only in it are paired).
     """
     import torch
     if kind not in CHANNELS:
@@ -242,7 +244,8 @@ def transmit(symbols: torch.Tensor, snr_db, kind: str = "awgn", csi: str = "perf
     h = channel_gains(kind, b, k, generator, dev, layout)
     s_hat, noise_var, gain = _receive(symbols, h, snr_db_to_noise_var(snr), kind, csi, generator, layout)
     if impairment is not None and impairment[0] != "none":
-        s_hat, noise_var, _ = impair(s_hat, noise_var, gain, *impairment, generator=generator, layout=layout)
+        s_hat, noise_var, _ = impair(s_hat, noise_var, gain, *impairment, layout=layout,
+                                     generator=generator if impairment_generator is None else impairment_generator)
     return s_hat, noise_var
 
 

@@ -39,6 +39,7 @@ GROUPS = {
                 "controls": "diffsem_apps.measure_controls",  # diffusion decoders vs noise / sharpening at equal PSNR
                 "posterior": "diffsem_apps.measure_posterior"},  # are the diffusion decoders posterior samplers?
     "report": {"pd": "diffsem_apps.pd_report",             # perception-distortion figure per model generation
+               "fill": "diffsem_apps.fill_report",         # decoders against the impaired fraction of the frame
                "impairments": "diffsem_apps.impairment_report",  # PAPR, clipping, ADC study
                "results": "diffsem_apps.results_docs"},         # docs/results/*.md + README table from the rows
     "baseline": {"digital": "diffsem.baselines.digital.cli",     # calibrate / curves of the digital baseline
@@ -46,7 +47,7 @@ GROUPS = {
                  "separation": "diffsem.baselines.separation"},  # the separation bound
 }
 GROUP_HELP = {"measure": "measurements: phy | links | frontend | reliability | controls | posterior (JSON lines)",
-              "report": "reports: pd (perception-distortion figure) | impairments (JSON + markdown + figures) | results (docs/results pages)",
+              "report": "reports: pd (perception-distortion figure) | fill (metrics vs impaired fraction) | impairments (JSON + markdown + figures) | results (docs/results pages)",
               "baseline": "baseline tools: digital | linear | separation"}
 
 

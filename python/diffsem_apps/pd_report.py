@@ -14,6 +14,16 @@ from pathlib import Path
 from diffsem.experiments.plots import perception_distortion
 
 
+def load_rows(parser, paths) -> list[dict]:
+    """The JSON lines of row files (a missing file is the parser's error)."""
+    rows = []
+    for path in paths:
+        if not path.is_file():
+            parser.error(f"{path}: no such file")
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip().startswith("{")]
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="diffsem report pd", description=__doc__.splitlines()[0])
     ap.add_argument("rows", nargs="+", type=Path, help="JSON lines of diffsem eval / measure controls")
@@ -21,11 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", nargs="+", type=int, default=[128, 32])
     ap.add_argument("--snr", nargs="+", type=float, default=[5.0, 20.0])
     args = ap.parse_args(argv)
-    rows = []
-    for path in args.rows:
-        if not path.is_file():
-            ap.error(f"{path}: no such file")
-        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip().startswith("{")]
+    rows = load_rows(ap, args.rows)
     for k in args.k:
         print(perception_distortion(rows, args.out / f"pd_k{k}.png", k, tuple(args.snr)))
     return 0

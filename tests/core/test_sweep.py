@@ -100,8 +100,9 @@ def test_diffusion_points_carry_their_temperature_in_the_key(monkeypatch):
 
 
 def test_csv_from_before_the_temperature_column_is_upgraded_in_place(tmp_path):
+    """...and before the impairment columns: its rows are the unimpaired points."""
     path = tmp_path / "old.csv"
-    old_fields = [f for f in sweep.FIELDS if f != "temperature"]
+    old_fields = [f for f in sweep.FIELDS if f not in ("temperature", "impairment", "fraction", "sir_db")]
     path.write_text(",".join(old_fields) + "\n"
                     "library,linear,,32,awgn,0.0,10.0,4,0,20.5,0.5,0.7,99.0,0.5,,,,1.0,t0,w\n")
     (p_old, p_new) = sweep.make_points(["linear"], [], [32], ["awgn"], [10, 20], n=4, seed=0)
@@ -111,4 +112,4 @@ def test_csv_from_before_the_temperature_column_is_upgraded_in_place(tmp_path):
     assert path.read_text().splitlines()[0] == ",".join(sweep.FIELDS)
     rows = sweep.read_rows(path)
     assert [sweep.point_key(r) for r in rows] == [sweep.point_key(p_old), sweep.point_key(p_new)]
-    assert rows[0]["psnr"] == "20.5" and rows[0]["temperature"] == ""
+    assert rows[0]["psnr"] == "20.5" and rows[0]["temperature"] == "" and rows[0]["fraction"] == ""

@@ -8,6 +8,12 @@ field, no tail bits (a capacity-achieving code is error-free and knows its block
 Below the smallest image (about 8 bytes for a 14x14 JPEG) nothing fits and the receiver shows
 grey, so even the bound has a cliff — only at a lower SNR than any real code.
 
+With a partial-frame impairment (kind, fraction, sir_db of diffsem.channel.impair) the bound is
+taken at the impaired frame's ergodic capacity (`capacity_bits`): a hit cell carries nothing when
+it is erased (erasure, burst, truncation) and log2(1 + Es / (N0 + I0)) under a narrowband
+interferer, the receiver knowing which cells were hit, the transmitter not; the share of cells
+hit is the mean over draws of diffsem.channel.impairment_cells_numpy (the one definition).
+
 Offline: no channel is simulated. ``diffsem baseline separation`` prints one JSON
 line per (k, SNR) with mean PSNR over test images and, when the in-project classifier is
 shipped (models/classifier.pt), its accuracy on the reconstructions.
@@ -24,16 +30,33 @@ import numpy as np
 
 from diffsem.baselines import classifier_accuracy
 from diffsem.baselines.digital import CODECS, DESCRIPTOR_BYTES, GREY, SIDE, fit_codec
+from diffsem.channel import impairment_cells_numpy
 from diffsem.metrics import psnr
 
-def capacity_bits(k: int, snr_db: float) -> float:
-    """k * log2(1 + SNR): bits per image over k complex AWGN uses at Es/N0 = snr_db."""
-    return k * math.log2(1.0 + 10.0 ** (snr_db / 10.0))
+HIT_SHARE_DRAWS = 4096  # frames drawn (seed 0) for the mean share of cells an impairment hits
 
 
-def codec_budget_bytes(k: int, snr_db: float) -> int:
+def hit_share(kind: str, fraction: float, k: int) -> float:
+    """Mean share of a frame's k cells that impairment `kind` hits at `fraction`."""
+    return float(impairment_cells_numpy(kind, fraction, HIT_SHARE_DRAWS, k, rng=0).mean())
+
+
+def capacity_bits(k: int, snr_db: float, impairment=None) -> float:
+    """k * log2(1 + SNR): bits per image over k complex AWGN uses at Es/N0 = snr_db; with
+    `impairment` (kind, fraction, sir_db) the ergodic capacity of the impaired frame (module doc)."""
+    snr = 10.0 ** (snr_db / 10.0)
+    clean = math.log2(1.0 + snr)
+    if impairment is None or not impairment[1] or impairment[0] == "none":
+        return k * clean
+    kind, fraction, sir_db = impairment
+    hit = 0.0 if kind != "narrowband" else math.log2(1.0 + 1.0 / (1.0 / snr + 10.0 ** (-sir_db / 10.0)))
+    share = hit_share(kind, fraction, k)
+    return k * ((1.0 - share) * clean + share * hit)
+
+
+def codec_budget_bytes(k: int, snr_db: float, impairment=None) -> int:
     """Whole bytes of codec data that fit the capacity after the descriptor byte (may be < 0)."""
-    return int(capacity_bits(k, snr_db) // 8) - DESCRIPTOR_BYTES
+    return int(capacity_bits(k, snr_db, impairment) // 8) - DESCRIPTOR_BYTES
 
 
 def threshold_snr_db(k: int, n_bytes: int) -> float:
@@ -41,10 +64,10 @@ def threshold_snr_db(k: int, n_bytes: int) -> float:
     return 10 * math.log10(2.0 ** (8 * (n_bytes + DESCRIPTOR_BYTES) / k) - 1.0)
 
 
-def reconstruct(images, k: int, snr_db: float, codecs=CODECS) -> tuple[np.ndarray, list]:
+def reconstruct(images, k: int, snr_db: float, codecs=CODECS, impairment=None) -> tuple[np.ndarray, list]:
     """Per-image reconstructions [B,1,28,28] under the bound, and the fits (codec, quality, bytes)."""
     x = np.asarray(images, np.float32).reshape(-1, SIDE, SIDE)
-    budget = codec_budget_bytes(k, snr_db)
+    budget = codec_budget_bytes(k, snr_db, impairment)
     fits = [fit_codec(img, budget, codecs) if budget > 0 else None for img in x]
     rec = np.stack([f.image if f is not None else np.full((SIDE, SIDE), GREY, np.float32) for f in fits])
     return rec[:, None], fits
@@ -66,8 +89,9 @@ class SeparationScheme:
     def __repr__(self):
         return f"SeparationScheme(k={self.k})"
 
-    def reconstruct(self, images, snr_db: float) -> np.ndarray:
-        rec, self.last_fits = reconstruct(images, self.k, float(snr_db), self.codecs)
+    def reconstruct(self, images, snr_db: float, impairment=None) -> np.ndarray:
+        """impairment: (kind, fraction, sir_db) or None, see `capacity_bits`."""
+        rec, self.last_fits = reconstruct(images, self.k, float(snr_db), self.codecs, impairment)
         return rec
 
     def row_fields(self) -> dict:

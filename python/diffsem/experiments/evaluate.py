@@ -3,17 +3,27 @@
     diffsem eval --scheme deepjscc teacher student --steps 1 2 --k 128 32 \\
         --channel awgn rayleigh selective --csi perfect estimated --snr 0 5 10 20 \\
         --csv runs/eval.csv --plots runs/plots --mosaic runs/mosaic.png
+    diffsem eval --scheme deepjscc student linear --steps 2 --k 32 --snr 10 \\
+        --impairment erasure --fraction 0 0.1 0.25 0.5 --mosaic runs/fill.png --mosaic-fraction 0.25
 
 The points are diffsem.experiments.grid's (the grid `diffsem sweep` walks too); any scheme of
 diffsem.experiments.schemes.KINDS runs, the baselines (linear, digital, separation) included.
 Each point: the first --n test images are encoded by the scheme, sent through
 diffsem.channel.transmit (the training channel: ZF equalisation, per-symbol noise variance, a
-torch.Generator seeded with --seed so every scheme sees the same channel and noise draws), decoded
-with the nominal SNR and the reported per-symbol noise variance, and scored by `score`
-(diffsem.metrics: PSNR per image on [0,1], SSIM, classifier accuracy, FID-FMNIST, hf_ratio).
+torch.Generator seeded with --seed so every scheme sees the same channel and noise draws), hit by
+the point's partial-frame impairment (--impairment, --fraction: diffsem.channel.impair, drawn from
+a generator of its own seeded from --seed, so the channel noise is the same at every fraction and
+the cells erased at a fraction include those erased at a smaller one), decoded with the nominal
+SNR and the reported per-symbol noise variance (an erased cell: symbol 0 with
+ERASED_NOISE_VAR, what the receiver reports; each scheme's own decode takes it: the linear LMMSE
+shrinks it to the mean, the digital demapper's LLRs go to 0, a channel erasure for its Viterbi
+decoder), and scored by `score` (diffsem.metrics: PSNR per image on [0,1], SSIM, classifier
+accuracy, FID-FMNIST, hf_ratio). The separation bound (offline) is computed at the impaired
+frame's capacity (diffsem.baselines.separation.capacity_bits).
 
-Row keys: scheme, steps, k, channel, [csi: fading channels], snr_db, psnr, ssim, accuracy, fid,
-hf_ratio, n, seed (+ tx_snr_db with --tx-snr fixed; + nonfinite when a decoder produced NaN/inf
+Row keys: scheme, steps, k, channel, [csi: fading channels], [impairment, fraction, sir_db: points
+of the grid; impairment "none" at fraction 0, sir_db narrowband only], snr_db, psnr, ssim,
+accuracy, fid, hf_ratio, n, seed (+ tx_snr_db with --tx-snr fixed; + nonfinite when a decoder produced NaN/inf
 pixels, which are scored as 0; + the scheme's own columns, schemes.row_fields: temperature of a
 sampler, mode and delivered of the digital link, delivered of the separation bound). The encoder is given the point's SNR when its encode() takes
 `snr_db` (the SNR-adaptive encoders are trained that way); --tx-snr fixed runs it at its default.
@@ -46,9 +56,11 @@ log = logging.getLogger("diffsem.experiments.evaluate")
 
 SCHEMES = _schemes.ALL_SCHEMES  # deepjscc_nonv: the ablation without noise_var
 DEFAULT_SCHEMES = ("deepjscc", "teacher", "student")
-RESUME_KEY = ("scheme", "steps", "temperature", "k", "channel", "csi", "snr_db", "n", "seed")  # grid coordinates
-ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "snr_db", "psnr", "ssim", "accuracy", "fid",
-            "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite", "temperature", "mode", "delivered")
+RESUME_KEY = ("scheme", "steps", "temperature", "k", "channel", "csi", "impairment", "fraction", "sir_db",
+              "snr_db", "n", "seed")  # grid coordinates
+ROW_KEYS = ("scheme", "steps", "k", "channel", "csi", "impairment", "fraction", "sir_db", "snr_db", "psnr", "ssim",
+            "accuracy", "fid", "hf_ratio", "n", "seed", "tx_snr_db", "nonfinite", "temperature", "mode", "delivered")
+IMPAIRMENT_STREAM = 1  # the impairment generator's seed: SeedSequence((seed, IMPAIRMENT_STREAM))
 
 
 def load_scheme(name: str, k: int, steps=None, backend: str = "onnx", device: str = "cpu", **kwargs):
@@ -94,18 +106,37 @@ def score(recons, images, labels, net=None, device: str = "cpu") -> dict:
             "n": int(n)}
 
 
+def active_impairment(impairment):
+    """`impairment` (kind, fraction, sir_db) when it hits anything, else None (no kind, "none",
+    or fraction 0: the point is the unimpaired one, draw for draw)."""
+    if impairment is None or impairment[0] in (None, "", "none") or not float(impairment[1]):
+        return None
+    return (impairment[0], float(impairment[1]), float(impairment[2]))
+
+
+def impairment_generator(seed: int):
+    """The torch generator of a point's impairment draws: its own stream of `seed`, so that the
+    channel's noise draws do not depend on the impairment."""
+    import torch
+    state = np.random.SeedSequence((int(seed), IMPAIRMENT_STREAM)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
 def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
-                        batch: int = 256, tx_snr_known: bool = True) -> tuple[np.ndarray, int]:
+                        batch: int = 256, tx_snr_known: bool = True, impairment=None) -> tuple[np.ndarray, int]:
     """Reconstructions of `images` through `scheme` over the channel; (recons, nonfinite pixel count).
 
     tx_snr_known: give the encoder the channel SNR (as in training); False leaves the encoder at
-    its own default SNR, as a transmitter without feedback would run.
+    its own default SNR, as a transmitter without feedback would run. impairment: None or
+    (kind, fraction, sir_db) of diffsem.channel.impair (drawn from impairment_generator(seed)).
     """
     import torch
 
     from diffsem.channel import transmit
 
     generator = torch.Generator().manual_seed(int(seed))
+    impairment = active_impairment(impairment)
+    imp_generator = impairment_generator(seed) if impairment else None
     rng = np.random.default_rng(int(seed))
     out, nonfinite, power = [], 0, []
     for i in range(0, len(images), batch):
@@ -114,7 +145,8 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
         if symbols.shape != (len(x), scheme.k, 2):
             raise ValueError(f"{scheme.name}: encode gave {list(symbols.shape)}, expected [{len(x)}, {scheme.k}, 2]")
         power.append(float(np.mean(np.sum(symbols.astype(np.float64) ** 2, axis=-1))))
-        s_hat, noise_var = transmit(torch.from_numpy(symbols), float(snr_db), channel, csi, generator)
+        s_hat, noise_var = transmit(torch.from_numpy(symbols), float(snr_db), channel, csi, generator,
+                                    impairment=impairment, impairment_generator=imp_generator)
         snr = np.full(len(x), snr_db, dtype=np.float32)
         rec = np.asarray(scheme.decode(s_hat.numpy().astype(np.float32), snr,
                                        noise_var.numpy().astype(np.float32), rng), dtype=np.float32)
@@ -135,28 +167,39 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
 
 
 def reconstruct(scheme, images, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
-                batch: int = 256, tx_snr_known: bool = True, channel_path=None) -> tuple[np.ndarray, int]:
+                batch: int = 256, tx_snr_known: bool = True, channel_path=None,
+                impairment=None) -> tuple[np.ndarray, int]:
     """(reconstructions, nonfinite pixel count) of one point: an offline scheme (a bound)
-    reconstructs by itself; otherwise `channel_path(scheme, images)` when given (the flowgraph
-    path, which returns (recons, 0)), else the library channel (transmit_and_decode)."""
+    reconstructs by itself (told the impairment, when there is one); otherwise
+    `channel_path(scheme, images)` when given (the flowgraph path, which returns (recons, 0) and
+    takes no impairment), else the library channel (transmit_and_decode)."""
+    impairment = active_impairment(impairment)
     if getattr(scheme, "offline", False):
-        return np.asarray(scheme.reconstruct(images, float(snr_db)), np.float32), 0
+        extra = {"impairment": impairment} if impairment else {}
+        return np.asarray(scheme.reconstruct(images, float(snr_db), **extra), np.float32), 0
     if channel_path is not None:
+        if impairment:
+            raise ValueError("a partial-frame impairment (fraction > 0) runs on the library channel only")
         return np.asarray(channel_path(scheme, images), np.float32), 0
-    return transmit_and_decode(scheme, images, channel, snr_db, csi, seed, batch, tx_snr_known)
+    return transmit_and_decode(scheme, images, channel, snr_db, csi, seed, batch, tx_snr_known, impairment)
 
 
 def evaluate_point(scheme, images, labels, channel: str, snr_db: float, csi: str = "perfect", seed: int = 0,
                    batch: int = 256, net=None, device: str = "cpu", tx_snr_known: bool = True,
-                   channel_path=None) -> dict:
+                   channel_path=None, impairment=None) -> dict:
     """One row: `scheme` over `channel` at `snr_db`, scored on `images`/`labels`, with the
-    scheme's own columns (schemes.row_fields). channel_path: see `reconstruct`."""
+    scheme's own columns (schemes.row_fields). channel_path: see `reconstruct`. impairment:
+    (kind, fraction, sir_db) of diffsem.channel.impair, or None; given, the row carries
+    impairment, fraction and sir_db (grid.impairment_fields)."""
     _schemes.at_snr(scheme, snr_db)
     recons, nonfinite = reconstruct(scheme, images, channel, snr_db, csi, seed, batch, tx_snr_known,
-                                    channel_path)
+                                    channel_path, impairment)
     row = {"scheme": scheme.name, "steps": scheme.steps, "k": scheme.k, "channel": channel}
     if channel != "awgn":
         row["csi"] = csi
+    if impairment is not None:
+        fields = grid.impairment_fields(*impairment)
+        row.update({k_: v for k_, v in fields.items() if v is not None})
     row["snr_db"] = float(snr_db)
     row.update(score(recons, images, labels, net, device))
     row["seed"] = int(seed)
@@ -196,10 +239,11 @@ def evaluate_points(points, images, labels, load, batch: int = 256, on_row=None,
                 continue
         t0 = time.perf_counter()
         csi = p.get("csi") or "perfect"
+        impairment = grid.point_impairment(p)
         row = evaluate_point(scheme, images, labels, p["channel"], p["snr_db"], csi, p["seed"], batch, net, device,
-                             tx_snr_known)
-        log.info("%s k=%s steps=%s %s/%s %.1f dB: %.1f s", scheme.name, scheme.k, scheme.steps,
-                 p["channel"], csi, p["snr_db"], time.perf_counter() - t0)
+                             tx_snr_known, impairment=impairment)
+        log.info("%s k=%s steps=%s %s/%s %.1f dB%s: %.1f s", scheme.name, scheme.k, scheme.steps,
+                 p["channel"], csi, p["snr_db"], impairment_text(impairment), time.perf_counter() - t0)
         rows.append(row)
         if on_row:
             on_row(row)
@@ -219,9 +263,16 @@ def write_plots(rows: list[dict], out_dir) -> list[Path]:
     return plots.write_plots(rows, out_dir, prefix="eval", panels=plots.EVAL_PANELS, scatter=False, dpi=110)
 
 
+def impairment_text(impairment) -> str:
+    """plots.impairment_text of (kind, fraction, sir_db) or None."""
+    return plots.impairment_text(grid.impairment_fields(*impairment)) if impairment else ""
+
+
 def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect", seed: int = 0,
-                 tx_snr_known: bool = True) -> Path:
-    """Rows: original, then each scheme; columns: SNRs; each cell shows the same few test images."""
+                 tx_snr_known: bool = True, impairment=None) -> Path:
+    """Rows: original, then each scheme; columns: SNRs; each cell shows the same few test images.
+    impairment (kind, fraction, sir_db) hitting anything: each scheme's row is drawn through it,
+    after a reference row of the first scheme unimpaired."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -230,17 +281,25 @@ def write_mosaic(path, schemes, images, channel: str, snrs, csi: str = "perfect"
         gap = np.ones((28, 2), np.float32)
         return np.concatenate([np.concatenate([np.clip(im[0], 0, 1), gap], axis=1) for im in batch], axis=1)[:, :-2]
 
-    grid = [("original", [strip(images)] * len(snrs))]
-    for scheme in schemes:
+    impairment = active_impairment(impairment)
+    lines = [(scheme, impairment) for scheme in schemes]
+    if impairment and schemes:
+        lines.insert(0, (schemes[0], None))
+    table = [("original", [strip(images)] * len(snrs))]
+    for scheme, imp in lines:
         cells_ = []
         for s in snrs:
             _schemes.at_snr(scheme, s)
-            cells_.append(strip(reconstruct(scheme, images, channel, s, csi, seed, 256, tx_snr_known)[0]))
-        grid.append((plots.label({"scheme": scheme.name, "steps": scheme.steps}), cells_))
+            cells_.append(strip(reconstruct(scheme, images, channel, s, csi, seed, 256, tx_snr_known,
+                                            impairment=imp)[0]))
+        name = plots.label({"scheme": scheme.name, "steps": scheme.steps})
+        if impairment:  # which row is the unimpaired reference
+            name += "\n" + (impairment_text(imp)[2:] if imp else "0 % (unimpaired)")
+        table.append((name, cells_))
     cell_w = len(images) * 0.45
-    fig, axes = plt.subplots(len(grid), len(snrs), figsize=(cell_w * len(snrs) + 1.5, 0.55 * len(grid) + 0.6),
+    fig, axes = plt.subplots(len(table), len(snrs), figsize=(cell_w * len(snrs) + 1.5, 0.55 * len(table) + 0.6),
                              squeeze=False)
-    for r, (label, cells) in enumerate(grid):
+    for r, (label, cells) in enumerate(table):
         for c, cell in enumerate(cells):
             ax = axes[r][c]
             ax.imshow(cell, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -276,6 +335,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--csi", nargs="+", choices=("perfect", "estimated"), default=["perfect"],
                         help="receiver channel knowledge on fading channels")
     parser.add_argument("--snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[0, 5, 10, 20], help="Es/N0 per symbol, dB")
+    grid.add_impairment_arguments(parser)
     parser.add_argument("--n", type=checks.int_range(1, 10000), default=10000, help="first N images of the split (default: all 10k test)")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="test: the 10k Fashion-MNIST test set; val: the fixed 5k validation split "
@@ -291,11 +351,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--csv", type=Path, help="also append the rows to this CSV file")
     parser.add_argument("--resume", action="store_true",
                         help="skip the points whose row is already in --csv (same scheme, steps, temperature, "
-                             "k, channel, csi, SNR, n and seed)")
+                             "k, channel, csi, impairment, fraction, SIR, SNR, n and seed)")
     parser.add_argument("--plots", type=Path, help="write PSNR/accuracy/FID vs SNR figures to this folder")
     parser.add_argument("--mosaic", type=Path, help="write an image mosaic (PNG; one per k: _k<k> added when several)")
     parser.add_argument("--mosaic-snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[0, 5, 20])
     parser.add_argument("--mosaic-images", type=checks.int_range(1, 64), default=6)
+    parser.add_argument("--mosaic-fraction", type=checks.float_range(0.0, 1.0), default=0.0,
+                        help="draw the mosaic with this fraction of each frame hit by --impairment (--sir), "
+                             "below a reference row of the first scheme unimpaired")
     parser.add_argument("--tx-snr", choices=("known", "fixed"), default="known",
                         help="known: the encoder is given the channel SNR (as in training); fixed: the encoder "
                              "runs at its default SNR, as a transmitter without feedback (row key tx_snr_db)")
@@ -349,7 +412,8 @@ def run(args) -> int:
         for k in args.k:  # per k, so that each k's mosaic follows its rows
             points = grid.make_points(args.scheme, args.steps, [k], args.channel, args.snr, len(images), args.seed,
                                       teacher_steps=args.teacher_steps, temperature=args.temperature,
-                                      csis=args.csi)
+                                      csis=args.csi, impairment=args.impairment, fractions=args.fraction,
+                                      sir_db=args.sir)
             if done:
                 points = [p for p in points if row_key(p, RESUME_KEY) not in done]
             rows, failed = evaluate_points(points, images, labels, load, args.batch, on_row=emit,
@@ -367,7 +431,7 @@ def run(args) -> int:
                             pass
                 path = write_mosaic(_mosaic_path(args.mosaic, k, len(args.k) > 1), schemes, images[:args.mosaic_images],
                                     args.channel[0], args.mosaic_snr, args.csi[0], args.seed,
-                                    args.tx_snr == "known")
+                                    args.tx_snr == "known", (args.impairment, args.mosaic_fraction, args.sir))
                 log.info("mosaic: %s", path)
     finally:
         if writer:

@@ -64,14 +64,36 @@ def _cfo(r) -> float:
     return cfo if math.isfinite(cfo) else 0.0
 
 
+def impairment(r) -> tuple[str, float]:
+    """The row's (impairment, fraction); ("none", 0.0) where it has none (rows made before the
+    impairment axis, and every point at fraction 0)."""
+    fraction = num(r.get("fraction"))
+    if not math.isfinite(fraction) or not fraction:
+        return "none", 0.0
+    return r.get("impairment") or "none", fraction
+
+
+def _impairment_tag(r) -> str:
+    kind, fraction = impairment(r)
+    return f"_{kind}{100 * fraction:g}" if fraction else ""
+
+
+def impairment_text(r) -> str:
+    """', 25 % erasure' (', 12.5 % narrowband at 0 dB SIR'); '' for a row where nothing is hit."""
+    kind, fraction = impairment(r)
+    sir = num(r.get("sir_db"))
+    return (f", {100 * fraction:g} % {kind}" + (f" at {sir:g} dB SIR" if math.isfinite(sir) else "")) if fraction else ""
+
+
 def _group_key(r) -> tuple:
-    return (r.get("path") or "library", int(float(r["k"])), r["channel"], r.get("csi") or "", _cfo(r))
+    return (r.get("path") or "library", int(float(r["k"])), r["channel"], r.get("csi") or "", _cfo(r),
+            _impairment_tag(r))
 
 
 def write_plots(rows, out_dir, prefix: str = "sweep", panels=SWEEP_PANELS, scatter: bool = True,
                 dpi: int = 90) -> list[Path]:
-    """Per (path, k, channel, csi, cfo): the `panels` metrics vs SNR (every scheme on one figure),
-    `<prefix>_k<k>_<channel>[_<csi>][_cfo<c>][_<path>].png`, and with `scatter` a
+    """Per (path, k, channel, csi, cfo, impairment): the `panels` metrics vs SNR (every scheme on
+    one figure), `<prefix>_k<k>_<channel>[_<csi>][_cfo<c>][_<impairment><percent>][_<path>].png`, and with `scatter` a
     perception-distortion scatter (PSNR vs FID, one point per scheme and SNR), `<prefix>_pd_...`."""
     import matplotlib
     matplotlib.use("Agg")
@@ -83,15 +105,15 @@ def write_plots(rows, out_dir, prefix: str = "sweep", panels=SWEEP_PANELS, scatt
     for r in rows:
         groups.setdefault(_group_key(r), []).append(r)
     written = []
-    for (path, k, channel, csi, cfo), group in sorted(groups.items()):
+    for (path, k, channel, csi, cfo, hit), group in sorted(groups.items()):
         by_label: dict = {}
         for r in group:
             by_label.setdefault(label(r), []).append(r)
-        tag = (f"k{k}_{channel}" + (f"_{csi}" if csi else "") + (f"_cfo{cfo:g}" if cfo else "")
+        tag = (f"k{k}_{channel}" + (f"_{csi}" if csi else "") + (f"_cfo{cfo:g}" if cfo else "") + hit
                + ("" if path == "library" else f"_{path}"))
         n, seed = group[0]["n"], group[0]["seed"]
         where = (f"k = {k} (k/n = {k / 784:.3f}), {channel}" + (f", {csi} CSI" if csi else "")
-                 + (f", CFO {cfo:g} subcarriers" if cfo else ""))
+                 + (f", CFO {cfo:g} subcarriers" if cfo else "") + impairment_text(group[0]))
         title = where + f", {path} channel, {n} test images, seed {seed}"
 
         fig, axes = plt.subplots(1, len(panels), figsize=(4.25 * len(panels), 4.0), squeeze=False)
@@ -142,10 +164,11 @@ def write_plots(rows, out_dir, prefix: str = "sweep", panels=SWEEP_PANELS, scatt
     return written
 
 
-def markdown_table(rows, k: int, channel: str = "awgn", path: str = "library") -> str:
-    """PSNR / accuracy per SNR (rows) and scheme (columns): the cliff table."""
+def markdown_table(rows, k: int, channel: str = "awgn", path: str = "library", fraction: float = 0.0) -> str:
+    """PSNR / accuracy per SNR (rows) and scheme (columns): the cliff table (of the rows at that
+    impaired fraction)."""
     rs = [r for r in rows if int(float(r["k"])) == k and r["channel"] == channel
-          and (r.get("path") or "library") == path and not _cfo(r)]
+          and (r.get("path") or "library") == path and not _cfo(r) and impairment(r)[1] == float(fraction)]
     labels = list(dict.fromkeys(label(r) for r in sorted(rs, key=lambda r: ORDER.index(r["scheme"])
                                                          if r["scheme"] in ORDER else 99)))
     snrs = sorted({num(r["snr_db"]) for r in rs})
@@ -165,7 +188,7 @@ def path_table(rows) -> str:
     n, seed; the library path has no CFO so every flowgraph CFO is set beside its zero-CFO twin)."""
     def twin_key(r):
         return (r["scheme"], r["steps"], r.get("temperature") or "", r["k"], r["channel"], num(r["snr_db"]),
-                r["n"], r["seed"])
+                impairment(r), r["n"], r["seed"])
 
     lib = {twin_key(r): r for r in rows if r["path"] == "library"}
     lines = ["| scheme | k | channel | CFO | SNR (dB) | PSNR flowgraph | PSNR library | difference | "
@@ -215,3 +238,99 @@ def perception_distortion(rows, out_path, k: int, snrs=(5.0, 20.0), channel: str
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
+
+
+# --- the impairment axis: metrics against the impaired fraction ---------------------------------
+
+FRACTION_PANELS = ("psnr", "accuracy")
+GENERATION_LINES = ("-", "--", ":", "-.")  # one line style per model generation (`models` row key)
+
+
+def _generation(r) -> str:
+    return str(r.get("models") or "")
+
+
+def _fraction_curves(rows, k: int, snr_db: float, channel: str) -> dict:
+    """{(generation, label): rows sorted by fraction} at one (k, channel, SNR), library path."""
+    curves: dict = {}
+    for r in rows:
+        if (int(float(r["k"])) == k and r["channel"] == channel and num(r["snr_db"]) == float(snr_db)
+                and (r.get("path") or "library") == "library" and not _cfo(r)):
+            curves.setdefault((_generation(r), label(r)), []).append(r)
+    gens = sorted({g for g, _ in curves}, key=lambda g: (g != "", g))
+    order = {lab: i for i, lab in enumerate(dict.fromkeys(
+        label(r) for r in sorted(rows, key=lambda r: ORDER.index(r["scheme"]) if r["scheme"] in ORDER else 99)))}
+    return {key: sorted(curves[key], key=lambda r: impairment(r)[1])
+            for key in sorted(curves, key=lambda gl: (gens.index(gl[0]), order.get(gl[1], 99)))}
+
+
+def _impairment_kind(rows) -> str:
+    kinds = sorted({impairment(r)[0] for r in rows} - {"none"})
+    return "/".join(kinds) or "none"
+
+
+def curve_name(generation: str, lab: str, current: str = "current") -> str:
+    """A curve's name on the fraction figures and tables: the label and its model generation."""
+    return f"{lab} [{generation or current}]"
+
+
+def fraction_figure(rows, path, k: int, snr_db: float, channel: str = "awgn", panels=FRACTION_PANELS,
+                    dpi: int = 110) -> Path:
+    """The `panels` metrics against the impaired fraction (%) at one (k, channel, SNR): one line
+    per decoder (`label`, coloured by `style`) and model generation (line style; rows without
+    `models` are the current models)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = _fraction_curves(rows, k, snr_db, channel)
+    gens = list(dict.fromkeys(g for g, _ in curves))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
+    for (gen, lab), rs in curves.items():
+        x = [100 * impairment(r)[1] for r in rs]
+        st = style(rs[0])
+        st["ls"] = GENERATION_LINES[gens.index(gen) % len(GENERATION_LINES)]
+        for ax, key in zip(axes[0], panels):
+            ax.plot(x, [num(r.get(key)) for r in rs], label=curve_name(gen, lab), ms=4, **st)
+    every = [r for rs in curves.values() for r in rs]
+    for ax, key in zip(axes[0], panels):
+        ax.set_xlabel(f"fraction of the frame's symbols hit (%, {_impairment_kind(every)})")
+        ax.set_title(PANELS[key], fontsize=10)
+        ax.grid(alpha=0.3)
+        if key == "fid":
+            ax.set_yscale("log")
+    axes[0][0].legend(fontsize=7)
+    ns = sorted({str(r["n"]) for r in every})
+    seeds = sorted({str(r["seed"]) for r in every})
+    fig.suptitle(f"k = {k} (k/n = {k / 784:.3f}), {channel} {snr_db:g} dB, {'/'.join(ns)} test images, "
+                 f"seed {'/'.join(seeds)}", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def fraction_table(rows, k: int, snr_db: float, channel: str = "awgn") -> str:
+    """PSNR dB / accuracy % / FID-FMNIST per decoder and generation (rows) against the impaired
+    fraction (columns), then what each fraction costs against 0 % (PSNR dB / accuracy points)."""
+    curves = _fraction_curves(rows, k, snr_db, channel)
+    fractions = sorted({impairment(r)[1] for rs in curves.values() for r in rs})
+    head = "| decoder | " + " | ".join(f"{100 * f:g} %" for f in fractions) + " |"
+    main = [head, "|---|" + "---:|" * len(fractions)]
+    cost = ["| decoder | " + " | ".join(f"{100 * f:g} %" for f in fractions if f) + " |",
+            "|---|" + "---:|" * sum(1 for f in fractions if f)]
+    for (gen, lab), rs in curves.items():
+        at = {impairment(r)[1]: r for r in rs}
+        cells = ["–" if f not in at else
+                 f"{num(at[f]['psnr']):.2f} / {100 * num(at[f]['accuracy']):.1f} / {num(at[f].get('fid')):.1f}"
+                 for f in fractions]
+        main.append(f"| {curve_name(gen, lab)} | " + " | ".join(cells) + " |")
+        base = at.get(0.0)
+        deltas = ["–" if base is None or f not in at else
+                  f"{num(at[f]['psnr']) - num(base['psnr']):+.2f} / "
+                  f"{100 * (num(at[f]['accuracy']) - num(base['accuracy'])):+.1f}" for f in fractions if f]
+        cost.append(f"| {curve_name(gen, lab)} | " + " | ".join(deltas) + " |")
+    return ("PSNR dB / accuracy % / FID-FMNIST\n\n" + "\n".join(main)
+            + "\n\nagainst 0 %: PSNR dB / accuracy points\n\n" + "\n".join(cost))

@@ -16,12 +16,16 @@ from pathlib import Path
 
 log = logging.getLogger("diffsem.experiments.rows")
 
-FLOAT_KEYS = ("cfo", "snr_db", "temperature")
+FLOAT_KEYS = ("cfo", "snr_db", "temperature", "fraction", "sir_db")
 INT_KEYS = ("steps", "k", "n", "seed")
+# coordinates added after rows were written without them: such a row was computed at this value
+MISSING = {"impairment": "none", "fraction": 0.0}
 
 
 def canonical(field: str, value) -> str:
     """Canonical text of a grid coordinate, so that keys read back from a CSV compare equal."""
+    if (value is None or value == "") and field in MISSING:
+        value = MISSING[field]
     if value is None or value == "":
         return ""
     if field in FLOAT_KEYS:

@@ -4,10 +4,11 @@
         --channel awgn --snr -5 -2.5 0 2.5 5 --n 300 --csv runs/sweep.csv --plots runs/plots
 
 Grid coordinates (the resume key, all written in every CSV row): path, scheme, steps,
-temperature, k, channel, cfo, snr_db, n, seed. `temperature` is the sampling temperature of a
-teacher/student point (--temperature, else the model card's `default_temperature`), so a rerun
-after a card's temperature changed recomputes those points instead of keeping stale rows. A
-point is
+temperature, k, channel, cfo, impairment, fraction, sir_db, snr_db, n, seed. `temperature` is the
+sampling temperature of a teacher/student point (--temperature, else the model card's
+`default_temperature`), so a rerun after a card's temperature changed recomputes those points
+instead of keeping stale rows. The impairment axis (--impairment, --fraction, --sir) is
+diffsem.experiments.grid's, on the library path only. A point is
 
 * path "library": the scheme over diffsem.channel.transmit (diffsem.experiments.evaluate.evaluate_point:
   the same seeded noise draws for every scheme), or
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 from diffsem import args as checks
 
+from diffsem.experiments import grid
 from diffsem.experiments import rows as rowfile
 from diffsem.experiments.grid import KEY_FIELDS, make_points, point_key  # noqa: F401 (the sweep's grid)
 from diffsem.experiments.plots import markdown_table, path_table, write_plots  # noqa: F401 (the sweep's reports)
@@ -100,7 +102,8 @@ def run_point(point: dict, flowgraph=None) -> dict:
         return recons
     channel_path = None if point["path"] == "library" else through_flowgraph
     metrics = evaluate.evaluate_point(scheme, images, labels, point["channel"], point["snr_db"],
-                                      point.get("csi") or "perfect", point["seed"], channel_path=channel_path)
+                                      point.get("csi") or "perfect", point["seed"], channel_path=channel_path,
+                                      impairment=grid.point_impairment(point))
     row = dict(point)
     row.update({k_: metrics.get(k_) for k_ in METRIC_FIELDS})
     row.update(extra)
@@ -206,6 +209,7 @@ def add_arguments(parser) -> None:
                         help="carrier frequency offset, subcarrier spacings (flowgraph path only)")
     parser.add_argument("--snr", nargs="+", type=checks.float_range(-50.0, 100.0), default=[-5, -2.5, 0, 2.5, 5, 7.5, 10, 12.5, 15, 17.5, 20,
                                                                  22.5, 25], help="Es/N0 per complex symbol, dB")
+    grid.add_impairment_arguments(parser)
     parser.add_argument("--n", type=checks.int_range(1, 10000), default=300, help="first N Fashion-MNIST test images per point")
     parser.add_argument("--seed", type=checks.nonnegative_int, default=0, help="channel/noise/sampler seed (written in every row)")
     parser.add_argument("--path", choices=PATHS, default="library",
@@ -231,11 +235,14 @@ def run(args, flowgraph=None) -> int:
         raise SystemExit("diffsem sweep: --n must be positive")
     if args.path == "library" and any(args.cfo):
         raise SystemExit("diffsem sweep: --cfo needs --path flowgraph (the library channel has no carrier offset)")
+    if args.path != "library" and any(args.fraction):
+        raise SystemExit("diffsem sweep: --fraction > 0 needs --path library (the flowgraph path takes no impairment)")
     bad_steps = [s for s in args.steps if s not in (1, 2, 4)]
     if "student" in args.scheme and bad_steps:
         raise SystemExit(f"diffsem sweep: student steps must be 1, 2 or 4, not {bad_steps}")
     points = make_points(args.scheme, args.steps, args.k, args.channel, args.snr, args.n, args.seed, args.path,
-                         args.cfo, args.teacher_steps, args.temperature)
+                         args.cfo, args.teacher_steps, args.temperature, impairment=args.impairment,
+                         fractions=args.fraction, sir_db=args.sir)
     t0 = time.time()
     counts = run_sweep(points, args.csv, args.jobs, args.scheduler, args.threads, progress=not args.quiet,
                        flowgraph=flowgraph)
@@ -250,7 +257,10 @@ def run(args, flowgraph=None) -> int:
     if args.table:
         for k in args.k:
             for channel in args.channel:
-                print(f"\nk = {k}, {channel}, {args.path} (PSNR dB / accuracy)\n" + markdown_table(rows, k, channel, args.path))
+                for fraction in dict.fromkeys(args.fraction):
+                    hit = f", {100 * fraction:g} % {args.impairment}" if fraction else ""
+                    print(f"\nk = {k}, {channel}{hit}, {args.path} (PSNR dB / accuracy)\n"
+                          + markdown_table(rows, k, channel, args.path, fraction))
     if args.compare_paths:
         print("\nflowgraph vs library (PSNR dB)\n" + path_table(read_rows(args.csv)))
     return 1 if counts["failed"] else 0

@@ -1,0 +1,30 @@
+"""`diffsem report fill`: a figure and a markdown table per k from eval rows at several impaired
+fractions, of two model generations."""
+import json
+
+from diffsem_apps import fill_report
+
+
+def _row(scheme, fraction, psnr, accuracy, models=None, steps=None, k=8):
+    row = {"scheme": scheme, "steps": steps, "k": k, "channel": "awgn", "snr_db": 10.0, "psnr": psnr,
+           "accuracy": accuracy, "fid": 50.0 + 100 * fraction, "n": 4, "seed": 0,
+           "impairment": "erasure" if fraction else "none", "fraction": fraction}
+    return dict(row, models=models) if models else row
+
+
+def test_fill_report_draws_and_tabulates_each_decoder(tmp_path, capsys):
+    rows = [_row("deepjscc", f, 23 - 6 * f, 0.8 - 0.4 * f) for f in (0.0, 0.25, 0.5)]
+    rows += [_row("student", f, 22 - 5 * f, 0.85 - 0.3 * f, steps=2) for f in (0.0, 0.25, 0.5)]
+    rows += [_row("deepjscc", f, 22 - 12 * f, 0.8 - 0.8 * f, models="0.1") for f in (0.0, 0.25)]
+    rows += [_row("deepjscc", 0.0, 30.0, 0.9, k=16), dict(_row("deepjscc", 0.0, 30.0, 0.9), snr_db=20.0)]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert fill_report.main([str(src), "--out", str(tmp_path), "--k", "8", "--snr", "10"]) == 0
+    png = tmp_path / "fill_k8.png"
+    assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert "| decoder | 0 % | 25 % | 50 % |" in out
+    assert "| deepjscc [current] | 23.00 / 80.0 / 50.0 | 21.50 / 70.0 / 75.0 | 20.00 / 60.0 / 100.0 |" in out
+    assert "| student (2 steps) [current] | +0.00 / +0.0 |" not in out  # 0 % is the reference, not a column
+    assert "| student (2 steps) [current] | -1.25 / -7.5 | -2.50 / -15.0 |" in out
+    assert "| deepjscc [0.1] | -3.00 / -20.0 | – |" in out

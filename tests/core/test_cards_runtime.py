@@ -201,3 +201,13 @@ def test_output_shape_checked_at_load_and_on_every_run(tiny_card):
     model.outputs["image"] = {**model.outputs["image"], "shape": ["batch", 1, 14, 56]}
     with pytest.raises(ModelMismatch, match=r"output 'image' came out \[3, 1, 28, 28\], the card promises"):
         model(**inputs())
+
+
+def test_warm_up_runs_every_batch_size(tiny_card, monkeypatch):
+    from diffsem.runtime import OnnxModel
+    model = OnnxModel(tiny_card, provider="cpu")
+    seen = []
+    real = model._run
+    monkeypatch.setattr(model, "_run", lambda feeds: seen.append(next(iter(feeds.values())).shape[0]) or real(feeds))
+    model.warm_up(5)
+    assert seen == [1, 2, 3, 4, 5]

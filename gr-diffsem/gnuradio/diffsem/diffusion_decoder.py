@@ -63,6 +63,7 @@ class diffusion_decoder(gr.basic_block):
         if card_k is not None and int(card_k) != self.k:
             raise ValueError(f"diffusion_decoder: k={self.k} but {self.card_path} is a k={card_k} decoder")
         self.provider = self.model.provider
+        self.model.warm_up(max(int(max_batch), 1))  # every batch shape now: memory flat from the first frame
         steps_used = self.model.card.get("steps") or self.steps
         self.label = f"diffusion s{steps_used}" if self.mode == "diffusion" else "deepjscc"
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}")

@@ -42,6 +42,7 @@ class semantic_encoder(gr.basic_block):
         if card_k is not None and int(card_k) != self.k:
             raise ValueError(f"semantic_encoder: k={self.k} but {self.card_path} is a k={card_k} encoder")
         self.provider = self.model.provider
+        self.model.warm_up(max(int(max_batch), 1))  # every batch shape now: memory flat from the first frame
         self.log.info(f"encoder {self.model.name} on {self.provider}")
         self.encode = inference.FrameEncoder(self.model, snr_db)
         self.bad_input = 0

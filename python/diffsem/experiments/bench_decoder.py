@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import platform
 import statistics
@@ -89,29 +88,6 @@ def matmul_peak(n: int = 1024, threads: int | None = None, provider: str = "auto
             "ort_provider": sess.get_providers()[0]}
 
 
-def _inputs_for(model, batch: int) -> dict:
-    """Plausible inputs from the card spec: symbols ~ CN(0,1), snr_db 10, noise_var 0.1, noise ~ N(0,1),
-    ints 0..B-1."""
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for name, spec in model.inputs.items():
-        shape = [batch if d == BATCH else d for d in spec["shape"]]
-        dtype = np.dtype(spec["dtype"])
-        if dtype.kind in "iu":
-            feeds[name] = (np.arange(math.prod(shape)) % 1000).reshape(shape).astype(dtype)
-        elif name == "snr_db":
-            feeds[name] = np.full(shape, 10.0, dtype)
-        elif name == "noise_var":
-            feeds[name] = np.full(shape, 0.1, dtype)
-        elif name == "image":
-            feeds[name] = rng.random(shape, dtype=np.float32).astype(dtype)
-        elif name == "noise":  # a stochastic sampler's N(0, 1) draws
-            feeds[name] = rng.standard_normal(shape).astype(dtype)
-        else:
-            feeds[name] = (rng.standard_normal(shape) * np.sqrt(0.5)).astype(dtype)
-    return feeds
-
-
 def bench_model(card_path, batches, provider: str, threads: int | None, min_time: float) -> dict:
     """images/s and latency of one decoder at each batch size, with its FLOPs per image."""
     from diffsem.runtime import OnnxModel
@@ -135,7 +111,7 @@ def bench_model(card_path, batches, provider: str, threads: int | None, min_time
             entry["images_per_s"][str(b)] = None  # a static-batch graph runs only its own batch
             entry.setdefault("note", f"static batch {fixed[0]}")
             continue
-        feeds = _inputs_for(model, b)
+        feeds = model.example_inputs(b)
         seconds, median = _timeit(lambda: model(**feeds), min_time)
         ips = b / seconds
         entry["images_per_s"][str(b)] = round(ips, 2)

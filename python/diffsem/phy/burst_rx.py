@@ -264,14 +264,7 @@ class BurstReceiver:
             return self._push(samples, triggers, cfos)
 
     def _push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
-        base = self.buf_start + self.buf.size
-        samples = np.asarray(samples, dtype=np.complex64)
-        if self.detector is None:
-            for t, c in zip(triggers, cfos):
-                self.pending.append((base + int(t), float(c), False))
-        else:
-            self._merge_triggers(samples, base, triggers, cfos)
-        self.buf = np.concatenate((self.buf, samples))
+        self._ingest(samples, triggers, cfos)
         events = []
         while True:
             if self.waiting is not None:
@@ -289,9 +282,28 @@ class BurstReceiver:
             if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
                 break  # (+ cp: room to move the windows later, see _retime)
             self.pending.popleft()
-            self.waiting = self._header(start, cfo, events, from_mf)
+            self.waiting = self._next_header(start, cfo, events, from_mf)
+        self._complete(events)
         self._trim()
         return events
+
+    def _ingest(self, samples, triggers, cfos):
+        """Append a chunk to the buffer; its triggers (and the matched filter's) to `pending`."""
+        base = self.buf_start + self.buf.size
+        samples = np.asarray(samples, dtype=np.complex64)
+        if self.detector is None:
+            for t, c in zip(triggers, cfos):
+                self.pending.append((base + int(t), float(c), False))
+        else:
+            self._merge_triggers(samples, base, triggers, cfos)
+        self.buf = np.concatenate((self.buf, samples))
+
+    def _next_header(self, start: int, cfo: float, events: list, from_mf: bool):
+        """The header stage of the next trigger in stream order (a subclass may batch it)."""
+        return self._header(start, cfo, events, from_mf)
+
+    def _complete(self, events: list):
+        """Called once per push before the buffer is trimmed (a subclass finishes deferred work)."""
 
     def _merge_triggers(self, samples, base, triggers, cfos):
         """Matched-filter detections and the given (Schmidl & Cox) triggers, in time order, into
@@ -485,21 +497,29 @@ class BurstReceiver:
 
     def _finish(self, hdr: _Header, events: list) -> bool:
         """Payload of an accepted header, once its samples are in. False = wait for samples."""
-        n_ofdm = self.layout.n_ofdm_symbols(hdr.n_symbols)
-        end = hdr.start + (self.header_syms + n_ofdm) * self.sym_len
+        end = self.frame_end(hdr)
         if end > self.buf_start + self.buf.size:
             return False
         self.busy_until = end - self.sym_len  # the next burst's trigger may sit in our last symbol's tail
+        self._payload(hdr, events)
+        return True
+
+    def frame_end(self, hdr: _Header) -> int:
+        """Absolute sample just after the frame's last OFDM symbol."""
+        return hdr.start + (self.header_syms + self.layout.n_ofdm_symbols(hdr.n_symbols)) * self.sym_len
+
+    def _payload(self, hdr: _Header, events: list):
+        """Payload FFT and estimate of an accepted header: appends one event (frame or nonfinite)."""
+        n_ofdm = self.layout.n_ofdm_symbols(hdr.n_symbols)
         spec = self._symbols(hdr.start, self.header_syms, n_ofdm, hdr.cfo)
         if not np.isfinite(spec).all():
             events.append(("nonfinite", "NaN/Inf samples in a frame's payload"))
-            return True
+            return
         cells = spec[:, self.cells + self.half]
         est = self.estimator.estimate(cells, hdr.ls_taps, hdr.n_symbols, training_symbols=hdr.training,
                                       channel_start=hdr.selection, phase_anchors=hdr.anchors,
                                       training_spread=hdr.spread)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all() and math.isfinite(est.snr_db)):
             events.append(("nonfinite", "estimation gave NaN/Inf"))
-            return True
+            return
         events.append(("frame", ReceivedFrame(hdr.seq, hdr.n_symbols, est, hdr.cfo, hdr.start, hdr.salvaged)))
-        return True

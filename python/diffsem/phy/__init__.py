@@ -1,7 +1,8 @@
 """The analog OFDM PHY without GNU Radio: the frame layout (`ofdm`), the frame and header format
 with the per-frame estimator (`framing`, re-exported here: `phy.SEQ_MODULO`, `phy.header_bits`,
-...), the burst receiver the RX block wraps (`burst_rx`), and the hardware impairments the
-channel block and the TX clipper model (`impairments`). The SNR and frame conventions are in
+...), the burst receiver (`burst_rx`, frame by frame, the reference; `burst_batch`, all frames
+of a buffer at once, what the RX block wraps), and the hardware impairments the channel block
+and the TX clipper model (`impairments`). The SNR and frame conventions are in
 docs/design/conventions.md."""
 from diffsem.phy.framing import (  # noqa: F401 (the PHY's API)
     HEADER_BITS_LEN, HEADER_BITS_SEQ, SEQ_MODULO, SYNC_SEED, PHASE_TRACKING, LEN_TAG,

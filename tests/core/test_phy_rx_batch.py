@@ -133,7 +133,7 @@ def test_batch_equals_reference_on_hit_truncated_and_broken_frames():
 def test_crc_rows_match_crc8():
     rng = np.random.default_rng(4)
     data = rng.integers(0, 256, size=(50, 4))
-    assert burst_batch.crc8_rows(data).tolist() == [phy.crc8(bytes(row.tolist())) for row in data]
+    assert phy.crc8_rows(data).tolist() == [phy.crc8(bytes(row.tolist())) for row in data]
 
 
 def test_phase_slope_rows_match_the_scalar_fit():

@@ -28,25 +28,7 @@ import numpy as np
 from diffsem import phy
 from diffsem.phy.burst_rx import (HEADER_FIELDS_BITS, MAX_FILL_ERRORS, BurstReceiver, ReceivedFrame,
                                   _Header)
-from diffsem.phy.framing import CARRIER_FLAG, DEAD_SYMBOL, DEAD_TAIL, DEAD_TAIL_CELLS, SYMBOL_FLAG
-
-
-def _crc8_table(poly: int = 0x07) -> np.ndarray:
-    table = np.zeros(256, np.int64)
-    for b in range(256):
-        table[b] = phy.crc8(bytes((b,)), poly, 0)
-    return table
-
-
-_CRC8 = _crc8_table()
-
-
-def crc8_rows(data: np.ndarray, init: int = 0xFF) -> np.ndarray:
-    """phy.crc8 of each row of `data` (bytes as ints [F, n_bytes])."""
-    crc = np.full(data.shape[0], init, np.int64)
-    for j in range(data.shape[1]):
-        crc = _CRC8[crc ^ data[:, j]]
-    return crc
+from diffsem.phy.framing import CARRIER_FLAG, DEAD_SYMBOL, DEAD_TAIL, DEAD_TAIL_CELLS, SYMBOL_FLAG, crc8_rows
 
 
 def fit_phase_slope_rows(corr: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from gnuradio import gr
 
 from diffsem.phy import burst_rx
 
-from ._pdu import counters_to_pmt
+from ._pdu import counters_to_pmt, publish_if_subscribed
 
 
 class frame_receiver(gr.sync_block):
@@ -50,7 +50,7 @@ class frame_receiver(gr.sync_block):
         if kind == "nonfinite" and text not in self._warned:
             self._warned.add(text)
             self.logger.warn(f"dropped frame: {text} (counted in stats()['{counter}'])")
-        self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))
+        publish_if_subscribed(self, "stats", lambda: counters_to_pmt(self.counters))
 
     def _publish(self, frame: burst_rx.ReceivedFrame):
         est = frame.estimate
@@ -74,4 +74,4 @@ class frame_receiver(gr.sync_block):
         self.counters.incr("frames")
         self.message_port_pub(pmt.intern("out"),
                               pmt.cons(meta, pmt.init_c32vector(est.symbols.size, est.symbols.tolist())))
-        self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))
+        publish_if_subscribed(self, "stats", lambda: counters_to_pmt(self.counters))

@@ -160,18 +160,18 @@ class BatchReceiver(BurstReceiver):
         w2 = w * w
         tau = np.array(tau, dtype=np.float64)
         alive = np.ones(tau.size, bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for _ in range(steps):
-                e = h * np.exp(1j * w[None, :] * tau[:, None])
-                s0 = e.sum(axis=1)
-                s1 = 1j * (e @ w)
-                s2 = -(e @ w2)
-                d1 = 2.0 * (np.conj(s0) * s1).real
-                d2 = 2.0 * (np.abs(s1) ** 2 + (np.conj(s0) * s2).real)
-                alive &= d2 < 0
-                if not alive.any():
-                    break
-                tau = np.where(alive, tau + np.clip(-d1 / d2, -max_step, max_step), tau)
+        for _ in range(steps):
+            e = h * np.exp(1j * w[None, :] * tau[:, None])
+            s0 = e.sum(axis=1)
+            s1 = 1j * (e @ w)
+            s2 = -(e @ w2)
+            d1 = 2.0 * (np.conj(s0) * s1).real
+            d2 = 2.0 * (np.abs(s1) ** 2 + (np.conj(s0) * s2).real)
+            alive &= d2 < 0  # not at a maximum: that frame keeps its estimate
+            if not alive.any():
+                break
+            step = np.divide(-d1, d2, out=np.zeros_like(d1), where=alive)
+            tau = np.where(alive, tau + np.clip(step, -max_step, max_step), tau)
         return tau
 
     def _delays(self, h: np.ndarray) -> np.ndarray:
@@ -251,7 +251,15 @@ class BatchReceiver(BurstReceiver):
         return ls, self._smooth(ls, starts)
 
     def _retimes(self, fits: _Fits, rows) -> np.ndarray:
-        return np.array([self._retime(fits.selection(i)) for i in rows], dtype=np.int64)
+        """BurstReceiver._retime of the given rows' fits."""
+        rows = np.asarray(rows, dtype=np.int64)
+        taps = [fits.chosen[i] for i in rows.tolist()]
+        tb = self.estimator.taps_before
+        lo = (fits.centre[rows] + np.array([min(c) for c in taps])) - tb
+        hi = (fits.centre[rows] + np.array([max(c) for c in taps])) - tb
+        shift = np.rint(lo - (self.cp - (hi - lo)) / 2.0).astype(np.int64)
+        shift = np.clip(shift, -self.cp, self.cp)
+        return np.where(np.abs(shift) > 2, shift, 0)
 
     def _combine(self, spec: np.ndarray, fitted: np.ndarray):
         """phy.combine_header (carrier offset 0) for F frames: (soft bits [F, n_data], slope, quality)."""
@@ -415,13 +423,14 @@ class BatchReceiver(BurstReceiver):
         if rows.size:
             sub = [hdrs[i] for i in rows.tolist()]
             results = self._estimates(spec[rows][:, :, self._cell_bins], sub, n_symbols)
-            for i, hdr, est in zip(rows.tolist(), sub, results):
-                if est is None:  # off the common path: the reference's own estimate
+            for i, hdr, result in zip(rows.tolist(), sub, results):
+                if result is None:  # off the common path: the reference's own estimate
                     one = []
                     BurstReceiver._payload(self, hdr, one)
                     events[i] = one[0]
-                elif not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all()
-                          and math.isfinite(est.snr_db)):
+                    continue
+                est, ok = result
+                if not ok:
                     events[i] = ("nonfinite", "estimation gave NaN/Inf")
                 else:
                     events[i] = ("frame", ReceivedFrame(hdr.seq, hdr.n_symbols, est, hdr.cfo, hdr.start, hdr.salvaged))
@@ -429,8 +438,9 @@ class BatchReceiver(BurstReceiver):
 
     def _estimates(self, cells: np.ndarray, hdrs: list, n_symbols: int) -> list:
         """FrameEstimator.estimate (linear phase tracking, data-aided training) of F frames of
-        one length: one FrameEstimate per frame, or None where the frame needs what only the
-        reference handles (interfered carriers, impulse-hit or dead symbols, a cut tail)."""
+        one length: one (FrameEstimate, finite) per frame, or None where the frame needs what only the
+        reference handles (interfered carriers, impulse-hit or dead symbols, a cut tail); with
+        each estimate whether all its outputs are finite."""
         est = self.estimator
         f_n, n_ofdm = cells.shape[0], cells.shape[1]
         n_d, n_p = len(est.data), len(est.pilots)
@@ -499,14 +509,13 @@ class BatchReceiver(BurstReceiver):
         post_eq = -10.0 * np.log10(np.maximum(np.mean(noise_var, axis=1), 1e-30))
         symbols = symbols.astype(np.complex64)
         noise_var = noise_var.astype(np.float32)
+        finite = (np.isfinite(symbols).all(axis=1) & np.isfinite(noise_var).all(axis=1) & np.isfinite(snr_db)).tolist()
         out = []
-        for i in range(f_n):
-            if not common[i]:
-                out.append(None)
-                continue
-            out.append(phy.FrameEstimate(symbols[i], noise_var[i], float(snr_db[i]), float(post_eq[i]),
-                                         float(sigma2[i]), float(slope[i]), int(fits.n_taps[i]),
-                                         float(fits.centre[i]), 0, 0))
+        for i, (ok, snr, post, s2, b, taps, c) in enumerate(zip(
+                common.tolist(), snr_db.tolist(), post_eq.tolist(), sigma2.tolist(), slope.tolist(),
+                fits.n_taps.tolist(), fits.centre.tolist())):
+            out.append((phy.FrameEstimate(symbols[i], noise_var[i], snr, post, s2, b, taps, c, 0, 0), finite[i])
+                       if ok else None)
         return out
 
 

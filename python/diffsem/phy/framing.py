@@ -138,11 +138,10 @@ def header_bits_rows(n_symbols, seq, header_len_bits: int) -> np.ndarray:
     n = np.asarray(n_symbols, dtype=np.int64)
     s = np.asarray(seq, dtype=np.int64) % SEQ_MODULO
     crc = crc8_rows(np.stack((n & 0xFF, n >> 8, s & 0xFF, s >> 8), axis=1))
+    fields = n | (s << HEADER_BITS_LEN) | (crc << (HEADER_BITS_LEN + HEADER_BITS_SEQ))  # LSB first, in order
+    width = HEADER_BITS_LEN + HEADER_BITS_SEQ + 8
     bits = np.zeros((n.size, header_len_bits), dtype=np.uint8)
-    pos = 0
-    for value, width in ((n, HEADER_BITS_LEN), (s, HEADER_BITS_SEQ), (crc, 8)):
-        bits[:, pos:pos + width] = (value[:, None] >> np.arange(width)[None, :]) & 1
-        pos += width
+    bits[:, :width] = (fields[:, None] >> np.arange(width)[None, :]) & 1
     return bits
 
 
@@ -708,11 +707,12 @@ class BurstBuilder:
         self.layout = layout
         self.repeats = int(repeats)
         self.pad_front, self.pad_back = int(pad_front), int(pad_back)
-        half = layout.fft_len // 2
-        self.sym_len = layout.fft_len + layout.cp_len
-        self._data = np.asarray(layout.data_carriers) + half
-        self._pilots = np.asarray(layout.pilot_carriers) + half
-        self._sync = np.stack(sync_words(layout))
+        n = layout.fft_len
+        self.sym_len = n + layout.cp_len
+        # FFT bins in natural order (DC first: the ifftshift of the carrier layout)
+        self._data = np.asarray(layout.data_carriers) % n
+        self._pilots = np.asarray(layout.pilot_carriers) % n
+        self._sync = np.fft.ifftshift(np.stack(sync_words(layout)), axes=1)
         self._scale = tx_scale(layout)
 
     def length(self, n_symbols: int) -> int:
@@ -722,26 +722,26 @@ class BurstBuilder:
     def build(self, payloads, seqs):
         """(samples of the bursts back to back, complex64; their lengths) for the payloads
         (complex64, 1..MAX_SYMBOLS_PER_FRAME symbols each) and 12-bit sequence numbers."""
-        lay, r = self.layout, self.repeats
-        n_ofdm = [lay.n_ofdm_symbols(p.size) for p in payloads]
-        rows = np.asarray([2 + r + n for n in n_ofdm])
-        first = np.concatenate(([0], np.cumsum(rows)[:-1]))
-        cells = np.zeros((int(rows.sum()), lay.n_data), np.complex64)
-        headers = (first[:, None] + 2 + np.arange(r)[None, :]).ravel()
-        cells[headers] = header_copies_rows([p.size for p in payloads], seqs, r, lay).reshape(-1, lay.n_data)
-        for row, p in zip(first.tolist(), payloads):
-            cells[row + 2 + r:].reshape(-1)[:p.size] = p
+        lay, r, n_data = self.layout, self.repeats, self.layout.n_data
+        sizes = [p.size for p in payloads]
+        rows = np.array([2 + r - (-k // n_data) for k in sizes])
+        first = np.cumsum(rows) - rows
+        cells = np.zeros((int(rows.sum()), n_data), np.complex64)
+        cells[(first[:, None] + 2 + np.arange(r)).ravel()] = header_copies_rows(sizes, seqs, r, lay).reshape(-1, n_data)
+        for row, p in zip((first + 2 + r).tolist(), payloads):
+            cells[row:].reshape(-1)[:p.size] = p
         spec = np.zeros((cells.shape[0], lay.fft_len), np.complex64)
         spec[:, self._data] = cells
         spec[:, self._pilots] = lay.pilot_symbols
-        sync = (first[:, None] + np.arange(2)[None, :]).ravel()
-        spec[sync] = np.tile(self._sync, (len(payloads), 1))
-        time = lay.fft_len * np.fft.ifft(np.fft.ifftshift(spec, axes=1), axis=1) * self._scale
-        symbols = np.concatenate((time[:, lay.fft_len - lay.cp_len:], time), axis=1).astype(np.complex64)
+        spec[first] = self._sync[0]
+        spec[first + 1] = self._sync[1]
+        time = lay.fft_len * np.fft.ifft(spec, axis=1) * self._scale
         lengths = rows * self.sym_len + self.pad_front + self.pad_back
-        # each OFDM symbol's place in the output: its burst's start, the front padding, its index
-        frame_start = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        dest = np.repeat(frame_start + self.pad_front - first * self.sym_len, rows) + np.arange(cells.shape[0]) * self.sym_len
-        out = np.zeros(int(lengths.sum()), np.complex64)
-        out[dest[:, None] + np.arange(self.sym_len)[None, :]] = symbols
+        # each OFDM symbol's place in the output: its burst's start, the front padding, its index;
+        # the cyclic prefix is the symbol's tail again
+        ends = np.cumsum(lengths)
+        dest = np.repeat(ends - lengths + self.pad_front - first * self.sym_len, rows) + np.arange(cells.shape[0]) * self.sym_len
+        out = np.zeros(int(ends[-1]), np.complex64)
+        out[(dest + lay.cp_len)[:, None] + np.arange(lay.fft_len)[None, :]] = time
+        out[dest[:, None] + np.arange(lay.cp_len)[None, :]] = time[:, lay.fft_len - lay.cp_len:]
         return out, lengths

@@ -47,15 +47,24 @@ positive_int = _at_least(int, 0, True, "a whole number greater than 0")
 nonnegative_int = _at_least(int, 0, False, "a whole number, 0 or more")
 
 
-def count_or_all(text):
-    """A positive count, or "all" (returned as 0, what the image source and the RX read as "no
-    limit" / "not known")."""
-    if str(text).strip().lower() == ALL:
-        return 0
-    value = _number(text, int)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number greater than 0, or '{ALL}'")
-    return value
+def count_or_all_upto(most: int | None = None):
+    """A positive count (at most `most` when given), or "all" (returned as 0, what the image
+    source and the RX read as "no limit" / "not known"; diffsem.data.count_of turns it into a
+    number of images)."""
+    what = "a whole number greater than 0" if most is None else f"a whole number in 1..{most}"
+
+    def check(text):
+        if str(text).strip().lower() == ALL:
+            return 0
+        value = _number(text, int)
+        if value <= 0 or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {what}, or '{ALL}'")
+        return value
+    check.__name__ = f"count or '{ALL}'"
+    return check
+
+
+count_or_all = count_or_all_upto()
 
 
 def _in_range(kind, lo, hi, show):

@@ -196,7 +196,9 @@ def impairment_cells(kind: str, fraction, batch: int, k: int, generator=None, de
     """Boolean tensor [B, k] of `impairment_cells_numpy`, seeded from the torch `generator` (so a
     seeded training run stays reproducible); `fraction` a float or a tensor [B]."""
     import torch
-    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    # drawn on the generator's own device (a CUDA generator cannot fill a CPU tensor)
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator,
+                             device=generator.device if generator is not None else None))
     f = fraction.detach().float().cpu().numpy() if torch.is_tensor(fraction) else fraction
     return torch.from_numpy(impairment_cells_numpy(kind, f, batch, k, seed, layout)).to(device)
 

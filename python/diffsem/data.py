@@ -67,3 +67,10 @@ def load(split: str) -> tuple[np.ndarray, np.ndarray]:
     if split == "val":
         return images[-VAL_SIZE:], labels[-VAL_SIZE:]
     raise ValueError(f"unknown split {split!r}: use train, val or test")
+
+
+def count_of(split: str, first: int = 0, count: int = 0) -> int:
+    """How many images `count` takes from index `first` of `split`: all that are left when
+    `count` is 0 (a command's "all", diffsem.args.count_or_all), never more than are left."""
+    left = max(len(load(split)[0]) - int(first), 0)
+    return left if int(count) <= 0 else min(int(count), left)

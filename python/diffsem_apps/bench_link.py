@@ -23,7 +23,8 @@ from diffsem import args as checks
 # --- diffsem bench link -----------------------------------------------------------------------------
 
 def add_arguments(parser):
-    parser.add_argument("--images", type=checks.int_range(1, 16384), default=64, help="images per pass (default 64)")
+    parser.add_argument("--images", type=checks.count_or_all_upto(16384), default=64,
+                        help="test images per pass, or 'all' (the whole test split; default 64)")
     parser.add_argument("--k", type=checks.positive_int, default=128)
     parser.add_argument("--snr", type=checks.float_range(-50.0, 100.0), default=10.0, help="channel SNR, Es/N0 dB (default 10)")
     parser.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh", "selective"))
@@ -59,7 +60,9 @@ def run(args):
 
 
 def _run(args):
-    n = int(args.images)
+    from diffsem.data import count_of
+
+    n = count_of("test", 0, args.images)  # "all" (0): the whole test split; never more than it holds
     # pass 1: throughput, everything offered at once (queue big enough that nothing is dropped)
     tb, ok = _pass(args, 0.0, n)
     met, dec = tb.metrics[0], tb.decoders[0]

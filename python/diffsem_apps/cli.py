@@ -35,15 +35,18 @@ GROUPS = {
     "measure": {"phy": "diffsem_apps.measure_phy",          # analog OFDM PHY figures (loss, MSE, SNR estimate)
                 "links": "diffsem_apps.measure_links",      # baselines through the GNU Radio PHY vs the library
                 "frontend": "diffsem_apps.measure_frontend",  # DC offset / DC blocker, TX PAPR per symbol
-                "reliability": "diffsem_apps.measure_reliability"},  # per-image reliability: fit + calibration
-    "report": {"impairments": "diffsem_apps.impairment_report",  # PAPR, clipping, ADC study
+                "reliability": "diffsem_apps.measure_reliability",  # per-image reliability: fit + calibration
+                "controls": "diffsem_apps.measure_controls",  # diffusion decoders vs noise / sharpening at equal PSNR
+                "posterior": "diffsem_apps.measure_posterior"},  # are the diffusion decoders posterior samplers?
+    "report": {"pd": "diffsem_apps.pd_report",             # perception-distortion figure per model generation
+               "impairments": "diffsem_apps.impairment_report",  # PAPR, clipping, ADC study
                "results": "diffsem_apps.results_docs"},         # docs/results/*.md + README table from the rows
     "baseline": {"digital": "diffsem.baselines.digital.cli",     # calibrate / curves of the digital baseline
                  "linear": "diffsem.baselines.linear",          # fit the PCA basis / curves
                  "separation": "diffsem.baselines.separation"},  # the separation bound
 }
-GROUP_HELP = {"measure": "measurements: phy | links | frontend | reliability (JSON lines)",
-              "report": "reports: impairments (JSON + markdown + figures) | results (docs/results pages)",
+GROUP_HELP = {"measure": "measurements: phy | links | frontend | reliability | controls | posterior (JSON lines)",
+              "report": "reports: pd (perception-distortion figure) | impairments (JSON + markdown + figures) | results (docs/results pages)",
               "baseline": "baseline tools: digital | linear | separation"}
 
 

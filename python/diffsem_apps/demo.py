@@ -40,7 +40,8 @@ log = logging.getLogger("diffsem.demo")
 
 def add_arguments(parser):
     parser.add_argument("--out", type=checks.writable_dir, default="out/demo", help="output folder (default out/demo)")
-    parser.add_argument("--n", type=checks.int_range(1, 10000), default=64, help="test images per point (default 64)")
+    parser.add_argument("--n", type=checks.count_or_all_upto(10000), default=64,
+                        help="test images per point, or 'all' (the test split from --first; default 64)")
     parser.add_argument("--first", type=checks.int_range(0, 9999), default=0, help="first test-set index (default 0)")
     parser.add_argument("--show", type=checks.int_range(1, 64), default=8, help="images per mosaic row (default 8)")
     parser.add_argument("--snr", type=checks.float_range(-50.0, 100.0), nargs="+", default=[5.0, 10.0, 20.0],
@@ -241,11 +242,12 @@ def run(args):
 
 
 def _run(args):
-    from diffsem.data import CLASSES, load
+    from diffsem.data import CLASSES, count_of, load
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     test_images, test_labels = load("test")
+    args.n = count_of("test", args.first, args.n)  # "all" (0): the rest of the test split
     images = test_images[args.first:args.first + args.n]
     labels = test_labels[args.first:args.first + args.n]
     taps_address = None if str(args.taps).lower() in ("off", "none", "") else args.taps

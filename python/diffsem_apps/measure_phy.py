@@ -208,6 +208,78 @@ def measure_interference(kind="narrowband", fraction=0.125, sir_db=0.0, snr_db=1
     return out
 
 
+def stream_faults(n_frames=100, seed=0):
+    """The numpy burst receiver (diffsem.phy.burst_rx) on bursts built by phy.reference_burst, one
+    dict per condition: whole frames never cut nor flagged (AWGN -2..20 dB; 128, 1000 and 4095
+    symbols); how many OFDM symbols of noise after a cut burst it takes to find the burst's end;
+    a recording resampled by 1.001 / 0.999 / 1.0001 with the drift removed and only reported;
+    a stream oversampled 2x. The figures of docs/design/phy.md#stream-faults."""
+    import numpy as np
+    from scipy.signal import resample_poly
+
+    from diffsem import phy
+    from diffsem.phy import burst_rx
+
+    rng = np.random.default_rng(seed)
+    sym, pad = 80, np.zeros(320, np.complex64)
+
+    def cn(n):
+        return ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
+
+    def bursts(payloads, keep=None):
+        out = []
+        for seq, p in enumerate(payloads):
+            b = phy.reference_burst(p, seq)
+            out += [pad, b if keep is None else b[:(6 + keep) * sym], pad]
+        return np.concatenate(out + [np.zeros(4000, np.complex64)])
+
+    def receive(x, snr_db, tracking=True):
+        x = (x + phy.noise_voltage_for_snr(snr_db) * cn(x.size)).astype(np.complex64)
+        rx, events = burst_rx.BurstReceiver(), []
+        rx.estimator.clock_tracking = tracking
+        for i in range(0, x.size, 4096):
+            events += rx.push(x[i:i + 4096])
+        return [v for k, v in events if k == "frame"], [k for k, _ in events if k != "frame"]
+
+    def db(x):
+        return round(float(10 * np.log10(x)), 2)
+
+    rows = []
+    for snr in (-2.0, 0.0, 3.0, 5.0, 10.0, 20.0):
+        for k, n in ((128, n_frames), (1000, max(n_frames // 5, 1)), (4095, max(n_frames // 20, 1))):
+            frames, _ = receive(bursts([cn(k) for _ in range(n)]), snr)
+            rows.append(dict(fault="none", snr_db=snr, n_symbols=k, sent=n, received=len(frames),
+                             cut=sum(1 for f in frames if f.estimate.cut),
+                             clock_mismatch=sum(1 for f in frames if f.estimate.clock_mismatch)))
+    for snr in (5.0, 10.0, 20.0):
+        for dead in (1, 2, 4, 8):   # 480-symbol frames (10 OFDM symbols), the last `dead` lost in noise
+            payloads = [cn(480) for _ in range(max(n_frames // 5, 1))]
+            frames, _ = receive(bursts(payloads, keep=10 - dead), snr)
+            rows.append(dict(fault="cut_tail", snr_db=snr, ofdm_symbols_lost=dead, sent=len(payloads),
+                             received=len(frames), found=sum(1 for f in frames if f.estimate.cut == dead * 48),
+                             found_elsewhere=sum(1 for f in frames if f.estimate.cut not in (0, dead * 48))))
+    for up, down in ((1001, 1000), (999, 1000), (10001, 10000)):
+        for snr in (10.0, 20.0):
+            for k in (128, 1000):
+                payloads = [cn(k) for _ in range(max(n_frames // (5 if k > 128 else 2), 1))]
+                x = resample_poly(bursts(payloads), up, down).astype(np.complex64)
+                for tracking in (True, False):
+                    frames, _ = receive(x, snr, tracking)
+                    err = np.concatenate([np.abs(f.estimate.symbols - payloads[f.seq]) ** 2 for f in frames])
+                    nv = np.concatenate([f.estimate.noise_var for f in frames])
+                    rows.append(dict(fault=f"resampled {up}/{down}", snr_db=snr, n_symbols=k, drift_removed=tracking,
+                                     sent=len(payloads), received=len(frames),
+                                     clock_ppm_median=round(float(np.median([f.estimate.clock_ppm for f in frames])), 1),
+                                     clock_ppm_sd_median=round(float(np.median([f.estimate.clock_ppm_sd for f in frames])), 1),
+                                     clock_mismatch=sum(1 for f in frames if f.estimate.clock_mismatch),
+                                     err_db=db(err.mean()), noise_var_over_err_db=db(nv.mean() / err.mean())))
+    payloads = [cn(128) for _ in range(n_frames)]
+    frames, kinds = receive(resample_poly(bursts(payloads), 2, 1).astype(np.complex64), 15.0)
+    rows.append(dict(fault="oversampled 2x", snr_db=15.0, sent=n_frames, received=len(frames),
+                     wrong_rate=kinds.count("wrong_rate")))
+    return rows
+
+
 def main(argv=None):
     """diffsem measure phy [--frames N] [--only snr,cfo,selective,rayleigh,sync]: the PHY figures
     of docs/design/phy.md, one JSON line per condition (seed 0); sync (not in the default set):
@@ -217,7 +289,9 @@ def main(argv=None):
     impairments at 10 dB (a narrowband interferer at 0 dB SIR on 6 of the 48 data carriers, AWGN
     and selective; impulsive bursts on 25 % of the OFDM symbols; a 25 % truncated tail), --frames
     each: the receiver's noise_var on the hit and the clean cells against their actual squared
-    error, and the share of cells it erased."""
+    error, and the share of cells it erased; faults (not in the default set): the numpy receiver
+    on truncated bursts, resampled and 2x oversampled streams, and whole frames (stream_faults(),
+    --frames 128-symbol frames per condition, fewer of the longer ones)."""
     import argparse
     import json
 
@@ -225,7 +299,7 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--low-snr-frames", type=int, default=200, help="frames at 0 dB (many are not detected)")
     p.add_argument("--only", default="",
-                   help="comma list of: snr,cfo,selective,rayleigh,sync,interop,interference")
+                   help="comma list of: snr,cfo,selective,rayleigh,sync,interop,interference,faults")
     p.add_argument("--snr-db", type=float, default=20.0, help="interop: AWGN Es/N0 (default 20)")
     a = p.parse_args(argv)
     only = set(filter(None, a.only.split(",")))
@@ -251,6 +325,9 @@ def main(argv=None):
         for cond in (dict(kind="narrowband", fraction=0.125), dict(kind="narrowband", fraction=0.125, channel="selective"),
                      dict(kind="burst", fraction=0.25), dict(kind="truncation", fraction=0.25)):
             print(json.dumps(measure_interference(n_frames=a.frames, **cond)), flush=True)
+    if "faults" in only:
+        for row in stream_faults(a.frames):
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

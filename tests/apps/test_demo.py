@@ -13,7 +13,9 @@ def test_demo_writes_mosaic_metrics_and_plot(tiny_models, tmp_path):
     from diffsem_apps.cli import main
 
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--k", str(K), "--models-dir", str(tiny_models), "--n", "6", "--show", "4",
+    # "all" from --first 9994: the last 6 test images
+    rc = main(["demo", "--out", str(out), "--k", str(K), "--models-dir", str(tiny_models), "--first", "9994",
+               "--n", "all", "--show", "4",
                "--snr", "20", "--channel", "awgn", "--steps", "1", "--provider", "cpu", "--taps", "off"])
     assert rc == 0
     from PIL import Image
@@ -27,7 +29,7 @@ def test_demo_writes_mosaic_metrics_and_plot(tiny_models, tmp_path):
         assert p["accounting"]["sent"] == 6 == p["accounting"]["decoded"] + p["accounting"]["crc_dropped"]
         assert abs(p["delta_psnr_db"]) < 0.5  # the PHY adds no hidden loss (tiny linear models, 20 dB)
         assert p["in_flowgraph"]["n"] == 6 and p["snr_est_db_mean"] is not None
-    assert metrics["command"].startswith("diffsem demo --out")
+    assert metrics["command"].startswith("diffsem demo --out") and "--n 6" in metrics["command"]
 
 
 def test_bench_link_prints_one_json_line(tiny_models, capsys):
@@ -47,6 +49,19 @@ def test_bench_link_prints_one_json_line(tiny_models, capsys):
     assert result["drained"] and result["drops"] == 0 and result["throughput_pass"]["decoded"] == 4
     assert result["images_per_s"] > 0 and result["ofdm_msps"] > 0 and result["samples_per_image"] > 0
     assert result["latency_pass"]["latency_ms_p99"] >= result["latency_pass"]["latency_ms_p50"] > 0
+
+
+def test_bench_link_counts_all_as_the_test_split():
+    import argparse
+
+    from diffsem import data
+    from diffsem_apps import bench_link
+
+    parser = argparse.ArgumentParser()
+    bench_link.add_arguments(parser)
+    assert parser.parse_args(["--images", "ALL"]).images == 0
+    assert data.count_of("test", 0, 0) == 10000 and data.count_of("test", 0, 16384) == 10000
+    assert data.count_of("test", 9994, 0) == 6 and data.count_of("test", 0, 64) == 64
 
 
 def test_demo_without_models_says_which_file_is_missing(tmp_path, capsys):

@@ -84,3 +84,18 @@ def test_the_image_folder_can_be_capped(tmp_path):
     tb.wait()
     assert sorted(p.name for p in tmp_path.glob("rx_0*.png")) == ["rx_000007.png", "rx_000008.png", "rx_000009.png"]
     assert sink.stats()["pngs_removed"] == 7
+
+
+def test_symbol_checker_keeps_a_window_and_totals_over_the_whole_run():
+    from diffsem import phy
+    chk = diffsem.symbol_checker(n_symbols=4, seed=0, report_every=0, max_records=3)
+    chk.keep_symbols = True
+    for seq in range(10):
+        meta = dict_to_pmt({"seq": seq, "snr_db": 10.0})
+        meta = pmt.dict_add(meta, pmt.intern("noise_var"), pmt.init_f32vector(4, [0.1] * 4))
+        sent = phy.reference_symbols(0, seq, 4) + (0.1 if seq % 2 else 0.0)  # odd frames: error 0.01
+        chk.handle(pmt.cons(meta, pmt.init_c32vector(4, sent.tolist())))
+    assert [r[0] for r in chk.records] == [7, 8, 9] and len(chk.symbol_records) == 3
+    stats = chk.stats()
+    assert stats["frames"] == 10 and stats["missing"] == 0
+    assert abs(stats["mse_db"] - 10 * np.log10(0.005)) < 0.01  # the mean over all 10 frames

@@ -61,3 +61,5 @@ def test_salvaged_frames_are_decoded_frames_and_the_identity_stays_exact():
     assert c["missing"] == 0 and c["crc_dropped"] == 2 and c["salvaged"] == 2 <= c["decoded"]
     # the receiver counts a salvaged frame as delivered, not as a CRC drop
     assert accounting.crc_count_from_stats({"header_crc_fail": 2, "salvaged": 2, "frames": 9}) == 2
+    # truncated and clock-mismatched frames are delivered too; a frame at twice the rate is not
+    assert accounting.crc_count_from_stats({"truncated": 3, "clock_mismatch": 4, "wrong_rate": 5, "frames": 9}) == 5

@@ -8,7 +8,7 @@ from diffsem.baselines.linear import LinearScheme
 from diffsem.pca_basis import load_basis
 from diffsem.channel import ERASED_NOISE_VAR, impairment_cells, transmit
 from diffsem.nn.diffusion import KNOB_ZERO_FRACTION, draw_temperature
-from diffsem.nn.models import AnalogBasis, AveragePower, CondUNet, HybridDecoder, HybridEncoder
+from diffsem.nn.models import AnalogBasis, AveragePower, CondUNet, HybridDecoder, HybridEncoder, SnrPowerMap
 
 
 def psnr(a, b):
@@ -90,3 +90,47 @@ def test_knob_network_responds_to_its_temperature():
     b = unet(*args, tau=torch.ones(2), symbols=sym)
     c = unet(*args, tau=torch.ones(2), symbols=sym + 1)
     assert (a - b).abs().max() > 1e-4 and (b - c).abs().max() > 1e-4
+
+
+class _SnrDependentPower(torch.nn.Module):
+    """A toy encoder whose output power falls 0.3 dB per dB of SNR, as a codec trained with power
+    averaged over mixed SNRs may learn: 2.0 at -10 dB, 0.25 at 20 dB."""
+
+    def forward(self, images, snr_db):
+        p = 2.0 * 10 ** (-0.03 * (snr_db + 10))
+        return torch.ones(len(images), 8, 2) * (p / 2).sqrt()[:, None, None]
+
+
+def test_power_map_is_the_identity_until_fitted():
+    m = SnrPowerMap()
+    snr = torch.tensor([-20.0, -3.3, 0.0, 17.5, 40.0])
+    assert torch.allclose(m.condition(snr), snr)
+    assert torch.allclose(m.power_at(snr), torch.ones(5))
+
+
+def test_power_map_gives_unit_power_at_every_channel_snr_and_the_decoder_undoes_it():
+    toy = _SnrDependentPower()
+    m = SnrPowerMap().fit(toy, torch.zeros(4, 1, 28, 28))
+    for gamma in (-5.0, 0.0, 7.5, 20.0):
+        g = torch.full((4,), gamma)
+        c = m.condition(g)
+        # the operating point: the trained codec, conditioned on c, sees the channel's noise
+        assert float(c[0] + 10 * torch.log10(toy(torch.zeros(1), c[:1]).pow(2).sum(-1).mean())) == pytest.approx(gamma, abs=0.05)
+        sent = toy(torch.zeros(4), c) * m.power_at(g).rsqrt()[:, None, None]
+        assert float(sent.pow(2).sum(-1).mean()) == pytest.approx(1.0, abs=0.02)
+        # the decoder's side: the encoder's raw output back, and the noise in the codec's terms
+        dec = HybridDecoder.__new__(HybridDecoder)
+        torch.nn.Module.__init__(dec)
+        dec.snr_map = m
+        raw, c_dec, nv = dec.codec_inputs(sent, g, torch.full((4, 8), 10 ** (-gamma / 10)))
+        assert torch.allclose(raw, toy(torch.zeros(4), c), rtol=1e-3)
+        assert torch.allclose(c_dec, c)
+        assert torch.allclose(nv, torch.full((4, 8), 10 ** (-float(c[0]) / 10)), rtol=0.02)
+
+
+def test_power_map_refuses_an_encoder_whose_power_falls_a_db_per_db():
+    class Steep(torch.nn.Module):
+        def forward(self, images, snr_db):
+            return torch.ones(len(images), 8, 2) * (10 ** (-0.12 * snr_db) / 2).sqrt()[:, None, None]
+    with pytest.raises(ValueError, match="no unique operating point"):
+        SnrPowerMap().fit(Steep(), torch.zeros(2, 1, 28, 28))

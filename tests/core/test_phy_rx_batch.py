@@ -1,7 +1,8 @@
 """The batched burst receiver (diffsem.phy.burst_batch.BatchReceiver, what ofdm_analog_rx runs)
 gives what the reference (diffsem.phy.burst_rx.BurstReceiver) gives on the same recorded stream:
 the same events in the same order (frames, false triggers, header failures, non-finite drops),
-headers, sample offsets, detections, and symbols / noise variances / estimates to rounding."""
+headers, sample offsets, detections, and symbols / noise variances / estimates to rounding; the
+burst-end search (cut bursts), the sampling-clock drift and the 2x-rate probe included."""
 import math
 import os
 import sys
@@ -15,7 +16,7 @@ from diffsem.phy import burst_batch, burst_rx
 from diffsem.phy.ofdm import DEFAULT_LAYOUT as LAY
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_phy_rx import awgn, cn, trigger_of  # noqa: E402  (the numpy burst builder)
+from test_phy_rx import awgn, cn, cut_burst, stream, trigger_of  # noqa: E402  (the numpy burst builder)
 
 SYM = LAY.fft_len + LAY.cp_len
 
@@ -44,12 +45,16 @@ def recorded(lengths, snr_db, channel="awgn", cfo=0.0, delay=0.0, gap=320, seed=
     return awgn(x, snr_db, rng), triggers, [cfo - round(cfo)] * len(triggers)
 
 
-def events_of(rx, x, triggers, cfos, chunk):
+def events_of(rx, x, triggers, cfos, chunk, per_push=None):
+    """The events of pushing `x` in chunks (`per_push`, a list: gets how many each push gave)."""
     out, trig = [], np.asarray(triggers, dtype=np.int64)
     cfos = np.asarray(cfos, dtype=float)
     for i in range(0, x.size, chunk):
         sel = (trig >= i) & (trig < i + chunk)
-        out += rx.push(x[i:i + chunk], trig[sel] - i, cfos[sel])
+        got = rx.push(x[i:i + chunk], trig[sel] - i, cfos[sel])
+        out += got
+        if per_push is not None:
+            per_push.append(len(got))
     return out
 
 
@@ -64,20 +69,23 @@ def assert_same(ref_events, got_events):
         ea, eb = a.estimate, b.estimate
         np.testing.assert_allclose(eb.symbols, ea.symbols, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(eb.noise_var, ea.noise_var, rtol=1e-5)
-        assert (eb.n_taps, eb.interfered, eb.erased) == (ea.n_taps, ea.interfered, ea.erased)
-        for name in ("snr_db", "post_eq_snr_db", "sigma2", "cpe_slope", "delay"):
-            assert getattr(eb, name) == pytest.approx(getattr(ea, name), rel=1e-12, abs=1e-12), name
+        assert (eb.n_taps, eb.interfered, eb.erased, eb.cut) == (ea.n_taps, ea.interfered, ea.erased, ea.cut)
+        assert eb.clock_mismatch == ea.clock_mismatch
+        for name in ("snr_db", "post_eq_snr_db", "sigma2", "cpe_slope", "delay", "clock_ppm", "clock_ppm_sd"):
+            assert getattr(eb, name) == pytest.approx(getattr(ea, name), rel=1e-9, abs=1e-9), name
 
 
-def compare(x, triggers, cfos, chunks=(4096, 65536), **kwargs):
+def compare(x, triggers=(), cfos=(), chunks=(4096, 65536), **kwargs):
     """Both receivers on the same chunks (the matched filter's float32 rounding depends on where
     a chunk ends, in both alike): a few frames per push, and dozens."""
     for chunk in chunks:
-        ref = events_of(burst_rx.BurstReceiver(LAY, **kwargs), x, triggers, cfos, chunk)
+        ref_pushes, got_pushes = [], []
+        ref = events_of(burst_rx.BurstReceiver(LAY, **kwargs), x, triggers, cfos, chunk, ref_pushes)
         assert any(k == "frame" for k, _ in ref)
         rx = burst_batch.BatchReceiver(LAY, **kwargs)
         assert rx.batched
-        assert_same(ref, events_of(rx, x, triggers, cfos, chunk))
+        assert_same(ref, events_of(rx, x, triggers, cfos, chunk, got_pushes))
+        assert got_pushes == ref_pushes  # each event in the same push
     return ref
 
 
@@ -128,6 +136,68 @@ def test_batch_equals_reference_on_hit_truncated_and_broken_frames():
     frames = [f for k, f in ref if k == "frame"]
     assert kinds.count("nonfinite") == 2
     assert any(f.estimate.erased for f in frames) and any(f.estimate.interfered for f in frames)
+
+
+def test_batch_equals_reference_on_cut_bursts():
+    """Bursts whose header claims more symbols than were sent: the tail lost in noise (the burst
+    end found on the pilots), the next burst right behind (its header found inside the claimed
+    payload), a header claiming 4095 symbols; whole frames between them; triggers on the noise
+    where a cut burst's claimed payload would have been (looked at once the burst's end is
+    known, in the batch as in the reference). Chunks of 1000 samples too: the next frame's
+    header not all in when the cut frame's payload is."""
+    rng = np.random.default_rng(7)
+    parts, pos, noise = [np.zeros(320, np.complex64)], 320, []
+    for seq, (claimed, sent, gap) in enumerate([(480, 96, 320), (128, 128, 320), (4095, 128, 320), (480, 96, 0),
+                                                (144, 96, 0), (480, 96, 1200), (128, 128, 320), (1000, 500, 320),
+                                                (960, 240, 2000), (128, 128, 320)]):
+        b = cut_burst(claimed, sent, seq, rng)[0]
+        if gap > 1000:  # noise triggers 2 and 5 symbols past the burst's end
+            noise += [trigger_of(pos + b.size + k * SYM) for k in (2, 5)]
+        parts += [b, np.zeros(gap, np.complex64)]
+        pos += b.size + gap
+    good, _ = stream([cn(rng, 128) for _ in range(4)], gap=320)
+    x = np.concatenate(parts + [good, np.zeros(6000, np.complex64)])
+    for snr_db in (20.0, 8.0):
+        ref = compare(awgn(x, snr_db, rng), noise, [0.0] * len(noise), chunks=(1000, 4096, 65536))
+        frames = [f for k, f in ref if k == "frame"]
+        assert sum(f.estimate.cut > 0 for f in frames) >= 6 and len(frames) >= 12
+        assert [k for k, _ in ref].count("false_trigger") >= 2
+
+
+def test_batch_equals_reference_when_the_next_header_is_not_all_in():
+    """A cut burst with the next one right behind, the stream pushed in chunks that end while the
+    next frame's trigger is known but its header is not all in: both receivers wait a push
+    before they estimate the cut frame."""
+    rng = np.random.default_rng(10)
+    cut = cut_burst(144, 96, 0, rng)[0]
+    good, _ = stream([cn(rng, 128) for _ in range(3)], gap=320)
+    x = awgn(np.concatenate([np.zeros(320, np.complex64), cut, good[320:], np.zeros(4000, np.complex64)]), 20.0, rng)
+    ref = compare(x, chunks=(1300,))
+    assert [f.seq for k, f in ref if k == "frame"] == [0, 0, 1, 2] and ref[0][1].estimate.cut > 0
+
+
+@pytest.mark.parametrize("up,snr_db", [(1001, 20.0), (999, 10.0)])
+def test_batch_equals_reference_on_a_resampled_stream(up, snr_db):
+    """A recording resampled by 1.001 (or 0.999): the drift is measured on every frame, turned
+    back in the batch as in the reference, and counted as a clock mismatch."""
+    from scipy.signal import resample_poly
+    rng = np.random.default_rng(8)
+    x, _ = stream([cn(rng, n) for n in (128, 1000, 4095, 48) * 4], gap=320)
+    y = awgn(resample_poly(np.concatenate([x, np.zeros(4000, np.complex64)]), up, 1000).astype(np.complex64),
+             snr_db, rng)
+    ref = compare(y)
+    frames = [f for k, f in ref if k == "frame"]
+    assert len(frames) >= 14 and sum(f.estimate.clock_mismatch for f in frames) >= 8
+
+
+def test_batch_equals_reference_on_a_stream_oversampled_2x():
+    """The 2x-rate probe (a receiver of the same class on the stream decimated by 2)."""
+    from scipy.signal import resample_poly
+    rng = np.random.default_rng(9)
+    x, _ = stream([cn(rng, 128) for _ in range(8)], gap=320)
+    y = np.concatenate([awgn(resample_poly(x, 2, 1).astype(np.complex64), 15.0, rng), awgn(x, 15.0, rng)])
+    ref = compare(y, chunks=(4096,))
+    assert [k for k, _ in ref].count("wrong_rate") == 8
 
 
 def test_crc_rows_match_crc8():

@@ -79,3 +79,15 @@ def test_detections_do_not_depend_on_the_chunking():
     small, large = detect(y, 333), detect(y, 65536)
     assert len(small) == 25 and [f[0] for f in small] == [f[0] for f in large]
     np.testing.assert_allclose([f[1:] for f in small], [f[1:] for f in large], rtol=1e-4, atol=1e-6)
+
+
+def test_nan_inf_and_huge_samples_do_not_blind_the_detector_to_the_frames_beside_them():
+    """A NaN, an Inf or a 1e20 sample taken as it is turns its whole FFT block's metric into NaN
+    or rounding noise, and the frames sharing the block go undetected: the detector zeroes them."""
+    rng = np.random.default_rng(6)
+    x, triggers = stream([cn(rng, 128) for _ in range(3)], gap=320)
+    starts = (np.asarray(triggers) - (SYM - min(3, LAY.cp_len // 4))).tolist()
+    for bad in (np.nan, np.inf, 1e20):
+        y = awgn(x, 20.0, rng)
+        y[100:300:7] = bad    # in the first gap, in the first frame's FFT block
+        assert [f[0] for f in detect(y, chunk=4096)] == starts, bad

@@ -7,6 +7,7 @@ import pmt
 from gnuradio import gr
 
 from diffsem.phy import burst_rx
+from diffsem.phy.framing import CLOCK_TOLERANCE_PPM
 
 from ._pdu import counters_to_pmt, publish_if_subscribed
 
@@ -41,15 +42,20 @@ class frame_receiver(gr.sync_block):
                 self._drop(kind, value)
         return n
 
-    COUNTER = {"header_fail": "header_crc_fail", "false_trigger": "false_triggers", "nonfinite": "nonfinite"}
+    COUNTER = {"header_fail": "header_crc_fail", "false_trigger": "false_triggers", "nonfinite": "nonfinite",
+               "wrong_rate": "wrong_rate"}
+
+    def _warn_once(self, key, text):
+        if key not in self._warned:
+            self._warned.add(key)
+            self.logger.warn(text)
 
     def _drop(self, kind, text):
         counter = self.COUNTER.get(kind, kind)
         self.counters.incr(counter)
         # false triggers on noise and headers lost at low SNR are routine: counted, not logged
-        if kind == "nonfinite" and text not in self._warned:
-            self._warned.add(text)
-            self.logger.warn(f"dropped frame: {text} (counted in stats()['{counter}'])")
+        if kind in ("nonfinite", "wrong_rate"):
+            self._warn_once(text, f"dropped frame: {text} (counted in stats()['{counter}'])")
         publish_if_subscribed(self, "stats", lambda: counters_to_pmt(self.counters))
 
     def _publish(self, frame: burst_rx.ReceivedFrame):
@@ -66,12 +72,21 @@ class frame_receiver(gr.sync_block):
             ("delay", pmt.from_double(est.delay)),
             ("sample_offset", pmt.from_uint64(max(frame.sample_offset, 0))),
             ("time", pmt.from_double(frame.sample_offset / self.samp_rate)),
-        ) + ((("salvaged", pmt.PMT_T),) if frame.salvaged else ())
+        ) + ((("salvaged", pmt.PMT_T),) if frame.salvaged else ()) \
+            + ((("cut", pmt.from_long(est.cut)),) if est.cut else ()) \
+            + ((("clock_ppm", pmt.from_double(est.clock_ppm)),) if np.isfinite(est.clock_ppm_sd) else ())
         meta = pmt.make_dict()
         for key, value in items:
             meta = pmt.dict_add(meta, pmt.intern(key), value)
         self.counters.incr("salvaged" if frame.salvaged else "headers_ok")
         self.counters.incr("frames")
+        if est.cut:
+            self.counters.incr("truncated")
+        if est.clock_mismatch:
+            self.counters.incr("clock_mismatch")
+            self._warn_once("clock_mismatch", f"frames show a sampling-clock offset of {est.clock_ppm:+.0f} ppm "
+                            f"(beyond +-{CLOCK_TOLERANCE_PPM:g}): a recording replayed at another rate, or the wrong "
+                            f"sample rate? (counted in stats()['clock_mismatch'])")
         self.message_port_pub(pmt.intern("out"),
                               pmt.cons(meta, pmt.init_c32vector(est.symbols.size, est.symbols.tolist())))
         publish_if_subscribed(self, "stats", lambda: counters_to_pmt(self.counters))

@@ -423,7 +423,8 @@ class PhyLoopback(gr.top_block):
         self.tx = diffsem.ofdm_analog_tx()
         self.channel = diffsem.channel_sim(snr_db, channel, cfo, timing_offset, seed, **(channel_kwargs or {}))
         self.rx = diffsem.ofdm_analog_rx(**(rx_kwargs or {}))
-        self.checker = diffsem.symbol_checker(n_symbols, seed, 0)
+        # the records window holds every frame of a finite run (measure phy reads them all)
+        self.checker = diffsem.symbol_checker(n_symbols, seed, 0, max_records=max(int(n_frames), 16384))
         self.checker.keep_symbols = keep_symbols
         self.msg_connect(self.source, "out", self.tx, "in")
         self.connect(self.tx, self.channel, self.rx)

@@ -54,8 +54,13 @@ class ofdm_analog_rx(gr.hier_block2):
     `stats()` -> {"frames", "headers_ok", "salvaged" (frames delivered on a salvaged header),
     "header_crc_fail" (a BPSK header whose CRC-8 or zero fill failed and was not salvaged: a frame lost), "false_triggers" (no header where the detector triggered: noise,
     refused before any frame is made), "malformed" (kept for API compatibility, always 0),
-    "nonfinite" (NaN/Inf samples in a frame)}; the same dict goes out on message port "stats"
-    after each frame and each drop.
+    "nonfinite" (NaN/Inf samples in a frame), "truncated" (frames delivered whose burst ended
+    before the header's length: a cut tail, a header claiming more symbols than were sent; the
+    missing symbols erased, meta "cut" = how many), "clock_mismatch" (frames whose pilots drift
+    like a sampling clock off by more than diffsem.phy.framing.CLOCK_TOLERANCE_PPM; meta
+    "clock_ppm" on every frame where it was measured), "wrong_rate" (frames found on the stream
+    decimated by 2, i.e. oversampled 2x, and not delivered)}; the same dict goes out on message
+    port "stats" after each frame and each drop.
     """
 
     def __init__(self, fft_len=64, cp_len=16, occupied_carriers=None, pilot_carriers=None,
@@ -68,7 +73,7 @@ class ofdm_analog_rx(gr.hier_block2):
         self.message_port_register_hier_out("out")
         self.message_port_register_hier_out("stats")
         self.counters = Counters("frames", "headers_ok", "salvaged", "header_crc_fail", "false_triggers", "malformed",
-                                 "nonfinite")
+                                 "nonfinite", "truncated", "clock_mismatch", "wrong_rate")
         self.receiver = burst_batch.BatchReceiver(lay, header_repeats=int(header_repeats),
                                                   phase_tracking=phase_tracking, payload_scale=payload_scale,
                                                   mf_threshold=float(mf_threshold), fixed_k=int(fixed_k))

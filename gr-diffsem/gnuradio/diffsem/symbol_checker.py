@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 
 import numpy as np
 import pmt
@@ -25,9 +26,13 @@ class symbol_checker(gr.basic_block):
     correlation between reported noise_var and squared error per symbol. Every `report_every`
     frames (0 = never) it logs a summary; "stats" publishes the summary dict after each frame and
     "ack" a message per frame (for symbol_source's flow control).
+
+    max_records: per-frame entries kept in `records` (and in `symbol_records` when
+    `keep_symbols`): the latest, a bounded window, so a long run's memory stays flat. The
+    summary (`stats()`) is running totals over the whole run.
     """
 
-    def __init__(self, n_symbols=128, seed=0, report_every=100):
+    def __init__(self, n_symbols=128, seed=0, report_every=100, max_records=16384):
         gr.basic_block.__init__(self, name="diffsem_symbol_checker", in_sig=None, out_sig=None)
         self.n_symbols = int(n_symbols)
         self.seed = int(seed)
@@ -38,10 +43,11 @@ class symbol_checker(gr.basic_block):
         self._sums = dict(mse=0.0, noise_var=0.0, snr_lin=0.0, snr_db=0.0)
         self._corr = np.zeros(5)  # sums of x, y, xx, yy, xy for the noise_var / error correlation
         self._n_corr = 0
-        self.records = []         # per frame: (seq, mse, snr_db, mean noise_var)
+        window = max(1, int(max_records))
+        self.records: deque = deque(maxlen=window)  # per frame: (seq, mse, snr_db, mean noise_var)
         self.keep_records = True
         self.keep_symbols = False  # also keep per-symbol (noise_var, squared error) arrays
-        self.symbol_records = []
+        self.symbol_records: deque = deque(maxlen=window)
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("stats"))
         self.message_port_register_out(pmt.intern("ack"))

@@ -300,6 +300,8 @@ def add_arguments(parser) -> None:
                         help="known: the encoder is given the channel SNR (as in training); fixed: the encoder "
                              "runs at its default SNR, as a transmitter without feedback (row key tx_snr_db)")
     parser.add_argument("--quiet", action="store_true", help="no progress log on stderr")
+    parser.add_argument("--label", default=None,
+                        help="tag every row with models=LABEL (e.g. which model generation a --models folder holds)")
 
 
 def _mosaic_path(path: Path, k: int, several: bool) -> Path:
@@ -330,6 +332,8 @@ def run(args) -> int:
 
     def emit(row):
         row["split"] = args.split
+        if getattr(args, "label", None):
+            row["models"] = args.label
         print(json.dumps(row), flush=True)
         if writer:
             writer.write(row)

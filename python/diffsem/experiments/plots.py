@@ -179,3 +179,41 @@ def path_table(rows) -> str:
         lines.append(f"| {label(r)} | {r['k']} | {r['channel']} | {num(r['cfo']):g} | {num(r['snr_db']):g} | "
                      f"{fg:.2f} | {li:.2f} | {fg - li:+.2f} | {r.get('delivered') or ''} |")
     return "\n".join(lines)
+
+
+def perception_distortion(rows, out_path, k: int, snrs=(5.0, 20.0), channel: str = "awgn"):
+    """PSNR (x) against FID-FMNIST (y, log) per model generation (`models` row key) at the given
+    SNRs: DeepJSCC as a point, each diffusion decoder as a curve over its temperatures, and
+    DeepJSCC + white noise (`deepjscc+noise`, from `diffsem measure controls`) as the trivial
+    control. Down-right is better."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(snrs), figsize=(5.2 * len(snrs), 4.2), squeeze=False)
+    gens = sorted({r.get("models", "") for r in rows})
+    colors = {g: c for g, c in zip(gens, ("tab:gray", "tab:blue", "tab:green", "tab:purple"))}
+    for ax, snr in zip(axes[0], snrs):
+        pts = [r for r in rows if int(r["k"]) == k and r["channel"] == channel and num(r["snr_db"]) == snr]
+        for g in gens:
+            mine = [r for r in pts if r.get("models", "") == g]
+            for scheme, marker in (("deepjscc", "s"), ("student", "o"), ("teacher", "^"), ("deepjscc+noise", "x")):
+                for steps in sorted({str(r.get("steps")) for r in mine if r["scheme"] == scheme}):
+                    curve = sorted((r for r in mine if r["scheme"] == scheme and str(r.get("steps")) == steps),
+                                   key=lambda r: num(r.get("temperature") or r.get("sigma") or 0))
+                    if not curve:
+                        continue
+                    name = scheme if scheme != "student" else f"student {steps}"
+                    ax.plot([num(r["psnr"]) for r in curve], [num(r["fid"]) for r in curve], marker=marker,
+                            color=colors[g], linestyle="--" if scheme == "deepjscc+noise" else "-",
+                            label=f"{g} {name}".strip())
+        ax.set_yscale("log")
+        ax.set_xlabel("PSNR (dB)")
+        ax.set_ylabel("FID-FMNIST (log)")
+        ax.set_title(f"k = {k}, {channel.upper()} {snr:g} dB")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

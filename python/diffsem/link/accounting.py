@@ -23,9 +23,10 @@ from collections import OrderedDict
 
 from diffsem.link.seq import SEQ_MODULO
 
-# ofdm_analog_rx.stats(): frames whose header failed its CRC, and frames it dropped after the
-# header (payload malformed / non-finite): all are frames the receiver saw and did not deliver.
-RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite")
+# ofdm_analog_rx.stats(): frames whose header failed its CRC, frames it dropped after the header
+# (payload malformed / non-finite) and frames found at twice the sample rate: all are frames the
+# receiver saw and did not deliver (truncated and clock-mismatched frames are delivered).
+RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite", "wrong_rate")
 MAX_REFERENCES = SEQ_MODULO // 2  # a 12-bit seq names one pending reference (~6 MB kept)
 COUNTERS = ("sent", "decoded", "salvaged", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu",
             "drops_unmatched")
@@ -34,7 +35,7 @@ DROP_COUNTER = {"queue_full": "queue_dropped", "stopped": "queue_dropped", "bad_
 
 
 def crc_count_from_stats(stats: dict) -> int:
-    """Frames the receiver dropped (header CRC failed, or a malformed/non-finite payload)."""
+    """Frames the receiver dropped (header CRC failed, a malformed/non-finite payload, a 2x rate)."""
     return sum(int(stats.get(key, 0)) for key in RX_DROP_KEYS)
 
 

@@ -77,7 +77,8 @@ class DiffusionDecoder(nn.Module):
         x_hat, feat, sym = self.condition(symbols, snr_db, noise_var)
         tau = noise.pow(2).mean(dim=(1, 2, 3)).sqrt() if self.unet.knob else None
         x1 = x_hat + self.source_sigma * noise
-        return to_unit(euler_sample(self.velocity_fn(x_hat, feat, snr_db, tau, sym), x1, self.steps))
+        snr_codec = self.jscc.snr_map.condition(snr_db) if hasattr(self.jscc, "snr_map") else snr_db
+        return to_unit(euler_sample(self.velocity_fn(x_hat, feat, snr_codec, tau, sym), x1, self.steps))
 
 
 KNOB_ZERO_FRACTION = 0.25  # share of knob-training draws at temperature 0 (the deterministic refiner)

@@ -34,7 +34,29 @@ def torch_modules(run_dir, device="cpu"):
             mods[stage].load_state_dict(weights(stage)["unet"])
     for m in mods.values():
         m.to(device).eval().requires_grad_(False)
+    fit_power_map(mods)
     return cfg, mods
+
+
+POWER_FIT_IMAGES = 1000
+
+
+def fit_power_map(mods):
+    """Fit the encoder's SnrPowerMap (hybrid codecs) on the first training images and copy it
+    into every decoder, so the exported graphs meet unit average power at each SNR."""
+    import numpy as np
+    import torch
+
+    from diffsem import data
+    enc = mods["encoder"]
+    if not hasattr(enc, "snr_map"):
+        return
+    device = next(enc.parameters()).device
+    images = torch.from_numpy(np.ascontiguousarray(data.load("train")[0][:POWER_FIT_IMAGES])).to(device)
+    enc.snr_map.fit(enc, images)
+    for name in ("decoder", "decoder_nonv"):
+        if name in mods:
+            mods[name].snr_map.load_from(enc.snr_map)
 
 
 def build_diffusion_decoder(cfg, mods, name, steps):

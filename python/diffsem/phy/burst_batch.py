@@ -14,8 +14,13 @@ Same decisions as the reference, in the same order: `_push` is the reference's l
 stage is computed, on first need, for every trigger whose header samples are in (those later
 found inside an accepted frame are dropped unused), and payload estimates are deferred to the end
 of the push. A frame off the common path (non-finite samples, a header that needs the soft CRC
-chase or salvage, interfered carriers, impulse-hit, dead or cut symbols) is handed to the
-reference's own per-frame code, so rare cases share one implementation. Differences from the
+chase or salvage, interfered carriers, impulse-hit, dead or cut symbols, a burst that ends before
+its header's length or where another frame's header starts) is handed to the reference's own
+per-frame code, so rare cases share one implementation. The burst-end search (a CUSUM over the
+payload pilots) and the sampling-clock drift are measured on every frame in the batch; a frame
+with a drift has it turned back there too. A cut burst moves the receiver's busy_until back, which
+decides whether the triggers behind it are looked at: a trigger that the pending payload estimates
+could free is only judged once they are settled. Differences from the
 reference are rounding only (summation order of batched reductions): ~1e-16 relative inside,
 float32 outputs equal to an ulp or two.
 """
@@ -28,17 +33,19 @@ import numpy as np
 from diffsem import phy
 from diffsem.phy.burst_rx import (HEADER_FIELDS_BITS, MAX_FILL_ERRORS, BurstReceiver, ReceivedFrame,
                                   _Header)
-from diffsem.phy.framing import CARRIER_FLAG, DEAD_SYMBOL, DEAD_TAIL, DEAD_TAIL_CELLS, SYMBOL_FLAG, crc8_rows
+from diffsem.phy.framing import (BURST_END_LLR, CARRIER_FLAG, CLOCK_SIGNIFICANT, DEAD_SYMBOL, DEAD_TAIL,
+                                  DEAD_TAIL_CELLS, LIVE_PILOT_FLOOR, MAX_DRIFT_PHASE_VAR, SYMBOL_FLAG, crc8_rows)
 
 
 def fit_phase_slope_rows(corr: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """phy.fit_phase_slope for each row of `corr` [F, T] (t [T]): the same unwrapping by
-    prediction, one step per column for all rows at once."""
+    """phy.fit_phase_slope for each row of `corr` [F, T] (t [T], or [F, T]: each row its own
+    times): the same unwrapping by prediction, one step per column for all rows at once."""
     corr = np.asarray(corr, dtype=np.complex128)
     slope = np.zeros(corr.shape[0])
     num = np.zeros_like(slope)
     den = np.zeros_like(slope)
-    for k, tk in enumerate(np.asarray(t, dtype=np.float64).tolist()):
+    t = np.asarray(t, dtype=np.float64)
+    for k, tk in enumerate(t.tolist() if t.ndim == 1 else t.T):
         c = corr[:, k]
         w = np.abs(c)
         predicted = slope * tk
@@ -85,7 +92,10 @@ class BatchReceiver(BurstReceiver):
         self._omega = 2.0 * np.pi * self.active / n
         self._weights = 1 << np.arange(12)
         self._memo: dict = {}
-        self._deferred: list = []
+        self._deferred: list = []  # (event slot, _Header, max_live) of payloads not yet estimated
+        self._events: list = []    # the event list of the push those slots are in
+        self._pair_a, self._pair_b = est._pairs[:, 0], est._pairs[:, 1]
+        self._omega_cells = 2.0 * np.pi * np.asarray(est.serializer_carriers, dtype=np.float64) / n
 
     # ------------------------------------------------------------------ the reference loop's hooks
     def _push(self, samples, triggers=(), cfos=()):
@@ -100,28 +110,63 @@ class BatchReceiver(BurstReceiver):
             return super()._next_header(start, cfo, events, from_mf)
         key = (start, cfo, from_mf)
         if key not in self._memo:
-            self._memo.update(self._headers(self._ready_candidates(key)))
+            self._memo.update(self._headers([c for c in self._ready_candidates(key) if c not in self._memo]))
         hdr, event = self._memo.pop(key)
         if event is not None:
             events.append(event)
         return hdr
 
-    def _payload(self, hdr, events):
+    def _payload(self, hdr, max_live, events):
         if not self.batched:
-            return super()._payload(hdr, events)
-        self._deferred.append((len(events), hdr))
-        events.append(None)  # filled in by _complete
+            return super()._payload(hdr, max_live, events)
+        self._deferred.append((len(events), hdr, max_live))
+        self._events = events
+        events.append(None)  # filled in by _settle
 
     def _complete(self, events):
+        self._settle()
+
+    def _inside_frame(self, trig):
+        if trig >= self.busy_until:
+            return False
+        if self._deferred:
+            # busy_until was set by the last deferred frame: were its burst cut (est.cut), it
+            # would move back as far as that frame's payload start, less a symbol
+            hdr = self._deferred[-1][1]
+            if trig >= hdr.start + (self.header_syms - 1) * self.sym_len:
+                self._settle()
+        return trig < self.busy_until
+
+    def _settle(self):
+        """Estimate every deferred payload (the frames of one length together) into its event
+        slot; the last one's cut burst moves busy_until back (BurstReceiver._cut_back): it is
+        the frame that set busy_until, the earlier ones' values have been overwritten since."""
         if not self._deferred:
             return
         deferred, self._deferred = self._deferred, []
+        events = self._events
         groups: dict = {}
-        for slot, hdr in deferred:
-            groups.setdefault(hdr.n_symbols, []).append((slot, hdr))
+        for slot, hdr, max_live in deferred:
+            if max_live < self.layout.n_ofdm_symbols(hdr.n_symbols):  # another frame starts inside
+                events[slot] = BurstReceiver._estimate_payload(self, hdr, max_live)
+            else:
+                groups.setdefault(hdr.n_symbols, []).append((slot, hdr))
         for n_symbols, items in groups.items():
             for slot, event in zip((s for s, _ in items), self._payloads([h for _, h in items], n_symbols)):
                 events[slot] = event
+        slot, hdr, _ = deferred[-1]
+        if events[slot][0] == "frame":
+            self._cut_back(hdr, events[slot][1].estimate)
+
+    def _headers_inside(self, cands):
+        """The candidates' headers computed together (kept for the loop, which takes the same
+        candidates later)."""
+        if not self.batched:
+            return super()._headers_inside(cands)
+        missing = [c for c in dict.fromkeys(cands) if c not in self._memo]
+        if missing:
+            self._memo.update(self._headers(missing))
+        return [self._memo[c][0] for c in cands]
 
     def _ready_candidates(self, first) -> list:
         """`first` and the pending triggers after it whose header samples are in (as the loop
@@ -425,9 +470,7 @@ class BatchReceiver(BurstReceiver):
             results = self._estimates(spec[rows][:, :, self._cell_bins], sub, n_symbols)
             for i, hdr, result in zip(rows.tolist(), sub, results):
                 if result is None:  # off the common path: the reference's own estimate
-                    one = []
-                    BurstReceiver._payload(self, hdr, one)
-                    events[i] = one[0]
+                    events[i] = BurstReceiver._estimate_payload(self, hdr, self.layout.n_ofdm_symbols(n_symbols))
                     continue
                 est, ok = result
                 if not ok:
@@ -439,10 +482,11 @@ class BatchReceiver(BurstReceiver):
     def _estimates(self, cells: np.ndarray, hdrs: list, n_symbols: int) -> list:
         """FrameEstimator.estimate (linear phase tracking, data-aided training) of F frames of
         one length: one (FrameEstimate, finite) per frame, or None where the frame needs what only the
-        reference handles (interfered carriers, impulse-hit or dead symbols, a cut tail); with
-        each estimate whether all its outputs are finite."""
+        reference handles (interfered carriers, impulse-hit or dead symbols, a cut tail, a burst
+        that ends early); with each estimate whether all its outputs are finite. The frames'
+        payloads hold all their OFDM symbols (no other frame starts inside: max_live = n_ofdm)."""
         est = self.estimator
-        f_n, n_ofdm = cells.shape[0], cells.shape[1]
+        n_ofdm = cells.shape[1]
         n_d, n_p = len(est.data), len(est.pilots)
         n_act = len(self.active)
         h_ls = np.stack([h.ls_taps[self._act_bins] for h in hdrs])
@@ -457,8 +501,6 @@ class BatchReceiver(BurstReceiver):
         floor = (est.min_gain * np.maximum(mean_gain, 1e-30))[:, None]
         h_d = np.where(np.abs(h_d) ** 2 < floor, np.sqrt(floor), h_d)
         h_p = np.where(np.abs(h_p) ** 2 < floor, np.sqrt(floor), h_p)
-        data = cells[:, :, :n_d] / h_d[:, None, :]
-        pil = cells[:, :, n_d:n_d + n_p] / h_p[:, None, :]
         guards = cells[:, :, n_d + n_p:]
         # interfered carriers (FrameEstimator._interfered_carriers): the batch takes frames with none
         s_c = np.stack([h.spread[0] for h in hdrs]) / np.maximum(reps, 1)[:, None]
@@ -469,6 +511,24 @@ class BatchReceiver(BurstReceiver):
         pilot_e = np.mean(np.abs(cells[:, :, n_d:n_d + n_p]) ** 2, axis=2)
         dead = (g_sym < DEAD_SYMBOL * ref[:, None]) & (pilot_e < DEAD_SYMBOL * np.mean(np.abs(h_p) ** 2, axis=1)[:, None])
         common = clean & ~(hot | dead).any(axis=1)
+        # the burst's end and the sampling-clock drift (FrameEstimator._burst_end) on the common
+        # frames' terms: all pilots good, no impulse-hit symbol; a frame cut short goes the
+        # reference's way
+        tau = (est.t0 + np.arange(n_ofdm, dtype=np.float64))[None, :] - ((m - 1.0) / 2.0)[:, None]
+        ended, drift, drift_sd = self._burst_ends(cells[:, :, n_d:n_d + n_p], h_p, ref, tau)
+        common &= ~ended
+        # a sampling-clock offset turned back (the phase ramp over the carriers), its error left
+        # as phase noise of each cell
+        turned = np.flatnonzero(np.abs(drift) > CLOCK_SIGNIFICANT * drift_sd) if est.clock_tracking else []
+        if len(turned):
+            cells = cells.copy()
+            cells[turned] = cells[turned] * np.exp(-1j * ((tau[turned] * drift[turned][:, None])[:, :, None]
+                                                          * self._omega_cells[None, None, :]))
+            drift_var = ((tau[turned] * tau[turned])[:, :, None] * (self._omega_cells[:n_d] ** 2)[None, None, :]
+                         * (drift_sd[turned] ** 2)[:, None, None])
+        # zero-forcing on the floored fit
+        data = cells[:, :, :n_d] / h_d[:, None, :]
+        pil = cells[:, :, n_d:n_d + n_p] / h_p[:, None, :]
         # common phase: the payload pilots and the header copies' anchors, one linear fit
         t = est.t0 + np.arange(n_ofdm, dtype=np.float64)
         w_p = np.abs(h_p) ** 2
@@ -496,7 +556,10 @@ class BatchReceiver(BurstReceiver):
         scale2 = est.payload_scale ** 2
         symbols = data[:, sym_row, sym_col] / est.payload_scale
         noise_var = ((sigma2[:, None] * (1.0 + lev_d[:, sym_col]) + model_err[:, None]) / gain[:, sym_col]
-                     + phase_var[:, sym_row]) / scale2
+                     + phase_var[:, sym_row])
+        if len(turned):
+            noise_var[turned] += drift_var[:, sym_row, sym_col]
+        noise_var = noise_var / scale2
         # a cut tail (FrameEstimator._dead_tail) on the last OFDM symbol: the reference decides
         end = n_d if n_ofdm * n_d <= n_symbols else n_symbols - (n_ofdm - 1) * n_d
         p = np.abs(cells[:, -1, :end]) ** 2
@@ -510,13 +573,85 @@ class BatchReceiver(BurstReceiver):
         symbols = symbols.astype(np.complex64)
         noise_var = noise_var.astype(np.float32)
         finite = (np.isfinite(symbols).all(axis=1) & np.isfinite(noise_var).all(axis=1) & np.isfinite(snr_db)).tolist()
+        to_ppm = -1e6 / (self.layout.fft_len + self.layout.cp_len)  # as FrameEstimator.estimate
+        ppm, ppm_sd = (drift * to_ppm).tolist(), (drift_sd * abs(to_ppm)).tolist()
         out = []
         for i, (ok, snr, post, s2, b, taps, c) in enumerate(zip(
                 common.tolist(), snr_db.tolist(), post_eq.tolist(), sigma2.tolist(), slope.tolist(),
                 fits.n_taps.tolist(), fits.centre.tolist())):
-            out.append((phy.FrameEstimate(symbols[i], noise_var[i], snr, post, s2, b, taps, c, 0, 0), finite[i])
+            out.append((phy.FrameEstimate(symbols[i], noise_var[i], snr, post, s2, b, taps, c, 0, 0, 0,
+                                          ppm[i], ppm_sd[i]), finite[i])
                        if ok else None)
         return out
+
+    def _burst_ends(self, pilots: np.ndarray, h_p: np.ndarray, sigma2: np.ndarray, tau: np.ndarray):
+        """FrameEstimator._burst_end of F frames whose pilots are all good and whose symbols are
+        none impulse-hit, `max_live` their n_ofdm: (ended early [F] bool, timing drift [F] in
+        samples per OFDM symbol, its standard deviation [F], inf where not measured).
+        `pilots` [F, n_ofdm, n_pilot], `h_p` [F, n_pilot] (floored), `sigma2` [F] (the training
+        spread's), `tau` [F, n_ofdm]."""
+        est = self.estimator
+        f_n, n_ofdm = pilots.shape[0], pilots.shape[1]
+        drift, drift_sd = np.zeros(f_n), np.full(f_n, math.inf)
+        measured = sigma2 > 0
+        if not measured.all():  # (no noise at all): the reference measures nothing there
+            sigma2 = np.where(measured, sigma2, 1.0)
+        z = pilots * np.conj(h_p * est.pilot_values)[:, None, :]
+        w = np.abs(h_p) ** 2
+        w_sum = w.sum(axis=1)
+        end = self._cusum_ends(np.abs(z.sum(axis=2)), w_sum, sigma2)
+        # the drift over the symbols before that end (later ones masked: a zero pilot product
+        # adds nothing to the phase fit)
+        a, b = self._pair_a, self._pair_b
+        rows = np.flatnonzero(measured)
+        if a.size and rows.size:
+            w_r, z_r, s_r, tau_r = w[rows], z[rows], sigma2[rows], tau[rows]
+            before = np.arange(n_ofdm)[None, :] < end[rows][:, None]
+            mm = w_r[:, a] * w_r[:, b]
+            m_sum = mm.sum(axis=1)
+            # np.bincount(a, m) - np.bincount(b, m), weights added in pair order
+            ca, cb = np.zeros_like(w_r), np.zeros_like(w_r)
+            for i in range(a.size):
+                ca[:, a[i]] += mm[:, i]
+                cb[:, b[i]] += mm[:, i]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                coef = (ca - cb) / m_sum[:, None]
+                var = np.sum(coef ** 2 * s_r[:, None] / (2.0 * np.maximum(w_r, 1e-300)), axis=1)
+                info = np.sum(np.where(before, tau_r * tau_r, 0.0), axis=1) / np.maximum(var, 1e-300)
+            ok = (m_sum > 0) & ~(var > MAX_DRIFT_PHASE_VAR) & ~(info <= 0)
+            if ok.any():
+                rows, z_r, tau_r, info, before = rows[ok], z_r[ok], tau_r[ok], info[ok], before[ok]
+                d = np.where(before, (z_r[:, :, a] * np.conj(z_r[:, :, b])).sum(axis=2), 0.0)
+                scale = self.layout.fft_len / (2.0 * math.pi * est._pair_spacing)
+                drift[rows] = fit_phase_slope_rows(d, tau_r) * scale
+                drift_sd[rows] = scale / np.sqrt(info)
+        turn = np.flatnonzero(np.abs(drift) > CLOCK_SIGNIFICANT * drift_sd)
+        if turn.size:
+            phase = np.exp(-1j * ((tau[turn] * drift[turn][:, None])[:, :, None] * est._pilot_omega[None, None, :]))
+            end[turn] = self._cusum_ends(np.abs((z[turn] * phase).sum(axis=2)), w_sum[turn], sigma2[turn])
+        end[~measured] = n_ofdm
+        return end < n_ofdm, drift, drift_sd
+
+    @staticmethod
+    def _cusum_ends(mag: np.ndarray, w_sum: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+        """FrameEstimator._cusum_end (no symbol skipped, live = n_ofdm) of each row of `mag`
+        [F, n_ofdm]: one step per OFDM symbol for all rows at once."""
+        from scipy.special import i0e  # as the reference: not imported with the package
+
+        f_n, n_ofdm = mag.shape
+        snr = w_sum / sigma2
+        nu = LIVE_PILOT_FLOOR
+        x = (2.0 * snr * nu)[:, None] * mag / np.maximum(w_sum, 1e-300)[:, None]
+        llr = (nu * nu * snr)[:, None] - (np.log(i0e(x)) + x)
+        g, start = np.zeros(f_n), np.zeros(f_n, np.int64)
+        end = np.full(f_n, n_ofdm)
+        for j in range(n_ofdm):
+            start = np.where(g <= 0.0, j, start)
+            g = np.maximum(g + llr[:, j], 0.0)
+            fired = (g > BURST_END_LLR) & (end == n_ofdm)
+            if fired.any():
+                end = np.where(fired, start, end)
+        return end
 
 
 def _group(chosen: list, rows) -> dict:

@@ -49,6 +49,12 @@ HEADER_FIELDS_BITS = phy.HEADER_BITS_LEN + phy.HEADER_BITS_SEQ + 8
 # SNRs where its metric is high; 0.4 keeps its false triggers near zero.
 SC_ONLY_SYNC_THRESHOLD = 0.2
 DEFAULT_SYNC_THRESHOLD = 0.4
+# A stream oversampled 2x (a recording made or resampled at twice the link's rate) holds no
+# frame this receiver can find: while no frame has come for RATE_PROBE_IDLE samples, a second
+# receiver runs on the stream decimated by 2 (pairs averaged) and each frame it decodes is
+# reported, not delivered ("wrong_rate"): the rate is the user's to fix. It costs about half of
+# this receiver's idle work, and nothing while frames arrive.
+RATE_PROBE_IDLE = 1 << 18
 
 
 @dataclass
@@ -197,7 +203,10 @@ class BurstReceiver:
     it) and the fine CFO there (subcarrier spacings). Returns the list of events completed:
     ("frame", ReceivedFrame); ("false_trigger", why): no preamble where the trigger points (the
     detector fired on noise); ("header_fail", why): a preamble whose header is not BPSK or fails
-    its CRC or zero fill (a frame lost); ("nonfinite", what).
+    its CRC or zero fill (a frame lost); ("nonfinite", what); ("wrong_rate", what): a frame found
+    at twice the sample rate (see RATE_PROBE_IDLE). A frame whose burst ends before its header's
+    length (estimate.cut > 0) is delivered with the missing tail erased, and the search for the
+    next frame goes on from where its burst ended.
     Samples are kept only as long as a pending trigger may need them.
     With `mf_threshold` > 0 (the default) the receiver also finds frames itself with a matched
     filter on the known preambles (diffsem.phy.sync.PreambleDetector, down to -3 dB); the given
@@ -209,8 +218,13 @@ class BurstReceiver:
                  phase_tracking: str = "linear", payload_scale: float = 1.0,
                  timing_advance: int | None = None, min_header_quality: float = 3.0,
                  max_carr_offset: int = 3, data_aided: bool = True, min_preamble_fit: float = 0.25,
-                 mf_threshold: float = DEFAULT_MF_THRESHOLD, fixed_k: int = 0):
+                 mf_threshold: float = DEFAULT_MF_THRESHOLD, fixed_k: int = 0, rate_probe: bool = True):
         self.layout = layout
+        self._probe_args = None
+        if rate_probe and mf_threshold > 0:
+            self._probe_args = dict(layout=layout, header_repeats=header_repeats, phase_tracking=phase_tracking,
+                                    payload_scale=payload_scale, mf_threshold=mf_threshold, fixed_k=fixed_k,
+                                    rate_probe=False)
         self.fixed_k = int(fixed_k)  # the link's frame length when fixed (0 = not): salvages failed headers
         self.repeats = int(header_repeats)
         self.sym_len = layout.fft_len + layout.cp_len
@@ -257,6 +271,11 @@ class BurstReceiver:
         self._held: list = []         # (trigger index, cfo, from the matched filter) not yet ordered
         self._recent_mf: deque = deque(maxlen=16)  # matched-filter triggers handed on lately
         self.detections = {"matched_filter": 0, "schmidl_cox": 0, "schmidl_cox_merged": 0}
+        # the 2x-rate probe (RATE_PROBE_IDLE): its receiver, the sample it expects next, a
+        # sample left over from pairing, where it started; the start of the last frame delivered
+        self._probe, self._probe_next, self._probe_left = None, -1, np.zeros(0, np.complex64)
+        self._probe_origin = 0
+        self._last_frame_at = None
 
     # ------------------------------------------------------------------ stream bookkeeping
     def push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
@@ -264,7 +283,7 @@ class BurstReceiver:
             return self._push(samples, triggers, cfos)
 
     def _push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
-        self._ingest(samples, triggers, cfos)
+        base, samples = self._ingest(samples, triggers, cfos)
         events = []
         while True:
             if self.waiting is not None:
@@ -276,7 +295,7 @@ class BurstReceiver:
                 break
             trig, cfo, from_mf = self.pending[0]
             start = trig - self.sym_len + self.timing_advance
-            if trig < self.busy_until or start - self.cp < self.buf_start:
+            if start - self.cp < self.buf_start or self._inside_frame(trig):
                 self.pending.popleft()
                 continue
             if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
@@ -285,10 +304,13 @@ class BurstReceiver:
             self.waiting = self._next_header(start, cfo, events, from_mf)
         self._complete(events)
         self._trim()
+        if self._probe_args is not None:
+            self._probe_rate(samples, base, events)
         return events
 
     def _ingest(self, samples, triggers, cfos):
-        """Append a chunk to the buffer; its triggers (and the matched filter's) to `pending`."""
+        """Append a chunk to the buffer; its triggers (and the matched filter's) to `pending`.
+        Returns (the chunk's first absolute sample, the chunk as complex64)."""
         base = self.buf_start + self.buf.size
         samples = np.asarray(samples, dtype=np.complex64)
         if self.detector is None:
@@ -297,6 +319,12 @@ class BurstReceiver:
         else:
             self._merge_triggers(samples, base, triggers, cfos)
         self.buf = np.concatenate((self.buf, samples))
+        return base, samples
+
+    def _inside_frame(self, trig: int) -> bool:
+        """Whether a trigger lies inside the accepted frame (before busy_until): then it is
+        dropped (a subclass that defers payloads settles a cut burst's end first)."""
+        return trig < self.busy_until
 
     def _next_header(self, start: int, cfo: float, events: list, from_mf: bool):
         """The header stage of the next trigger in stream order (a subclass may batch it)."""
@@ -304,6 +332,32 @@ class BurstReceiver:
 
     def _complete(self, events: list):
         """Called once per push before the buffer is trimmed (a subclass finishes deferred work)."""
+
+    def _probe_rate(self, samples: np.ndarray, base: int, events: list):
+        """The 2x-rate probe (RATE_PROBE_IDLE) over this chunk, while no frame came lately."""
+        for kind, value in events:
+            if kind == "frame":
+                self._last_frame_at = value.sample_offset
+        if self._last_frame_at is not None and base - self._last_frame_at < RATE_PROBE_IDLE:
+            p = self._probe  # frames again: the probe finishes what lies before them, then stops
+            if p is None or (p.waiting is None and not p.pending and not p._held
+                             and self._probe_origin + 2 * p.detector.horizon >= self._last_frame_at):
+                self._probe = None
+                return
+        if self._probe is None or base != self._probe_next:
+            self._probe = type(self)(**self._probe_args)
+            self._probe_left = np.zeros(0, np.complex64)
+            self._probe_origin = base
+        self._probe_next = base + samples.size
+        x = np.concatenate((self._probe_left, samples))
+        even = x.size - x.size % 2
+        self._probe_left = x[even:]
+        with np.errstate(invalid="ignore", over="ignore"):  # Inf samples: the probe's detector zeroes them
+            pairs = 0.5 * (x[0:even:2] + x[1:even:2])
+        for kind, _ in self._probe._push(pairs):
+            if kind == "frame":
+                events.append(("wrong_rate", "a frame at twice the sample rate: the stream is oversampled 2x "
+                                             "(a recording made or replayed at another rate?)"))
 
     def _merge_triggers(self, samples, base, triggers, cfos):
         """Matched-filter detections and the given (Schmidl & Cox) triggers, in time order, into
@@ -497,29 +551,78 @@ class BurstReceiver:
 
     def _finish(self, hdr: _Header, events: list) -> bool:
         """Payload of an accepted header, once its samples are in. False = wait for samples."""
+        pay0 = hdr.start + self.header_syms * self.sym_len
         end = self.frame_end(hdr)
         if end > self.buf_start + self.buf.size:
             return False
-        self.busy_until = end - self.sym_len  # the next burst's trigger may sit in our last symbol's tail
-        self._payload(hdr, events)
+        max_live = self._next_frame_inside(pay0, end)
+        if max_live is None:
+            return False
+        # the next burst's trigger may sit in our last symbol's tail
+        self.busy_until = pay0 + max_live * self.sym_len - self.sym_len
+        self._payload(hdr, max_live, events)
         return True
 
     def frame_end(self, hdr: _Header) -> int:
-        """Absolute sample just after the frame's last OFDM symbol."""
+        """Absolute sample just after the frame's last OFDM symbol (as its header claims)."""
         return hdr.start + (self.header_syms + self.layout.n_ofdm_symbols(hdr.n_symbols)) * self.sym_len
 
-    def _payload(self, hdr: _Header, events: list):
-        """Payload FFT and estimate of an accepted header: appends one event (frame or nonfinite)."""
+    def _payload(self, hdr: _Header, max_live: int, events: list):
+        """Payload of an accepted header (_estimate_payload): appends its event; a frame whose
+        burst ended early moves busy_until back to where it ended (_cut_back)."""
+        event = self._estimate_payload(hdr, max_live)
+        events.append(event)
+        if event[0] == "frame":
+            self._cut_back(hdr, event[1].estimate)
+
+    def _cut_back(self, hdr: _Header, est: phy.FrameEstimate):
+        """A frame's burst ended early (est.cut): whatever follows may be the next frame."""
+        if est.cut:
+            live = self.layout.n_ofdm_symbols(hdr.n_symbols - est.cut)
+            pay0 = hdr.start + self.header_syms * self.sym_len
+            self.busy_until = min(self.busy_until, pay0 + live * self.sym_len - self.sym_len)
+
+    def _estimate_payload(self, hdr: _Header, max_live: int):
+        """Payload FFT and estimate of an accepted header, `max_live` of its OFDM symbols before
+        another frame starts: the event, ("frame", ReceivedFrame) or ("nonfinite", what).
+        Reads the buffer only (no receiver state changes)."""
         n_ofdm = self.layout.n_ofdm_symbols(hdr.n_symbols)
         spec = self._symbols(hdr.start, self.header_syms, n_ofdm, hdr.cfo)
-        if not np.isfinite(spec).all():
-            events.append(("nonfinite", "NaN/Inf samples in a frame's payload"))
-            return
+        if not np.isfinite(spec[:max(max_live, 1)]).all():
+            return ("nonfinite", "NaN/Inf samples in a frame's payload")
+        spec = np.where(np.isfinite(spec), spec, 0.0)  # past another frame's start: erased below
         cells = spec[:, self.cells + self.half]
         est = self.estimator.estimate(cells, hdr.ls_taps, hdr.n_symbols, training_symbols=hdr.training,
                                       channel_start=hdr.selection, phase_anchors=hdr.anchors,
-                                      training_spread=hdr.spread)
+                                      training_spread=hdr.spread, max_live=max_live)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all() and math.isfinite(est.snr_db)):
-            events.append(("nonfinite", "estimation gave NaN/Inf"))
-            return
-        events.append(("frame", ReceivedFrame(hdr.seq, hdr.n_symbols, est, hdr.cfo, hdr.start, hdr.salvaged)))
+            return ("nonfinite", "estimation gave NaN/Inf")
+        return ("frame", ReceivedFrame(hdr.seq, hdr.n_symbols, est, hdr.cfo, hdr.start, hdr.salvaged))
+
+    def _next_frame_inside(self, pay0: int, end: int):
+        """Payload OFDM symbols (from absolute sample `pay0`) before another frame starts: a
+        pending trigger inside this payload whose header decodes (a header that claims more
+        symbols than were sent, a burst cut by the next one). (end - pay0) / sym_len when there
+        is none, None when a candidate's header is not in the buffer yet."""
+        n_ofdm = (end - pay0) // self.sym_len
+        cands, waiting = [], False
+        for trig, cfo, from_mf in sorted(list(self.pending) + self._held):
+            start = trig - self.sym_len + self.timing_advance
+            if start >= end:
+                break
+            if start < pay0:
+                continue
+            if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
+                waiting = True  # unless an earlier candidate's header decodes
+                break
+            cands.append((start, cfo, from_mf))
+        for other in self._headers_inside(cands):
+            if other is not None:
+                return max(0, min(n_ofdm, (other.start - pay0) // self.sym_len))
+        return None if waiting else n_ofdm
+
+    def _headers_inside(self, cands: list):
+        """The header (_Header or None) of each candidate (start, cfo, from_mf) in order, each
+        computed when asked for (a subclass may compute them together)."""
+        for start, cfo, from_mf in cands:
+            yield self._header(start, cfo, [], from_mf)

@@ -55,6 +55,23 @@ CARRIER_FLAG = 4.0
 SYMBOL_FLAG = 4.0
 DEAD_SYMBOL = 0.05
 DEAD_TAIL, DEAD_TAIL_CELLS = 0.3, 6
+# Where the burst ends (FrameEstimator._burst_end): a CUSUM over the payload's OFDM symbols of the
+# log-likelihood ratio "no pilots of this frame here" (pilot magnitude |sum_p y_p conj(H_p p_p)| /
+# sum_p |H_p|^2: Rayleigh on noise) against "its pilots, at LIVE_PILOT_FLOOR or more of the
+# preamble's amplitude" (Rice; the floor leaves room for a channel that drifts within the frame);
+# the burst ends where the CUSUM that passes BURST_END_LLR left zero. A dead symbol adds about
+# 0.5 sum|H_p|^2 / sigma^2 (2 at 0 dB, 20 at 10 dB, 200 at 20 dB): two OFDM symbols at 10 dB,
+# about ten at 0 dB. A sampling-clock drift measured on the pilots is removed (from the pilot
+# products here, from the payload in FrameEstimator.estimate) when it stands out of its noise by
+# CLOCK_SIGNIFICANT standard deviations; a frame whose clock offset exceeds CLOCK_TOLERANCE_PPM
+# by CLOCK_CONFIDENCE standard deviations is a clock mismatch (crystals of the supported radios
+# are within +-20 ppm each; a recording replayed at another rate, 1.001 x, is 1000 ppm).
+LIVE_PILOT_FLOOR = 0.7
+BURST_END_LLR = 20.0
+CLOCK_SIGNIFICANT = 5.0
+CLOCK_TOLERANCE_PPM = 200.0
+CLOCK_CONFIDENCE = 3.0
+MAX_DRIFT_PHASE_VAR = 0.035  # rad^2 per OFDM symbol (pilots at 5 dB on a flat channel): noisier, the drift is not measured
 
 
 def carriers_by_role(layout: OfdmLayout = DEFAULT_LAYOUT):
@@ -312,6 +329,16 @@ class FrameEstimate:
     delay: float            # mean channel delay in the FFT window (samples; ISI-free in [0, cp_len])
     interfered: int = 0     # data carriers flagged as interfered (their noise measured apart)
     erased: int = 0         # payload symbols handed over as erased (noise_var ERASED_NOISE_VAR)
+    cut: int = 0            # of those, the payload symbols after the burst's end (a cut tail, a
+                            # header claiming more than was sent); 0 when the burst held them all
+    clock_ppm: float = 0.0  # sampling-clock offset RX vs TX from the pilots' timing drift (+: the
+                            # RX takes more samples per TX sample, as a recording resampled by 1.001)
+    clock_ppm_sd: float = math.inf  # its standard deviation (inf: not measured)
+
+    @property
+    def clock_mismatch(self) -> bool:
+        """The frame's sampling clock is off by more than CLOCK_TOLERANCE_PPM, measurably so."""
+        return abs(self.clock_ppm) - CLOCK_TOLERANCE_PPM > CLOCK_CONFIDENCE * self.clock_ppm_sd
 
 
 class FrameEstimator:
@@ -349,6 +376,14 @@ class FrameEstimator:
         self.taps_after = 8 if taps_after is None else int(taps_after)
         self.tap_threshold = tap_threshold
         self.t0 = symbols_before_payload  # OFDM symbols from the channel-estimate symbol to payload 0
+        self.clock_tracking = True  # remove a measured sampling-clock drift from the payload (False: report it only)
+        # pilot pairs at the smallest spacing: their product's phase turns with the timing drift
+        k = np.asarray(self.pilots)
+        gaps = [int(k[a] - k[b]) for a in range(k.size) for b in range(k.size) if k[a] > k[b]]
+        self._pair_spacing = min(gaps) if gaps else 0
+        self._pairs = np.array([(a, b) for a in range(k.size) for b in range(k.size)
+                                if k[a] - k[b] == self._pair_spacing], dtype=np.int64).reshape(-1, 2)
+        self._pilot_omega = 2.0 * np.pi * k.astype(np.float64) / layout.fft_len
         self.min_gain = min_gain
         self._oversample = 4
         self._omega = {}
@@ -488,7 +523,8 @@ class FrameEstimator:
         return out
 
     def estimate(self, cells: np.ndarray, ls_taps: np.ndarray, n_symbols: int, carr_offset: int = 0,
-                 training_symbols: int = 1, channel_start=None, phase_anchors=None, training_spread=None):
+                 training_symbols: int = 1, channel_start=None, phase_anchors=None, training_spread=None,
+                 max_live: int | None = None):
         """`training_symbols`: how many known unit-power OFDM symbols were averaged into `ls_taps`
         (its noise is sigma^2 / training_symbols). `channel_start`: see smooth_channel.
         `phase_anchors`: (t, corr) of known symbols before the payload (the decoded header
@@ -514,8 +550,13 @@ class FrameEstimator:
           phase fit and the noise estimate, their cells get the measured guard power as noise,
           and are erased when it exceeds the mean channel gain (SINR < 0 dB);
         * dead cells: a payload OFDM symbol with no guard and no pilot energy, and the cut tail of
-          the last live one (a truncated frame, `_dead_tail`), are erased.
-        Erased cells are handed over as symbol 0 with noise_var ERASED_NOISE_VAR."""
+          the last live one (a truncated frame, `_dead_tail`), are erased;
+        * the burst's end: the OFDM symbols from where the frame's pilots stop (`_burst_end`: a
+          tail lost in noise, a header that claims more symbols than were sent), and those from
+          `max_live` on (the receiver found the next frame's preamble there), are erased and
+          counted in `cut`.
+        Erased cells are handed over as symbol 0 with noise_var ERASED_NOISE_VAR.
+        The sampling-clock offset (`clock_ppm`) comes from the pilots' timing drift."""
         lay = self.layout
         n_d, n_p = len(self.data), len(self.pilots)
         half = lay.fft_len // 2
@@ -533,9 +574,6 @@ class FrameEstimator:
         floor = self.min_gain * max(mean_gain, 1e-30)
         h_d = np.where(np.abs(h_d) ** 2 < floor, np.sqrt(floor), h_d)
         h_p = np.where(np.abs(h_p) ** 2 < floor, np.sqrt(floor), h_p)
-        # zero-forcing on the floored fit
-        data = cells[:, :n_d] / h_d[None, :]
-        pil = cells[:, n_d:n_d + n_p] / h_p[None, :]
         guards = cells[:, n_d + n_p:]
         good_c, spread_c, ref = self._interfered_carriers(training_spread)
         g_sym = np.mean(np.abs(guards) ** 2, axis=1) if guards.shape[1] else np.zeros(n_ofdm)
@@ -544,7 +582,22 @@ class FrameEstimator:
         hot = g_sym > SYMBOL_FLAG * ref
         pilot_e = np.mean(np.abs(cells[:, n_d:n_d + n_p]) ** 2, axis=1) if n_p else np.zeros(n_ofdm)
         dead = (g_sym < DEAD_SYMBOL * ref) & (pilot_e < DEAD_SYMBOL * float(np.mean(np.abs(h_p) ** 2)))
+        tau = self.t0 + np.arange(n_ofdm, dtype=np.float64) - (max(int(training_symbols), 1) - 1) / 2.0
+        live, drift, drift_sd = self._burst_end(cells[:, n_d:n_d + n_p], h_p, good_c[idx_p], ref, hot, tau, max_live)
+        cut = np.arange(n_ofdm) >= live
+        dead = dead | cut
         bad = hot | dead
+        drift_var = np.zeros((n_ofdm, n_d))
+        if self.clock_tracking and abs(drift) > CLOCK_SIGNIFICANT * drift_sd:
+            # a sampling-clock offset: symbol j sits drift * tau_j samples off the channel
+            # estimate's timing, a phase ramp over the carriers; turned back, the drift's own
+            # error left as phase noise of each cell
+            omega = 2.0 * np.pi * np.asarray(self.serializer_carriers, dtype=np.float64) / lay.fft_len
+            cells = cells * np.exp(-1j * np.outer(tau * drift, omega))
+            drift_var = np.outer(tau * tau, omega[:n_d] ** 2) * drift_sd ** 2
+        # zero-forcing on the floored fit
+        data = cells[:, :n_d] / h_d[None, :]
+        pil = cells[:, n_d:n_d + n_p] / h_p[None, :]
 
         # common phase from the pilots, weighted by pilot SNR (|H|^2)
         t = self.t0 + np.arange(n_ofdm, dtype=np.float64)
@@ -621,17 +674,85 @@ class FrameEstimator:
         if spread_c is not None:
             noise_c = np.where(good_c[idx_d], sigma2, np.maximum(spread_c[idx_d], sigma2))
         noise_cell = np.maximum(noise_c[sym_col], np.where(hot, g_sym, 0.0)[sym_row])
-        noise_var = ((noise_cell * (1.0 + lev_d[sym_col]) + model_err) / gain[sym_col] + phase_var[sym_row]) / scale2
+        noise_var = ((noise_cell * (1.0 + lev_d[sym_col]) + model_err) / gain[sym_col] + phase_var[sym_row]
+                     + drift_var[sym_row, sym_col]) / scale2
         erased = dead[sym_row] | (hot & (g_sym > mean_gain))[sym_row]
         erased |= self._dead_tail(cells, dead, n_symbols, sigma2)[sym_row, sym_col]
+        n_cut = int(cut[sym_row].sum())
         symbols = np.where(erased, 0.0, symbols)
         noise_var = np.where(erased, ERASED_NOISE_VAR, noise_var)
         sym_gain = gain[sym_col] * scale2
         snr_db = 10.0 * math.log10(max(float(np.mean(sym_gain)) / max(sigma2, 1e-30), 1e-30))
         post_eq = -10.0 * math.log10(max(float(np.mean(noise_var)), 1e-30))
+        to_ppm = -1e6 / (lay.fft_len + lay.cp_len)  # later windows = fewer RX samples per TX sample
         return FrameEstimate(symbols.astype(np.complex64), noise_var.astype(np.float32), snr_db,
                              post_eq, sigma2, slope, n_taps, delay,
-                             int((~good_c[idx_d]).sum()), int(erased.sum()))
+                             int((~good_c[idx_d]).sum()), int(erased.sum()), n_cut,
+                             drift * to_ppm, drift_sd * abs(to_ppm))
+
+    def _burst_end(self, pilots, h_p, good_p, sigma2, skip, tau, max_live):
+        """(payload OFDM symbols that belong to the burst, timing drift in samples per OFDM symbol,
+        its standard deviation) from the pilot cells `pilots` [n_ofdm, n_pilot] on the fitted
+        channel `h_p`; `good_p`: the pilots not interfered, `skip`: impulse-hit symbols (no
+        evidence either way), `tau`: each symbol's time from the channel estimate's (OFDM
+        symbols), `max_live`: symbols from there on are not the frame's."""
+        n = pilots.shape[0]
+        live = n if max_live is None else max(0, min(n, int(max_live)))
+        if not sigma2 > 0 or not good_p.any():
+            return live, 0.0, math.inf
+        z = pilots * np.conj(h_p * self.pilot_values)  # |H|^2 e^{j(phase + 2 pi k delay / N)}
+        w = np.abs(h_p) ** 2
+        if not good_p.all():
+            w, z = np.where(good_p, w, 0.0), np.where(good_p, z, 0.0)
+        w_sum = float(w.sum())
+        end = self._cusum_end(np.abs(z.sum(axis=1)), w_sum, sigma2, skip, live)
+        drift, drift_sd = self._timing_drift(z[:end], w, sigma2, tau[:end], skip[:end])
+        if abs(drift) > CLOCK_SIGNIFICANT * drift_sd:
+            turn = np.exp(-1j * np.outer(tau * drift, self._pilot_omega))
+            end = self._cusum_end(np.abs((z * turn).sum(axis=1)), w_sum, sigma2, skip, live)
+        return end, drift, drift_sd
+
+    @staticmethod
+    def _cusum_end(mag, w_sum, sigma2, skip, live):
+        """First OFDM symbol after the burst's end (`live` if none is found before it): CUSUM of
+        the log-likelihood ratio dead vs live per symbol (see BURST_END_LLR)."""
+        from scipy.special import i0e  # numpy's i0 is a slow piecewise; imported here, not with the package
+
+        snr = w_sum / sigma2
+        nu = LIVE_PILOT_FLOOR
+        x = 2.0 * snr * nu * mag / max(w_sum, 1e-300)
+        llr = np.where(skip, 0.0, nu * nu * snr - (np.log(i0e(x)) + x))  # log I0(x) = log i0e(x) + x
+        g, start = 0.0, 0
+        for j, v in enumerate(llr[:live].tolist()):
+            if g <= 0.0:
+                start = j
+            g = max(g + v, 0.0)
+            if g > BURST_END_LLR:
+                return start
+        return live
+
+    def _timing_drift(self, z, w, sigma2, tau, skip):
+        """Timing drift (samples per OFDM symbol) and its standard deviation: the phase of the
+        pilot pairs at the smallest spacing turns by 2 pi spacing drift / N per symbol; fitted as
+        a line through the channel estimate's time, unwrapped by prediction."""
+        if not self._pairs.size or z.shape[0] == 0:
+            return 0.0, math.inf
+        a, b = self._pairs[:, 0], self._pairs[:, 1]
+        m = w[a] * w[b]
+        m_sum = float(m.sum())
+        if not m_sum > 0:
+            return 0.0, math.inf
+        # phase variance of the pair sum per symbol, linearised: arg d = sum_i m_i (phi_a_i -
+        # phi_b_i) / sum m, a pilot's phase phi_p has variance sigma^2 / (2 w_p) (w = |H|^2);
+        # pairs sharing a pilot cancel its phase (adjacent pairs telescope)
+        coef = (np.bincount(a, m, w.size) - np.bincount(b, m, w.size)) / m_sum
+        var = float(np.sum(coef ** 2 * sigma2 / (2.0 * np.maximum(w, 1e-300))))
+        info = float(np.sum(np.where(skip, 0.0, tau * tau))) / max(var, 1e-300)
+        if var > MAX_DRIFT_PHASE_VAR or info <= 0:  # too noisy to unwrap symbol after symbol
+            return 0.0, math.inf
+        d = np.where(skip, 0.0, (z[:, a] * np.conj(z[:, b])).sum(axis=1))
+        scale = self.layout.fft_len / (2.0 * math.pi * self._pair_spacing)
+        return fit_phase_slope(d, tau) * scale, scale / math.sqrt(info)
 
     def _dead_tail(self, cells, dead, n_symbols, sigma2):
         """Boolean [n_ofdm, n_data]: the cut tail of a truncated frame's last live OFDM symbol

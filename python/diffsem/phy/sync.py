@@ -42,6 +42,18 @@ from diffsem.phy.ofdm import DEFAULT_LAYOUT, OfdmLayout
 
 DEFAULT_MF_THRESHOLD = 0.15
 BALANCE = 0.25  # each segment holds at least this share of its even part of the window's energy
+# Samples the detector takes as 0: NaN/Inf, and magnitudes above MAX_SAMPLE (receivers deliver
+# |x| <= 1, int16 recordings <= 32768): its float32 squares overflow near 2e19, and long before
+# that the rounding of an FFT block holding such samples buries the frames in the same block.
+# The frames around them must still be found (a frame holding them is the receiver's to refuse).
+MAX_SAMPLE = 1e9
+
+
+def usable_samples(x: np.ndarray) -> np.ndarray:
+    """`x` with NaN/Inf samples and those above MAX_SAMPLE set to 0 (a copy)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        keep = np.isfinite(x) & (np.abs(x) <= MAX_SAMPLE)
+    return np.where(keep, x, 0).astype(np.complex64)
 
 
 def preamble_samples(layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
@@ -96,9 +108,12 @@ class PreambleDetector:
         Only those positions can be or block a detection, so the others keep neither their
         correlations nor the segment-balance check (both full-length passes before)."""
         n_out = x.size - self.L + 1
-        sq = np.square(x.view(np.float32).reshape(-1, 2))
-        cs = np.zeros(x.size + 1)
-        np.cumsum(sq[:, 0] + sq[:, 1], dtype=np.float64, out=cs[1:])
+        with np.errstate(invalid="ignore", over="ignore"):
+            sq = np.square(x.view(np.float32).reshape(-1, 2))
+            cs = np.zeros(x.size + 1)
+            np.cumsum(sq[:, 0] + sq[:, 1], dtype=np.float64, out=cs[1:])
+        if not cs[-1] <= MAX_SAMPLE ** 2:  # NaN/Inf or huge samples (or a sum beyond it): the rare path
+            return self._metric(usable_samples(x))
         total = np.maximum(cs[self.L:self.L + n_out] - cs[:n_out], 1e-30)
         m = np.empty(n_out)
         hot_pos, hot_c = [], []

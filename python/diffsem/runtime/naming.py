@@ -12,10 +12,10 @@ from diffsem import models_dir
 TEACHER_STEPS = 32
 STUDENT_STEPS = (1, 2, 4)
 # Scale of the sampler's source noise (the perception-distortion knob). 1.0 samples the learned
-# posterior: sharpest, about 2-2.5 dB below DeepJSCC's PSNR; 0 is a deterministic refiner. Every
+# posterior: sharpest, 1.5-3 dB below DeepJSCC's PSNR; 0 is a deterministic refiner. Every
 # shipped teacher/student card sets its own `default_temperature`, chosen on the validation split
-# by `diffsem calibrate` (diffsem.nn.calibration: the teacher's within a 1.5 dB PSNR budget, each
-# student matching its teacher's FID-FMNIST); this is the fallback for a card without one.
+# by `diffsem calibrate` (diffsem.nn.calibration: the sharpest within a 0.8 dB PSNR budget against
+# DeepJSCC); this is the fallback for a card without one.
 DEFAULT_TEMPERATURE = 0.9
 ROLES = ("encoder", "deepjscc", "deepjscc_nonv", "teacher", "student")
 ALIASES = {"deepjscc_decoder": "deepjscc", "diffusion": "student"}  # card roles / decoder modes

@@ -272,9 +272,11 @@ class BurstReceiver:
         self._recent_mf: deque = deque(maxlen=16)  # matched-filter triggers handed on lately
         self.detections = {"matched_filter": 0, "schmidl_cox": 0, "schmidl_cox_merged": 0}
         # the 2x-rate probe (RATE_PROBE_IDLE): its receiver, the sample it expects next, a
-        # sample left over from pairing, where it started; the start of the last frame delivered
+        # sample left over from pairing, where it started, the first frame delivered while it
+        # ran; the start of the last frame delivered
         self._probe, self._probe_next, self._probe_left = None, -1, np.zeros(0, np.complex64)
         self._probe_origin = 0
+        self._probe_until = None      # the first frame delivered while the probe ran
         self._last_frame_at = None
 
     # ------------------------------------------------------------------ stream bookkeeping
@@ -334,20 +336,31 @@ class BurstReceiver:
         """Called once per push before the buffer is trimmed (a subclass finishes deferred work)."""
 
     def _probe_rate(self, samples: np.ndarray, base: int, events: list):
-        """The 2x-rate probe (RATE_PROBE_IDLE) over this chunk, while no frame came lately."""
+        """The 2x-rate probe (RATE_PROBE_IDLE) over this chunk, while no frame came lately.
+        Idle or not is decided at the chunk's start: a chunk that holds the first frames after a
+        silence is probed too, however many samples a push holds. Once frames come, the probe
+        finishes what lies before the first of them, then stops (measured against the first:
+        in a dense stream every push brings a later one, which the probe would chase forever)."""
+        idle = self._last_frame_at is None or base - self._last_frame_at >= RATE_PROBE_IDLE
+        first = None
         for kind, value in events:
             if kind == "frame":
                 self._last_frame_at = value.sample_offset
-        if self._last_frame_at is not None and base - self._last_frame_at < RATE_PROBE_IDLE:
-            p = self._probe  # frames again: the probe finishes what lies before them, then stops
+                first = value.sample_offset if first is None else first
+        if not idle:
+            p = self._probe
+            until = self._last_frame_at if self._probe_until is None else self._probe_until
             if p is None or (p.waiting is None and not p.pending and not p._held
-                             and self._probe_origin + 2 * p.detector.horizon >= self._last_frame_at):
+                             and self._probe_origin + 2 * p.detector.horizon >= until):
                 self._probe = None
                 return
         if self._probe is None or base != self._probe_next:
             self._probe = type(self)(**self._probe_args)
             self._probe_left = np.zeros(0, np.complex64)
             self._probe_origin = base
+            self._probe_until = None
+        if self._probe_until is None:
+            self._probe_until = first
         self._probe_next = base + samples.size
         x = np.concatenate((self._probe_left, samples))
         even = x.size - x.size % 2

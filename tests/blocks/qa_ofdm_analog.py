@@ -80,6 +80,26 @@ def test_tx_burst_length_power_and_metadata():
     assert tx.stats()["frames"] == 2
 
 
+def test_tx_stream_is_the_numpy_bursts_with_their_tags():
+    """Bursts back to back as phy.BurstBuilder builds them (padding included), each tagged on its
+    first sample with its length (packet_len) and its metadata."""
+    rng = np.random.default_rng(1)
+    lengths = (128, 1, 500, 48)
+    payloads = [((rng.standard_normal(k) + 1j * rng.standard_normal(k)) / np.sqrt(2)).astype(np.complex64) for k in lengths]
+    metas = [pmt.dict_add(pmt.make_dict(), pmt.intern("image_id"), pmt.from_long(i)) for i in range(len(lengths))]
+    tx, out, tags = _run_tx([_pdu(_c32(p), m) for p, m in zip(payloads, metas)])
+    expected, sizes = phy.BurstBuilder(tx.layout, tx.header_repeats, tx.pad_front, tx.pad_back).build(payloads, range(len(lengths)))
+    assert np.array_equal(out, expected)
+    assert tx.emitted() == (len(lengths), out.size)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).tolist()
+    by_key = {}
+    for t in tags:
+        by_key.setdefault(pmt.symbol_to_string(t.key), []).append((t.offset, pmt.to_python(t.value)))
+    assert by_key["packet_len"] == list(zip(starts, sizes.tolist()))
+    assert by_key["seq"] == list(zip(starts, range(len(lengths))))
+    assert by_key["image_id"] == list(zip(starts, range(len(lengths))))
+
+
 def test_tx_refuses_bad_pdus_and_keeps_running():
     good = _c32(np.ones(100))
     bad = [

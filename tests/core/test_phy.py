@@ -198,3 +198,26 @@ def test_header_copies_are_scrambled_to_a_data_like_papr():
         assert np.allclose(copies * pn, bits[gather])
     unshift = phy.header_unshift_index(4)
     assert all((gather[c][unshift[c]] == np.arange(lay.n_data)).all() for c in range(4))
+
+
+def test_burst_builder_many_at_once_equals_one_by_one():
+    """The TX's batched builder: bursts back to back, each its zero padding around the burst
+    reference_burst gives for it alone (the headers of all frames built together too)."""
+    rng = np.random.default_rng(7)
+    lengths = (1, 48, 49, 128, 4095)
+    payloads = [((rng.standard_normal(k) + 1j * rng.standard_normal(k)) / math.sqrt(2)).astype(np.complex64)
+                for k in lengths]
+    seqs = [0, 4095, 17, 4096 + 3, 1234]
+    builder = phy.BurstBuilder(DEFAULT_LAYOUT, 4, 320, 160)
+    out, sizes = builder.build(payloads, seqs)
+    assert sizes.tolist() == [builder.length(k) for k in lengths] and out.size == sizes.sum()
+    pos = 0
+    for p, seq, size in zip(payloads, seqs, sizes.tolist()):
+        burst = out[pos:pos + size]
+        assert not burst[:320].any() and not burst[-160:].any()
+        assert np.array_equal(burst[320:-160], phy.reference_burst(p, seq))
+        pos += size
+    rows = phy.header_copies_rows(list(lengths), seqs, 4)
+    for k, seq, row in zip(lengths, seqs, rows):
+        assert np.array_equal(row.reshape(-1), phy.header_copies(k, seq % phy.SEQ_MODULO, 4))
+        assert np.array_equal(phy.header_bits_rows([k], [seq], 48)[0], phy.header_bits(k, seq, 48))

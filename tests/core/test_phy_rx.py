@@ -199,11 +199,29 @@ def test_a_sampling_clock_offset_is_measured_counted_and_turned_back():
             assert -1.0 < 10 * math.log10(e.noise_var.mean() / err.mean()) < 7.0
 
 
-def test_a_stream_oversampled_2x_is_reported_not_decoded():
+@pytest.mark.parametrize("chunk", [4096, 65536])
+def test_a_stream_oversampled_2x_is_reported_not_decoded(chunk):
+    """Probed however the stream is pushed: 64k samples (the RX block's buffers) hold the 2x
+    frames and the first 1x ones in one push."""
     from scipy.signal import resample_poly
     rng = np.random.default_rng(14)
     x, _ = stream([cn(rng, 128) for _ in range(20)], gap=320)
     y = awgn(resample_poly(x, 2, 1).astype(np.complex64), 15.0, rng)
-    frames, kinds = frames_and_kinds(np.concatenate([y, awgn(x, 15.0, rng)]))
+    frames, kinds = frames_and_kinds(np.concatenate([y, awgn(x, 15.0, rng)]), chunk)
     assert kinds.count("wrong_rate") == 20
     assert [f.seq for f in frames] == list(range(20))  # the 1x frames after it
+
+
+@pytest.mark.parametrize("silence", [0, burst_rx.RATE_PROBE_IDLE + 5000])
+def test_the_rate_probe_stops_once_frames_flow(silence):
+    """The 2x probe costs about half the receiver's idle work per sample: when frames come (from
+    the start, or after a silence) it finishes what lies before the first of them and stops,
+    though every push then brings a later frame."""
+    rng = np.random.default_rng(15)
+    x, _ = stream([cn(rng, 128) for _ in range(40)], gap=320)
+    x = awgn(np.concatenate([np.zeros(silence, np.complex64), x]), 20.0, rng)
+    rx, alive, frames = burst_rx.BurstReceiver(LAY), [], 0
+    for i in range(0, x.size, 2800):
+        frames += [k for k, _ in rx.push(x[i:i + 2800])].count("frame")
+        alive.append(rx._probe is not None)
+    assert frames == 40 and not any(alive[silence // 2800 + 3:]), alive

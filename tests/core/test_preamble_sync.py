@@ -69,6 +69,18 @@ def test_soft_header_corrects_weak_bits_and_refuses_garbage():
     assert wrong < 20  # random soft values (a trigger on noise): < 1 % accepted
 
 
+def test_detections_do_not_depend_on_the_chunking():
+    """The detector keeps its correlations only where the metric reaches the threshold, across
+    chunk boundaries: chunks of 333 samples and of 64k find the same frames, CFOs and metrics
+    (to the float32 rounding of the FFT blocks, which start elsewhere)."""
+    rng = np.random.default_rng(6)
+    x, triggers = stream([cn(rng, 128) for _ in range(25)], gap=500, cfo=0.2)
+    y = awgn(x, 3.0, rng)
+    small, large = detect(y, 333), detect(y, 65536)
+    assert len(small) == 25 and [f[0] for f in small] == [f[0] for f in large]
+    np.testing.assert_allclose([f[1:] for f in small], [f[1:] for f in large], rtol=1e-4, atol=1e-6)
+
+
 def test_nan_inf_and_huge_samples_do_not_blind_the_detector_to_the_frames_beside_them():
     """A NaN, an Inf or a 1e20 sample taken as it is turns its whole FFT block's metric into NaN
     or rounding noise, and the frames sharing the block go undetected: the detector zeroes them."""

@@ -228,6 +228,15 @@ def block_logger(block, name):
     return logger
 
 
+def publish_if_subscribed(block, port: str, make):
+    """Publish make() on `port` only if something subscribes to it: a per-frame "stats" message
+    that nothing reads (the usual case in a loopback) costs a dict's worth of PMT conversion per
+    frame. The subscribers are known once the flowgraph runs."""
+    key = pmt.intern(port)
+    if pmt.length(block.message_subscribers(key)):
+        block.message_port_pub(key, make())
+
+
 def counters_to_pmt(counters: Counters):
     """A PMT dict of a diffsem.link.counters.Counters snapshot (a block's "stats" message)."""
     d = pmt.make_dict()

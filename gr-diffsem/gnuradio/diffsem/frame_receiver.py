@@ -9,7 +9,7 @@ from gnuradio import gr
 from diffsem.phy import burst_rx
 from diffsem.phy.framing import CLOCK_TOLERANCE_PPM
 
-from ._pdu import counters_to_pmt
+from ._pdu import counters_to_pmt, publish_if_subscribed
 
 
 class frame_receiver(gr.sync_block):
@@ -56,7 +56,7 @@ class frame_receiver(gr.sync_block):
         # false triggers on noise and headers lost at low SNR are routine: counted, not logged
         if kind in ("nonfinite", "wrong_rate"):
             self._warn_once(text, f"dropped frame: {text} (counted in stats()['{counter}'])")
-        self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))
+        publish_if_subscribed(self, "stats", lambda: counters_to_pmt(self.counters))
 
     def _publish(self, frame: burst_rx.ReceivedFrame):
         est = frame.estimate
@@ -89,4 +89,4 @@ class frame_receiver(gr.sync_block):
                             f"sample rate? (counted in stats()['clock_mismatch'])")
         self.message_port_pub(pmt.intern("out"),
                               pmt.cons(meta, pmt.init_c32vector(est.symbols.size, est.symbols.tolist())))
-        self.message_port_pub(pmt.intern("stats"), counters_to_pmt(self.counters))
+        publish_if_subscribed(self, "stats", lambda: counters_to_pmt(self.counters))

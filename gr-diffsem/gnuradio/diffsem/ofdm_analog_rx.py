@@ -3,11 +3,19 @@ from __future__ import annotations
 
 from gnuradio import blocks, digital, gr
 
-from diffsem.phy import burst_rx
+from diffsem.phy import burst_batch, burst_rx
 from diffsem.phy.ofdm import make_layout
 
 from ._pdu import Counters
 from .frame_receiver import frame_receiver
+
+
+# Samples the frame receiver's inputs can hold. It takes all that is waiting in one call and
+# processes the frames in it together (diffsem.phy.burst_batch): GNU Radio's default buffers
+# handed it ~3k samples (two frames) a call, each paying the batch's fixed cost again; with
+# room for ~48 frames a receiver that falls behind catches up in larger, cheaper batches. It adds
+# no latency: a call never waits for the buffer to fill.
+BUFFER_ITEMS = 1 << 16
 
 
 class ofdm_analog_rx(gr.hier_block2):
@@ -27,7 +35,9 @@ class ofdm_analog_rx(gr.hier_block2):
     Chain: tag gate -> stock ofdm_sync_sc_cfb (Schmidl & Cox timing and fine CFO, C++ at the
     sample rate; threshold `sync_threshold`) and, inside the frame receiver, a matched filter on
     the known preambles (diffsem.phy.sync, threshold `mf_threshold`, 0 = off: it detects down to
-    -3 dB, Schmidl & Cox catches carrier offsets beyond ~0.8 subcarrier) -> frame receiver (diffsem.phy.burst_rx.BurstReceiver, numpy, one pass per frame):
+    -3 dB, Schmidl & Cox catches carrier offsets beyond ~0.8 subcarrier) -> frame receiver
+    (diffsem.phy.burst_batch.BatchReceiver, numpy, each step once for all frames waiting; it
+    equals the per-frame reference diffsem.phy.burst_rx.BurstReceiver):
     per-frame CFO derotation, preamble FFTs, integer carrier offset, denoised LS channel, the
     header copies combined and checked (stock packet_header_ofdm format: CRC-8 plus its zero
     fill; frames whose header fails are dropped and counted), data-aided refinement on the known
@@ -64,14 +74,16 @@ class ofdm_analog_rx(gr.hier_block2):
         self.message_port_register_hier_out("stats")
         self.counters = Counters("frames", "headers_ok", "salvaged", "header_crc_fail", "false_triggers", "malformed",
                                  "nonfinite", "truncated", "clock_mismatch", "wrong_rate")
-        self.receiver = burst_rx.BurstReceiver(lay, header_repeats=int(header_repeats), phase_tracking=phase_tracking,
-                                             payload_scale=payload_scale, mf_threshold=float(mf_threshold),
-                                             fixed_k=int(fixed_k))
+        self.receiver = burst_batch.BatchReceiver(lay, header_repeats=int(header_repeats),
+                                                  phase_tracking=phase_tracking, payload_scale=payload_scale,
+                                                  mf_threshold=float(mf_threshold), fixed_k=int(fixed_k))
         # The receiver finds its frames itself: stream tags from upstream (a TX's packet_len
         # passed on by a DC blocker, say) are not needed and must not travel on, so none get in.
         gate = blocks.tag_gate(gr.sizeof_gr_complex, False)
         sync = digital.ofdm_sync_sc_cfb(lay.fft_len, lay.cp_len, False, sync_threshold)
         self.frames = frame_receiver(self.receiver, self.counters, samp_rate)
+        for block in (gate, sync):
+            block.set_min_output_buffer(BUFFER_ITEMS)
         self.connect(self, gate, sync)
         self.connect(gate, (self.frames, 0))
         self.connect((sync, 0), (self.frames, 1))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pmt
-from gnuradio import blocks, digital, fft, gr, pdu
+from gnuradio import gr
 
 from diffsem import phy
 from diffsem.phy import impairments
@@ -15,24 +15,40 @@ from diffsem.link.pdu import KindLog, validate_meta
 from ._pdu import BadPdu, Counters, dict_to_pmt, guarded, pmt_to_py, rejections
 
 
-class _framer(gr.basic_block):
-    """Validates PDUs and prepends the stock OFDM header (length, sequence number, CRC-8).
+class _framer(gr.sync_block):
+    """Validates PDUs, frames them (stock OFDM header: length, sequence number, CRC-8) and puts
+    their bursts on the output stream.
 
     Refused input (not a PDU, payload not a c32vector, empty, longer than 4095, NaN/Inf) is logged
-    and counted, never sent. Metadata is forwarded (it becomes stream tags on the burst's first
-    sample) except the internal length key.
+    and counted, never sent. Metadata is forwarded as stream tags on the burst's first sample,
+    with a LEN_TAG tag holding the burst's length (padding included), as pdu_to_tagged_stream
+    tags a PDU.
+
+    The message handler only checks and queues; work() builds every queued burst at once
+    (phy.BurstBuilder: one inverse FFT for all their OFDM symbols), clips them if asked, and
+    writes them back to back with their zero padding, as much as the output buffer takes.
+    Nothing queued: work() returns 0 and the scheduler sleeps until the next PDU.
     """
 
-    def __init__(self, layout, payload_scale, counters, header_repeats):
-        gr.basic_block.__init__(self, name="diffsem_ofdm_framer", in_sig=None, out_sig=None)
+    def __init__(self, layout, payload_scale, counters, header_repeats, pad_front, pad_back, clip_level=0.0):
+        gr.sync_block.__init__(self, name="diffsem_ofdm_framer", in_sig=None, out_sig=[np.complex64])
         self.layout = layout
         self.payload_scale = np.float32(payload_scale)
         self.counters = counters
         self.next_seq = 0
         self.header_repeats = int(header_repeats)
+        self.builder = phy.BurstBuilder(layout, self.header_repeats, pad_front, pad_back)
+        self.clip_level = float(clip_level)  # amplitude; 0 = no clipping
+        self.bursts = self.samples = 0  # written to the stream so far (a run's end: see emitted())
         self._log = None
+        self._queue = []                 # (payload, seq, metadata PMT dict) not yet built
+        self._out = np.zeros(0, np.complex64)
+        self._out_pos = 0                # samples of _out already written
+        self._starts = []                # (start in _out, length, metadata) of its bursts not yet tagged
+        self._tagged = 0
+        self._ends = []                  # end in _out of each burst not yet counted
+        self._len_key = pmt.intern(LEN_TAG)
         self.message_port_register_in(pmt.intern("in"))
-        self.message_port_register_out(pmt.intern("out"))
         self.set_msg_handler(pmt.intern("in"), self.handle)
 
     def _refuse(self, reason, text):
@@ -65,38 +81,44 @@ class _framer(gr.basic_block):
         seq = self.next_seq if meta_py.get("seq") is None else int(meta_py["seq"])
         seq %= phy.SEQ_MODULO
         self.next_seq = (seq + 1) % phy.SEQ_MODULO
-        header = phy.header_copies(payload.size, seq, self.header_repeats, self.layout)
-        frame = np.concatenate((header,
-                                payload * self.payload_scale)).astype(np.complex64)
         meta = pmt.dict_add(meta, pmt.intern("seq"), pmt.from_long(seq))
         self.counters.incr("frames")
-        self.message_port_pub(pmt.intern("out"), pmt.cons(meta, pmt.init_c32vector(frame.size, frame.tolist())))
+        self._queue.append((payload * self.payload_scale, seq, meta))
 
-
-class _burst_padder(gr.basic_block):
-    """Clips a (scaled) burst if asked and surrounds it with zeros. (burst_shaper_cc would hold
-    the last burst's trailing zeros until the next burst arrives, so the receiver could not finish
-    the last frame of a message-driven run; a PDU-level padder emits each burst whole.)"""
-
-    def __init__(self, pad_front, pad_back, clip_level=0.0):
-        gr.basic_block.__init__(self, name="diffsem_burst_padder", in_sig=None, out_sig=None)
-        self.front = [0j] * int(pad_front)
-        self.back = [0j] * int(pad_back)
-        self.clip_level = float(clip_level)  # amplitude; 0 = no clipping
-        self.bursts = self.samples = 0  # handed to the stream so far (a run's end: see emitted())
-        self.message_port_register_in(pmt.intern("in"))
-        self.message_port_register_out(pmt.intern("out"))
-        self.set_msg_handler(pmt.intern("in"), self.handle)
-
-    @guarded("in")
-    def handle(self, msg):
-        burst = pmt.c32vector_elements(pmt.cdr(msg))  # a list: padding lists costs less than numpy round trips
+    def _build(self):
+        """Every queued frame into one run of bursts (the previous run is all written)."""
+        queue, self._queue = self._queue, []
+        out, lengths = self.builder.build([q[0] for q in queue], [q[1] for q in queue])
         if self.clip_level > 0:
-            burst = impairments.clip(np.asarray(burst, dtype=np.complex64), self.clip_level).tolist()
-        out = self.front + burst + self.back
-        self.bursts += 1
-        self.samples += len(out)
-        self.message_port_pub(pmt.intern("out"), pmt.cons(pmt.car(msg), pmt.init_c32vector(len(out), out)))
+            out = impairments.clip(out, self.clip_level)  # the padding is zero: clipping leaves it so
+        ends = np.cumsum(lengths).tolist()
+        self._out, self._out_pos, self._tagged = out, 0, 0
+        self._starts = [(end - length, length, q[2]) for end, length, q in zip(ends, lengths.tolist(), queue)]
+        self._ends = ends
+
+    def work(self, input_items, output_items):
+        if self._out_pos >= self._out.size:
+            if not self._queue:
+                return 0
+            self._build()
+        out = output_items[0]
+        lo = self._out_pos
+        n = min(len(out), self._out.size - lo)
+        out[:n] = self._out[lo:lo + n]
+        base = self.nitems_written(0) - lo
+        while self._tagged < len(self._starts) and self._starts[self._tagged][0] < lo + n:
+            start, length, meta = self._starts[self._tagged]
+            keys, values = pmt.dict_keys(meta), pmt.dict_values(meta)
+            for i in range(pmt.length(keys)):
+                self.add_item_tag(0, base + start, pmt.nth(i, keys), pmt.nth(i, values))
+            self.add_item_tag(0, base + start, self._len_key, pmt.from_long(length))
+            self._tagged += 1
+        self._out_pos = lo + n
+        self.samples += n
+        while self._ends and self._ends[0] <= self._out_pos:
+            self._ends.pop(0)
+            self.bursts += 1
+        return n
 
 
 class ofdm_analog_tx(gr.hier_block2):
@@ -107,10 +129,14 @@ class ofdm_analog_tx(gr.hier_block2):
     packet_header_ofdm format: 12-bit symbol count, 12-bit sequence number = metadata "seq" if
     present else a counter, CRC-8), copy c cyclically shifted by c*48/repeats data carriers so
     each bit rides carriers spread over the band; the RX combines the copies (maximum-ratio), so
-    the uncoded header survives at 5 dB and in selective fades), then ceil(n/48) payload OFDM symbols (symbol i on data carrier i % 48 of symbol i // 48,
-    unused cells of the last symbol zero), built by ofdm_carrier_allocator_cvc, fft_vcc,
-    ofdm_cyclic_prefixer, then zero padding before/after each burst (Schmidl & Cox detection needs
-    quiet between bursts).
+    the uncoded header survives at 5 dB and in selective fades), then ceil(n/48) payload OFDM
+    symbols (symbol i on data carrier i % 48 of symbol i // 48, unused cells of the last symbol
+    zero), pilots on every symbol, each with its cyclic prefix, then zero padding before/after
+    each burst (Schmidl & Cox detection needs quiet between bursts). Built in numpy
+    (diffsem.phy.BurstBuilder, the carriers and preambles of gr-digital's ofdm_carrier_allocator_cvc
+    and ofdm_txrx, the unnormalised inverse FFT of fft_vcc), every queued frame in one inverse FFT:
+    the stock allocator / FFT / prefixer chain cost a dozen scheduler hand-offs and two PDU-to-list
+    round trips per frame.
 
     Power: samples are scaled by 1/sqrt(n_active) (n_active = data + pilot carriers), so with
     unit-power payload symbols every OFDM symbol (preambles and header included) has unit average
@@ -144,51 +170,28 @@ class ofdm_analog_tx(gr.hier_block2):
         if not 1 <= int(header_repeats) <= 16:
             raise ValueError("header_repeats must be in 1..16")
         self.header_repeats = int(header_repeats)
-        self.framer = _framer(lay, payload_scale, self.counters, self.header_repeats)
-        to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
-        sync1, sync2 = phy.sync_words(lay)
-        allocator = digital.ofdm_carrier_allocator_cvc(
-            lay.fft_len, occupied_carriers=[list(lay.data_carriers)],
-            pilot_carriers=[list(lay.pilot_carriers)], pilot_symbols=[list(lay.pilot_symbols)],
-            sync_words=[list(sync1), list(sync2)], len_tag_key=LEN_TAG)
-        ifft = fft.fft_vcc(lay.fft_len, False, (), True)
-        prefixer = digital.ofdm_cyclic_prefixer(lay.fft_len, sym_len, 0, LEN_TAG)
-        to_burst = pdu.tagged_stream_to_pdu(gr.types.complex_t, LEN_TAG)
         if clip_db is not None and not np.isfinite(float(clip_db)):
             raise ValueError(f"clip_db must be a number of dB above RMS or None, got {clip_db}")
         self.clip_db = None if clip_db is None else float(clip_db)
         clip_level = 0.0 if self.clip_db is None else impairments.db_to_amplitude(self.clip_db)
-        self.padder = _burst_padder(self.pad_front, self.pad_back, clip_level)
-        out_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, LEN_TAG)
-        scale = blocks.multiply_const_cc(phy.tx_scale(lay))
-        # Tagged-stream blocks need a whole frame in one output buffer: GNU Radio's default (32 kB)
-        # holds ~1 776 payload symbols, and a longer frame ended the block's thread for good
-        # ("Buffer too small for min_noutput_items"). Size every buffer for the longest frame the
-        # header admits, so each admitted length goes on air whole.
-        max_samples = self.burst_length(phy.MAX_SYMBOLS_PER_FRAME)
-        max_vectors = max_samples // sym_len + 1
-        for block, items in ((to_stream, max_samples), (allocator, max_vectors), (ifft, max_vectors),
-                             (prefixer, max_samples), (scale, max_samples), (out_stream, max_samples)):
-            block.set_min_output_buffer(2 * int(items))  # a scheduler hands out at most half a buffer
+        self.framer = _framer(lay, payload_scale, self.counters, self.header_repeats, self.pad_front, self.pad_back,
+                              clip_level)
+        # room for the longest burst the header admits twice over, and for many short ones: the
+        # receiver downstream processes what it finds waiting together
+        self.framer.set_min_output_buffer(max(2 * self.burst_length(phy.MAX_SYMBOLS_PER_FRAME), 1 << 16))
         self.msg_connect(self, "in", self.framer, "in")
-        self.msg_connect(self.framer, "out", to_stream, "pdus")
-        self.connect(to_stream, allocator, ifft, prefixer, scale, to_burst)
-        self.msg_connect(to_burst, "pdus", self.padder, "in")
-        self.msg_connect(self.padder, "out", out_stream, "pdus")
-        self.connect(out_stream, self)
+        self.connect(self.framer, self)
 
     def stats(self) -> dict:
         out = self.counters.snapshot()
-        for block in (self.framer, self.padder):  # handler errors (none expected: counted if any)
-            out.update(rejections(block).snapshot())
+        out.update(rejections(self.framer).snapshot())  # handler errors (none expected: counted if any)
         return out
 
     def emitted(self) -> tuple[int, int]:
-        """(bursts, samples) handed to the output stream so far: the stream holds nothing else,
+        """(bursts, samples) written to the output stream so far: the stream holds nothing else,
         so a receiver that has read `samples` has seen every burst."""
-        return self.padder.bursts, self.padder.samples
+        return self.framer.bursts, self.framer.samples
 
     def burst_length(self, n_symbols: int) -> int:
         """Samples per burst (padding included) for an n-symbol payload."""
-        lay = self.layout
-        return (2 + self.header_repeats + lay.n_ofdm_symbols(n_symbols)) * (lay.fft_len + lay.cp_len) + self.pad_front + self.pad_back
+        return self.framer.builder.length(n_symbols)

@@ -14,7 +14,7 @@ from diffsem.link.pdu import KindLog
 from diffsem.link.seq import GapTracker
 from diffsem.phy import reference_symbols
 
-from ._pdu import Counters, guarded
+from ._pdu import Counters, guarded, publish_if_subscribed
 
 
 class symbol_checker(gr.basic_block):
@@ -93,9 +93,9 @@ class symbol_checker(gr.basic_block):
                 self.records.append((seq, mse, snr_db, float(noise_var.mean())))
             if self.keep_symbols:
                 self.symbol_records.append((noise_var.astype(np.float32), err2.astype(np.float32)))
-        summary = self.stats()
-        self.message_port_pub(pmt.intern("stats"), pmt.to_pmt(summary))
-        if self.report_every > 0 and summary["frames"] % self.report_every == 0:
+        publish_if_subscribed(self, "stats", lambda: pmt.to_pmt(self.stats()))
+        if self.report_every > 0 and self.counters.snapshot()["frames"] % self.report_every == 0:
+            summary = self.stats()
             self.logger.info(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in summary.items()))
 

@@ -272,9 +272,11 @@ class BurstReceiver:
         self._recent_mf: deque = deque(maxlen=16)  # matched-filter triggers handed on lately
         self.detections = {"matched_filter": 0, "schmidl_cox": 0, "schmidl_cox_merged": 0}
         # the 2x-rate probe (RATE_PROBE_IDLE): its receiver, the sample it expects next, a
-        # sample left over from pairing, where it started; the start of the last frame delivered
+        # sample left over from pairing, where it started, the first frame delivered while it
+        # ran; the start of the last frame delivered
         self._probe, self._probe_next, self._probe_left = None, -1, np.zeros(0, np.complex64)
         self._probe_origin = 0
+        self._probe_until = None      # the first frame delivered while the probe ran
         self._last_frame_at = None
 
     # ------------------------------------------------------------------ stream bookkeeping
@@ -283,14 +285,7 @@ class BurstReceiver:
             return self._push(samples, triggers, cfos)
 
     def _push(self, samples: np.ndarray, triggers=(), cfos=()) -> list:
-        base = self.buf_start + self.buf.size
-        samples = np.asarray(samples, dtype=np.complex64)
-        if self.detector is None:
-            for t, c in zip(triggers, cfos):
-                self.pending.append((base + int(t), float(c), False))
-        else:
-            self._merge_triggers(samples, base, triggers, cfos)
-        self.buf = np.concatenate((self.buf, samples))
+        base, samples = self._ingest(samples, triggers, cfos)
         events = []
         while True:
             if self.waiting is not None:
@@ -302,33 +297,70 @@ class BurstReceiver:
                 break
             trig, cfo, from_mf = self.pending[0]
             start = trig - self.sym_len + self.timing_advance
-            if trig < self.busy_until or start - self.cp < self.buf_start:
+            if start - self.cp < self.buf_start or self._inside_frame(trig):
                 self.pending.popleft()
                 continue
             if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
                 break  # (+ cp: room to move the windows later, see _retime)
             self.pending.popleft()
-            self.waiting = self._header(start, cfo, events, from_mf)
+            self.waiting = self._next_header(start, cfo, events, from_mf)
+        self._complete(events)
         self._trim()
         if self._probe_args is not None:
             self._probe_rate(samples, base, events)
         return events
 
+    def _ingest(self, samples, triggers, cfos):
+        """Append a chunk to the buffer; its triggers (and the matched filter's) to `pending`.
+        Returns (the chunk's first absolute sample, the chunk as complex64)."""
+        base = self.buf_start + self.buf.size
+        samples = np.asarray(samples, dtype=np.complex64)
+        if self.detector is None:
+            for t, c in zip(triggers, cfos):
+                self.pending.append((base + int(t), float(c), False))
+        else:
+            self._merge_triggers(samples, base, triggers, cfos)
+        self.buf = np.concatenate((self.buf, samples))
+        return base, samples
+
+    def _inside_frame(self, trig: int) -> bool:
+        """Whether a trigger lies inside the accepted frame (before busy_until): then it is
+        dropped (a subclass that defers payloads settles a cut burst's end first)."""
+        return trig < self.busy_until
+
+    def _next_header(self, start: int, cfo: float, events: list, from_mf: bool):
+        """The header stage of the next trigger in stream order (a subclass may batch it)."""
+        return self._header(start, cfo, events, from_mf)
+
+    def _complete(self, events: list):
+        """Called once per push before the buffer is trimmed (a subclass finishes deferred work)."""
+
     def _probe_rate(self, samples: np.ndarray, base: int, events: list):
-        """The 2x-rate probe (RATE_PROBE_IDLE) over this chunk, while no frame came lately."""
+        """The 2x-rate probe (RATE_PROBE_IDLE) over this chunk, while no frame came lately.
+        Idle or not is decided at the chunk's start: a chunk that holds the first frames after a
+        silence is probed too, however many samples a push holds. Once frames come, the probe
+        finishes what lies before the first of them, then stops (measured against the first:
+        in a dense stream every push brings a later one, which the probe would chase forever)."""
+        idle = self._last_frame_at is None or base - self._last_frame_at >= RATE_PROBE_IDLE
+        first = None
         for kind, value in events:
             if kind == "frame":
                 self._last_frame_at = value.sample_offset
-        if self._last_frame_at is not None and base - self._last_frame_at < RATE_PROBE_IDLE:
-            p = self._probe  # frames again: the probe finishes what lies before them, then stops
+                first = value.sample_offset if first is None else first
+        if not idle:
+            p = self._probe
+            until = self._last_frame_at if self._probe_until is None else self._probe_until
             if p is None or (p.waiting is None and not p.pending and not p._held
-                             and self._probe_origin + 2 * p.detector.horizon >= self._last_frame_at):
+                             and self._probe_origin + 2 * p.detector.horizon >= until):
                 self._probe = None
                 return
         if self._probe is None or base != self._probe_next:
-            self._probe = BurstReceiver(**self._probe_args)
+            self._probe = type(self)(**self._probe_args)
             self._probe_left = np.zeros(0, np.complex64)
             self._probe_origin = base
+            self._probe_until = None
+        if self._probe_until is None:
+            self._probe_until = first
         self._probe_next = base + samples.size
         x = np.concatenate((self._probe_left, samples))
         even = x.size - x.size % 2
@@ -532,9 +564,8 @@ class BurstReceiver:
 
     def _finish(self, hdr: _Header, events: list) -> bool:
         """Payload of an accepted header, once its samples are in. False = wait for samples."""
-        n_ofdm = self.layout.n_ofdm_symbols(hdr.n_symbols)
         pay0 = hdr.start + self.header_syms * self.sym_len
-        end = pay0 + n_ofdm * self.sym_len
+        end = self.frame_end(hdr)
         if end > self.buf_start + self.buf.size:
             return False
         max_live = self._next_frame_inside(pay0, end)
@@ -542,23 +573,44 @@ class BurstReceiver:
             return False
         # the next burst's trigger may sit in our last symbol's tail
         self.busy_until = pay0 + max_live * self.sym_len - self.sym_len
+        self._payload(hdr, max_live, events)
+        return True
+
+    def frame_end(self, hdr: _Header) -> int:
+        """Absolute sample just after the frame's last OFDM symbol (as its header claims)."""
+        return hdr.start + (self.header_syms + self.layout.n_ofdm_symbols(hdr.n_symbols)) * self.sym_len
+
+    def _payload(self, hdr: _Header, max_live: int, events: list):
+        """Payload of an accepted header (_estimate_payload): appends its event; a frame whose
+        burst ended early moves busy_until back to where it ended (_cut_back)."""
+        event = self._estimate_payload(hdr, max_live)
+        events.append(event)
+        if event[0] == "frame":
+            self._cut_back(hdr, event[1].estimate)
+
+    def _cut_back(self, hdr: _Header, est: phy.FrameEstimate):
+        """A frame's burst ended early (est.cut): whatever follows may be the next frame."""
+        if est.cut:
+            live = self.layout.n_ofdm_symbols(hdr.n_symbols - est.cut)
+            pay0 = hdr.start + self.header_syms * self.sym_len
+            self.busy_until = min(self.busy_until, pay0 + live * self.sym_len - self.sym_len)
+
+    def _estimate_payload(self, hdr: _Header, max_live: int):
+        """Payload FFT and estimate of an accepted header, `max_live` of its OFDM symbols before
+        another frame starts: the event, ("frame", ReceivedFrame) or ("nonfinite", what).
+        Reads the buffer only (no receiver state changes)."""
+        n_ofdm = self.layout.n_ofdm_symbols(hdr.n_symbols)
         spec = self._symbols(hdr.start, self.header_syms, n_ofdm, hdr.cfo)
         if not np.isfinite(spec[:max(max_live, 1)]).all():
-            events.append(("nonfinite", "NaN/Inf samples in a frame's payload"))
-            return True
+            return ("nonfinite", "NaN/Inf samples in a frame's payload")
         spec = np.where(np.isfinite(spec), spec, 0.0)  # past another frame's start: erased below
         cells = spec[:, self.cells + self.half]
         est = self.estimator.estimate(cells, hdr.ls_taps, hdr.n_symbols, training_symbols=hdr.training,
                                       channel_start=hdr.selection, phase_anchors=hdr.anchors,
                                       training_spread=hdr.spread, max_live=max_live)
         if not (np.isfinite(est.symbols).all() and np.isfinite(est.noise_var).all() and math.isfinite(est.snr_db)):
-            events.append(("nonfinite", "estimation gave NaN/Inf"))
-            return True
-        if est.cut:  # the burst ended early: whatever follows may be the next frame
-            live = self.layout.n_ofdm_symbols(hdr.n_symbols - est.cut)
-            self.busy_until = min(self.busy_until, pay0 + live * self.sym_len - self.sym_len)
-        events.append(("frame", ReceivedFrame(hdr.seq, hdr.n_symbols, est, hdr.cfo, hdr.start, hdr.salvaged)))
-        return True
+            return ("nonfinite", "estimation gave NaN/Inf")
+        return ("frame", ReceivedFrame(hdr.seq, hdr.n_symbols, est, hdr.cfo, hdr.start, hdr.salvaged))
 
     def _next_frame_inside(self, pay0: int, end: int):
         """Payload OFDM symbols (from absolute sample `pay0`) before another frame starts: a
@@ -566,6 +618,7 @@ class BurstReceiver:
         symbols than were sent, a burst cut by the next one). (end - pay0) / sym_len when there
         is none, None when a candidate's header is not in the buffer yet."""
         n_ofdm = (end - pay0) // self.sym_len
+        cands, waiting = [], False
         for trig, cfo, from_mf in sorted(list(self.pending) + self._held):
             start = trig - self.sym_len + self.timing_advance
             if start >= end:
@@ -573,8 +626,16 @@ class BurstReceiver:
             if start < pay0:
                 continue
             if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
-                return None
-            other = self._header(start, cfo, [], from_mf)
+                waiting = True  # unless an earlier candidate's header decodes
+                break
+            cands.append((start, cfo, from_mf))
+        for other in self._headers_inside(cands):
             if other is not None:
                 return max(0, min(n_ofdm, (other.start - pay0) // self.sym_len))
-        return n_ofdm
+        return None if waiting else n_ofdm
+
+    def _headers_inside(self, cands: list):
+        """The header (_Header or None) of each candidate (start, cfo, from_mf) in order, each
+        computed when asked for (a subclass may compute them together)."""
+        for start, cfo, from_mf in cands:
+            yield self._header(start, cfo, [], from_mf)

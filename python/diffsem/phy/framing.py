@@ -126,20 +126,39 @@ def crc8(data: bytes, poly: int = 0x07, init: int = 0xFF) -> int:
     return crc
 
 
+@functools.lru_cache(maxsize=4)
+def _crc8_table(poly: int) -> np.ndarray:
+    return np.array([crc8(bytes((b,)), poly, 0) for b in range(256)], dtype=np.int64)
+
+
+def crc8_rows(data, poly: int = 0x07, init: int = 0xFF) -> np.ndarray:
+    """crc8 of each row of `data` (byte values, [F, n_bytes]), table-driven over all rows at once."""
+    data = np.asarray(data, dtype=np.int64)
+    table = _crc8_table(poly)
+    crc = np.full(data.shape[0], init, np.int64)
+    for j in range(data.shape[1]):
+        crc = table[crc ^ data[:, j]]
+    return crc
+
+
 def header_bits(n_symbols: int, seq: int, header_len_bits: int) -> np.ndarray:
     """Bits of the stock OFDM header (packet_header_ofdm with bits_per_payload_sym=8, so the length
     field counts payload symbols): 12-bit length, 12-bit sequence number, CRC-8 over both (LSB
     first), zero-filled to one OFDM symbol. The stock packet_headerparser_b checks it on RX."""
     if not 0 < n_symbols <= MAX_SYMBOLS_PER_FRAME:
         raise ValueError(f"frame length {n_symbols} outside 1..{MAX_SYMBOLS_PER_FRAME}")
-    seq %= SEQ_MODULO
-    crc = crc8(bytes((n_symbols & 0xFF, n_symbols >> 8, seq & 0xFF, seq >> 8)))
-    bits = np.zeros(header_len_bits, dtype=np.uint8)
-    fields = ((n_symbols, HEADER_BITS_LEN), (seq, HEADER_BITS_SEQ), (crc, 8))
-    pos = 0
-    for value, width in fields:
-        bits[pos:pos + width] = (value >> np.arange(width)) & 1
-        pos += width
+    return header_bits_rows([n_symbols], [seq], header_len_bits)[0]
+
+
+def header_bits_rows(n_symbols, seq, header_len_bits: int) -> np.ndarray:
+    """header_bits of many frames at once: uint8 [F, header_len_bits] (lengths not checked)."""
+    n = np.asarray(n_symbols, dtype=np.int64)
+    s = np.asarray(seq, dtype=np.int64) % SEQ_MODULO
+    crc = crc8_rows(np.stack((n & 0xFF, n >> 8, s & 0xFF, s >> 8), axis=1))
+    fields = n | (s << HEADER_BITS_LEN) | (crc << (HEADER_BITS_LEN + HEADER_BITS_SEQ))  # LSB first, in order
+    width = HEADER_BITS_LEN + HEADER_BITS_SEQ + 8
+    bits = np.zeros((n.size, header_len_bits), dtype=np.uint8)
+    bits[:, :width] = (fields[:, None] >> np.arange(width)[None, :]) & 1
     return bits
 
 
@@ -186,12 +205,19 @@ def header_scrambler(repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.nd
 def header_copies(n_symbols: int, seq: int, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
     """The `repeats` header OFDM symbols (data carriers only), copy c cyclically shifted by
     header_shift(c) (bit b rides data carrier (b + shift) % n_data) and multiplied by
-    header_scrambler()[c]. Cached (read-only): the TX builds one per frame."""
-    base = header_symbols(n_symbols, seq, layout)
-    pn = header_scrambler(repeats, layout)
-    out = np.concatenate([np.roll(base, header_shift(c, repeats, layout)) * pn[c] for c in range(repeats)]).astype(np.complex64)
+    header_scrambler()[c]. Cached (read-only)."""
+    if not 0 < n_symbols <= MAX_SYMBOLS_PER_FRAME:
+        raise ValueError(f"frame length {n_symbols} outside 1..{MAX_SYMBOLS_PER_FRAME}")
+    out = header_copies_rows([n_symbols], [seq], repeats, layout)[0].reshape(-1)
     out.flags.writeable = False
     return out
+
+
+def header_copies_rows(n_symbols, seq, repeats: int, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """header_copies of many frames at once: complex64 [F, repeats, n_data]."""
+    base = 2.0 * header_bits_rows(n_symbols, seq, layout.n_data) - 1.0   # BPSK, as header_symbols
+    rolled = base[:, header_bit_of_carrier(repeats, layout)]                # copy c: np.roll by its shift
+    return (rolled * header_scrambler(repeats, layout)[None]).astype(np.complex64)
 
 
 # ----------------------------------------------------------------------------- PDU validation
@@ -786,21 +812,57 @@ def reference_symbols(seed: int, seq: int, n_symbols: int) -> np.ndarray:
 
 def reference_burst(payload: np.ndarray, seq: int, repeats: int = 4, layout: OfdmLayout = DEFAULT_LAYOUT) -> np.ndarray:
     """The time-domain burst (no padding) that ofdm_analog_tx sends for `payload`: the two
-    Schmidl & Cox preambles, `repeats` scrambled header copies, the payload with pilots; numpy, for
-    measurements and tests that need bursts without GNU Radio."""
-    half = layout.fft_len // 2
-    sync1, sync2 = sync_words(layout)
-    data = np.asarray(layout.data_carriers) + half
-    pilots = np.asarray(layout.pilot_carriers) + half
-    header = header_copies(payload.size, seq, repeats, layout).reshape(repeats, -1)
-    n_ofdm = layout.n_ofdm_symbols(payload.size)
-    cells = np.zeros(n_ofdm * layout.n_data, np.complex64)
-    cells[:payload.size] = payload
-    rows = [sync1, sync2]
-    for values in list(header) + list(cells.reshape(n_ofdm, -1)):
-        x = np.zeros(layout.fft_len, np.complex64)
-        x[data] = values
-        x[pilots] = layout.pilot_symbols
-        rows.append(x)
-    time = layout.fft_len * np.fft.ifft(np.fft.ifftshift(np.asarray(rows), axes=1), axis=1) * tx_scale(layout)
-    return np.concatenate([np.concatenate((s[-layout.cp_len:], s)) for s in time]).astype(np.complex64)
+    Schmidl & Cox preambles, `repeats` scrambled header copies, the payload with pilots."""
+    return BurstBuilder(layout, repeats).build([payload], [seq])[0]
+
+
+class BurstBuilder:
+    """What ofdm_analog_tx sends, for many frames at once: each burst `pad_front` zeros, the two
+    Schmidl & Cox preambles, `repeats` scrambled header copies (header_copies), ceil(k / n_data)
+    payload OFDM symbols (symbol i on data carrier i % n_data of symbol i // n_data, the last
+    symbol's unused cells zero, pilots on every symbol), `pad_back` zeros; each OFDM symbol with
+    its cyclic prefix, scaled by tx_scale. All symbols of all frames go through one inverse FFT
+    (float64, like gr's unnormalised fft_vcc, then complex64)."""
+
+    def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, repeats: int = 4, pad_front: int = 0, pad_back: int = 0):
+        self.layout = layout
+        self.repeats = int(repeats)
+        self.pad_front, self.pad_back = int(pad_front), int(pad_back)
+        n = layout.fft_len
+        self.sym_len = n + layout.cp_len
+        # FFT bins in natural order (DC first: the ifftshift of the carrier layout)
+        self._data = np.asarray(layout.data_carriers) % n
+        self._pilots = np.asarray(layout.pilot_carriers) % n
+        self._sync = np.fft.ifftshift(np.stack(sync_words(layout)), axes=1)
+        self._scale = tx_scale(layout)
+
+    def length(self, n_symbols: int) -> int:
+        """Samples of the burst of an n-symbol payload, padding included."""
+        return (2 + self.repeats + self.layout.n_ofdm_symbols(n_symbols)) * self.sym_len + self.pad_front + self.pad_back
+
+    def build(self, payloads, seqs):
+        """(samples of the bursts back to back, complex64; their lengths) for the payloads
+        (complex64, 1..MAX_SYMBOLS_PER_FRAME symbols each) and 12-bit sequence numbers."""
+        lay, r, n_data = self.layout, self.repeats, self.layout.n_data
+        sizes = [p.size for p in payloads]
+        rows = np.array([2 + r - (-k // n_data) for k in sizes])
+        first = np.cumsum(rows) - rows
+        cells = np.zeros((int(rows.sum()), n_data), np.complex64)
+        cells[(first[:, None] + 2 + np.arange(r)).ravel()] = header_copies_rows(sizes, seqs, r, lay).reshape(-1, n_data)
+        for row, p in zip((first + 2 + r).tolist(), payloads):
+            cells[row:].reshape(-1)[:p.size] = p
+        spec = np.zeros((cells.shape[0], lay.fft_len), np.complex64)
+        spec[:, self._data] = cells
+        spec[:, self._pilots] = lay.pilot_symbols
+        spec[first] = self._sync[0]
+        spec[first + 1] = self._sync[1]
+        time = lay.fft_len * np.fft.ifft(spec, axis=1) * self._scale
+        lengths = rows * self.sym_len + self.pad_front + self.pad_back
+        # each OFDM symbol's place in the output: its burst's start, the front padding, its index;
+        # the cyclic prefix is the symbol's tail again
+        ends = np.cumsum(lengths)
+        dest = np.repeat(ends - lengths + self.pad_front - first * self.sym_len, rows) + np.arange(cells.shape[0]) * self.sym_len
+        out = np.zeros(int(ends[-1]), np.complex64)
+        out[(dest + lay.cp_len)[:, None] + np.arange(lay.fft_len)[None, :]] = time
+        out[dest[:, None] + np.arange(lay.cp_len)[None, :]] = time[:, lay.fft_len - lay.cp_len:]
+        return out, lengths

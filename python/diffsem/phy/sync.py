@@ -96,13 +96,17 @@ class PreambleDetector:
         self._x = np.zeros(0, np.complex64)     # samples not yet fully used (from index self._x0)
         self._x0 = 0
         self._m = np.zeros(0)                   # metric values from index self._m0
-        self._c = np.zeros((segments, 0), np.complex128)
+        self._hot_pos = np.zeros(0, np.int64)   # absolute positions where the metric reaches the
+        self._hot_c = np.zeros((segments, 0), np.complex128)  # threshold, and their correlations
         self._m0 = 0
         self._last_peak = -(1 << 62)
         self.horizon = 0
 
     def _metric(self, x: np.ndarray):
-        """Metric and segment correlations for every t with x[t:t+L] inside x (len(x) - L + 1)."""
+        """Metric for every t with x[t:t+L] inside x (len(x) - L + 1 values), and the segment
+        correlations where it reaches the threshold: (metric, positions, correlations [segments, k]).
+        Only those positions can be or block a detection, so the others keep neither their
+        correlations nor the segment-balance check (both full-length passes before)."""
         n_out = x.size - self.L + 1
         with np.errstate(invalid="ignore", over="ignore"):
             sq = np.square(x.view(np.float32).reshape(-1, 2))
@@ -110,30 +114,48 @@ class PreambleDetector:
             np.cumsum(sq[:, 0] + sq[:, 1], dtype=np.float64, out=cs[1:])
         if not cs[-1] <= MAX_SAMPLE ** 2:  # NaN/Inf or huge samples (or a sum beyond it): the rare path
             return self._metric(usable_samples(x))
-        c = np.empty((self.segments, n_out), np.complex64)
-        for lo in range(0, n_out, self.hop):
-            hi = min(lo + self.hop, n_out)
-            chunk = x[lo:hi + self.L - 1]
-            y = _fft.ifft(_fft.fft(chunk, self.nfft)[None, :] * self._filt, axis=1)
-            c[:, lo:hi] = y[:, self.L - 1:self.L - 1 + hi - lo]
         total = np.maximum(cs[self.L:self.L + n_out] - cs[:n_out], 1e-30)
-        e_min = None
-        for lo_k, hi_k in self.bounds:
-            e_k = cs[hi_k:hi_k + n_out] - cs[lo_k:lo_k + n_out]
-            e_min = e_k if e_min is None else np.minimum(e_min, e_k)
-        # plain ufunc passes: 4x faster than einsum here, and no BLAS (its threads spin on a
-        # second core)
-        sq = np.square(c.view(np.float32).reshape(self.segments, n_out, 2))
-        pw = sq[..., 0] + sq[..., 1]
-        m = self._inv_energy[0] * pw[0]
-        for k in range(1, self.segments):
-            m += self._inv_energy[k] * pw[k]
-        m = m / total
+        m = np.empty(n_out)
+        hot_pos, hot_c = [], []
+        # overlap-save: block b holds samples b * hop .. b * hop + nfft (zeros past the end) and
+        # gives hop metric values. The forward FFTs of all blocks in one call (pocketfft runs
+        # several transforms per SIMD pass: ~4x less per block than one at a time); the rest
+        # block by block, whose arrays stay in cache.
+        blocks = -(-n_out // self.hop)
+        padded = np.zeros((blocks - 1) * self.hop + self.nfft, np.complex64)
+        padded[:x.size] = x
+        spectra = _fft.fft(np.lib.stride_tricks.as_strided(
+            padded, (blocks, self.nfft), (self.hop * padded.itemsize, padded.itemsize)), axis=1)
+        for b, lo in enumerate(range(0, n_out, self.hop)):
+            hi = min(lo + self.hop, n_out)
+            y = _fft.ifft(spectra[b][None, :] * self._filt, axis=1)[:, self.L - 1:self.L - 1 + hi - lo]
+            # plain ufunc passes: 4x faster than einsum here, and no BLAS (its threads spin on a
+            # second core)
+            sq = np.square(y.view(np.float32).reshape(self.segments, hi - lo, 2))
+            pw = sq[..., 0] + sq[..., 1]
+            num = self._inv_energy[0] * pw[0]
+            for k in range(1, self.segments):
+                num += self._inv_energy[k] * pw[k]
+            block = num / total[lo:hi]
+            m[lo:hi] = block
+            hot = np.flatnonzero(block >= self.threshold)
+            if hot.size:
+                hot_pos.append(hot + lo)
+                hot_c.append(y[:, hot])
+        if not hot_pos:
+            return m, np.zeros(0, np.int64), np.zeros((self.segments, 0), np.complex64)
+        pos = np.concatenate(hot_pos)
+        c = np.concatenate(hot_c, axis=1)
         # a preamble spreads its energy evenly over the segments; a window that holds the edge of
         # a burst (or of a noise burst after exact zeros) does not, and its few samples can
         # correlate by chance: not a detection
-        m[e_min < BALANCE * total / self.segments] = 0.0
-        return m, c
+        e_min = None
+        for lo_k, hi_k in self.bounds:
+            e_k = cs[hi_k + pos] - cs[lo_k + pos]
+            e_min = e_k if e_min is None else np.minimum(e_min, e_k)
+        edge = e_min < BALANCE * total[pos] / self.segments
+        m[pos[edge]] = 0.0
+        return m, pos[~edge], c[:, ~edge]
 
     def cfo_of(self, c: np.ndarray) -> float:
         """Fine CFO (subcarrier spacings) from the segment correlations at a peak."""
@@ -144,11 +166,12 @@ class PreambleDetector:
         x = np.concatenate((self._x, np.asarray(samples, dtype=np.complex64)))
         found = []
         if x.size >= self.L:
-            m, c = self._metric(x)
+            m, pos, c = self._metric(x)
             # metric index i of this call is absolute position self._x0 + i
             assert self._x0 == self._m0 + self._m.size
             self._m = np.concatenate((self._m, m))
-            self._c = np.concatenate((self._c, c), axis=1)
+            self._hot_pos = np.concatenate((self._hot_pos, pos + self._x0))
+            self._hot_c = np.concatenate((self._hot_c, c), axis=1)
             keep_x = self.L - 1
             self._x0 += x.size - keep_x
             self._x = x[x.size - keep_x:]
@@ -166,10 +189,12 @@ class PreambleDetector:
                     continue
                 if self._m[i] >= self._m[i - w:i + w + 1].max():
                     self._last_peak = pos
-                    found.append((pos, self.cfo_of(self._c[:, i]), float(self._m[i])))
+                    j = int(np.searchsorted(self._hot_pos, pos))
+                    found.append((pos, self.cfo_of(self._hot_c[:, j]), float(self._m[i])))
             drop = n - 2 * w
             self._m = self._m[drop:]
-            self._c = self._c[:, drop:]
             self._m0 += drop
+            old = int(np.searchsorted(self._hot_pos, self._m0))
+            self._hot_pos, self._hot_c = self._hot_pos[old:], self._hot_c[:, old:]
         self.horizon = self._m0 + w
         return found

@@ -30,9 +30,9 @@ README = ROOT / "README.md"
 HEADLINE_BEGIN, HEADLINE_END = "<!-- results:headline -->", "<!-- /results -->"
 
 # The commands that wrote the data files (the pages print them beside the tables).
-CMD_EVAL = ("diffsem eval --scheme deepjscc teacher student --steps 1 2 4 --k 128 32 --channel awgn rayleigh \\\n"
+CMD_EVAL = ("diffsem eval --scheme deepjscc student --steps 1 2 --k 128 32 --channel awgn rayleigh \\\n"
             "    --snr 0 5 10 20 --n 1000 --seed 0\n"
-            "diffsem eval --scheme deepjscc deepjscc_nonv student --steps 1 2 --k 128 32 --channel selective \\\n"
+            "diffsem eval --scheme deepjscc deepjscc_nonv student --steps 1 --k 128 32 --channel selective \\\n"
             "    --csi perfect estimated --snr 0 5 10 20 --n 1000 --seed 0")
 CMD_FULL = ("diffsem eval --scheme deepjscc deepjscc_nonv --k 128 32 --channel awgn rayleigh selective \\\n"
             "    --csi perfect estimated --snr 0 5 10 20 --seed 0")
@@ -119,9 +119,10 @@ def readme_with_headline(text: str, table: str) -> str:
 def page_decoders() -> str:
     rows = load_jsonl("eval_models.jsonl")
     return (header("Decoders on the test set", ["eval_models.jsonl"])
-            + "\nDeepJSCC, the 32-step teacher and the 1/2/4-step students on the full Fashion-MNIST test set, "
-              "through the training channel (`diffsem eval`), each diffusion decoder at its card's "
-              "`default_temperature` (T in the column heads). Rows were written by:\n"
+            + "\nDeepJSCC and the 1- and 2-step students on the first 1000 Fashion-MNIST test images, "
+              "through the training channel (`diffsem eval`), each student at its card's "
+              "`default_temperature` (T in the column heads); the 32-step teacher and the 4-step "
+              "students are on [temperature.md](temperature.md) (validation split). Rows were written by:\n"
             + block(CMD_EVAL) + "\n" + provenance(rows)
             + rt.readme_tables(rows) + rt.vs_teacher_tables(rows)
             + "\nThe same tables print with `python scripts/results_table.py [--vs-teacher] "

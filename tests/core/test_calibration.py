@@ -99,4 +99,5 @@ def test_shipped_cards_carry_what_the_rules_choose_on_the_shipped_sweep():
         card = load_card(models_dir() / f"{choice.name}.json")
         assert card["default_temperature"] == choice.temperature, choice.name
         assert card["temperature_calibration"]["rule"] == choice.rule
-        assert choice.worst["psnr_cost_db"] <= calibration.MAX_PSNR_COST_DB
+        if not choice.rule.endswith(calibration.OVER_BUDGET):
+            assert choice.worst["psnr_cost_db"] <= calibration.MAX_PSNR_COST_DB

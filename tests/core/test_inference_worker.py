@@ -170,3 +170,16 @@ def test_resolve_card_names_the_shipped_models(tmp_path):
     assert naming.resolve_card("custom", "deepjscc", 32, None, tmp_path) == tmp_path / "custom.json"
     with pytest.raises(ValueError, match="steps"):
         naming.resolve_card(None, "diffusion", 128, 3, tmp_path)
+
+
+def test_the_latency_window_is_allocated_up_front_and_keeps_the_latest():
+    w = inference.SampleWindow(4)
+    assert len(w) == 0 and w.values().size == 0
+    for x in range(1, 4):
+        w.append(x)
+    assert w.values().tolist() == [1, 2, 3]
+    before = w._ring
+    for x in range(4, 11):
+        w.append(x)
+    assert w._ring is before and w.maxlen == 4  # the same buffer: memory flat from the first sample
+    assert len(w) == 4 and w.values().tolist() == [7, 8, 9, 10]

@@ -43,6 +43,20 @@ def test_references_match_a_12_bit_seq_to_the_pending_source_seq():
     assert book.find(5) == (5, "ref5")
 
 
+def test_the_reference_book_holds_only_the_pending_references():
+    # a soak's steady state: each frame's reference is added, then taken by its 12-bit header seq
+    # (or dropped by the encoder, or falls out): nothing is kept for frames accounted for
+    book = accounting.ReferenceBook(limit=8)
+    for seq in range(3 * SEQ_MODULO):
+        book.add(seq, seq)
+        if seq % 7 == 0:
+            assert book.discard(seq)
+        elif seq % 5:
+            assert book.take(seq % SEQ_MODULO) == (seq, seq)
+        assert len(book._by_modulus) <= len(book) <= 8
+    assert book.find(12280 % SEQ_MODULO) == (12280, 12280)  # one left pending still matches its 12-bit seq
+
+
 def test_accounting_attributes_receiver_drops_up_to_the_frames_unaccounted_for():
     counters = dict.fromkeys(accounting.COUNTERS, 0) | {"sent": 10, "decoded": 6, "queue_dropped": 1}
     c = accounting.settle(counters, rx_dropped=5, pending=3)

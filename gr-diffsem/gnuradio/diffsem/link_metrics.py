@@ -77,7 +77,7 @@ class link_metrics(gr.basic_block):
         self._lock = threading.Lock()
         self.references = ReferenceBook()
         self.records: deque[dict] = deque(maxlen=max(1, int(max_records)))
-        self._latencies: deque[float] = deque(maxlen=self.LATENCY_WINDOW)
+        self._latencies = inference.SampleWindow(self.LATENCY_WINDOW)  # allocated now: flat memory
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._sums = {"psnr_db": 0.0, "ssim": 0.0, "correct": 0, "classified": 0}
         # metrics run on a worker too (SSIM + classifier per batch), never on the message thread
@@ -242,8 +242,8 @@ class link_metrics(gr.basic_block):
                    "avg_psnr_db": self._sums["psnr_db"] / n if n else None,
                    "avg_ssim": self._sums["ssim"] / n if n else None,
                    "accuracy": (self._sums["correct"] / self._sums["classified"]) if self._sums["classified"] else None}
-            lat = list(self._latencies)
-        if lat:
+            lat = self._latencies.values()
+        if lat.size:
             out["e2e_latency_ms_p50"] = float(np.percentile(lat, 50))
             out["e2e_latency_ms_p99"] = float(np.percentile(lat, 99))
         return out

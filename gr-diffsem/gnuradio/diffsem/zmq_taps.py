@@ -16,16 +16,18 @@ frame per message, for stock zeromq.sub_msg_source (see _taps_pmt).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import pmt
 from gnuradio import gr
 
 from diffsem.link import taps
+from diffsem.link.seq import SEQ_MODULO
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, guarded, parse_image_pdu, pdu_parts, pmt_to_py, seq_of
 from ._taps_pmt import PmtTapPublisher
+
+
+_NO_LABEL = np.iinfo(np.int64).min  # a seq whose reference carried no label (or none came yet)
 
 
 def _as_dict(msg):
@@ -52,7 +54,10 @@ class zmq_taps(gr.basic_block):
         self.pmt_publisher = None if taps.is_off(pmt_address) else PmtTapPublisher(pmt_address, int(sndhwm))
         self.pmt_address = self.pmt_publisher.endpoint if self.pmt_publisher else "off"
         self.publishers = [p for p in (self.publisher, self.pmt_publisher) if p is not None]
-        self.labels = OrderedDict()  # seq (mod 4096, as on air) -> label, from the "ref" port
+        # label by seq mod 4096 (as on air), from the "ref" port: one slot per header seq, allocated
+        # now, so memory is flat from the first frame (a dict filled up to 4096 entries, ~0.5 MB,
+        # over a 20 frame/s link's first 3.5 minutes)
+        self.labels = np.full(SEQ_MODULO, _NO_LABEL, dtype=np.int64)
         self.image_scale = max(1, int(image_scale))
         self.bad_input = 0
         if self.address == "off":
@@ -96,10 +101,9 @@ class zmq_taps(gr.basic_block):
         def go(m):
             meta, _ = parse_image_pdu(m)
             seq, label = seq_of(meta), meta.get("label")
-            if seq is not None and label is not None:
-                self.labels[seq % 4096] = int(label)
-                while len(self.labels) > 4096:
-                    self.labels.popitem(last=False)
+            if seq is not None:  # a new reference with this header seq: the older one's label is gone
+                known = label is not None and _NO_LABEL < int(label) <= np.iinfo(np.int64).max
+                self.labels[seq % SEQ_MODULO] = int(label) if known else _NO_LABEL
         self._guard("ref", go, msg)
 
     @guarded("image")
@@ -108,10 +112,17 @@ class zmq_taps(gr.basic_block):
             meta, image = parse_image_pdu(m)
             img = np.kron(image, np.ones((self.image_scale, self.image_scale), np.float32)) if self.image_scale > 1 else image
             seq = seq_of(meta)
-            label = meta.get("label", self.labels.get(seq % 4096) if seq is not None else None)
+            label = meta.get("label", self.label_of(seq))
             for p in self.publishers:
                 p.publish_image(img, seq=seq, kind="reconstruction", decoder=meta.get("decoder"), label=label)
         self._guard("image", go, msg)
+
+    def label_of(self, seq):
+        """The label the "ref" port gave for header seq `seq` (mod 4096), or None."""
+        if seq is None:
+            return None
+        label = int(self.labels[seq % SEQ_MODULO])
+        return None if label == _NO_LABEL else label
 
     def stop(self):
         return True

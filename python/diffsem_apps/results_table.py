@@ -82,6 +82,21 @@ def readme_tables(rows) -> str:
     return "\n".join(out) + "\n"
 
 
+def _student_cells(by, kk, students, tally, compare) -> list[str]:
+    """One table row's cells: compare(row) -> (meets, text) per student step count, counted in tally."""
+    cells = []
+    for s in students:
+        r = by.get((kk, s))
+        if r is None:
+            cells.append("–")
+            continue
+        ok, text = compare(r)
+        tally[s][0] += ok
+        tally[s][1] += 1
+        cells.append(text)
+    return cells
+
+
 FID_CUT_BAR, PSNR_COST_BAR = 0.40, 0.8   # the generative decoder's target against DeepJSCC
 
 
@@ -99,17 +114,11 @@ def vs_teacher_tables(rows) -> str:
     for kk in sorted(teacher, key=lambda x: (-x[0], x[1], x[2], x[3])):
         if kk[1] not in ("awgn", "rayleigh"):
             continue
-        cells = []
-        for s in students:
-            r = by.get((kk, s))
-            if r is None:
-                cells.append("–")
-                continue
-            d = vs_teacher(r, teacher[kk])
+        def against_teacher(r, t=teacher[kk]):
+            d = vs_teacher(r, t)
             ok = meets(d)
-            tally[s][0] += ok
-            tally[s][1] += 1
-            cells.append(fmt(d) + ("" if ok else " ✗") + f" (T {r.get('temperature')})")
+            return ok, fmt(d) + ("" if ok else " ✗") + f" (T {r.get('temperature')})"
+        cells = _student_cells(by, kk, students, tally, against_teacher)
         out.append(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
     if teacher:
         out.append("\n" + "; ".join(f"student {s}: {a}/{n} points meet the bar" for s, (a, n) in tally.items()))
@@ -123,19 +132,12 @@ def vs_teacher_tables(rows) -> str:
     for kk in sorted(deepjscc, key=lambda x: (-x[0], x[1], x[2], x[3])):
         if kk[1] not in ("awgn", "rayleigh"):
             continue
-        d = deepjscc[kk]
-        cells = []
-        for s in students:
-            r = by.get((kk, s))
-            if r is None:
-                cells.append("–")
-                continue
+        def against_deepjscc(r, d=deepjscc[kk]):
             ok = 1 - r["fid"] / d["fid"] >= FID_CUT_BAR and d["psnr"] - r["psnr"] <= PSNR_COST_BAR
-            target[s][0] += ok
-            target[s][1] += 1
-            cells.append(f"{100 * (1 - r['fid'] / d['fid']):.0f} / {100 * (r['accuracy'] - d['accuracy']):+.1f} / "
-                         f"{d['psnr'] - r['psnr']:.2f} / {abs(1 - r['hf_ratio']):.2f} vs {abs(1 - d['hf_ratio']):.2f}"
-                         + (" ✓" if ok else ""))
+            return ok, (f"{100 * (1 - r['fid'] / d['fid']):.0f} / {100 * (r['accuracy'] - d['accuracy']):+.1f} / "
+                        f"{d['psnr'] - r['psnr']:.2f} / {abs(1 - r['hf_ratio']):.2f} vs {abs(1 - d['hf_ratio']):.2f}"
+                        + (" ✓" if ok else ""))
+        cells = _student_cells(by, kk, students, target, against_deepjscc)
         out.append(f"| {kk[0]} | {kk[1]} | {kk[3]:.0f} dB | " + " | ".join(cells) + " |")
     out.append("\n" + "; ".join(f"student {s}: {a}/{n} points meet the target" for s, (a, n) in target.items()))
     return "\n".join(out) + "\n"

@@ -21,6 +21,9 @@ def test_controls_match_the_students_psnr_cost(tmp_path, capsys):
         assert c["reached"] and c[param] > 0
         assert abs((by["deepjscc"]["psnr"] - c["psnr"]) - cost) <= 0.05
         assert c["n"] == 24 and c["steps"] == 1
+    for r in rows:  # the robust classifier scores every image set, and it reads the images
+        assert 0.5 < r["accuracy_robust"] <= 1.0
     text = page.read_text()
     assert "diffsem measure controls --k 32 --snr 10" in text.splitlines()[2]
     assert "| 10 |" in text and "beats both controls on FID at" in text
+    assert "robust accuracy %" in text and "on robust accuracy at" in text

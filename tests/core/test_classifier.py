@@ -41,3 +41,41 @@ def test_unknown_recipe_key_refused():
     import pytest
     with pytest.raises(ValueError, match="unknown keys"):
         classifier.train_classifier({"epochs": 1, "lerning_rate": 1}, "/nonexistent", "cpu")
+
+
+def test_augmentation_blurs_and_noises_as_configured():
+    import torch
+    from diffsem.experiments.controls import gaussian_blur
+
+    x = torch.from_numpy(data.load("test")[0][:16])
+    off = {**classifier.DEFAULTS}
+    assert torch.equal(classifier.augment(x, off), x)                        # the plain recipe: untouched
+    # blur at sigma 1 px equals the controls' blur away from the edges (edge handling differs)
+    ours = classifier._blur_batch(x, torch.ones(16)).numpy()
+    assert np.abs(ours - gaussian_blur(x.numpy(), 1.0))[..., 5:-5, 5:-5].max() < 1e-5
+    assert torch.equal(classifier._blur_batch(x, torch.zeros(16)), x)        # sigma 0: unchanged
+    # always-on noise of std up to 0.2: residual std near 0.1 before clipping shrinks it
+    noisy = classifier.augment(x, {**off, "augment_p": 1.0, "noise_std_max": 0.2}, torch.Generator().manual_seed(0))
+    d = (noisy - x)[(x > 0.3) & (x < 0.7)]                                   # mid-grey: clipping rarely bites
+    assert 0.07 < float(d.std()) < 0.14 and abs(float(d.mean())) < 0.01
+    # p = 0.5: about half the images are left alone
+    half = classifier.augment(x.repeat(8, 1, 1, 1), {**off, "augment_p": 0.5, "blur_sigma_max": 1.5},
+                              torch.Generator().manual_seed(1))
+    same = (half == x.repeat(8, 1, 1, 1)).flatten(1).all(1).float().mean()
+    assert 0.35 < float(same) < 0.65
+
+
+def test_robust_classifier_is_shipped_and_resists_noise():
+    """The shipped noise/blur-trained classifier: verified against its card, near the plain one
+    on clean images, and far less moved than the plain one by the controls' noise."""
+    from diffsem.experiments.controls import add_noise
+
+    x, y = data.load("test")
+    x, y = x[:1000], y[:1000]
+    robust = classifier.load_classifier(name=classifier.ROBUST)
+    plain = classifier.load_classifier()
+    assert classifier.accuracy(robust, x, y) > classifier.accuracy(plain, x, y) - 0.03
+    noisy = add_noise(x, 0.15, seed=0)
+    drop_robust = classifier.accuracy(robust, x, y) - classifier.accuracy(robust, noisy, y)
+    drop_plain = classifier.accuracy(plain, x, y) - classifier.accuracy(plain, noisy, y)
+    assert drop_robust < 0.5 * drop_plain, (drop_robust, drop_plain)

@@ -1,7 +1,8 @@
 """`diffsem measure reliability`: fit the per-image reliability score (diffsem.runtime.reliability)
 of the shipped decoders on the validation split, and measure its calibration on the test set.
 
-Fit: the validation split, each image over one of AWGN / flat Rayleigh / selective (estimated
+The score re-encodes each decoded image with the link's encoder (the consistency features of
+diffsem.runtime.reliability). Fit: the validation split, each image over one of AWGN / flat Rayleigh / selective (estimated
 CSI, the receiver's noise variances), an SNR uniform in [-2, 22] dB and an erasure fraction drawn
 from {0, 0.1, 0.25, 0.5} (channel.transmit's "erasure" impairment), encoded at the encoder's
 default SNR (the transmitter does not know the channel). Test: the first --test-n test images
@@ -27,13 +28,14 @@ TEST_SNRS = (0.0, 5.0, 10.0, 20.0)
 
 
 def run_channel(scheme, images, channel, snr_db, erasure, seed, batch=250):
-    """(recons [N,1,28,28], noise_var [N,k]) through channel.transmit; snr_db, erasure per image."""
+    """(recons [N,1,28,28], noise_var [N,k], received symbols [N,k,2]) through channel.transmit;
+    snr_db, erasure per image."""
     import torch
 
     from diffsem.channel import transmit
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    recs, nvs = [], []
+    recs, nvs, syms = [], [], []
     csi = "perfect" if channel == "awgn" else "estimated"
     for i in range(0, len(images), batch):
         x = images[i:i + batch]
@@ -43,7 +45,8 @@ def run_channel(scheme, images, channel, snr_db, erasure, seed, batch=250):
         s_hat, nv = transmit(sym, snr, channel, csi, gen, impairment=("erasure", frac, 0.0))
         recs.append(scheme.decode(s_hat.numpy(), snr.numpy(), nv.numpy(), rng))
         nvs.append(nv.numpy())
-    return np.concatenate(recs), np.concatenate(nvs)
+        syms.append(s_hat.numpy())
+    return np.concatenate(recs), np.concatenate(nvs), np.concatenate(syms)
 
 
 def _plot(path, results, k):
@@ -110,22 +113,25 @@ def main(argv=None):
             t0 = time.time()
             name, steps = (dec.split("_s")[0], int(dec.split("_s")[1])) if "_s" in dec else (dec, None)
             scheme = load_scheme(name, k, steps, threads=a.threads)
-            nvs, recs, trues = [], [], []
+            nvs, recs, syms, trues = [], [], [], []
             for c, ch in enumerate(FIT_CHANNELS):
                 m = fit_ch == c
-                rec, nv = run_channel(scheme, xv[m], ch, fit_snr[m], fit_era[m], a.seed + 1 + c)
-                nvs.append(nv), recs.append(rec), trues.append(psnr(rec, xv[m]))
-            entry = reliability.fit(np.concatenate(nvs), np.concatenate(recs), np.concatenate(trues))
+                rec, nv, sym = run_channel(scheme, xv[m], ch, fit_snr[m], fit_era[m], a.seed + 1 + c)
+                nvs.append(nv), recs.append(rec), syms.append(sym), trues.append(psnr(rec, xv[m]))
+            recs = np.concatenate(recs)
+            encode = lambda x, snr, scheme=scheme: scheme.encode(x, float(snr[0]))  # noqa: E731 (one SNR)
+            entry = reliability.fit(np.concatenate(nvs), recs, np.concatenate(syms),
+                                    reliability.reencode(encode, recs), np.concatenate(trues))
             model_name = naming.artifact_name(name, k, steps)
             entry["model_sha256"] = load_card(models_dir() / f"{model_name}.json")["sha256"]  # the file it was fitted for
             doc["models"][model_name] = entry
-            model = reliability.Reliability(entry)
+            model = reliability.Reliability(entry, encode)
             pred, true, snr_all, era_all, rows = [], [], [], [], []
             for s in TEST_SNRS:
                 for e in ERASURES:
-                    rec, nv = run_channel(scheme, xt, "awgn", np.full(len(xt), s, np.float32),
-                                          np.full(len(xt), e, np.float32), a.seed + 100)
-                    pr, _ = model.predict(nv, rec)
+                    rec, nv, sym = run_channel(scheme, xt, "awgn", np.full(len(xt), s, np.float32),
+                                               np.full(len(xt), e, np.float32), a.seed + 100)
+                    pr, _ = model.predict(nv, rec, sym)
                     tr = psnr(rec, xt)
                     pred.append(pr), true.append(tr)
                     snr_all.append(np.full(len(xt), s)), era_all.append(np.full(len(xt), e))

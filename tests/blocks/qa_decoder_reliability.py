@@ -45,3 +45,23 @@ def test_decoder_meta_carries_predicted_psnr_only_with_a_mapping(tiny_models, tm
         metas[sigma2] = pdu_parts(run_async(dec, _pdus(2, sigma2))[0])[0]
         assert metas[sigma2]["predicted_psnr_db"] == round(10 + 2 * np.log2(1 + 1 / sigma2), 2)
     assert metas[0.1]["reliability"] > metas[1.0]["reliability"]
+
+    # the consistency features: the decoded image re-encoded by the link's encoder, against the
+    # received symbols. A weight on `residual` (log10 of |s - enc(x)|^2 / noise_var) makes the score
+    # the block publishes equal the one computed here from the same image and symbols.
+    w[reliability.FEATURES.index("residual")] = -3.0
+    entry["weights"] = w.tolist()
+    (folder / reliability.FILE_NAME).write_text(json.dumps({"models": {f"deepjscc_k{K}": entry}}))
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(folder), provider="cpu")
+    pdu = _pdus(1, 0.1)[0]
+    meta, image = pdu_parts(run_async(dec, [pdu])[0])
+    _, sym = pdu_parts(pdu)
+    from diffsem.runtime import OnnxModel
+    enc = OnnxModel(folder / f"encoder_k{K}.json")
+    again = reliability.reencode(lambda x, snr: enc(image=x, snr_db=snr)["symbols"], image)
+    ours = reliability.Reliability(entry, lambda x, snr: enc(image=x, snr_db=snr)["symbols"])
+    pred, _ = ours.predict(np.full((1, K), 0.1, np.float32), image.reshape(1, 1, 28, 28),
+                           np.stack([sym.real, sym.imag], -1)[None])
+    assert meta["predicted_psnr_db"] == round(float(pred[0]), 2)
+    resid = reliability.consistency(np.stack([sym.real, sym.imag], -1)[None], again, np.full((1, K), 0.1))[0, 1]
+    assert abs(meta["predicted_psnr_db"] - (10 + 2 * np.log2(11) - 3 * resid)) < 0.011

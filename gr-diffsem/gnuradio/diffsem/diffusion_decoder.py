@@ -9,7 +9,9 @@ Out "out":  image PDU: the input meta minus noise_var, plus "latency_ms" (queue 
             in this block), "batch_size", "t_dec_out" (wall clock), "decoder", "provider", and,
             where reliability.json beside the card maps this model, "predicted_psnr_db" and
             "reliability" (0..1): the image's PSNR predicted at the receiver without the original,
-            from the per-symbol noise variances and the decoded image (diffsem.runtime.reliability).
+            from the received symbols, their noise variances, the decoded image and that image
+            re-encoded by the link's encoder (models/encoder_k{k}.json beside the card, loaded
+            only then; diffsem.runtime.reliability).
 Out "drops": {"seq", "reason", "block"} per frame not decoded (bad_input, queue_full, error).
 Out "state": a dict after every batch: counters, queue depth, latency p50/p99, provider.
 
@@ -71,7 +73,8 @@ class diffusion_decoder(gr.basic_block):
             temperature = None
         self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed, temperature)
         # the mapping beside the card (models/reliability.json), fitted for this model file
-        self.reliability = reliability.load(self.card_path.stem, self.card_path.parent / reliability.FILE_NAME,
+        self.reliability = reliability.load(self.card_path.stem, lambda: self._encoder(provider, threads),
+                                            self.card_path.parent / reliability.FILE_NAME,
                                             self.model.card.get("sha256"))
         detail = f", temperature {self.decode.temperature:g}" if self.decode.wants_noise else ""
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}{detail}")
@@ -84,6 +87,12 @@ class diffusion_decoder(gr.basic_block):
             self.message_port_register_out(pmt.intern(port))
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
+
+    def _encoder(self, provider, threads):
+        """The link's encoder beside the card, for the reliability score's re-encoding."""
+        card = naming.card_path("encoder", self.k, folder=self.card_path.parent)
+        model = inference.load_model(card, provider, None, int(threads) or None, max_batch=1)
+        return lambda images, snr_db: model(image=images, snr_db=snr_db)["symbols"]
 
     def start(self):
         self.worker.start()
@@ -130,7 +139,8 @@ class diffusion_decoder(gr.basic_block):
         meta.update(latency_ms=info["latency_ms"], batch_size=info["batch_size"], t_dec_out=time.time(),
                     decoder=self.label, provider=self.provider)
         if self.reliability is not None:
-            pred, rel = self.reliability.predict(request.noise_var[None, :], image)
+            pred, rel = self.reliability.predict(request.noise_var[None, :], image,
+                                                 inference.symbols_to_array(request.symbols)[None])
             meta.update(predicted_psnr_db=round(float(pred[0]), 2), reliability=round(float(rel[0]), 3))
         self.message_port_pub(pmt.intern("out"), image_pdu(meta, image))
 

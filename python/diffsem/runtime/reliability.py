@@ -1,5 +1,6 @@
 """Per-image reliability at the receiver, without the original: a predicted PSNR from what the
-receiver knows (the per-symbol noise variances it reported, and the decoded image itself).
+receiver knows (the received symbols and the per-symbol noise variances it reported, the decoded
+image itself, and that image encoded again by the link's encoder).
 
 Features (`features`, FEATURES names them):
   bits     mean over the k symbols of log2(1 + 1/noise_var): the information the channel let
@@ -9,6 +10,12 @@ Features (`features`, FEATURES names them):
   image    the decoded image's mean, std and detail (mean absolute pixel difference), and its
            7 x 7 block means (4 x 4 pixels each): what the image is (busy images, or ones with much
            mid-gray, reconstruct worse at the same channel quality); each also times bits
+  consistency  the decoded image re-encoded (the shipped encoder at `reencode_snr_db`, the
+           transmitter's default SNR) against the received symbols, over the symbols not erased:
+           log10 of the mean excess |s - enc(x)|^2 - noise_var (the distortion the codec left, in
+           symbol units: the encoder's linear part is an orthonormal image basis, so this tracks
+           the image error it can see) and log10 of the mean |s - enc(x)|^2 / noise_var (1 for an
+           image that agrees with what was received); each also times bits, and squared
 predicted PSNR = w . features, one w per decoder and k, fitted by ridge regression (RIDGE) on the
 validation split (diffsem measure reliability) and stored with how it was made in
 models/reliability.json. `reliability` = the predicted PSNR mapped linearly from the fit's 5th..95th
@@ -27,13 +34,29 @@ from diffsem.phy.ofdm import ERASED_NOISE_VAR
 POOL = 4
 RIDGE = 1.0
 _IMAGE = ("mean", "std", "detail") + tuple(f"block{i}" for i in range((28 // POOL) ** 2))
-FEATURES = ("one", "bits", "bits2", "erased", "erased*bits", "erased2") + _IMAGE + tuple(f"{n}*bits" for n in _IMAGE)
+_CONSISTENCY = ("consistency", "residual")
+FEATURES = (("one", "bits", "bits2", "erased", "erased*bits", "erased2") + _IMAGE + tuple(f"{n}*bits" for n in _IMAGE)
+            + _CONSISTENCY + tuple(f"{n}*bits" for n in _CONSISTENCY) + tuple(f"{n}2" for n in _CONSISTENCY))
+REENCODE_SNR_DB = 10.0  # the transmitter's default SNR (experiments.schemes.ENCODE_SNR_DB): what it encodes at
 log = logging.getLogger("diffsem.runtime.reliability")
 FILE_NAME = "reliability.json"
 
 
-def features(noise_var, image) -> np.ndarray:
-    """[B, len(FEATURES)] from noise_var [B, k] and decoded images [B, ..., 28, 28] in [0, 1]."""
+def consistency(symbols, reencoded, noise_var) -> np.ndarray:
+    """[B, 2]: the `consistency` features (module doc) of received symbols [B, k, 2], the decoded
+    images re-encoded [B, k, 2] and the noise variances [B, k]."""
+    nv = np.asarray(noise_var, dtype=np.float64)
+    d2 = np.sum((np.asarray(symbols, np.float64) - np.asarray(reencoded, np.float64)) ** 2, axis=-1)
+    keep = nv < ERASED_NOISE_VAR
+    count = np.maximum(keep.sum(axis=1), 1)
+    excess = np.where(keep, d2 - nv, 0.0).sum(axis=1) / count
+    ratio = np.where(keep, d2 / np.maximum(nv, 1e-6), 0.0).sum(axis=1) / count
+    return np.stack([np.log10(np.maximum(excess, 1e-4)), np.log10(np.maximum(ratio, 1e-3))], axis=1)
+
+
+def features(noise_var, image, symbols, reencoded) -> np.ndarray:
+    """[B, len(FEATURES)] from noise_var [B, k], decoded images [B, ..., 28, 28] in [0, 1], the
+    received symbols [B, k, 2] and the decoded images re-encoded [B, k, 2]."""
     nv = np.asarray(noise_var, dtype=np.float64)
     nv = nv.reshape(1, -1) if nv.ndim == 1 else nv
     b = len(nv)
@@ -45,41 +68,56 @@ def features(noise_var, image) -> np.ndarray:
     blocks = img.reshape(b, n, POOL, n, POOL).mean(axis=(2, 4)).reshape(b, -1)
     im = np.concatenate([np.stack([img.mean(axis=(1, 2)), img.std(axis=(1, 2)), detail], axis=1), blocks], axis=1)
     e = erased.mean(axis=1)
+    c = consistency(np.reshape(symbols, (b, -1, 2)), np.reshape(reencoded, (b, -1, 2)), nv)
     return np.concatenate([np.stack([np.ones(b), bits, bits ** 2, e, e * bits, e ** 2], axis=1),
-                           im, im * bits[:, None]], axis=1)
+                           im, im * bits[:, None], c, c * bits[:, None], c ** 2], axis=1)
 
 
-def fit(noise_var, images, true_psnr) -> dict:
+def reencode(encode, images, snr_db: float = REENCODE_SNR_DB) -> np.ndarray:
+    """encode(images, snr [B]) -> symbols [B, k, 2] of the decoded images (clipped to [0, 1])."""
+    x = np.clip(np.asarray(images, np.float32).reshape(-1, 1, 28, 28), 0.0, 1.0)
+    return np.asarray(encode(x, np.full(len(x), snr_db, np.float32)), np.float32)
+
+
+def fit(noise_var, images, symbols, reencoded, true_psnr) -> dict:
     """Ridge weights + the PSNR range that maps to reliability 0..1."""
-    x = features(noise_var, images)
+    x = features(noise_var, images, symbols, reencoded)
     y = np.asarray(true_psnr, dtype=np.float64)
     reg = RIDGE * np.eye(x.shape[1])
     reg[0, 0] = 0.0  # the intercept is not shrunk
     w = np.linalg.solve(x.T @ x + reg, x.T @ y)
     lo, hi = np.percentile(y, [5, 95])
     return {"features": list(FEATURES), "ridge": RIDGE, "weights": [round(float(v), 6) for v in w],
-            "psnr_range_db": [round(float(lo), 3), round(float(hi), 3)]}
+            "psnr_range_db": [round(float(lo), 3), round(float(hi), 3)], "reencode_snr_db": REENCODE_SNR_DB}
 
 
 class Reliability:
-    """predict(noise_var, images) -> (predicted PSNR dB [B], reliability in [0, 1] [B])."""
+    """predict(noise_var, images, symbols) -> (predicted PSNR dB [B], reliability in [0, 1] [B]).
 
-    def __init__(self, entry: dict):
+    encode(images [B,1,28,28], snr_db [B]) -> [B, k, 2]: the link's encoder, which re-encodes
+    the decoded images for the consistency features."""
+
+    def __init__(self, entry: dict, encode):
         if list(entry["features"]) != list(FEATURES):
-            raise ValueError(f"reliability entry has features {entry['features']}, this code computes {FEATURES}")
+            raise ValueError(f"reliability entry has features {entry['features']}, this code computes {FEATURES} "
+                             "(re-fit: diffsem measure reliability)")
         self.w = np.asarray(entry["weights"], dtype=np.float64)
         self.lo, self.hi = (float(v) for v in entry["psnr_range_db"])
+        self.reencode_snr_db = float(entry.get("reencode_snr_db", REENCODE_SNR_DB))
+        self.encode = encode
 
-    def predict(self, noise_var, images):
-        pred = features(noise_var, images) @ self.w
+    def predict(self, noise_var, images, symbols):
+        again = reencode(self.encode, images, self.reencode_snr_db)
+        pred = features(noise_var, images, symbols, again) @ self.w
         return pred, np.clip((pred - self.lo) / max(self.hi - self.lo, 1e-9), 0.0, 1.0)
 
 
-def load(model_name: str, path=None, model_sha256: str | None = None) -> Reliability | None:
+def load(model_name: str, make_encode, path=None, model_sha256: str | None = None) -> Reliability | None:
     """The fitted mapping of a decoder, by its model file stem (naming.artifact_name:
     "deepjscc_k128", "student_k32_s2", ...), or None when the file or the entry is missing, or
     when `model_sha256` (the card's) is given and the entry was fitted for another model file (a
-    mapping fitted for other weights would predict nonsense)."""
+    mapping fitted for other weights would predict nonsense). make_encode() returns the encoder
+    callable of Reliability; it is called only when there is an entry to use."""
     from diffsem import models_dir
     path = Path(path) if path else Path(models_dir()) / FILE_NAME
     if not path.is_file():
@@ -89,4 +127,6 @@ def load(model_name: str, path=None, model_sha256: str | None = None) -> Reliabi
         log.warning("%s: %s was fitted for another %s file; no reliability score (re-fit: diffsem measure "
                     "reliability)", path, model_name, model_name)
         return None
-    return Reliability(entry) if entry else None
+    if not entry:
+        return None
+    return Reliability(entry, make_encode())

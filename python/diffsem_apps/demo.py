@@ -2,6 +2,8 @@
 
     diffsem demo --out out/demo                  # 10 dB and friends, AWGN and Rayleigh
     diffsem monitor                              # second terminal: watch it live on the ZMQ taps
+    diffsem demo --impairment narrowband --fraction 0.125 --sir 0 --snr 10 --channel awgn
+                                                 # the same link with an interferer on 6 of 48 carriers
 
 For every channel x SNR it builds the loopback flowgraph (gnuradio.diffsem.harness.LoopbackSim:
 image_source -> semantic_encoder -> ofdm_analog_tx -> channel_sim -> ofdm_analog_rx -> the
@@ -17,6 +19,9 @@ accounted for. It then writes to --out:
   diffsem.channel.transmit, i.e. what `diffsem eval` measures) and their difference, the frame
   accounting, the RX's SNR estimate and the end-to-end latency;
 * psnr_accuracy_vs_snr.png: PSNR and accuracy vs SNR, in-flowgraph (solid) and offline (dashed).
+
+--impairment adds a partial-frame impairment to every point: channel_sim's stage in the
+flowgraph, diffsem.channel.impair offline (the same cells, one definition; --fraction, --sir).
 
 """
 from __future__ import annotations
@@ -54,6 +59,13 @@ def add_arguments(parser):
     parser.add_argument("--models-dir", default="", help="ONNX models + cards (default: the shipped models/)")
     parser.add_argument("--taps", type=checks.optional_zmq_address, default=DEFAULT_ADDRESS,
                         help=f"ZMQ taps endpoint for `diffsem monitor` (default {DEFAULT_ADDRESS}; 'off' disables)")
+    parser.add_argument("--impairment", default="none", choices=("none", "narrowband", "burst", "truncation"),
+                        help="partial-frame impairment at every point (channel_sim; default none)")
+    parser.add_argument("--fraction", type=checks.float_range(0.0, 1.0), default=0.125,
+                        help="narrowband: share of the 48 data carriers hit; burst: of OFDM symbols; truncation: "
+                             "of the frame's tail (default 0.125: 6 carriers)")
+    parser.add_argument("--sir", type=checks.float_range(-50.0, 100.0), default=0.0,
+                        help="narrowband: signal-to-interference ratio per hit cell, dB (default 0)")
     parser.add_argument("--rate", type=checks.nonnegative_float, default=0.0,
                         help="images/s offered to the link (default 0: as fast as it goes, nothing dropped)")
     parser.add_argument("--sync-threshold", type=checks.float_range(0.0, 1.0), default=None,
@@ -65,26 +77,33 @@ def add_arguments(parser):
 
 # --- offline reference: the same images and models through the training channel -------------------
 
-def offline_recons(models_dir, k, mode, steps, images, channel, snr_db, seed, provider="cpu"):
+def offline_recons(models_dir, k, mode, steps, images, channel, snr_db, seed, provider="cpu", impairment=None):
     """What `diffsem eval` measures for this point: encoder -> diffsem.channel.transmit (ZF,
-    per-symbol noise variance, torch generator seeded with `seed`) -> decoder, batched."""
+    per-symbol noise variance, torch generator seeded with `seed`; `impairment` (kind, fraction,
+    sir_db) or None) -> decoder, batched."""
     import torch
 
     from diffsem.runtime import inference, naming
     from diffsem.channel import transmit
+    from diffsem.experiments.evaluate import active_impairment, impairment_generator
 
+    # as the flowgraph (harness.LoopbackSim): the encoder designs for the channel's SNR and the
+    # decoder is told that SNR
     enc = inference.FrameEncoder(inference.load_model(
-        naming.resolve_card(None, "encoder", k, None, models_dir or None), provider))
+        naming.resolve_card(None, "encoder", k, None, models_dir or None), provider), snr_db)
     role = "diffusion" if mode == "diffusion" else "deepjscc"
     dec = inference.FrameDecoder(inference.load_model(
-        naming.resolve_card(None, role, k, steps, models_dir or None), provider), k, mode, seed)
+        naming.resolve_card(None, role, k, steps, models_dir or None), provider), k, mode, seed,
+        encoder_snr_db=snr_db)
     gen = torch.Generator().manual_seed(int(seed))
+    impairment = active_impairment(impairment)
+    imp_gen = impairment_generator(seed) if impairment else None
     out = []
     for i in range(0, len(images), 64):
         batch = images[i:i + 64]
         symbols = np.stack(enc([inference.EncodeRequest(im[0]) for im in batch]))
         s_hat, noise_var = transmit(torch.from_numpy(inference.symbols_to_array(symbols)), float(snr_db), channel,
-                                    "perfect", gen)
+                                    "perfect", gen, impairment=impairment, impairment_generator=imp_gen)
         reqs = [inference.DecodeRequest(inference.array_to_symbols(s_hat[j].numpy()), float(snr_db),
                                         noise_var[j].numpy(), seq=i + j) for j in range(len(batch))]
         out.extend(dec(reqs))
@@ -118,7 +137,7 @@ def run_point(args, channel, snr_db, taps_address):
                      count=args.n, first=args.first, rate=args.rate, models_dir=args.models_dir,
                      provider=args.provider, seed=args.seed, max_queue=max(16, args.n), max_batch=8,
                      classifier_card="none", keep_images=True, taps_address=taps_address,
-                     threads=args.threads, sync_threshold=args.sync_threshold)
+                     threads=args.threads, sync_threshold=args.sync_threshold, chan_kwargs=_impairment_kwargs(args))
     try:
         drained = tb.run_until_drained(timeout_s=max(120.0, 5.0 * args.n), quiet_s=5.0)
         report = tb.report()
@@ -127,6 +146,17 @@ def run_point(args, channel, snr_db, taps_address):
         if tb.taps is not None:
             tb.taps.close()  # free the endpoint for the next point
     return drained, report, recs
+
+
+def _impairment(args):
+    """(kind, fraction, sir_db) of --impairment, or None."""
+    return None if args.impairment == "none" else (args.impairment, float(args.fraction), float(args.sir))
+
+
+def _impairment_kwargs(args) -> dict:
+    """channel_sim's options for --impairment (frame_k: truncation hits the training channel's cells)."""
+    imp = _impairment(args)
+    return {} if imp is None else dict(impairment=imp[0], impairment_fraction=imp[1], sir_db=imp[2], frame_k=args.k)
 
 
 def _plot(points, path):
@@ -155,7 +185,10 @@ def _plot(points, path):
     if all(p["in_flowgraph"].get("accuracy") is None for p in points):
         axes[1].text(0.5, 0.5, "no classifier shipped (models/classifier.json):\naccuracy not measured",
                      ha="center", va="center", transform=axes[1].transAxes)
-    fig.suptitle(f"gr-diffsem loopback over the analog OFDM PHY (n = {points[0]['in_flowgraph']['n']} per point)",
+    imp = points[0].get("impairment")
+    extra = f", {imp[0]} {imp[1]:g} at {imp[2]:g} dB SIR" if imp and imp[0] == "narrowband" else \
+        (f", {imp[0]} {imp[1]:g}" if imp else "")
+    fig.suptitle(f"gr-diffsem loopback over the analog OFDM PHY (n = {points[0]['in_flowgraph']['n']} per point{extra})",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -174,7 +207,8 @@ def summarize_point(args, channel, snr, drained, dec_report, by_seq, images, lab
     delivered = [i for i in range(len(images)) if "image" in by_seq.get(i, {})]
     for i in delivered:
         recons[i, 0] = by_seq[i]["image"]
-    point = {"channel": channel, "snr_db": snr, "decoder": dec_report["decoder"], "model": dec_report["model"],
+    point = {"channel": channel, "snr_db": snr, "impairment": _impairment(args),
+             "decoder": dec_report["decoder"], "model": dec_report["model"],
              "provider": dec_report["provider"], "in_flowgraph": _score(recons, images, labels),
              "accounting": {k: dec_report.get(k) for k in ("sent", "decoded", "crc_dropped", "queue_dropped",
                                                            "bad_input", "failed", "lost", "rx_false_triggers")},
@@ -186,7 +220,8 @@ def summarize_point(args, channel, snr, drained, dec_report, by_seq, images, lab
         point["in_flowgraph_delivered_only"] = _score(recons[delivered], images[delivered], labels[delivered])
     if not args.no_offline:
         provider = "cpu" if args.provider == "auto" else args.provider
-        off = offline_recons(args.models_dir, args.k, mode, args.steps, images, channel, snr, args.seed, provider)
+        off = offline_recons(args.models_dir, args.k, mode, args.steps, images, channel, snr, args.seed, provider,
+                             _impairment(args))
         point["offline"] = _score(off, images, labels)
         point["offline_method"] = "encoder -> diffsem.channel.transmit (perfect CSI) -> decoder, as diffsem eval"
         point["delta_psnr_db"] = round(point["in_flowgraph"]["psnr"] - point["offline"]["psnr"], 3)
@@ -288,7 +323,7 @@ def _run(args):
     summary = {
         "command": _command_line(args),
         "k": args.k, "steps": args.steps, "n": int(len(images)), "first": args.first, "seed": args.seed,
-        "snrs_db": args.snr, "channels": args.channel,
+        "snrs_db": args.snr, "channels": args.channel, "impairment": _impairment(args),
         "metric_notes": "psnr: mean per image on [0,1]; ssim: scikit-image; accuracy: in-project Fashion-MNIST "
                         "classifier on the reconstructions; fid: FID-FMNIST on that classifier's features (not "
                         "Inception-FID); frames the link lost are scored as black images",

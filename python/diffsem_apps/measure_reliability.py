@@ -43,7 +43,8 @@ def run_channel(scheme, images, channel, snr_db, erasure, seed, batch=250):
         frac = torch.as_tensor(erasure[i:i + batch], dtype=torch.float32)
         sym = torch.from_numpy(np.asarray(scheme.encode(x), np.float32))
         s_hat, nv = transmit(sym, snr, channel, csi, gen, impairment=("erasure", frac, 0.0))
-        recs.append(scheme.decode(s_hat.numpy(), snr.numpy(), nv.numpy(), rng))
+        # the decoder is told the SNR the encoder ran at, as diffusion_decoder is (encoder_snr_db)
+        recs.append(scheme.decode(s_hat.numpy(), np.full(len(x), scheme.encode_snr_db, np.float32), nv.numpy(), rng))
         nvs.append(nv.numpy())
         syms.append(s_hat.numpy())
     return np.concatenate(recs), np.concatenate(nvs), np.concatenate(syms)
@@ -55,7 +56,7 @@ def _plot(path, results, k):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.6), squeeze=False)
     for ax, (name, r) in zip(axes[0], results.items()):
-        pred, true, snr, era = r["pred"], r["true"], r["snr"], r["erasure"]
+        pred, true, snr = r["pred"], r["true"], r["snr"]
         for s, c in zip(TEST_SNRS, ("tab:red", "tab:orange", "tab:green", "tab:blue")):
             m = snr == s
             ax.scatter(pred[m], true[m], s=3, alpha=0.25, color=c, label=f"{s:g} dB")

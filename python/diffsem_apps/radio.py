@@ -316,7 +316,8 @@ class RxApp(gr.top_block):
 
         mode, steps = parse_decoders([args.decoder])[0]
         self.dec = diffsem.diffusion_decoder(args.k, mode, steps or 2, "", args.models_dir, args.provider, args.seed,
-                                             args.max_queue, args.max_batch, "oldest", args.threads)
+                                             args.max_queue, args.max_batch, "oldest", args.threads,
+                                             encoder_snr_db=args.snr)
         self.metrics = diffsem.link_metrics("none" if args.no_classifier else "", args.models_dir, False, self.rx,
                                             self.dec.label)
         self.msg_connect(self.rx, "out", self.dec, "in")
@@ -459,7 +460,8 @@ def _radio_args(p, endpoint_flag, choices, default):
 def _channel_args(p):
     c = p.add_argument_group("simulated channel")
     c.add_argument("--snr", type=checks.float_range(-50.0, 100.0), default=15.0,
-                   help="Es/N0 per payload symbol in dB (channel_sim; also the encoder's SNR hint), default 15")
+                   help="Es/N0 per payload symbol in dB (channel_sim), and the SNR the encoder designs for: "
+                        "give TX and RX the same (the RX's decoder is conditioned on it), default 15")
     c.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh", "selective"))
     c.add_argument("--cfo", type=checks.float_range(-32.0, 32.0), default=0.0, help="carrier frequency offset in subcarrier spacings")
     c.add_argument("--timing-offset", type=checks.float_range(0.0, 1e6), default=0.0, help="delay in samples (fractional allowed)")

@@ -25,6 +25,8 @@ class KnownSnrEncoder:
     def __init__(self, scheme, snr_db: float):
         self._scheme, self._snr = scheme, float(snr_db)
         self.name, self.k, self.steps = scheme.name, scheme.k, scheme.steps
+        if hasattr(scheme, "encode_snr_db"):  # a neural codec: its decoder is told the encoder's SNR
+            self.encode_snr_db = self._snr
 
     def encode(self, images):
         return encode_at(self._scheme, images, self._snr)

@@ -43,6 +43,10 @@ class diffusion_decoder(gr.basic_block):
     force tensorrt/cuda/cpu. A missing/tampered model or an unavailable forced provider is a
     construction error with the reason, so the flowgraph never starts in a broken state.
     seed: the diffusion source noise of frame `seq` is drawn from default_rng([seed, seq]).
+    encoder_snr_db: the SNR the transmitter's encoder runs at (semantic_encoder's snr_db, the
+    same on both ends of a link, like k): the codec's symbols are scaled per SNR, so the model is
+    conditioned on it, and the channel reaches the model through the per-symbol noise variances.
+    None: each frame's estimated SNR (for a transmitter that encodes at the channel's SNR).
     temperature: scale of that noise; None or negative (default) = the card's calibrated
     `default_temperature` (0.825-0.9 for the shipped students: their teacher's sharpness, 1.1-1.5 dB
     below DeepJSCC's PSNR; `diffsem calibrate`), 1.0 samples the learned posterior (sharpest), 0 is
@@ -50,7 +54,8 @@ class diffusion_decoder(gr.basic_block):
     """
 
     def __init__(self, k=128, mode="diffusion", steps=2, card="", models_dir="", provider="auto", seed=0,
-                 max_queue=16, max_batch=8, drop_policy="oldest", threads=1, cache_dir="", temperature=None):
+                 max_queue=16, max_batch=8, drop_policy="oldest", threads=1, cache_dir="", temperature=None,
+                 encoder_snr_db=inference.DESIGN_SNR_DB):
         gr.basic_block.__init__(self, name="diffusion_decoder", in_sig=None, out_sig=None)
         self.log = block_logger(self, "diffusion_decoder")
         self.warn = RateLimitedLog(self.log)
@@ -71,7 +76,7 @@ class diffusion_decoder(gr.basic_block):
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}")
         if temperature is not None and float(temperature) < 0:
             temperature = None
-        self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed, temperature)
+        self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed, temperature, encoder_snr_db)
         # the mapping beside the card (models/reliability.json), fitted for this model file
         self.reliability = reliability.load(self.card_path.stem, lambda: self._encoder(provider, threads),
                                             self.card_path.parent / reliability.FILE_NAME,

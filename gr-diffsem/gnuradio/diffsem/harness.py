@@ -197,8 +197,9 @@ def scheme_loopback(scheme, images, snr_db: float, channel: str = "awgn", seed: 
     """Any Scheme (e.g. the linear baseline) through the semantic link's PHY: scheme.encode ->
     one symbol PDU per image -> ofdm_analog_tx -> channel_sim (carrier offset ``cfo`` in
     subcarrier spacings) -> ofdm_analog_rx -> scheme.decode
-    with the receiver's own snr_db and per-symbol noise_var. Returns (images [N,1,28,28],
-    received mask [N]); frames the receiver missed are grey."""
+    with the receiver's per-symbol noise_var, and the SNR its encoder ran at where it has one
+    (`encode_snr_db`, the neural codecs), else the receiver's own snr_db. Returns (images
+    [N,1,28,28], received mask [N]); frames the receiver missed are grey."""
     x = np.asarray(images, np.float32)
     symbols = np.asarray(scheme.encode(x), np.float32)
     from gnuradio import diffsem
@@ -231,7 +232,8 @@ def scheme_loopback(scheme, images, snr_db: float, channel: str = "awgn", seed: 
         noise_var = np.asarray(pmt.f32vector_elements(nv), np.float32) if pmt.is_f32vector(nv) else \
             np.full(len(y), 10 ** (-snr / 10), np.float32)
         sym = np.stack([y.real, y.imag], -1)[None].astype(np.float32)
-        out[i] = np.asarray(scheme.decode(sym, np.full(1, snr, np.float32), noise_var[None]), np.float32)[0]
+        told = getattr(scheme, "encode_snr_db", snr)
+        out[i] = np.asarray(scheme.decode(sym, np.full(1, told, np.float32), noise_var[None]), np.float32)[0]
         received[i] = True
     return out, received
 
@@ -311,7 +313,7 @@ class LoopbackSim(gr.top_block):
         self.decoders, self.metrics = [], []
         for mode, steps in parse_decoders(decoders):
             dec = diffsem.diffusion_decoder(k, mode, steps or 2, "", models_dir, provider, seed, max_queue,
-                                            max_batch, drop_policy, threads)
+                                            max_batch, drop_policy, threads, encoder_snr_db=snr_db)
             met = diffsem.link_metrics(classifier_card, models_dir, keep_images, self.rx, dec.label)
             self.msg_connect(self.rx, "out", dec, "in")
             self.msg_connect(dec, "out", met, "in")

@@ -26,10 +26,11 @@ class semantic_encoder(gr.basic_block):
     missing or tampered model is a construction error, so a flowgraph never starts with it.
     provider: auto (TensorRT -> CUDA -> CPU, whichever this onnxruntime offers) or force one of
     tensorrt/cuda/cpu (an unavailable forced provider is a construction error).
-    snr_db: the SNR an SNR-adaptive encoder is told to design for.
+    snr_db: the SNR an SNR-adaptive encoder is told to design for; the receiver's
+    diffusion_decoder must be given the same (its encoder_snr_db).
     """
 
-    def __init__(self, k=128, card="", models_dir="", provider="auto", snr_db=10.0, max_queue=64,
+    def __init__(self, k=128, card="", models_dir="", provider="auto", snr_db=inference.DESIGN_SNR_DB, max_queue=64,
                  max_batch=8, drop_policy="oldest", threads=1):
         gr.basic_block.__init__(self, name="semantic_encoder", in_sig=None, out_sig=None)
         self.log = block_logger(self, "semantic_encoder")

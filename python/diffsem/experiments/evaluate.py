@@ -127,7 +127,8 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
     """Reconstructions of `images` through `scheme` over the channel; (recons, nonfinite pixel count).
 
     tx_snr_known: give the encoder the channel SNR (as in training); False leaves the encoder at
-    its own default SNR, as a transmitter without feedback would run. impairment: None or
+    its own default SNR, as a transmitter without feedback would run, and tells the decoder that
+    SNR (the channel reaches it through the noise variances). impairment: None or
     (kind, fraction, sir_db) of diffsem.channel.impair (drawn from impairment_generator(seed)).
     """
     import torch
@@ -147,7 +148,10 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
         power.append(float(np.mean(np.sum(symbols.astype(np.float64) ** 2, axis=-1))))
         s_hat, noise_var = transmit(torch.from_numpy(symbols), float(snr_db), channel, csi, generator,
                                     impairment=impairment, impairment_generator=imp_generator)
-        snr = np.full(len(x), snr_db, dtype=np.float32)
+        # A neural codec's decoder is conditioned on the SNR its encoder ran at (its symbols are scaled
+        # per SNR; runtime.inference.DESIGN_SNR_DB); the baselines have no encoder SNR and take the channel's.
+        told = snr_db if tx_snr_known else getattr(scheme, "encode_snr_db", snr_db)
+        snr = np.full(len(x), told, dtype=np.float32)
         rec = np.asarray(scheme.decode(s_hat.numpy().astype(np.float32), snr,
                                        noise_var.numpy().astype(np.float32), rng), dtype=np.float32)
         if rec.shape != x.shape:

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from diffsem.runtime.inference import clamp_to_trained
+from diffsem.runtime.inference import DESIGN_SNR_DB, clamp_to_trained
 from diffsem.runtime.naming import DEFAULT_TEMPERATURE, STUDENT_STEPS, TEACHER_STEPS, card_path, card_temperature
 
 SCHEMES = ("deepjscc", "deepjscc_nonv", "teacher", "student")  # the neural ones, loaded by load_scheme
-ENCODE_SNR_DB = 10.0  # the SNR the transmitter assumes when it does not know the channel
+ENCODE_SNR_DB = DESIGN_SNR_DB  # the SNR the transmitter assumes when it does not know the channel
 
 
 @dataclass

@@ -16,7 +16,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -277,6 +276,13 @@ class EncodeRequest:
     meta: dict = field(default_factory=dict)
 
 
+# The SNR an encoder designs for when the transmitter is not told the channel's (semantic_encoder's
+# default). The codec's graphs scale their symbols per SNR (nn.models.SnrPowerMap), so a decoder
+# must be told the SNR its encoder ran at, not the channel's: the channel reaches it through the
+# per-symbol noise variances.
+DESIGN_SNR_DB = 10.0
+
+
 @dataclass
 class DecodeRequest:
     symbols: np.ndarray        # [k] complex64, equalised
@@ -289,7 +295,7 @@ class DecodeRequest:
 class FrameEncoder:
     """images -> unit-power symbols through the encoder model (one call per batch)."""
 
-    def __init__(self, model, snr_db: float = 10.0):
+    def __init__(self, model, snr_db: float = DESIGN_SNR_DB):
         self.model = model
         self.snr_db = float(snr_db)
         self.wants_snr = "snr_db" in _input_names(model) or not _input_names(model)
@@ -313,13 +319,20 @@ class FrameDecoder:
     drawn from numpy's default_rng([seed, seq]) (times the sampling temperature: the card's
     `default_temperature` unless given, naming.DEFAULT_TEMPERATURE without one) so a run is reproducible frame by frame whatever the batching;
     mode "deepjscc": the DeepJSCC decoder (no noise input).
+    encoder_snr_db: the SNR the transmitter's encoder ran at, which the model is conditioned on
+    (DESIGN_SNR_DB); None conditions it on each frame's estimated SNR instead (what the codec
+    was trained with when the transmitter adapts its encoder to the channel).
     """
 
-    def __init__(self, model, k: int, mode: str = "diffusion", seed: int = 0, temperature: float | None = None):
+    def __init__(self, model, k: int, mode: str = "diffusion", seed: int = 0, temperature: float | None = None,
+                 encoder_snr_db: float | None = DESIGN_SNR_DB):
         from diffsem.runtime.naming import temperature_of_card
         if mode not in DECODER_MODES:
             raise ValueError(f"decoder mode {mode!r}: choose one of {DECODER_MODES}")
         self.model, self.k, self.mode, self.seed = model, int(k), mode, int(seed)
+        self.encoder_snr_db = None if encoder_snr_db is None else float(encoder_snr_db)
+        if self.encoder_snr_db is not None and not np.isfinite(self.encoder_snr_db):
+            raise ValueError(f"encoder_snr_db {encoder_snr_db!r} is not a finite number")
         if temperature is None:  # the card's calibrated value (docs/design/decisions.md#sampling-temperature), as diffsem eval uses
             temperature = temperature_of_card(getattr(model, "card", None) or {})
         self.temperature = float(temperature)
@@ -338,7 +351,8 @@ class FrameDecoder:
     def __call__(self, requests: list[DecodeRequest]) -> list[np.ndarray]:
         # The receiver may report what training never saw (a noiseless input estimates ~140 dB, a
         # deep fade an infinite variance): clamp to the trained range (diffsem.channel).
-        snr_db, noise_var = clamp_to_trained([r.snr_db for r in requests],
+        told = [r.snr_db if self.encoder_snr_db is None else self.encoder_snr_db for r in requests]
+        snr_db, noise_var = clamp_to_trained(told,
                                              np.stack([np.asarray(r.noise_var, np.float32) for r in requests]))
         inputs = {"symbols": np.stack([symbols_to_array(r.symbols) for r in requests]),
                   "snr_db": snr_db, "noise_var": noise_var}

@@ -86,6 +86,11 @@ def test_fit_recovers_a_relation_and_maps_reliability_into_unit_interval(tmp_pat
     assert reliability.load("deepjscc_k16", lambda: encode, tmp_path / reliability.FILE_NAME, "b" * 64) is None
 
 
-def test_mapping_made_with_other_features_is_refused():
+def test_mapping_made_with_other_features_is_refused(tmp_path, caplog):
+    old = {"features": ["one", "bits"], "weights": [0, 1], "psnr_range_db": [10, 30]}
     with pytest.raises(ValueError, match="re-fit"):
-        reliability.Reliability({"features": ["one", "bits"], "weights": [0, 1], "psnr_range_db": [10, 30]}, encode)
+        reliability.Reliability(old, encode)
+    # an older version's file beside the models: the decoder gets no score and a warning, no error
+    (tmp_path / reliability.FILE_NAME).write_text(json.dumps({"models": {"deepjscc_k16": old}}))
+    assert reliability.load("deepjscc_k16", lambda: encode, tmp_path / reliability.FILE_NAME) is None
+    assert "re-fit" in caplog.text

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from diffsem.phy.ofdm import ERASED_NOISE_VAR
+from diffsem.runtime.inference import DESIGN_SNR_DB
 
 POOL = 4
 RIDGE = 1.0
@@ -37,7 +38,7 @@ _IMAGE = ("mean", "std", "detail") + tuple(f"block{i}" for i in range((28 // POO
 _CONSISTENCY = ("consistency", "residual")
 FEATURES = (("one", "bits", "bits2", "erased", "erased*bits", "erased2") + _IMAGE + tuple(f"{n}*bits" for n in _IMAGE)
             + _CONSISTENCY + tuple(f"{n}*bits" for n in _CONSISTENCY) + tuple(f"{n}2" for n in _CONSISTENCY))
-REENCODE_SNR_DB = 10.0  # the transmitter's default SNR (experiments.schemes.ENCODE_SNR_DB): what it encodes at
+REENCODE_SNR_DB = DESIGN_SNR_DB  # what a transmitter without feedback encodes at
 log = logging.getLogger("diffsem.runtime.reliability")
 FILE_NAME = "reliability.json"
 
@@ -116,7 +117,8 @@ def load(model_name: str, make_encode, path=None, model_sha256: str | None = Non
     """The fitted mapping of a decoder, by its model file stem (naming.artifact_name:
     "deepjscc_k128", "student_k32_s2", ...), or None when the file or the entry is missing, or
     when `model_sha256` (the card's) is given and the entry was fitted for another model file (a
-    mapping fitted for other weights would predict nonsense). make_encode() returns the encoder
+    mapping fitted for other weights would predict nonsense), or made with other features (an
+    older version's file: warned, never an error, so the decoder still runs). make_encode() returns the encoder
     callable of Reliability; it is called only when there is an entry to use."""
     from diffsem import models_dir
     path = Path(path) if path else Path(models_dir()) / FILE_NAME
@@ -128,5 +130,9 @@ def load(model_name: str, make_encode, path=None, model_sha256: str | None = Non
                     "reliability)", path, model_name, model_name)
         return None
     if not entry:
+        return None
+    if list(entry.get("features", [])) != list(FEATURES):  # made by an older version: the decoder runs, unscored
+        log.warning("%s: %s was fitted with other features than this code computes; no reliability score "
+                    "(re-fit: diffsem measure reliability)", path, model_name)
         return None
     return Reliability(entry, make_encode())

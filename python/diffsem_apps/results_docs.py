@@ -37,6 +37,8 @@ CMD_EVAL = ("diffsem eval --scheme deepjscc student --steps 1 2 --k 128 32 --cha
 CMD_FULL = ("diffsem eval --scheme deepjscc deepjscc_nonv --k 128 32 --channel awgn rayleigh selective \\\n"
             "    --csi perfect estimated --snr 0 5 10 20 --seed 0")
 CMD_AWGN_10K = "diffsem eval --scheme deepjscc --k 128 32 --channel awgn --snr 0 5 10 20 --seed 0"
+CMD_DECODERS_10K = ("diffsem eval --scheme deepjscc student --steps 1 2 --k 128 32 --channel awgn "
+                    "--snr 0 5 10 20 --n 10000 --seed 0")
 CMD_CALIB = ('E="diffsem eval --split val --channel awgn rayleigh --snr 0 10 20 --n 300 --seed 0"\n'
              "$E --scheme deepjscc student --steps 1 2 4 --k 128 32 --temperature 0 0.025 0.05 0.075 0.1 0.15\n"
              "$E --scheme teacher --k 128 32 --temperature 0 0.05 0.1\n"
@@ -119,7 +121,9 @@ def readme_with_headline(text: str, table: str) -> str:
 
 def page_decoders() -> str:
     rows = load_jsonl("eval_models.jsonl")
-    return (header("Decoders on the test set", ["eval_models.jsonl"])
+    sources = ["eval_models.jsonl"] + (["decoders_awgn_test.jsonl"] if (RESULTS / "decoders_awgn_test.jsonl").is_file()
+                                       else [])
+    return (header("Decoders on the test set", sources)
             + "\nDeepJSCC and the 1- and 2-step students on the first 1000 Fashion-MNIST test images, "
               "through the training channel (`diffsem eval`), each student at its card's "
               "`default_temperature` (T in the column heads); the 32-step teacher and the 4-step "
@@ -127,7 +131,17 @@ def page_decoders() -> str:
             + block(CMD_EVAL) + "\n" + provenance(rows)
             + rt.readme_tables(rows) + rt.vs_teacher_tables(rows)
             + "\nThe same tables print with `python scripts/results_table.py [--vs-teacher] "
-              "docs/results/eval_models.jsonl`.\n")
+              "docs/results/eval_models.jsonl`.\n"
+            + _decoders_full_test_set())
+
+
+def _decoders_full_test_set() -> str:
+    """The students-vs-DeepJSCC table on all 10 000 test images (AWGN), where those rows exist."""
+    if not (RESULTS / "decoders_awgn_test.jsonl").is_file():
+        return ""
+    rows = load_jsonl("decoders_awgn_test.jsonl")
+    return ("\n## AWGN on all 10 000 test images\n\nRows (`decoders_awgn_test.jsonl`) were written by:\n"
+            + block(CMD_DECODERS_10K) + "\n" + provenance(rows) + rt.vs_teacher_tables(rows))
 
 
 def page_codec() -> str:

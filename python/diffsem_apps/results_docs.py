@@ -38,7 +38,9 @@ CMD_FULL = ("diffsem eval --scheme deepjscc deepjscc_nonv --k 128 32 --channel a
             "    --csi perfect estimated --snr 0 5 10 20 --seed 0")
 CMD_AWGN_10K = "diffsem eval --scheme deepjscc --k 128 32 --channel awgn --snr 0 5 10 20 --seed 0"
 CMD_DECODERS_10K = ("diffsem eval --scheme deepjscc student --steps 1 2 --k 128 32 --channel awgn "
-                    "--snr 0 5 10 20 --n 10000 --seed 0")
+                    "--snr 0 5 10 20 --n 10000 --seed 0\n"
+                    "diffsem eval --scheme deepjscc student --steps 1 2 --k 128 32 --channel rayleigh "
+                    "--csi perfect --snr 0 5 10 20 --n 10000 --seed 0")
 CMD_CALIB = ('E="diffsem eval --split val --channel awgn rayleigh --snr 0 10 20 --n 300 --seed 0"\n'
              "$E --scheme deepjscc student --steps 1 2 4 --k 128 32 --temperature 0 0.025 0.05 0.075 0.1 0.15\n"
              "$E --scheme teacher --k 128 32 --temperature 0 0.05 0.1\n"
@@ -121,8 +123,7 @@ def readme_with_headline(text: str, table: str) -> str:
 
 def page_decoders() -> str:
     rows = load_jsonl("eval_models.jsonl")
-    sources = ["eval_models.jsonl"] + (["decoders_awgn_test.jsonl"] if (RESULTS / "decoders_awgn_test.jsonl").is_file()
-                                       else [])
+    sources = ["eval_models.jsonl"] + (["decoders_test.jsonl"] if (RESULTS / "decoders_test.jsonl").is_file() else [])
     return (header("Decoders on the test set", sources)
             + "\nDeepJSCC and the 1- and 2-step students on the first 1000 Fashion-MNIST test images, "
               "through the training channel (`diffsem eval`), each student at its card's "
@@ -136,11 +137,12 @@ def page_decoders() -> str:
 
 
 def _decoders_full_test_set() -> str:
-    """The students-vs-DeepJSCC table on all 10 000 test images (AWGN), where those rows exist."""
-    if not (RESULTS / "decoders_awgn_test.jsonl").is_file():
+    """The students-vs-DeepJSCC table on all 10 000 test images (AWGN, flat Rayleigh), where those
+    rows exist."""
+    if not (RESULTS / "decoders_test.jsonl").is_file():
         return ""
-    rows = load_jsonl("decoders_awgn_test.jsonl")
-    return ("\n## AWGN on all 10 000 test images\n\nRows (`decoders_awgn_test.jsonl`) were written by:\n"
+    rows = load_jsonl("decoders_test.jsonl")
+    return ("\n## On all 10 000 test images\n\nRows (`decoders_test.jsonl`) were written by:\n"
             + block(CMD_DECODERS_10K) + "\n" + provenance(rows) + rt.vs_teacher_tables(rows))
 
 

@@ -78,14 +78,15 @@ class diffusion_decoder(gr.basic_block):
             temperature = None
         self.decode = inference.FrameDecoder(self.model, self.k, self.mode, seed, temperature, encoder_snr_db)
         # the mapping beside the card (models/reliability.json), fitted for this model file
-        self.reliability = reliability.load(self.card_path.stem, lambda: self._encoder(provider, threads),
+        batch = max(int(max_batch), 1)
+        self.reliability = reliability.load(self.card_path.stem, lambda: self._encoder(provider, threads, batch),
                                             self.card_path.parent / reliability.FILE_NAME,
                                             self.model.card.get("sha256"))
         detail = f", temperature {self.decode.temperature:g}" if self.decode.wants_noise else ""
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}{detail}")
         self.bad_input = 0
         self.worker = inference.InferenceWorker(
-            self.decode, self._emit, max_queue=int(max_queue), max_batch=int(max_batch),
+            self._decode_and_score, self._emit, max_queue=int(max_queue), max_batch=int(max_batch),
             drop_policy=drop_policy, on_drop=self._on_drop, on_batch=self._after_batch,
             name="diffusion_decoder")
         for port in ("out", "drops", "state"):
@@ -93,11 +94,22 @@ class diffusion_decoder(gr.basic_block):
         self.message_port_register_in(pmt.intern("in"))
         self.set_msg_handler(pmt.intern("in"), self._handle)
 
-    def _encoder(self, provider, threads):
+    def _encoder(self, provider, threads, max_batch):
         """The link's encoder beside the card, for the reliability score's re-encoding."""
         card = naming.card_path("encoder", self.k, folder=self.card_path.parent)
-        model = inference.load_model(card, provider, None, int(threads) or None, max_batch=1)
+        model = inference.load_model(card, provider, None, int(threads) or None, max_batch=max_batch)
+        model.warm_up(max_batch)
         return lambda images, snr_db: model(image=images, snr_db=snr_db)["symbols"]
+
+    def _decode_and_score(self, requests):
+        """Worker: the batch's images, each with its reliability (predicted PSNR, score) when a
+        mapping is loaded, else None; the re-encoding runs once for the whole batch."""
+        images = self.decode(requests)
+        if self.reliability is None:
+            return [(image, None) for image in images]
+        pred, rel = self.reliability.predict(np.stack([r.noise_var for r in requests]), np.stack(images),
+                                             np.stack([inference.symbols_to_array(r.symbols) for r in requests]))
+        return [(image, (p, r)) for image, p, r in zip(images, pred, rel)]
 
     def start(self):
         self.worker.start()
@@ -139,14 +151,13 @@ class diffusion_decoder(gr.basic_block):
         self.worker.submit(request)
 
     # --- worker thread --------------------------------------------------------------------------------
-    def _emit(self, request, image, info):
+    def _emit(self, request, result, info):
+        image, score = result
         meta = dict(request.meta)
         meta.update(latency_ms=info["latency_ms"], batch_size=info["batch_size"], t_dec_out=time.time(),
                     decoder=self.label, provider=self.provider)
-        if self.reliability is not None:
-            pred, rel = self.reliability.predict(request.noise_var[None, :], image,
-                                                 inference.symbols_to_array(request.symbols)[None])
-            meta.update(predicted_psnr_db=round(float(pred[0]), 2), reliability=round(float(rel[0]), 3))
+        if score is not None:
+            meta.update(predicted_psnr_db=round(float(score[0]), 2), reliability=round(float(score[1]), 3))
         self.message_port_pub(pmt.intern("out"), image_pdu(meta, image))
 
     def _after_batch(self, n_items):

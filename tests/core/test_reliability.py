@@ -66,7 +66,7 @@ def test_fit_recovers_a_relation_and_maps_reliability_into_unit_interval(tmp_pat
     bits = reliability.features(nv, imgs, sym, encode(imgs, None))[:, 1]
     true = 12 + 0.2 * bits - 0.8 * err + rng.normal(0, 0.1, n)   # what the image's own error says
     entry = reliability.fit(nv, imgs, sym, reliability.reencode(encode, imgs), true)
-    assert entry["reencode_snr_db"] == reliability.REENCODE_SNR_DB
+    assert entry["reencode_snr_db"] == reliability.DESIGN_SNR_DB
     (tmp_path / reliability.FILE_NAME).write_text(json.dumps({"models": {"deepjscc_k16": entry}}))
     model = reliability.load("deepjscc_k16", lambda: encode, tmp_path / reliability.FILE_NAME)
     pred, rel = model.predict(nv, imgs, sym)

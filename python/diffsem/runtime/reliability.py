@@ -10,8 +10,8 @@ Features (`features`, FEATURES names them):
   image    the decoded image's mean, std and detail (mean absolute pixel difference), and its
            7 x 7 block means (4 x 4 pixels each): what the image is (busy images, or ones with much
            mid-gray, reconstruct worse at the same channel quality); each also times bits
-  consistency  the decoded image re-encoded (the shipped encoder at `reencode_snr_db`, the
-           transmitter's default SNR) against the received symbols, over the symbols not erased:
+  consistency  the decoded image re-encoded (the shipped encoder at `reencode_snr_db`,
+           inference.DESIGN_SNR_DB: what a transmitter without feedback encodes at) against the received symbols, over the symbols not erased:
            log10 of the mean excess |s - enc(x)|^2 - noise_var (the distortion the codec left, in
            symbol units: the encoder's linear part is an orthonormal image basis, so this tracks
            the image error it can see) and log10 of the mean |s - enc(x)|^2 / noise_var (1 for an
@@ -38,7 +38,6 @@ _IMAGE = ("mean", "std", "detail") + tuple(f"block{i}" for i in range((28 // POO
 _CONSISTENCY = ("consistency", "residual")
 FEATURES = (("one", "bits", "bits2", "erased", "erased*bits", "erased2") + _IMAGE + tuple(f"{n}*bits" for n in _IMAGE)
             + _CONSISTENCY + tuple(f"{n}*bits" for n in _CONSISTENCY) + tuple(f"{n}2" for n in _CONSISTENCY))
-REENCODE_SNR_DB = DESIGN_SNR_DB  # what a transmitter without feedback encodes at
 log = logging.getLogger("diffsem.runtime.reliability")
 FILE_NAME = "reliability.json"
 
@@ -74,7 +73,7 @@ def features(noise_var, image, symbols, reencoded) -> np.ndarray:
                            im, im * bits[:, None], c, c * bits[:, None], c ** 2], axis=1)
 
 
-def reencode(encode, images, snr_db: float = REENCODE_SNR_DB) -> np.ndarray:
+def reencode(encode, images, snr_db: float = DESIGN_SNR_DB) -> np.ndarray:
     """encode(images, snr [B]) -> symbols [B, k, 2] of the decoded images (clipped to [0, 1])."""
     x = np.clip(np.asarray(images, np.float32).reshape(-1, 1, 28, 28), 0.0, 1.0)
     return np.asarray(encode(x, np.full(len(x), snr_db, np.float32)), np.float32)
@@ -89,7 +88,12 @@ def fit(noise_var, images, symbols, reencoded, true_psnr) -> dict:
     w = np.linalg.solve(x.T @ x + reg, x.T @ y)
     lo, hi = np.percentile(y, [5, 95])
     return {"features": list(FEATURES), "ridge": RIDGE, "weights": [round(float(v), 6) for v in w],
-            "psnr_range_db": [round(float(lo), 3), round(float(hi), 3)], "reencode_snr_db": REENCODE_SNR_DB}
+            "psnr_range_db": [round(float(lo), 3), round(float(hi), 3)], "reencode_snr_db": DESIGN_SNR_DB}
+
+
+def _same_features(entry: dict) -> bool:
+    """The entry was fitted on the features this code computes."""
+    return list(entry.get("features", [])) == list(FEATURES)
 
 
 class Reliability:
@@ -99,12 +103,12 @@ class Reliability:
     the decoded images for the consistency features."""
 
     def __init__(self, entry: dict, encode):
-        if list(entry["features"]) != list(FEATURES):
+        if not _same_features(entry):
             raise ValueError(f"reliability entry has features {entry['features']}, this code computes {FEATURES} "
                              "(re-fit: diffsem measure reliability)")
         self.w = np.asarray(entry["weights"], dtype=np.float64)
         self.lo, self.hi = (float(v) for v in entry["psnr_range_db"])
-        self.reencode_snr_db = float(entry.get("reencode_snr_db", REENCODE_SNR_DB))
+        self.reencode_snr_db = float(entry.get("reencode_snr_db", DESIGN_SNR_DB))
         self.encode = encode
 
     def predict(self, noise_var, images, symbols):
@@ -131,7 +135,7 @@ def load(model_name: str, make_encode, path=None, model_sha256: str | None = Non
         return None
     if not entry:
         return None
-    if list(entry.get("features", [])) != list(FEATURES):  # made by an older version: the decoder runs, unscored
+    if not _same_features(entry):  # made by an older version: the decoder runs, unscored
         log.warning("%s: %s was fitted with other features than this code computes; no reliability score "
                     "(re-fit: diffsem measure reliability)", path, model_name)
         return None

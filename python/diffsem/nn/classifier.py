@@ -35,7 +35,6 @@ from diffsem.runtime.cards import load_card, make_card, verify_card, write_card
 log = logging.getLogger("diffsem.nn.classifier")
 
 CARD_NAME = "classifier.json"
-ONNX_CARD_NAME = "classifier_onnx.json"
 ROBUST = "classifier_robust"
 DEFAULTS = {"name": "classifier", "seed": 0, "epochs": 8, "batch": 128, "lr": 2e-3, "weight_decay": 1e-4,
             "widths": [32, 64], "features": 128, "dropout": 0.3, "hflip": True, "threads": 2,

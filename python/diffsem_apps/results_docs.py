@@ -122,8 +122,7 @@ def readme_with_headline(text: str, table: str) -> str:
 
 def page_decoders() -> str:
     rows = load_jsonl("eval_models.jsonl")
-    sources = ["eval_models.jsonl"] + (["decoders_test.jsonl"] if (RESULTS / "decoders_test.jsonl").is_file() else [])
-    return (header("Decoders on the test set", sources)
+    return (header("Decoders on the test set", ["eval_models.jsonl", "decoders_test.jsonl"])
             + "\nDeepJSCC and the 1- and 2-step students on the first 1000 Fashion-MNIST test images, "
               "through the training channel (`diffsem eval`), each student at its card's "
               "`default_temperature` (T in the column heads); the 32-step teacher and the 4-step "
@@ -136,10 +135,7 @@ def page_decoders() -> str:
 
 
 def _decoders_full_test_set() -> str:
-    """The students-vs-DeepJSCC table on all 10 000 test images (AWGN, flat Rayleigh), where those
-    rows exist."""
-    if not (RESULTS / "decoders_test.jsonl").is_file():
-        return ""
+    """The students-vs-DeepJSCC table on all 10 000 test images (AWGN, flat Rayleigh)."""
     rows = load_jsonl("decoders_test.jsonl")
     return ("\n## On all 10 000 test images\n\nRows (`decoders_test.jsonl`) were written by:\n"
             + block(CMD_DECODERS_10K) + "\n" + provenance(rows) + rt.vs_teacher_tables(rows))

@@ -855,7 +855,7 @@ class BurstBuilder:
         (complex64, 1..MAX_SYMBOLS_PER_FRAME symbols each) and 12-bit sequence numbers."""
         lay, r, n_data = self.layout, self.repeats, self.layout.n_data
         sizes = [p.size for p in payloads]
-        rows = np.array([2 + r - (-k // n_data) for k in sizes])
+        rows = np.array([2 + r + lay.n_ofdm_symbols(k) for k in sizes])
         first = np.cumsum(rows) - rows
         cells = np.zeros((int(rows.sum()), n_data), np.complex64)
         cells[(first[:, None] + 2 + np.arange(r)).ravel()] = header_copies_rows(sizes, seqs, r, lay).reshape(-1, n_data)

@@ -172,12 +172,11 @@ class BatchReceiver(BurstReceiver):
         """`first` and the pending triggers after it whose header samples are in (as the loop
         would take them were no frame accepted in between)."""
         out = [first]
-        end = self.buf_start + self.buf.size
         for trig, cfo, from_mf in self.pending:
-            start = trig - self.sym_len + self.timing_advance
+            start = self._header_start(trig)
             if trig < self.busy_until or start - self.cp < self.buf_start:
                 continue
-            if start + self.header_syms * self.sym_len + self.cp > end:
+            if not self._header_in(start):
                 break
             out.append((start, cfo, from_mf))
         return out

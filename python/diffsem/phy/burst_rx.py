@@ -296,12 +296,12 @@ class BurstReceiver:
             if not self.pending:
                 break
             trig, cfo, from_mf = self.pending[0]
-            start = trig - self.sym_len + self.timing_advance
+            start = self._header_start(trig)
             if start - self.cp < self.buf_start or self._inside_frame(trig):
                 self.pending.popleft()
                 continue
-            if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
-                break  # (+ cp: room to move the windows later, see _retime)
+            if not self._header_in(start):
+                break
             self.pending.popleft()
             self.waiting = self._next_header(start, cfo, events, from_mf)
         self._complete(events)
@@ -322,6 +322,15 @@ class BurstReceiver:
             self._merge_triggers(samples, base, triggers, cfos)
         self.buf = np.concatenate((self.buf, samples))
         return base, samples
+
+    def _header_start(self, trig: int) -> int:
+        """Absolute sample where the header of a frame triggered at `trig` starts."""
+        return trig - self.sym_len + self.timing_advance
+
+    def _header_in(self, start: int) -> bool:
+        """Whether the buffer holds the header starting at `start` (+ cp: room to move the
+        windows later, see _retime)."""
+        return start + self.header_syms * self.sym_len + self.cp <= self.buf_start + self.buf.size
 
     def _inside_frame(self, trig: int) -> bool:
         """Whether a trigger lies inside the accepted frame (before busy_until): then it is
@@ -620,12 +629,12 @@ class BurstReceiver:
         n_ofdm = (end - pay0) // self.sym_len
         cands, waiting = [], False
         for trig, cfo, from_mf in sorted(list(self.pending) + self._held):
-            start = trig - self.sym_len + self.timing_advance
+            start = self._header_start(trig)
             if start >= end:
                 break
             if start < pay0:
                 continue
-            if start + self.header_syms * self.sym_len + self.cp > self.buf_start + self.buf.size:
+            if not self._header_in(start):
                 waiting = True  # unless an earlier candidate's header decodes
                 break
             cands.append((start, cfo, from_mf))

@@ -151,6 +151,22 @@ def test_export_only_one_model_keeps_the_other_cards_calibration(tiny_run, tmp_p
         export_run(run_dir, out, only=("decoder",))
 
 
+def test_a_run_trained_up_to_the_codec_exports_the_codec(tiny_run, tmp_path):
+    import shutil
+
+    from diffsem.nn.export import export_run
+    _, run_dir = tiny_run
+    codec_only = tmp_path / "run"
+    codec_only.mkdir()
+    for name in ("jscc.pt", "summary.json"):  # what `diffsem train --stages jscc` leaves
+        shutil.copy(run_dir / name, codec_only / name)
+    out = tmp_path / "models"
+    assert sorted(p.name for p in export_run(codec_only, out, students=(1, 2))) == \
+        ["deepjscc_k16.onnx", "encoder_k16.onnx"]
+    with pytest.raises(FileNotFoundError, match="no trained"):
+        export_run(codec_only, out, only=("student",))
+
+
 def test_onnx_and_torch_schemes_agree(tiny_run, tiny_models, monkeypatch):
     from diffsem.experiments.schemes import load_scheme
     _, run_dir = tiny_run

@@ -93,23 +93,32 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4),
 
     teacher_steps = cfg["teacher"].get("steps", TEACHER_STEPS)
     distill_stages = [f"distill_s{n}" for n in cfg["distill"]["rounds"]]
-    jobs = [("encoder", None, mods["encoder"], ["image", "snr_db"], "symbols", training("jscc")),
-            ("deepjscc_decoder", None, mods["decoder"], ["symbols", "snr_db", "noise_var"], "image",
-             training("jscc")),
-            ("teacher", teacher_steps, build_diffusion_decoder(cfg, mods, "teacher", teacher_steps),
-             ["symbols", "snr_db", "noise_var", "noise"], "image", training("jscc", "teacher"))]
+    # (role, steps, a constructor of the module, inputs, output, training); a run trained only up to
+    # some stage (e.g. `--stages jscc`) exports what it has
+    jobs = [("encoder", None, lambda: mods["encoder"], ["image", "snr_db"], "symbols", training("jscc")),
+            ("deepjscc_decoder", None, lambda: mods["decoder"], ["symbols", "snr_db", "noise_var"], "image",
+             training("jscc"))]
     if "decoder_nonv" in mods:
-        jobs.insert(2, ("deepjscc_nonv", None, mods["decoder_nonv"], ["symbols", "snr_db", "noise_var"],
-                        "image", training("jscc", "ablation")))
+        jobs.append(("deepjscc_nonv", None, lambda: mods["decoder_nonv"], ["symbols", "snr_db", "noise_var"],
+                     "image", training("jscc", "ablation")))
+    if "teacher" in mods:
+        jobs.append(("teacher", teacher_steps, lambda: build_diffusion_decoder(cfg, mods, "teacher", teacher_steps),
+                     ["symbols", "snr_db", "noise_var", "noise"], "image", training("jscc", "teacher")))
     for n in students:
+        if f"distill_s{n}" not in mods:
+            continue
         upto = distill_stages[:distill_stages.index(f"distill_s{n}") + 1]
-        jobs.append(("student", n, build_diffusion_decoder(cfg, mods, "student", n),
+        jobs.append(("student", n, lambda n=n: build_diffusion_decoder(cfg, mods, "student", n),
                      ["symbols", "snr_db", "noise_var", "noise"], "image", training("jscc", "teacher", *upto)))
+    missing = set(only or ()) - {{"deepjscc_decoder": "deepjscc"}.get(j[0], j[0]) for j in jobs}
+    if missing:
+        raise FileNotFoundError(f"{run_dir} has no trained {sorted(missing)} (run the stages that make them)")
     written = []
-    for role, steps, module, in_names, out_name, train_info in jobs:
+    for role, steps, make_module, in_names, out_name, train_info in jobs:
         public = {"deepjscc_decoder": "deepjscc"}.get(role, role)
         if only and public not in only:
             continue
+        module = make_module()
         name = artifact_name(public, k, steps)
         path = out_dir / f"{name}.onnx"
         inputs = {n: ex[n] for n in in_names}

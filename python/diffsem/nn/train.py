@@ -243,6 +243,7 @@ class Stage:
         total = epochs * batches.per_epoch
         t_last_save = time.time()
         t0 = time.time() - log["time_s"]
+        t_here, steps_here = time.time(), 0  # this process's pace, for the ETA
         from tqdm import tqdm
         for e in range(epoch, epochs):
             bar = tqdm(total=batches.per_epoch, initial=start_it, disable=not progress, leave=False,
@@ -261,6 +262,7 @@ class Stage:
                 if self.ema:
                     self.ema.update(self.modules[self.ema_of])
                 running.append(loss.detach())
+                steps_here += 1
                 bar.update(1)
                 if time.time() - t_last_save > CHECKPOINT_EVERY_S:
                     log["time_s"] = time.time() - t0
@@ -270,7 +272,7 @@ class Stage:
             start_it = 0
             log["loss"].append(float(torch.stack(running).mean()) if running else float("nan"))
             log["time_s"] = time.time() - t0
-            done_steps, eta = _eta(log["time_s"], e + 1, epochs, epoch)
+            eta = _eta(time.time() - t_here, steps_here, total - (e + 1) * batches.per_epoch)
             print(f"[{self.cfg['name']}:{self.name}] epoch {e + 1}/{epochs} loss {log['loss'][-1]:.5f} "
                   f"({log['time_s']:.0f} s, stage ETA {eta})", flush=True)
             self.save(e + 1, 0, False, log)
@@ -280,14 +282,13 @@ class Stage:
         return log
 
 
-def _eta(elapsed_s: float, epochs_done: int, epochs: int, resumed_at: int) -> tuple[int, str]:
-    """Time left in a stage from the pace of this process's epochs (a resumed run's earlier
-    epochs may have run on other hardware)."""
-    if epochs_done >= epochs:
-        return epochs_done, "0 s"
-    per_epoch = elapsed_s / max(1, epochs_done)
-    left = per_epoch * (epochs - epochs_done)
-    return epochs_done, (f"{left / 3600:.1f} h" if left > 5400 else f"{left / 60:.0f} min")
+def _eta(elapsed_s: float, steps_done: int, steps_left: int) -> str:
+    """Time left in a stage at this process's pace (a resumed run's earlier steps may have run on
+    other hardware or beside other jobs)."""
+    if steps_left <= 0:
+        return "0 s"
+    left = elapsed_s / max(1, steps_done) * steps_left
+    return f"{left / 3600:.1f} h" if left > 5400 else f"{left / 60:.0f} min"
 
 
 # ----------------------------------------------------------------------------- the pipeline

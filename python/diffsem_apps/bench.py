@@ -8,6 +8,7 @@ TARGETS = {
     "phy": "diffsem_apps.bench_phy",           # analog OFDM loopback vs stock ofdm_tx/rx (Msps)
     "rx": "diffsem_apps.bench_rx",             # the receiver fed at an SDR's rate: samples dropped, frames decoded
     "decoder": "diffsem.experiments.bench_decoder",          # exported decoders under ONNX Runtime (images/s)
+    "train": "diffsem.nn.bench_train",         # a recipe's stages timed for a few steps: projected hours
     "link": "diffsem_apps.bench_link",         # the whole semantic loopback flowgraph
     "soak": "diffsem_apps.bench_soak",         # the loopback for minutes: RSS, queues, counters, accounting
 }

@@ -152,8 +152,6 @@ def test_export_only_one_model_keeps_the_other_cards_calibration(tiny_run, tmp_p
 
 
 def test_a_run_trained_up_to_the_codec_exports_the_codec(tiny_run, tmp_path):
-    import shutil
-
     from diffsem.nn.export import export_run
     _, run_dir = tiny_run
     codec_only = tmp_path / "run"
@@ -293,3 +291,19 @@ def test_the_codec_learns_what_the_linear_code_cannot():
         loss.backward()
         opt.step()
     assert val_psnr() > start + 0.5
+
+
+def test_bench_train_times_every_stage_and_projects_its_length(capsys):
+    import argparse
+
+    from diffsem.nn import bench_train
+    p = argparse.ArgumentParser()
+    bench_train.add_arguments(p)
+    assert bench_train.run(p.parse_args([str(TINY), "--steps", "2", "--device", "cpu"])) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    stages = report["stages"]
+    assert list(stages) == ["jscc", "ablation", "teacher", "distill_s2", "distill_s1"]
+    for s in stages.values():  # tiny.yaml: 256 images, batch 64, one epoch per stage
+        assert s["steps_in_stage"] == 4 and s["s_per_step"] > 0
+        assert s["projected_h"] == pytest.approx(s["s_per_step"] * 4 / 3600, abs=0.006)
+    assert report["total_h"] == pytest.approx(sum(s["projected_h"] for s in stages.values()), abs=0.011)

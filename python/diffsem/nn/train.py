@@ -201,8 +201,10 @@ def impairment_batch(x: torch.Tensor, cfg: dict, gen: torch.Generator):
 class Stage:
     """Checkpointed training loop shared by all stages: `step(batch, gen, it) -> loss`."""
 
-    def __init__(self, name, run_dir: Path, modules: dict, params, scfg: dict, cfg: dict, device, ema_of=None):
+    def __init__(self, name, run_dir: Path, modules: dict, params, scfg: dict, cfg: dict, device, ema_of=None,
+                 step_limit: int | None = None):
         self.name, self.run_dir, self.modules, self.cfg, self.scfg = name, run_dir, modules, cfg, scfg
+        self.step_limit = step_limit  # stop after this many steps and record their pace (bench train)
         self.device = device
         self.opt = torch.optim.AdamW(params, lr=scfg["lr"], weight_decay=scfg.get("weight_decay", 0.0))
         self.ema = EMA(modules[ema_of], scfg.get("ema", 0.999)) if ema_of else None
@@ -244,12 +246,16 @@ class Stage:
         t_last_save = time.time()
         t0 = time.time() - log["time_s"]
         t_here, steps_here = time.time(), 0  # this process's pace, for the ETA
+        step_times = []
         from tqdm import tqdm
         for e in range(epoch, epochs):
             bar = tqdm(total=batches.per_epoch, initial=start_it, disable=not progress, leave=False,
                        desc=f"{self.cfg['name']}:{self.name} {e + 1}/{epochs}", mininterval=5)
             running = []
             for it, x in batches.epoch(e, start_it):
+                if self.step_limit is not None and steps_here >= self.step_limit:
+                    break
+                t_step = time.perf_counter()
                 step = e * batches.per_epoch + it
                 for group in self.opt.param_groups:
                     group["lr"] = cosine_lr(step, total, self.scfg["lr"])
@@ -263,6 +269,7 @@ class Stage:
                     self.ema.update(self.modules[self.ema_of])
                 running.append(loss.detach())
                 steps_here += 1
+                step_times.append(time.perf_counter() - t_step)
                 bar.update(1)
                 if time.time() - t_last_save > CHECKPOINT_EVERY_S:
                     log["time_s"] = time.time() - t0
@@ -270,6 +277,11 @@ class Stage:
                     t_last_save = time.time()
             bar.close()
             start_it = 0
+            if self.step_limit is not None and steps_here >= self.step_limit:
+                steps = step_times[1:] or step_times  # the first step pays for allocations
+                log["pace"] = {"steps": len(steps), "s_per_step": sorted(steps)[len(steps) // 2],
+                               "steps_in_stage": total}
+                break
             log["loss"].append(float(torch.stack(running).mean()) if running else float("nan"))
             log["time_s"] = time.time() - t0
             eta = _eta(time.time() - t_here, steps_here, total - (e + 1) * batches.per_epoch)
@@ -293,7 +305,10 @@ def _eta(elapsed_s: float, steps_done: int, steps_left: int) -> str:
 
 # ----------------------------------------------------------------------------- the pipeline
 
-def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, progress=True) -> dict:
+def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, progress=True,
+                 step_limit: int | None = None) -> dict:
+    """Run the recipe's stages into run_dir. `step_limit`: run only that many steps of each stage
+    and record their pace in the summary (`diffsem bench train`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg["seed"])
     if device.type == "cuda":
@@ -322,7 +337,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
     if "jscc" in stages or not (run_dir / "jscc.pt").exists():
         st = Stage("jscc", run_dir, {"encoder": enc, "decoder": dec},
-                   list(enc.parameters()) + list(dec.parameters()), cfg["jscc"], cfg, device)
+                   list(enc.parameters()) + list(dec.parameters()), cfg["jscc"], cfg, device, step_limit=step_limit)
         summary.setdefault("stages", {})["jscc"] = st.run(x_train, jscc_step, progress)
     _load_modules(run_dir / "jscc.pt", {"encoder": enc, "decoder": dec}, device)
     enc.eval().requires_grad_(False)
@@ -339,7 +354,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
             return reconstruction_loss(abl.features(s_hat, snr, nv)[0], x, loss_kind)
 
         acfg = {**cfg["jscc"], **cfg.get("ablation", {})}  # Stage reads only its own keys; `channel` is abl_cfg's
-        st = Stage("ablation", run_dir, {"decoder": abl}, abl.parameters(), acfg, cfg, device)
+        st = Stage("ablation", run_dir, {"decoder": abl}, abl.parameters(), acfg, cfg, device, step_limit=step_limit)
         summary.setdefault("stages", {})["ablation"] = st.run(x_train, ablation_step, progress)
 
     dec.eval().requires_grad_(False)
@@ -361,7 +376,8 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
             x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
             return flow_matching_loss(unet, x0, x_hat, feat, snr, sigma, gen, sym=sym)
 
-        st = Stage("teacher", run_dir, {"unet": unet}, unet.parameters(), cfg["teacher"], cfg, device, ema_of="unet")
+        st = Stage("teacher", run_dir, {"unet": unet}, unet.parameters(), cfg["teacher"], cfg, device, ema_of="unet",
+                       step_limit=step_limit)
         summary.setdefault("stages", {})["teacher"] = st.run(x_train, teacher_step, progress)
 
     if "distill" in stages:
@@ -380,7 +396,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
                                          sym=sym)
 
             st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), dcfg, cfg, device,
-                       ema_of="unet")
+                       ema_of="unet", step_limit=step_limit)
             summary.setdefault("stages", {})[f"distill_s{n}"] = st.run(x_train, distill_step, progress)
             teacher, teacher_steps = student, n
     summary_path.write_text(json.dumps(summary, indent=1, default=str))

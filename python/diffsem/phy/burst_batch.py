@@ -34,7 +34,8 @@ from diffsem import phy
 from diffsem.phy.burst_rx import (HEADER_FIELDS_BITS, MAX_FILL_ERRORS, BurstReceiver, ReceivedFrame,
                                   _Header)
 from diffsem.phy.framing import (BURST_END_LLR, CARRIER_FLAG, CLOCK_SIGNIFICANT, DEAD_SYMBOL, DEAD_TAIL,
-                                  DEAD_TAIL_CELLS, LIVE_PILOT_FLOOR, MAX_DRIFT_PHASE_VAR, SYMBOL_FLAG, crc8_rows)
+                                  DEAD_TAIL_CELLS, LIVE_PILOT_FLOOR, MAX_DRIFT_PHASE_VAR, SYMBOL_FLAG, crc8_rows,
+                                  header_phase_search)
 
 
 def fit_phase_slope_rows(corr: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -315,10 +316,9 @@ class BatchReceiver(BurstReceiver):
         slope = fit_phase_slope_rows(corr, t)
         h_d = fitted[:, self._idx_d]
         gain = np.abs(h_d) ** 2
-        z = (copies[:, :, self._data_bins] * self._scrambler[None] * np.exp(-1j * slope[:, None] * t[None, :])[:, :, None]
-             * np.conj(h_d)[:, None, :])
+        z = copies[:, :, self._data_bins] * self._scrambler[None] * np.conj(h_d)[:, None, :]
         rows = np.arange(self.repeats)[:, None]
-        num = z[:, rows, self._unshift].sum(axis=1)
+        slope, num = header_phase_search(z[:, rows, self._unshift], t, slope)
         den = gain[:, self._unshift].sum(axis=1)
         bits = num / np.maximum(den, 1e-30)
         quality = np.sum(bits.real ** 2, axis=1) / np.maximum(np.sum(bits.imag ** 2, axis=1), 1e-30)

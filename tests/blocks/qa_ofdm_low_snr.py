@@ -18,3 +18,11 @@ def test_frames_received_at_0_db():
 def test_no_false_triggers_at_20_db():
     r = run(20.0, 100)
     assert r["lost"] == 0 and r["rx"]["false_triggers"] <= 5, r["rx"]
+
+
+def test_most_frames_received_at_minus_3_db():
+    # the header copies' phase searched on their data cells, and weak preambles kept when their
+    # header decodes: 16 % lost over 300 frames (36 % without either)
+    r = run(-3.0, 60)
+    assert r["lost"] <= 10, r  # 7 of 60; 12 with the phase search alone, ~22 with neither
+    assert r["rx"]["frames"] == r["rx"]["headers_ok"], r["rx"]

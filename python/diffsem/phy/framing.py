@@ -290,6 +290,18 @@ def fit_phase_slope(corr: np.ndarray, t: np.ndarray) -> float:
 HEADER_SLOPE_SEARCH = np.linspace(-0.8, 0.8, 33)
 
 
+@functools.lru_cache(maxsize=8)
+def _slope_search_tables(t: tuple):
+    """For header_phase_search: the distinct sums m = t_c + t_c', the [copies^2, sums] 0/1 map of
+    copy pairs to their sum, and the phasors e^{-j m offset} [sums, offsets]."""
+    t = np.asarray(t)
+    pair_t = (t[:, None] + t[None, :]).ravel()
+    sums, index = np.unique(pair_t, return_inverse=True)
+    pairs = np.zeros((pair_t.size, sums.size))
+    pairs[np.arange(pair_t.size), index] = 1.0
+    return sums, pairs, np.exp(-1j * sums[:, None] * HEADER_SLOPE_SEARCH[None, :])
+
+
 def header_phase_search(z: np.ndarray, t: np.ndarray, slope: np.ndarray):
     """The common-phase slope of the header copies that makes their combination most BPSK-like.
     z [F, copies, n_data]: each copy's data cells times conj(channel), unscrambled and unshifted
@@ -298,16 +310,19 @@ def header_phase_search(z: np.ndarray, t: np.ndarray, slope: np.ndarray):
     maximises Re sum_b num_b^2 (num_b: bit b's combination; |num|^2 cos 2(phase error), largest
     where the combination is real), refined between grid points by a parabola.
     Returns (slope [F], num [F, n_data])."""
-    cand = slope[:, None] + HEADER_SLOPE_SEARCH[None, :]
-    num = np.einsum("fsc,fcb->fsb", np.exp(-1j * cand[:, :, None] * t[None, None, :]), z)
-    metric = np.real(np.sum(num * num, axis=2))
+    # Re sum_b num_b^2 = Re sum_m H_m e^{-j s m}, with H_m = sum over copy pairs (c, c') with
+    # t_c + t_c' = m of sum_b z_cb z_c'b: a copies x copies Gram product, then a few phasors per slope
+    sums, pairs, phasors = _slope_search_tables(tuple(np.asarray(t, dtype=np.float64).tolist()))
+    gram = np.matmul(z, z.transpose(0, 2, 1)).reshape(z.shape[0], -1)
+    h = (gram @ pairs) * np.exp(-1j * slope[:, None] * sums[None, :])
+    metric = np.real(h @ phasors)
     best = np.clip(np.argmax(metric, axis=1), 1, HEADER_SLOPE_SEARCH.size - 2)
     rows = np.arange(z.shape[0])
     lo, mid, hi = metric[rows, best - 1], metric[rows, best], metric[rows, best + 1]
     curve = lo - 2.0 * mid + hi
     step = np.where(curve < 0, 0.5 * (lo - hi) / np.where(curve < 0, curve, -1.0), 0.0)
-    slope = cand[rows, best] + np.clip(step, -0.5, 0.5) * (HEADER_SLOPE_SEARCH[1] - HEADER_SLOPE_SEARCH[0])
-    num = np.einsum("fc,fcb->fb", np.exp(-1j * slope[:, None] * t[None, :]), z)
+    slope = slope + HEADER_SLOPE_SEARCH[best] + np.clip(step, -0.5, 0.5) * (HEADER_SLOPE_SEARCH[1] - HEADER_SLOPE_SEARCH[0])
+    num = np.matmul(np.exp(-1j * slope[:, None, None] * t[None, None, :]), z)[:, 0, :]
     return slope, num
 
 

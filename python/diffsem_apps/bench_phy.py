@@ -54,6 +54,7 @@ def _rx_only(samples: np.ndarray, make_rx, count) -> dict:
 def bench_ours(frames: int, snr_db: float, n_symbols: int, seed: int) -> dict:
     from gnuradio import diffsem
     from gnuradio.diffsem import ofdm_analog_rx
+    from gnuradio.diffsem.harness import wait_for_frames
     # As in the stock chain, the frames land in a C++ sink while the clock runs and are checked
     # after it stops (the Python symbol_checker, timed, took a fifth of the busy samples); and the
     # source has no acknowledgement window: like the stock chain's vector source it offers every
@@ -75,16 +76,7 @@ def bench_ours(frames: int, snr_db: float, n_symbols: int, seed: int) -> dict:
     samples_per_frame = tx.burst_length(n_symbols)
     t0 = time.monotonic()
     tb.start()
-    last, last_change = -1, t0
-    while time.monotonic() - t0 < 600.0:  # until every frame is in, or 5 s without one after the last sent
-        time.sleep(0.005)
-        got = sink.num_messages()
-        if got >= frames:
-            break
-        if got != last:
-            last, last_change = got, time.monotonic()
-        elif source.sent >= frames and time.monotonic() - last_change > 5.0:
-            break
+    wait_for_frames(sink.num_messages, source, frames, timeout=600.0, idle=5.0, poll=0.005)
     seconds = time.monotonic() - t0
     tb.stop()
     tb.wait()

@@ -414,6 +414,23 @@ class LoopbackSim(gr.top_block):
 
 # --- the analog OFDM PHY alone --------------------------------------------------------------------
 
+def wait_for_frames(received, source, n_frames: int, timeout: float, idle: float, poll: float = 0.02) -> float:
+    """Wait (a started flowgraph) until `received()` reaches n_frames, or `idle` s pass without a
+    new frame once `source` has sent them all, or `timeout`; returns the seconds waited."""
+    t0 = time.monotonic()
+    last, last_change = -1, t0
+    while time.monotonic() - t0 < timeout:
+        time.sleep(poll)
+        got = received()
+        if got != last:
+            last, last_change = got, time.monotonic()
+        if got >= n_frames:
+            break
+        if source.sent >= n_frames and time.monotonic() - last_change > idle:
+            break
+    return time.monotonic() - t0
+
+
 class PhyLoopback(gr.top_block):
     """symbol_source -> ofdm_analog_tx -> channel_sim -> ofdm_analog_rx -> symbol_checker, headless."""
 
@@ -438,18 +455,8 @@ class PhyLoopback(gr.top_block):
         """Start, wait until every frame is accounted for (received or after `idle` s without
         progress once the source is done), stop. Returns the checker's stats plus counters."""
         self.start()
-        t0 = time.monotonic()
-        last, last_change = -1, t0
-        while time.monotonic() - t0 < timeout:
-            time.sleep(0.02)
-            got = self.checker.counters.snapshot()["frames"]
-            if got != last:
-                last, last_change = got, time.monotonic()
-            if got >= self.n_frames:
-                break
-            if self.source.sent >= self.n_frames and time.monotonic() - last_change > idle:
-                break
-        elapsed = time.monotonic() - t0
+        elapsed = wait_for_frames(lambda: self.checker.counters.snapshot()["frames"], self.source, self.n_frames,
+                                  timeout, idle)
         self.stop()
         self.wait()
         out = self.checker.stats()

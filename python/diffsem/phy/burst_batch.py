@@ -31,8 +31,8 @@ import math
 import numpy as np
 
 from diffsem import phy
-from diffsem.phy.burst_rx import (HEADER_FIELDS_BITS, MAX_FILL_ERRORS, WEAK_PREAMBLE_FIT, BurstReceiver,
-                                  ReceivedFrame, _Header)
+from diffsem.phy.burst_rx import (HEADER_FIELDS_BITS, MAX_FILL_ERRORS, BurstReceiver, ReceivedFrame,
+                                  _Header)
 from diffsem.phy.framing import (BURST_END_LLR, CARRIER_FLAG, CLOCK_SIGNIFICANT, DEAD_SYMBOL, DEAD_TAIL,
                                   DEAD_TAIL_CELLS, LIVE_PILOT_FLOOR, MAX_DRIFT_PHASE_VAR, SYMBOL_FLAG, crc8_rows,
                                   header_phase_search)
@@ -411,15 +411,13 @@ class BatchReceiver(BurstReceiver):
         passed, n_symbols, seq, bits = self._parse(soft.real)
         keep = []
         for i, c in enumerate(batch):
-            if not explained[i] >= min(WEAK_PREAMBLE_FIT, self.min_preamble_fit):
+            fail = self._header_failure(float(explained[i]))
+            if fail is None:
                 out[c] = (None, ("false_trigger", "no preamble where the detector triggered"))
-            elif not explained[i] >= self.min_preamble_fit and not (passed[i] and quality[i] >= self.min_header_quality
-                                                                    and np.isfinite(fits.fitted[i]).all()):
-                out[c] = self._reference_header(c)  # a weak preamble: a frame only if its header decodes
             elif not np.isfinite(fits.fitted[i]).all():
                 out[c] = self._reference_header(c)
             elif quality[i] < self.min_header_quality:
-                out[c] = (None, ("header_fail", "header symbols are not BPSK"))
+                out[c] = (None, (fail, "header symbols are not BPSK"))
             elif not passed[i]:
                 out[c] = self._reference_header(c)  # the soft CRC chase, or salvage
             else:

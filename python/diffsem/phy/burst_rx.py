@@ -338,6 +338,14 @@ class BurstReceiver:
         windows later, see _retime)."""
         return start + self.header_syms * self.sym_len + self.cp <= self.buf_start + self.buf.size
 
+    def _header_failure(self, explained: float) -> str | None:
+        """What a failed header counts as, from the share of the LS energy the preamble fit
+        explains: "header_fail" (a real preamble: a frame lost), "false_trigger" (a weak fit, a
+        frame only if its header decodes on its own), or None (no preamble: refused)."""
+        if explained >= self.min_preamble_fit:
+            return "header_fail"
+        return "false_trigger" if explained >= min(WEAK_PREAMBLE_FIT, self.min_preamble_fit) else None
+
     def _inside_frame(self, trig: int) -> bool:
         """Whether a trigger lies inside the accepted frame (before busy_until): then it is
         dropped (a subclass that defers payloads settles a cut burst's end first)."""
@@ -479,11 +487,10 @@ class BurstReceiver:
             ls, fit, smooth = self._preamble_fit(spec)
         selection = fit[-1]
         explained = 1.0 - fit[2] / max(float(np.sum(np.abs(ls[act]) ** 2)), 1e-30)
-        if not explained >= min(WEAK_PREAMBLE_FIT, self.min_preamble_fit):
+        fail = self._header_failure(explained)
+        if fail is None:
             events.append(("false_trigger", "no preamble where the detector triggered"))
             return None
-        # a weak fit is a frame only if its header decodes; if not, it counts as a false trigger
-        fail = "header_fail" if explained >= self.min_preamble_fit else "false_trigger"
         combined = phy.combine_header(self.estimator, spec[2:], smooth, 0)
         if combined is None:
             events.append((fail, "no usable channel estimate"))

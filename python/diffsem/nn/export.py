@@ -110,16 +110,18 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4),
         upto = distill_stages[:distill_stages.index(f"distill_s{n}") + 1]
         jobs.append(("student", n, lambda n=n: build_diffusion_decoder(cfg, mods, "student", n),
                      ["symbols", "snr_db", "noise_var", "noise"], "image", training("jscc", "teacher", *upto)))
-    missing = set(only or ()) - {{"deepjscc_decoder": "deepjscc"}.get(j[0], j[0]) for j in jobs}
+    def public(role):  # the name users and artifacts know a role by
+        return {"deepjscc_decoder": "deepjscc"}.get(role, role)
+
+    missing = set(only or ()) - {public(job[0]) for job in jobs}
     if missing:
         raise FileNotFoundError(f"{run_dir} has no trained {sorted(missing)} (run the stages that make them)")
     written = []
     for role, steps, make_module, in_names, out_name, train_info in jobs:
-        public = {"deepjscc_decoder": "deepjscc"}.get(role, role)
-        if only and public not in only:
+        if only and public(role) not in only:
             continue
         module = make_module()
-        name = artifact_name(public, k, steps)
+        name = artifact_name(public(role), k, steps)
         path = out_dir / f"{name}.onnx"
         inputs = {n: ex[n] for n in in_names}
         t0 = time.time()

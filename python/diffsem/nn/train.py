@@ -245,15 +245,14 @@ class Stage:
         total = epochs * batches.per_epoch
         t_last_save = time.time()
         t0 = time.time() - log["time_s"]
-        t_here, steps_here = time.time(), 0  # this process's pace, for the ETA
-        step_times = []
+        t_here, step_times = time.time(), []  # this process's steps: its pace, for the ETA and bench train
         from tqdm import tqdm
         for e in range(epoch, epochs):
             bar = tqdm(total=batches.per_epoch, initial=start_it, disable=not progress, leave=False,
                        desc=f"{self.cfg['name']}:{self.name} {e + 1}/{epochs}", mininterval=5)
             running = []
             for it, x in batches.epoch(e, start_it):
-                if self.step_limit is not None and steps_here >= self.step_limit:
+                if self.step_limit is not None and len(step_times) >= self.step_limit:
                     break
                 t_step = time.perf_counter()
                 step = e * batches.per_epoch + it
@@ -268,7 +267,6 @@ class Stage:
                 if self.ema:
                     self.ema.update(self.modules[self.ema_of])
                 running.append(loss.detach())
-                steps_here += 1
                 step_times.append(time.perf_counter() - t_step)
                 bar.update(1)
                 if time.time() - t_last_save > CHECKPOINT_EVERY_S:
@@ -277,14 +275,14 @@ class Stage:
                     t_last_save = time.time()
             bar.close()
             start_it = 0
-            if self.step_limit is not None and steps_here >= self.step_limit:
+            if self.step_limit is not None and len(step_times) >= self.step_limit:
                 steps = step_times[1:] or step_times  # the first step pays for allocations
                 log["pace"] = {"steps": len(steps), "s_per_step": sorted(steps)[len(steps) // 2],
                                "steps_in_stage": total}
                 break
             log["loss"].append(float(torch.stack(running).mean()) if running else float("nan"))
             log["time_s"] = time.time() - t0
-            eta = _eta(time.time() - t_here, steps_here, total - (e + 1) * batches.per_epoch)
+            eta = _eta(time.time() - t_here, len(step_times), total - (e + 1) * batches.per_epoch)
             print(f"[{self.cfg['name']}:{self.name}] epoch {e + 1}/{epochs} loss {log['loss'][-1]:.5f} "
                   f"({log['time_s']:.0f} s, stage ETA {eta})", flush=True)
             self.save(e + 1, 0, False, log)

@@ -142,10 +142,11 @@ def run_point(args, channel, snr_db, taps_address):
         drained = tb.run_until_drained(timeout_s=max(120.0, 5.0 * args.n), quiet_s=5.0)
         report = tb.report()
         recs = [{r["seq"]: r for r in met.records} for met in tb.metrics]
+        fills = [None if dec.fill is None else dec.fill[0] for dec in tb.decoders]
     finally:
         if tb.taps is not None:
             tb.taps.close()  # free the endpoint for the next point
-    return drained, report, recs
+    return drained, report, recs, fills
 
 
 def _impairment(args):
@@ -200,17 +201,21 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else None
 
 
-def summarize_point(args, channel, snr, drained, dec_report, by_seq, images, labels):
-    """One metrics.json entry (and the reconstructions, a lost frame as a black image)."""
+def summarize_point(args, channel, snr, drained, dec_report, by_seq, images, labels, fill=None):
+    """One metrics.json entry (and the reconstructions). A lost frame is what the receiver shows
+    for it: the decoder's fill from nothing (`fill`, the image diffusion_decoder shows for a gap
+    in the sequence numbers; the frames lost after the last one received too), black without one."""
     mode = "diffusion" if dec_report["decoder"].startswith("diffusion") else "deepjscc"
     recons = np.zeros_like(images)
-    delivered = [i for i in range(len(images)) if "image" in by_seq.get(i, {})]
+    if fill is not None:
+        recons[:, 0] = fill
+    delivered = [i for i in range(len(images)) if "image" in by_seq.get(i, {}) and not by_seq[i].get("filled")]
     for i in delivered:
         recons[i, 0] = by_seq[i]["image"]
     point = {"channel": channel, "snr_db": snr, "impairment": _impairment(args),
              "decoder": dec_report["decoder"], "model": dec_report["model"],
              "provider": dec_report["provider"], "in_flowgraph": _score(recons, images, labels),
-             "accounting": {k: dec_report.get(k) for k in ("sent", "decoded", "crc_dropped", "queue_dropped",
+             "accounting": {k: dec_report.get(k) for k in ("sent", "decoded", "filled", "crc_dropped", "queue_dropped",
                                                            "bad_input", "failed", "lost", "rx_false_triggers")},
              "drained": drained,
              "snr_est_db_mean": _mean([by_seq[i].get("snr_est_db") for i in delivered]),
@@ -241,7 +246,7 @@ def _point_line(point) -> str:
     accuracy = f"{f['accuracy']:.3f}" if f.get("accuracy") is not None else "-"
     line = (f"{point['channel']:9s} {point['snr_db']:5.1f} dB  {point['decoder']:13s} psnr {f['psnr']:6.2f} dB  "
             f"acc {accuracy}  sent {acc['sent']} decoded {acc['decoded']} crc {acc['crc_dropped']} "
-            f"queue {acc['queue_dropped']} lost {acc['lost']}")
+            f"queue {acc['queue_dropped']} lost {acc['lost']} filled {acc.get('filled') or 0}")
     if "offline" in point:
         line += f"  | offline psnr {point['offline']['psnr']:6.2f} (d {point['delta_psnr_db']:+.2f} dB)"
         if "delta_accuracy_points" in point:
@@ -294,9 +299,10 @@ def _run(args):
     for channel in args.channel:
         for snr in args.snr:
             t0 = time.perf_counter()
-            drained, report, recs = run_point(args, channel, snr, taps_address)
-            for dec_report, by_seq in zip(report["decoders"], recs):
-                point, recons = summarize_point(args, channel, snr, drained, dec_report, by_seq, images, labels)
+            drained, report, recs, fills = run_point(args, channel, snr, taps_address)
+            for dec_report, by_seq, fill in zip(report["decoders"], recs, fills):
+                point, recons = summarize_point(args, channel, snr, drained, dec_report, by_seq, images, labels,
+                                                fill)
                 points.append(point)
                 mode = "diffusion" if point["decoder"].startswith("diffusion") else "deepjscc"
                 tiles[(channel, snr, mode)] = [recons[i, 0] for i in range(min(args.show, len(images)))]
@@ -326,7 +332,8 @@ def _run(args):
         "snrs_db": args.snr, "channels": args.channel, "impairment": _impairment(args),
         "metric_notes": "psnr: mean per image on [0,1]; ssim: scikit-image; accuracy: in-project Fashion-MNIST "
                         "classifier on the reconstructions; fid: FID-FMNIST on that classifier's features (not "
-                        "Inception-FID); frames the link lost are scored as black images",
+                        "Inception-FID); a frame the link lost is scored as what the receiver shows for it, the "
+                        "decoder's fill from nothing (accounting.filled; in_flowgraph_delivered_only leaves them out)",
         "host": {"machine": platform.machine(), "processor": platform.processor(), "cores": os.cpu_count(),
                  "python": platform.python_version()},
         "elapsed_s": round(time.perf_counter() - t_start, 1),

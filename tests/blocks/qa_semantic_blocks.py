@@ -23,11 +23,12 @@ K = TINY_K
 
 
 class awgn_air(gr.basic_block):
-    """Stands in for TX + channel + RX: adds CN(0, sigma^2) and the RX's meta (snr_db, noise_var)."""
+    """Stands in for TX + channel + RX: adds CN(0, sigma^2) and the RX's meta (snr_db, noise_var);
+    the frames whose seq is in `lose` are never detected."""
 
-    def __init__(self, snr_db=20.0, seed=5):
+    def __init__(self, snr_db=20.0, seed=5, lose=()):
         gr.basic_block.__init__(self, name="awgn_air", in_sig=None, out_sig=None)
-        self.snr_db, self.rng = snr_db, np.random.default_rng(seed)
+        self.snr_db, self.rng, self.lose = snr_db, np.random.default_rng(seed), set(lose)
         self.received = {}
         self.message_port_register_in(pmt.intern("in"))
         self.message_port_register_out(pmt.intern("out"))
@@ -35,6 +36,8 @@ class awgn_air(gr.basic_block):
 
     def handle(self, msg):
         meta, symbols = pdu_parts(msg)
+        if meta["seq"] in self.lose:
+            return
         sigma2 = 10 ** (-self.snr_db / 10)
         noise = (self.rng.standard_normal(symbols.size) + 1j * self.rng.standard_normal(symbols.size)) * np.sqrt(sigma2 / 2)
         rx = (symbols + noise).astype(np.complex64)
@@ -52,11 +55,11 @@ def _wait(cond, timeout=20.0):
     return False
 
 
-def _link(tiny_models, tmp_path, count=8, mode="diffusion", **decoder_kw):
+def _link(tiny_models, tmp_path, count=8, mode="diffusion", lose=(), **decoder_kw):
     tb = gr.top_block()
     src = blocks.image_source("fashion-mnist", "test", first=0, count=count, loop=False, rate=0)
     enc = blocks.semantic_encoder(k=K, models_dir=str(tiny_models), provider="cpu")
-    air = awgn_air()
+    air = awgn_air(lose=lose)
     dec = blocks.diffusion_decoder(k=K, mode=mode, steps=1, models_dir=str(tiny_models), provider="cpu", seed=3,
                                    **decoder_kw)
     sink = blocks.image_sink(str(tmp_path / "rx"), mosaic_every=4)
@@ -357,3 +360,75 @@ def test_bad_pdus_into_encoder_sink_and_taps_are_counted_not_fatal(tiny_models, 
     sink._handle(image_pdu({"seq": 9}, np.zeros(784, np.float32)))  # and good input still works
     assert (tmp_path / "rx" / "rx_000009.png").exists()
     tap.close()
+
+
+# --- a frame lost before its header decoded: shown as the decoder's fill from nothing ------------
+
+def _run_lossy(tiny_models, tmp_path, lose, count, **decoder_kw):
+    tb, b = _link(tiny_models, tmp_path, count=count, mode="deepjscc", lose=lose, **decoder_kw)
+    _run_until(tb, lambda: (b["src"].finished() and b["met"].accounting()["decoded"] == count - len(lose)
+                            and b["dec"].wait_idle(0) and b["met"].wait_idle(0)), b["met"].accounting)
+    return b["dec"], b["met"]
+
+
+def test_a_frame_lost_between_two_received_is_shown_as_the_fill_and_stays_lost(tiny_models, tmp_path):
+    from diffsem.phy.ofdm import ERASED_NOISE_VAR
+
+    dec, met = _run_lossy(tiny_models, tmp_path, lose={2, 5}, count=8)
+    acc = met.accounting()
+    # still lost in the identity (never detected: missing), shown and scored apart
+    assert acc["sent"] == 8 and acc["decoded"] == 6 and acc["missing"] == 2 and acc["filled"] == 2
+    assert dec.stats()["filled"] == 2
+    filled = sorted((r for r in met.records if r.get("filled")), key=lambda r: r["seq"])
+    assert [r["seq"] for r in filled] == [2, 5]
+    # the fill is the decoder's output with every symbol erased, scored against the frame's reference
+    model = inference.load_model(tiny_models / f"deepjscc_k{K}.json", "cpu")
+    erased = inference.DecodeRequest(np.zeros(K, np.complex64), 10.0, np.full(K, ERASED_NOISE_VAR, np.float32), 0)
+    expected = inference.FrameDecoder(model, K, "deepjscc")([erased])[0]
+    for r in filled:
+        assert np.allclose(r["image"], expected, atol=1e-5) and "psnr_db" in r and r["label"] >= 0
+    # the running means are the decoded frames' alone
+    decoded = [r["psnr_db"] for r in met.records if not r.get("filled")]
+    assert len(decoded) == 6
+    assert met.summary()["avg_psnr_db"] == pytest.approx(np.mean(decoded))
+
+
+def test_fill_lost_off_shows_nothing_for_the_gap(tiny_models, tmp_path):
+    dec, met = _run_lossy(tiny_models, tmp_path, lose={3}, count=6, fill_lost=False)
+    acc = met.accounting()
+    assert acc["decoded"] == 5 and acc["missing"] == 1 and acc["filled"] == 0 and dec.fill is None
+    assert not any(r.get("filled") for r in met.records)
+
+
+def test_a_sequence_jump_is_counted_not_filled(tiny_models):
+    from diffsem.link.seq import MAX_GAP_SHOWN
+
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(tiny_models), provider="cpu")
+    shown = []
+    dec._publish = lambda meta, result: shown.append(meta["seq"])  # the fill images only: no worker runs
+
+    def frame(seq):
+        dec._handle(make_pdu({"seq": seq, "snr_db": 10.0, "noise_var": np.full(K, 0.1, np.float32)},
+                             np.ones(K, np.complex64)))
+
+    frame(10)
+    frame(11 + MAX_GAP_SHOWN + 1)  # a TX restart: too long a gap to draw
+    assert shown == [] and dec.stats()["gap_not_shown"] == MAX_GAP_SHOWN + 1
+    frame(4095)
+    frame(2)  # a short gap across the 12-bit wrap
+    assert shown[-2:] == [0, 1] and dec.stats()["filled"] == len(shown)
+
+
+def test_the_shipped_decoders_fill_beats_a_black_frame(test_split):
+    """What the receiver shows for a lost frame must be a better guess than nothing: an untrained or
+    broken decoder gives noise or a constant that scores no better than black."""
+    from diffsem.metrics import psnr
+
+    images = test_split[0][:500]
+    black = float(np.mean(psnr(np.zeros_like(images), images)))
+    for mode in ("deepjscc", "diffusion"):
+        dec = blocks.diffusion_decoder(k=128, mode=mode, steps=2, provider="cpu")
+        fill = dec.fill[0][None, None]
+        assert float(np.mean(psnr(np.broadcast_to(fill, images.shape), images))) > black + 2.0, mode
+        predicted, reliability = dec.fill[1]  # nothing arrived: no PSNR claimed, the whole image invented
+        assert np.isnan(predicted) and reliability == 0.0, mode

@@ -214,3 +214,5 @@ def test_monitor_line_shows_the_receivers_reliability_estimate():
                                    "predicted_psnr_db": 20.84, "reliability": 0.62})
     assert "predicted 20.84" in line and "reliability 0.62" in line
     assert "(predicted -, reliability -)" in monitor.format_metrics({"seq": 8, "psnr_db": 20.0})   # older decoders: a dash
+    filled = monitor.format_metrics({"seq": 9, "psnr_db": 10.9, "reliability": 0.0, "filled": True, "correct": True})
+    assert "LOST, filled" in filled and "(predicted -, reliability 0.00)" in filled and "? ok" not in filled

@@ -131,8 +131,11 @@ def test_crc_dropped_frames_are_accounted_for(tiny_models):
     assert jammer.jammed == {1, 4, 7, 10}
     assert acc["sent"] == 12 == acc["decoded"] + acc["crc_dropped"] + acc["queue_dropped"]
     assert acc["crc_dropped"] == 4 and acc["decoded"] == 8 and acc["missing"] == 0
-    decoded = sorted(r["seq"] for r in tb.metrics[0].records)
+    decoded = sorted(r["seq"] for r in tb.metrics[0].records if not r.get("filled"))
     assert decoded == [s for s in range(12) if s % 3 != 1]  # exactly the jammed frames are missing
+    # ...and each was shown as the decoder's fill once the next frame arrived, still counted lost
+    assert sorted(r["seq"] for r in tb.metrics[0].records if r.get("filled")) == [1, 4, 7, 10]
+    assert acc["filled"] == 4
 
 
 def test_frames_the_receiver_never_detects_are_reported_lost(tiny_models):
@@ -163,7 +166,7 @@ def test_generated_headless_flowgraph_accounts_for_every_frame(generated, tiny_m
     acc = run_until_accounted(tb, 6)
     assert acc["sent"] == 6 == acc["decoded"] + acc["crc_dropped"] + acc["queue_dropped"]
     assert acc["decoded"] >= 5  # at 20 dB at most the run's first frame may fail its header
-    assert len(list((tmp_path / "img").glob("rx_0*.png"))) == acc["decoded"]
+    assert len(list((tmp_path / "img").glob("rx_0*.png"))) == acc["decoded"] + acc["filled"]
     tb.diffsem_zmq_taps_0.close()
 
 

@@ -12,6 +12,10 @@ Out "out":  image PDU: the input meta minus noise_var, plus "latency_ms" (queue 
             from the received symbols, their noise variances, the decoded image and that image
             re-encoded by the link's encoder (models/encoder_k{k}.json beside the card, loaded
             only then; diffsem.runtime.reliability).
+            A frame lost before its header decoded (a gap in the header's sequence number) is
+            shown when the next frame arrives, as the decoder's fill from nothing: every symbol
+            erased (noise variance ERASED_NOISE_VAR), so the image is the prior's best guess,
+            with meta "status": "lost", "filled": True (fill_lost; counted "filled").
 Out "drops": {"seq", "reason", "block"} per frame not decoded (bad_input, queue_full, error).
 Out "state": a dict after every batch: counters, queue depth, latency p50/p99, provider.
 
@@ -30,6 +34,8 @@ from gnuradio import gr
 
 from diffsem.runtime import inference, naming, reliability
 from diffsem.channel import snr_db_to_noise_var
+from diffsem.link.seq import GapTracker
+from diffsem.phy.ofdm import ERASED_NOISE_VAR
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, guarded, image_pdu, pdu_parts, rejections, seq_of
 
@@ -51,11 +57,15 @@ class diffusion_decoder(gr.basic_block):
     `default_temperature` (0.825-0.9 for the shipped students: their teacher's sharpness, 1.1-1.5 dB
     below DeepJSCC's PSNR; `diffsem calibrate`), 1.0 samples the learned posterior (sharpest), 0 is
     a deterministic refiner.
+    fill_lost: show each frame lost before its header decoded as the fill from nothing (the image
+    is computed once, at construction); False leaves such frames unshown, as before a receiver
+    knew of them. A gap longer than diffsem.link.seq.MAX_GAP_SHOWN (a TX restart) is counted
+    ("gap_not_shown"), not filled.
     """
 
     def __init__(self, k=128, mode="diffusion", steps=2, card="", models_dir="", provider="auto", seed=0,
                  max_queue=16, max_batch=8, drop_policy="oldest", threads=1, cache_dir="", temperature=None,
-                 encoder_snr_db=inference.DESIGN_SNR_DB):
+                 encoder_snr_db=inference.DESIGN_SNR_DB, fill_lost=True):
         gr.basic_block.__init__(self, name="diffusion_decoder", in_sig=None, out_sig=None)
         self.log = block_logger(self, "diffusion_decoder")
         self.warn = RateLimitedLog(self.log)
@@ -85,6 +95,8 @@ class diffusion_decoder(gr.basic_block):
         detail = f", temperature {self.decode.temperature:g}" if self.decode.wants_noise else ""
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}{detail}")
         self.bad_input = 0
+        self.gaps, self.filled, self.gap_not_shown = GapTracker(), 0, 0
+        self.fill = self._decode_and_score([self._erased_request()])[0] if fill_lost else None
         self.worker = inference.InferenceWorker(
             self._decode_and_score, self._emit, max_queue=int(max_queue), max_batch=int(max_batch),
             drop_policy=drop_policy, on_drop=self._on_drop, on_batch=self._after_batch,
@@ -111,6 +123,11 @@ class diffusion_decoder(gr.basic_block):
                                              np.stack([inference.symbols_to_array(r.symbols) for r in requests]))
         return [(image, (p, r)) for image, p, r in zip(images, pred, rel)]
 
+    def _erased_request(self):
+        """A frame of which nothing arrived: every symbol erased (the training channel's erasure)."""
+        return inference.DecodeRequest(np.zeros(self.k, np.complex64), inference.DESIGN_SNR_DB,
+                                       np.full(self.k, ERASED_NOISE_VAR, np.float32), 0, {})
+
     def start(self):
         self.worker.start()
         return True
@@ -126,6 +143,8 @@ class diffusion_decoder(gr.basic_block):
         try:
             meta, symbols = pdu_parts(msg)
             seq = seq_of(meta)
+            if seq is not None:
+                self._show_lost(seq)
             if symbols.dtype.kind != "c":
                 raise BadPdu(f"symbol PDU must carry a c32vector, got {symbols.dtype}", "payload_type")
             if seq is None:
@@ -150,14 +169,31 @@ class diffusion_decoder(gr.basic_block):
                                           np.asarray(noise_var, np.float32), seq, meta)
         self.worker.submit(request)
 
+    def _show_lost(self, seq):
+        """The frames missing before `seq` (lost before their header decoded), shown as the fill."""
+        lost, not_shown = self.gaps.lost_before(seq)
+        if not_shown:
+            self.gap_not_shown += not_shown
+            self.warn("seq_jump", f"diffusion_decoder: sequence jumped by {not_shown} to {seq} (TX restart or "
+                                  "long outage): counted, not filled")
+        if self.fill is None:
+            return
+        for missing in lost:
+            self.filled += 1
+            self._publish({"seq": missing, "status": "lost", "filled": True}, self.fill)
+
     # --- worker thread --------------------------------------------------------------------------------
     def _emit(self, request, result, info):
+        self._publish(dict(request.meta, latency_ms=info["latency_ms"], batch_size=info["batch_size"]), result)
+
+    def _publish(self, meta, result):
+        """An image PDU out: `meta` plus the decoder's name and its reliability score."""
         image, score = result
-        meta = dict(request.meta)
-        meta.update(latency_ms=info["latency_ms"], batch_size=info["batch_size"], t_dec_out=time.time(),
-                    decoder=self.label, provider=self.provider)
+        meta.update(t_dec_out=time.time(), decoder=self.label, provider=self.provider)
         if score is not None:
-            meta.update(predicted_psnr_db=round(float(score[0]), 2), reliability=round(float(score[1]), 3))
+            if np.isfinite(score[0]):  # none for a frame of which nothing arrived (reliability 0)
+                meta["predicted_psnr_db"] = round(float(score[0]), 2)
+            meta["reliability"] = round(float(score[1]), 3)
         self.message_port_pub(pmt.intern("out"), image_pdu(meta, image))
 
     def _after_batch(self, n_items):
@@ -176,5 +212,5 @@ class diffusion_decoder(gr.basic_block):
 
     def stats(self) -> dict:
         s = self.worker.stats()
-        s.update(bad_input=self.bad_input, rejected=rejections(self).snapshot(), provider=self.provider, decoder=self.label, model=self.model.name)
+        s.update(bad_input=self.bad_input, filled=self.filled, gap_not_shown=self.gap_not_shown, rejected=rejections(self).snapshot(), provider=self.provider, decoder=self.label, model=self.model.name)
         return {k: v for k, v in s.items() if v is not None}

@@ -113,11 +113,9 @@ class _rx_imager(gr.basic_block):
 
     Follows the header's sequence number: frames missing between two received ones were lost
     before their header decoded; each is shown (grey, status "lost") and counted on the gap.
-    A gap longer than MAX_GAP_IMAGES (a TX restart, a wrap after a long outage) is no run of
-    lost frames to draw: it is counted ("seq_jumps", its numbers under "gap_not_shown") and
-    logged, and no image is made for it, so memory stays bounded whatever the header says."""
-
-    MAX_GAP_IMAGES = 64
+    A gap longer than diffsem.link.seq.MAX_GAP_SHOWN (a TX restart, a wrap after a long outage)
+    is counted ("seq_jumps", its numbers under "gap_not_shown") and logged, and no image is made
+    for it."""
 
     def __init__(self, budget: core.Budget, counters: Counters):
         gr.basic_block.__init__(self, "diffsem_digital_rx_imager", None, None)
@@ -144,13 +142,12 @@ class _rx_imager(gr.basic_block):
     def _emit(self, meta, rec: core.Received):
         seq = pmt_seq(meta)
         if seq is not None:
-            gap = self.gaps.received(seq)
-            if len(gap) > self.MAX_GAP_IMAGES:
+            gap, not_shown = self.gaps.lost_before(seq)
+            if not_shown:
                 self.counters.incr("seq_jumps")
-                self.counters.incr("gap_not_shown", len(gap))
-                self._log("seq_jump", f"digital_link_rx: sequence jumped by {len(gap)} to {seq} (TX restart or "
+                self.counters.incr("gap_not_shown", not_shown)
+                self._log("seq_jump", f"digital_link_rx: sequence jumped by {not_shown} to {seq} (TX restart or "
                                       "long outage): counted, no images made for the gap")
-                gap = []
             for missing in gap:
                 lost = pmt.dict_add(pmt.make_dict(), pmt.intern("status"), pmt.intern("lost"))
                 lost = pmt.dict_add(lost, pmt.intern("seq"), pmt.from_long(missing))

@@ -9,8 +9,9 @@ Out "reference": the reference image PDU of each decoded frame, emitted with its
 Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db", "ssim",
              "snr_est_db", "latency_ms" (decoder), "e2e_latency_ms" (source emit -> decoder
              output), "decoder", the decoder's "predicted_psnr_db" and "reliability" when it
-             sends them, running means "avg_psnr_db", "avg_ssim", "accuracy", and the
-             accounting counters}; a dropped frame gives {"seq", "dropped": reason, counters}.
+             sends them, running means "avg_psnr_db", "avg_ssim", "accuracy" (over the decoded
+             frames), and the accounting counters}; a dropped frame gives {"seq", "dropped":
+             reason, counters}; a lost frame the decoder filled gives its record with "filled".
 
 Accounting (sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input + failed + missing) and the
 matching of a received 12-bit seq to its reference are diffsem.link.accounting's. crc_dropped
@@ -124,6 +125,12 @@ class link_metrics(gr.basic_block):
         except BadPdu:
             self.counters["bad_pdu"] += 1
             raise
+        if meta.get("filled"):  # a lost frame shown as the decoder's fill: still lost, scored apart
+            with self._lock:
+                seq, ref = self.references.find(seq_of(meta))
+                self.counters["filled"] += 1
+            self.worker.submit((seq, meta, image, ref))
+            return
         with self._lock:
             seq, ref = self.references.take(seq_of(meta))
             # with a reference stream, a frame without its reference (older than the reference
@@ -197,15 +204,18 @@ class link_metrics(gr.basic_block):
             if "pred" in scores and label >= 0:
                 record["correct"] = bool(scores["pred"] == label)
                 record["pred_class"] = CLASSES[scores["pred"]]
+        decoded = not meta.get("filled")  # the running means and latencies are the decoded frames
+        if not decoded:
+            record["filled"] = True
         with self._lock:
-            if "psnr_db" in scores:
+            if "psnr_db" in scores and decoded:
                 self._sums["psnr_db"] += scores["psnr_db"]
                 self._sums["ssim"] += scores["ssim"]
                 self._sums["scored"] = self._sums.get("scored", 0) + 1
-            if "correct" in record:
+            if "correct" in record and decoded:
                 self._sums["classified"] += 1
                 self._sums["correct"] += int(record["correct"])
-            if record.get("e2e_latency_ms") is not None:
+            if record.get("e2e_latency_ms") is not None and decoded:
                 self._latencies.append(record["e2e_latency_ms"])
             stored = dict(record)
             if self.keep_images:

@@ -7,7 +7,9 @@ sent are counted as drops_unmatched, outside the identity. (A link with no refer
 counts every frame out of the decoder as decoded and every notice by its reason.)
 `salvaged` counts the decoded frames whose header failed its CRC and was recovered with the
 link's fixed k (meta "salvaged" from ofdm_analog_rx): decoded and scored like the others, never
-black, reported apart (salvaged <= decoded).
+black, reported apart (salvaged <= decoded). `filled` counts the lost frames the decoder showed as
+its fill from nothing (meta "filled", a gap in the header seq): they stay lost in the identity
+(crc_dropped or missing), scored apart from the decoded frames (filled <= crc_dropped + missing).
 crc_dropped comes from the receiver's own counters (header CRC failed, malformed or non-finite
 payload). `missing` is in flight while the link runs; a frame still missing once the link has
 drained was never detected by the receiver (lost). Receiver drops beyond the frames unaccounted
@@ -28,7 +30,7 @@ from diffsem.link.seq import SEQ_MODULO
 # receiver saw and did not deliver (truncated and clock-mismatched frames are delivered).
 RX_DROP_KEYS = ("header_crc_fail", "malformed", "nonfinite", "wrong_rate")
 MAX_REFERENCES = SEQ_MODULO // 2  # a 12-bit seq names one pending reference (~6 MB kept)
-COUNTERS = ("sent", "decoded", "salvaged", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu",
+COUNTERS = ("sent", "decoded", "salvaged", "filled", "queue_dropped", "bad_input", "failed", "unmatched", "bad_pdu",
             "drops_unmatched")
 # drop-notice reason -> the counter it goes to (anything else is "failed")
 DROP_COUNTER = {"queue_full": "queue_dropped", "stopped": "queue_dropped", "bad_input": "bad_input"}

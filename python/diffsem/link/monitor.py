@@ -47,8 +47,8 @@ def format_metrics(m: dict) -> str:
     seq = _field(m, "seq", "?")
     if "dropped" in m:
         return f"seq {seq:>6}  DROPPED ({_field(m, 'dropped')} in {_field(m, 'block', '?')})  {counts}"
-    verdict = "-"
-    if "correct" in m:
+    verdict = "LOST, filled" if m.get("filled") else "-"  # shown as the decoder's fill from nothing
+    if "correct" in m and not m.get("filled"):
         verdict = f"{_field(m, 'pred_class', _field(m, 'pred', '?'))} {'ok' if m['correct'] is True else 'WRONG'}"
     return (f"seq {seq:>6}  {_field(m, 'decoder', ''):13s} snr_est {num('snr_est_db', '5.1f')} dB  "
             f"psnr {num('psnr_db', '5.2f')} dB (predicted {num('predicted_psnr_db', '5.2f')}, "

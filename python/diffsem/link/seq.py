@@ -8,7 +8,10 @@ import numpy as np
 
 from diffsem.phy import SEQ_MODULO
 
-__all__ = ["SEQ_MODULO", "seq_of", "SeqCounter", "GapTracker"]
+__all__ = ["SEQ_MODULO", "MAX_GAP_SHOWN", "seq_of", "SeqCounter", "GapTracker"]
+
+# the longest run of lost frames a receiver shows one by one (GapTracker.lost_before)
+MAX_GAP_SHOWN = 64
 
 
 def seq_of(meta: dict):
@@ -43,3 +46,11 @@ class GapTracker:
             [(self.next_seq + i) % SEQ_MODULO for i in range((seq - self.next_seq) % SEQ_MODULO)]
         self.next_seq = (seq + 1) % SEQ_MODULO
         return missing
+
+    def lost_before(self, seq: int) -> tuple[list[int], int]:
+        """received(seq) for a receiver that shows each lost frame: (the sequence numbers to show,
+        the count not shown). A gap longer than MAX_GAP_SHOWN (a TX restart, a wrap after a long
+        outage) is no run of lost frames to draw: nothing is shown for it, so memory and work stay
+        bounded whatever the header says."""
+        missing = self.received(seq)
+        return (missing, 0) if len(missing) <= MAX_GAP_SHOWN else ([], len(missing))

@@ -112,9 +112,14 @@ class Reliability:
         self.encode = encode
 
     def predict(self, noise_var, images, symbols):
+        """A frame of which nothing arrived (every symbol erased: the decoder's fill of a lost frame)
+        gets no predicted PSNR (NaN: the fit saw at most half a frame erased, and its consistency
+        features are empty) and reliability 0: the whole image is invented."""
         again = reencode(self.encode, images, self.reencode_snr_db)
         pred = features(noise_var, images, symbols, again) @ self.w
-        return pred, np.clip((pred - self.lo) / max(self.hi - self.lo, 1e-9), 0.0, 1.0)
+        rel = np.clip((pred - self.lo) / max(self.hi - self.lo, 1e-9), 0.0, 1.0)
+        nothing = np.all(np.asarray(noise_var).reshape(len(pred), -1) >= ERASED_NOISE_VAR, axis=1)
+        return np.where(nothing, np.nan, pred), np.where(nothing, 0.0, rel)
 
 
 def load(model_name: str, make_encode, path=None, model_sha256: str | None = None) -> Reliability | None:

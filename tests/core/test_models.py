@@ -120,6 +120,23 @@ def test_a_stage_interrupted_mid_epoch_resumes_on_the_same_batches(tmp_path, mon
         assert torch.allclose(a[key], b[key], atol=1e-6), key
 
 
+def test_a_decoder_only_fine_tune_keeps_the_encoder_it_started_from(tiny_run, tmp_path):
+    """jscc.init + jscc.train: decoder (erasure training of the decoder alone): the encoder, its
+    tracked power included, stays bit-identical to the run it came from; the decoder learns."""
+    cfg, run_dir = tiny_run
+    tuned = {**cfg, "jscc": {**cfg["jscc"], "init": str(run_dir / "jscc.pt"), "train": "decoder"},
+             "channel": {**cfg["channel"], "impairments": {"probability": 1.0, "max_fraction": 0.5}}}
+    train_recipe(tuned, tmp_path / "tuned", torch.device("cpu"), stages=("jscc",), progress=False)
+    start = torch.load(run_dir / "jscc.pt", weights_only=True)["modules"]
+    end = torch.load(tmp_path / "tuned" / "jscc.pt", weights_only=True)["modules"]
+    for key in start["encoder"]:
+        assert torch.equal(start["encoder"][key], end["encoder"][key]), key
+    assert any(not torch.equal(start["decoder"][key], end["decoder"][key]) for key in start["decoder"])
+    with pytest.raises(ValueError, match="jscc.train"):
+        train_recipe({**cfg, "jscc": {**cfg["jscc"], "train": "encoder"}}, tmp_path / "bad", torch.device("cpu"),
+                     stages=("jscc",), progress=False)
+
+
 def test_export_writes_cards_that_verify_and_match_pytorch(tiny_models):
     names = sorted(p.stem for p in tiny_models.glob("*.onnx"))
     assert names == ["deepjscc_k16", "deepjscc_nonv_k16", "encoder_k16", "student_k16_s1", "student_k16_s2",

@@ -327,6 +327,15 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
     loss_kind = cfg["jscc"].get("loss", "mse")
     summary["params"] = {"encoder": count_parameters(enc), "deepjscc_decoder": count_parameters(dec)}
 
+    # jscc.init: start from another run's jscc.pt (a fine-tune); jscc.train: "decoder" keeps the
+    # encoder as it came (erasure training of the decoder alone, on a codec trained without them)
+    jcfg = cfg["jscc"]
+    trained = jcfg.get("train", "both")
+    if trained not in ("both", "decoder"):
+        raise ValueError(f"jscc.train {trained!r}: choose both or decoder")
+    if trained == "decoder":  # eval: the encoder's tracked power stays what the codec ships with
+        enc.eval().requires_grad_(False)
+
     def jscc_step(x, gen, it):
         snr, kind, csi = channel_batch(x, cfg, gen, it)
         imp = impairment_batch(x, cfg, gen)
@@ -334,8 +343,11 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
         return reconstruction_loss(dec.features(s_hat, snr, nv)[0], x, loss_kind)
 
     if "jscc" in stages or not (run_dir / "jscc.pt").exists():
-        st = Stage("jscc", run_dir, {"encoder": enc, "decoder": dec},
-                   list(enc.parameters()) + list(dec.parameters()), cfg["jscc"], cfg, device, step_limit=step_limit)
+        if jcfg.get("init") and not (run_dir / "jscc.pt").exists():
+            _load_modules(Path(jcfg["init"]), {"encoder": enc, "decoder": dec}, device)
+        params = list(dec.parameters()) + (list(enc.parameters()) if trained == "both" else [])
+        st = Stage("jscc", run_dir, {"encoder": enc, "decoder": dec}, params, jcfg, cfg, device,
+                   step_limit=step_limit)
         summary.setdefault("stages", {})["jscc"] = st.run(x_train, jscc_step, progress)
     _load_modules(run_dir / "jscc.pt", {"encoder": enc, "decoder": dec}, device)
     enc.eval().requires_grad_(False)

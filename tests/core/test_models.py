@@ -10,8 +10,8 @@ import torch
 
 from diffsem import channel, REPO_ROOT
 from diffsem.runtime.cards import CardError, load_card, verify_card, write_card
-from diffsem.nn.diffusion import DiffusionDecoder, euler_sample
-from diffsem.nn.models import CondUNet, JSCCDecoder, SemanticEncoder
+from diffsem.nn.diffusion import euler_sample
+from diffsem.nn.models import JSCCDecoder, SemanticEncoder
 from diffsem.nn.train import load_recipe, train_recipe
 
 TINY = REPO_ROOT / "models" / "recipes" / "tiny.yaml"

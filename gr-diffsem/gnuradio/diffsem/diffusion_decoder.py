@@ -58,8 +58,8 @@ class diffusion_decoder(gr.basic_block):
     below DeepJSCC's PSNR; `diffsem calibrate`), 1.0 samples the learned posterior (sharpest), 0 is
     a deterministic refiner.
     fill_lost: show each frame lost before its header decoded as the fill from nothing (the image
-    is computed once, at construction); False leaves such frames unshown, as before a receiver
-    knew of them. A gap longer than diffsem.link.seq.MAX_GAP_SHOWN (a TX restart) is counted
+    is computed once, at construction); False shows nothing for them (still counted lost
+    downstream). A gap longer than diffsem.link.seq.MAX_GAP_SHOWN (a TX restart) is counted
     ("gap_not_shown"), not filled.
     """
 
@@ -212,5 +212,6 @@ class diffusion_decoder(gr.basic_block):
 
     def stats(self) -> dict:
         s = self.worker.stats()
-        s.update(bad_input=self.bad_input, filled=self.filled, gap_not_shown=self.gap_not_shown, rejected=rejections(self).snapshot(), provider=self.provider, decoder=self.label, model=self.model.name)
+        s.update(bad_input=self.bad_input, filled=self.filled, gap_not_shown=self.gap_not_shown,
+                 rejected=rejections(self).snapshot(), provider=self.provider, decoder=self.label, model=self.model.name)
         return {k: v for k, v in s.items() if v is not None}

@@ -145,8 +145,10 @@ def mosaic(rows, pad: int = 2, fill: float = 1.0) -> np.ndarray:
     return out
 
 
-def labelled_mosaic(rows, row_labels, col_labels=None, scale: int = 3, pad: int = 2):
-    """A mosaic as a PIL image, upscaled, with a text label left of each row (and above columns)."""
+def labelled_mosaic(rows, row_labels, col_labels=None, scale: int = 3, pad: int = 2, marked=()):
+    """A mosaic as a PIL image, upscaled, with a text label left of each row (and above columns).
+    `marked`: (row, column) tiles drawn in a grey frame and labelled "lost" (images the receiver
+    invented whole: a frame it never received, shown as its decoder's fill)."""
     from PIL import Image, ImageDraw, ImageFont
 
     grid = mosaic(rows, pad=pad)
@@ -163,6 +165,10 @@ def labelled_mosaic(rows, row_labels, col_labels=None, scale: int = 3, pad: int 
         draw.text((4, top + pad * scale + i * cell + cell // 2 - 6), str(text), fill=0, font=font)
     for j, text in enumerate(col_labels or []):
         draw.text((label_w + pad * scale + j * cell, 2), str(text), fill=0, font=font)
+    for i, j in marked:
+        x, y = label_w + pad * scale + j * cell, top + pad * scale + i * cell
+        draw.rectangle((x, y, x + SIDE * scale - 1, y + SIDE * scale - 1), outline=128, width=3)
+        draw.text((x + 5, y + 4), "lost", fill=255, font=font)
     return canvas
 
 

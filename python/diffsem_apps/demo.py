@@ -221,6 +221,8 @@ def summarize_point(args, channel, snr, drained, dec_report, by_seq, images, lab
              "snr_est_db_mean": _mean([by_seq[i].get("snr_est_db") for i in delivered]),
              "e2e_latency_ms_p50": _percentile([by_seq[i].get("e2e_latency_ms") for i in delivered], 50),
              "e2e_latency_ms_p99": _percentile([by_seq[i].get("e2e_latency_ms") for i in delivered], 99)}
+    # the run's images (0 = --first) shown as the fill: the mosaic marks them
+    point["not_delivered"] = sorted(set(range(len(images))) - set(delivered))
     if delivered and len(delivered) < len(images):
         point["in_flowgraph_delivered_only"] = _score(recons[delivered], images[delivered], labels[delivered])
     if not args.no_offline:
@@ -305,7 +307,9 @@ def _run(args):
                                                 fill)
                 points.append(point)
                 mode = "diffusion" if point["decoder"].startswith("diffusion") else "deepjscc"
-                tiles[(channel, snr, mode)] = [recons[i, 0] for i in range(min(args.show, len(images)))]
+                shown = range(min(args.show, len(images)))
+                tiles[(channel, snr, mode)] = ([recons[i, 0] for i in shown],
+                                               set(point["not_delivered"]) & set(shown))
                 print(_point_line(point), flush=True)
             log.info("%s %.1f dB done in %.1f s", channel, snr, time.perf_counter() - t0)
 
@@ -314,11 +318,14 @@ def _run(args):
     header = [CLASSES[int(labels[i])].split("/")[0][:12] for i in range(len(show))]
     written = []
     for channel in args.channel:
-        rows, names = [show], ["original"]
+        rows, names, lost = [show], ["original"], set()
         for snr in args.snr:
-            rows += [tiles[(channel, snr, "deepjscc")], tiles[(channel, snr, "diffusion")]]
+            for mode in ("deepjscc", "diffusion"):
+                row, missed = tiles[(channel, snr, mode)]
+                lost |= {(len(rows), j) for j in missed}
+                rows.append(row)
             names += [f"DeepJSCC {snr:g} dB", f"diffusion s{args.steps} {snr:g} dB"]
-        pil = imglib.labelled_mosaic(rows, names, header, scale=3)
+        pil = imglib.labelled_mosaic(rows, names, header, scale=3, marked=lost)
         path = out / f"mosaic_{channel}.png"
         pil.save(path)
         written.append(path)

@@ -157,6 +157,11 @@ def test_mosaic_and_png_roundtrip(tmp_path):
     assert np.abs(back - grid).max() <= 0.5 / 255 + 1e-6
     pil = images.labelled_mosaic(tiles, ["row A", "row B"], ["x", "y"])
     assert pil.width > grid.shape[1] * 3 and pil.height > grid.shape[0] * 3
+    marked = np.asarray(images.labelled_mosaic(tiles, ["row A", "row B"], ["x", "y"], marked={(0, 0)}))
+    plain = np.asarray(pil)
+    changed = np.argwhere(marked != plain)  # a grey frame and a label, on tile (0, 0) only
+    assert changed.size and (marked[tuple(changed.T)] == 128).any()
+    assert changed[:, 1].max() < plain.shape[1] // 2 + 30 and changed[:, 0].max() < plain.shape[0] // 2 + 10
     with pytest.raises(ValueError, match="784"):
         images.as_image(np.zeros(100))
 

@@ -34,6 +34,19 @@ def test_scheme_loopback_takes_cfo(images):
     assert received.all() and fg.shape == images[:2].shape
 
 
+def test_scheme_loopback_shows_a_lost_frame_as_the_schemes_fill(images):
+    """A frame the receiver never finds (-20 dB) is the scheme's decode of a frame with every
+    symbol erased, as diffusion_decoder shows it: for the linear code, the training mean."""
+    from diffsem.baselines.linear import LinearScheme
+    from diffsem.phy.ofdm import ERASED_NOISE_VAR
+    scheme = LinearScheme(32)
+    fg, received = harness.scheme_loopback(scheme, images[:2], -20.0, seed=2)
+    assert not received.any()
+    fill = scheme.decode(np.zeros((1, 32, 2), np.float32), np.full(1, -20.0, np.float32),
+                         np.full((1, 32), ERASED_NOISE_VAR, np.float32))
+    assert np.allclose(fg, fill, atol=1e-5) and fg.std() > 0.05  # an image, not a flat grey
+
+
 def test_mode_without_room_refuses_images_and_the_receiver_shows_grey(images, caplog):
     """k=32 at BPSK 1/2 holds 1 payload byte, less than the frame's own descriptor, length and
     CRC: the TX does not raise; it refuses each image (logged, counted "no_room") and sends an

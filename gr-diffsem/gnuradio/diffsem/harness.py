@@ -22,6 +22,7 @@ import pmt
 from gnuradio import blocks, fec, gr
 
 from diffsem.baselines import digital as core
+from diffsem.phy.ofdm import ERASED_NOISE_VAR
 
 from ._pdu import dict_to_pmt, guarded, image_pdu, make_pdu, msg_seq, pdu_parts, pmt_to_py, rejections
 from .digital_link_rx import llr_to_gr_soft, make_cc_decoder
@@ -199,7 +200,8 @@ def scheme_loopback(scheme, images, snr_db: float, channel: str = "awgn", seed: 
     subcarrier spacings) -> ofdm_analog_rx -> scheme.decode
     with the receiver's per-symbol noise_var, and the SNR its encoder ran at where it has one
     (`encode_snr_db`, the neural codecs), else the receiver's own snr_db. Returns (images
-    [N,1,28,28], received mask [N]); frames the receiver missed are grey."""
+    [N,1,28,28], received mask [N]); a frame the receiver missed is what diffusion_decoder shows
+    for a lost frame: the scheme's decode of a frame with every symbol erased."""
     x = np.asarray(images, np.float32)
     symbols = np.asarray(scheme.encode(x), np.float32)
     from gnuradio import diffsem
@@ -219,7 +221,7 @@ def scheme_loopback(scheme, images, snr_db: float, channel: str = "awgn", seed: 
     finally:
         tb.stop()
         tb.wait()
-    out = np.full(x.shape, core.GREY, np.float32)
+    out = np.empty(x.shape, np.float32)
     received = np.zeros(len(x), bool)
     for m in sink.messages:
         i = msg_seq(m)
@@ -235,6 +237,13 @@ def scheme_loopback(scheme, images, snr_db: float, channel: str = "awgn", seed: 
         told = getattr(scheme, "encode_snr_db", snr)
         out[i] = np.asarray(scheme.decode(sym, np.full(1, told, np.float32), noise_var[None]), np.float32)[0]
         received[i] = True
+    lost = np.flatnonzero(~received)
+    if lost.size:
+        told = getattr(scheme, "encode_snr_db", snr_db)
+        out[lost] = np.asarray(scheme.decode(np.zeros((lost.size,) + symbols.shape[1:], np.float32),
+                                             np.full(lost.size, told, np.float32),
+                                             np.full((lost.size, symbols.shape[1]), ERASED_NOISE_VAR, np.float32)),
+                               np.float32)
     return out, received
 
 

@@ -41,13 +41,14 @@ GROUPS = {
     "report": {"pd": "diffsem_apps.pd_report",             # perception-distortion figure per model generation
                "fill": "diffsem_apps.fill_report",         # decoders against the impaired fraction of the frame
                "impairments": "diffsem_apps.impairment_report",  # PAPR, clipping, ADC study
-               "results": "diffsem_apps.results_docs"},         # docs/results/*.md + README table from the rows
+               "results": "diffsem_apps.results_docs",          # docs/results/*.md + README table from the rows
+               "refresh": "diffsem_apps.refresh"},              # recompute the rows of one k after new models
     "baseline": {"digital": "diffsem.baselines.digital.cli",     # calibrate / curves of the digital baseline
                  "linear": "diffsem.baselines.linear",          # fit the PCA basis / curves
                  "separation": "diffsem.baselines.separation"},  # the separation bound
 }
 GROUP_HELP = {"measure": "measurements: phy | links | frontend | reliability | controls | posterior (JSON lines)",
-              "report": "reports: pd (perception-distortion figure) | fill (metrics vs impaired fraction) | impairments (JSON + markdown + figures) | results (docs/results pages)",
+              "report": "reports: pd (perception-distortion figure) | fill (metrics vs impaired fraction) | impairments (JSON + markdown + figures) | results (docs/results pages) | refresh (recompute one k's rows)",
               "baseline": "baseline tools: digital | linear | separation"}
 
 

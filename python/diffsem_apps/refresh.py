@@ -1,0 +1,173 @@
+"""`diffsem report refresh --k K`: recompute every generated result that depends on the k = K
+models, after new ones were exported into models/ (`diffsem export RECIPE`).
+
+    diffsem report refresh --k 32 --dry-run   # the plan: each step's command and the file it rewrites
+    diffsem report refresh --k 32             # run it; --from-step N resumes after a failed step
+
+Run from the repository's root. In order, because the students are evaluated at their cards'
+temperatures:
+  1. the temperature sweep on the validation split for K, then `diffsem calibrate --write-cards`;
+  2. the rows behind the generated pages (decoders, codec, ablation): K's rows replaced in place;
+  3. the sweeps behind cliff.md: K's rows of the learned schemes removed, the sweep recomputes them;
+  4. the decoders against the erased fraction (fill.jsonl, fill_test.jsonl; `diffsem report fill`
+     redraws their figures);
+  5. the pages measured over both k at once: controls.md, posterior.md;
+  6. the per-image reliability mapping (models/reliability.json: one file for every model, each
+     fit bound to its model file's sha256);
+  7. `diffsem report results`.
+Rows of other k, of the baselines that use no learned model, and of earlier model generations
+(`models_0.1_test.jsonl`, rows with a `models` label, pd_rows.jsonl, erasure_training.jsonl)
+are left as they are. Hand-written pages that quote numbers are listed at the end to re-read.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffsem_apps import results_docs as rd
+
+ALL_K = "--k 128 32"
+LEARNED_SCHEMES = {"deepjscc", "deepjscc_nonv", "teacher", "student"}  # a row of these depends on the models
+CMD_CONTROLS = "diffsem measure controls --n 10000 --markdown docs/results/controls.md"
+CMD_POSTERIOR = "diffsem measure posterior --n 100 --markdown docs/results/posterior.md"
+CMD_FILL = ("diffsem eval --scheme deepjscc student linear digital --steps 1 2 --k 128 32 --channel awgn --snr 10 \\\n"
+            "    --impairment erasure --fraction 0 0.1 0.25 0.5 --n 500 --seed 0 --threads 1")
+CMD_FILL_10K = ("diffsem eval --scheme deepjscc student --steps 2 --k 128 32 --channel awgn --snr 10 \\\n"
+                "    --impairment erasure --fraction 0 0.25 --n 10000 --seed 0 --threads 1")
+CMD_RELIABILITY = ("diffsem measure reliability --fit-n 2000 --test-n 1000 --k 32,128 "
+                   "--decoders deepjscc,student_s1,student_s2 --threads 1")
+FIGURES_BY_HAND = ("docs/figures/demo_mosaic.png (bash scripts/demo.sh)",
+                   "docs/figures/eval_mosaic_k32.png and fill_mosaic_k32.png (their commands in docs/results/)",
+                   "docs/figures/pd_k*.png (a new generation's rows in pd_rows.jsonl)")
+HAND_WRITTEN = ("README.md", "docs/results/README.md", "docs/results/fill.md", "docs/results/generative_fill.md",
+                "docs/design/decisions.md", "docs/guide/training.md")
+
+
+@dataclass
+class Step:
+    what: str
+    command: str
+    rows: str | None = None  # the row file under docs/results/ whose rows of K it replaces
+    kind: str = "run"        # run: the command writes its own output | jsonl: its stdout are the rows | sweep
+
+
+def for_k(command: str, k: int) -> str:
+    if ALL_K not in command:
+        raise ValueError(f"command has no '{ALL_K}' to narrow: {command}")
+    return command.replace(ALL_K, f"--k {k}")
+
+
+def plan(k: int) -> list[Step]:
+    calib_rows, calibrate = rd.CMD_CALIB.rsplit("\n", 1)
+    return [
+        Step("validation temperature sweep", for_k(calib_rows, k), "temperature_val.jsonl", "jsonl"),
+        Step("card temperatures", calibrate),
+        Step("codec and ablation, 10 000 test images", for_k(rd.CMD_FULL, k), "deepjscc_full.jsonl", "jsonl"),
+        Step("decoders, 1000 test images", for_k(rd.CMD_EVAL, k), "eval_models.jsonl", "jsonl"),
+        Step("decoders, 10 000 test images", for_k(rd.CMD_DECODERS_10K, k), "decoders_test.jsonl", "jsonl"),
+        Step("the cliff sweep", for_k(rd.CMD_CLIFF, k), "cliff.csv", "sweep"),
+        Step("the cliff sweep, 10 000 test images", for_k(rd.CMD_CLIFF_10K, k), "cliff_test.csv", "sweep"),
+        Step("decoders against the erased fraction", for_k(CMD_FILL, k), "fill.jsonl", "jsonl"),
+        Step("the erasure targets, 10 000 test images", for_k(CMD_FILL_10K, k), "fill_test.jsonl", "jsonl"),
+        Step("controls (both k)", CMD_CONTROLS),
+        Step("posterior (both k)", CMD_POSTERIOR),
+        Step("reliability mapping (both k)", CMD_RELIABILITY),
+        Step("fill figures", "diffsem report fill docs/results/fill.jsonl --out docs/figures --k 128 32 --snr 10"),
+        Step("generated pages", "diffsem report results"),
+    ]
+
+
+def _current(row: dict, k: int) -> bool:
+    """A row of the shipped models for k: rows of other model generations carry a `models` label."""
+    return int(row.get("k", -1)) == k and not row.get("models")
+
+
+def replace_jsonl_rows(path: Path, new_rows: list[dict], k: int) -> tuple[int, int]:
+    """The shipped models' rows for k in `path` replaced by `new_rows`, at the place of the first
+    one (the pages read rows in file order); labelled rows of other generations kept. Returns
+    (removed, added)."""
+    if not all(_current(r, k) for r in new_rows):
+        raise ValueError(f"new rows for {path.name} include a k other than {k} or a labelled generation")
+    old = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    at = next((i for i, r in enumerate(old) if _current(r, k)), len(old))
+    kept_before = [r for r in old[:at] if not _current(r, k)]
+    kept_after = [r for r in old[at:] if not _current(r, k)]
+    out = kept_before + new_rows + kept_after
+    path.write_text("".join(json.dumps(r) + "\n" for r in out))
+    return len(old) - len(kept_before) - len(kept_after), len(new_rows)
+
+
+def drop_sweep_rows(path: Path, k: int) -> int:
+    """Remove K's rows of the learned schemes from a sweep CSV, so that re-running the sweep
+    (which skips the points already in its CSV) recomputes exactly those. Returns the count."""
+    if not path.exists():
+        return 0
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    keep = [r for r in rows if not (int(float(r["k"])) == k and r["scheme"] in LEARNED_SCHEMES)]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(keep)
+    return len(rows) - len(keep)
+
+
+def _environment() -> dict:
+    env = dict(os.environ)  # `diffsem` of this interpreter's environment first on PATH
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def run_step(step: Step, k: int, root: Path) -> None:
+    first, *more = step.command.splitlines()
+    print(f"[refresh k={k}] {step.what}: {first}{' ...' if more else ''}", flush=True)
+    rows_path = root / "docs" / "results" / step.rows if step.rows else None
+    if step.kind == "sweep":
+        print(f"[refresh k={k}]   {drop_sweep_rows(rows_path, k)} rows of {step.rows} to recompute", flush=True)
+    with tempfile.TemporaryFile("w+") as out:
+        subprocess.run(["bash", "-ec", step.command], cwd=root, env=_environment(), check=True,
+                       stdout=out if step.kind == "jsonl" else None)
+        if step.kind == "jsonl":
+            out.seek(0)
+            new = [json.loads(line) for line in out if line.strip().startswith("{")]
+            if not new:
+                raise RuntimeError(f"{step.what}: the command printed no rows; {step.rows} left as it was")
+            removed, added = replace_jsonl_rows(rows_path, new, k)
+            print(f"[refresh k={k}]   {step.rows}: {removed} rows replaced by {added}", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="diffsem report refresh", description=__doc__.splitlines()[0])
+    ap.add_argument("--k", type=int, required=True, choices=(32, 128), help="the k whose models changed")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    ap.add_argument("--from-step", type=int, default=1, help="resume at this step (1-based)")
+    ap.add_argument("--root", type=Path, default=Path.cwd(), help="the repository's root (default: here)")
+    args = ap.parse_args(argv)
+    root = args.root.resolve()
+    if not (root / "docs" / "results").is_dir():
+        ap.error(f"{root} has no docs/results/: run from the repository's root or give --root")
+    steps = plan(args.k)
+    for i, step in enumerate(steps, 1):
+        if i < args.from_step:
+            continue
+        if args.dry_run:
+            target = f"  -> docs/results/{step.rows} (k = {args.k} rows)" if step.rows else ""
+            print(f"# {i}. {step.what}{target}\n{step.command}\n")
+            continue
+        print(f"[refresh k={args.k}] step {i}/{len(steps)}", flush=True)
+        run_step(step, args.k, root)
+    print("re-read the hand-written pages that quote these numbers: " + ", ".join(HAND_WRITTEN))
+    print("figures drawn by hand-run commands: " + "; ".join(FIGURES_BY_HAND))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""`diffsem report refresh`: the plan narrows every command to one k, the commands parse with
+the real command lines, and new rows replace exactly the shipped models' rows of that k."""
+import argparse
+import csv
+import importlib
+import json
+import shlex
+
+import pytest
+
+from diffsem_apps import refresh
+from diffsem_apps.cli import COMMANDS
+
+
+def _command_lines(command: str) -> list[list[str]]:
+    """The shell lines of a step as argument lists, `E="..."` variables expanded."""
+    variables, lines = {}, []
+    for line in command.replace("\\\n", " ").splitlines():
+        if "=" in line.split(" ", 1)[0] and line[0].isupper():
+            name, value = line.split("=", 1)
+            variables[name] = shlex.split(value)[0]
+            continue
+        for name, value in variables.items():
+            line = line.replace(f"${name}", value)
+        lines.append(shlex.split(line))
+    return lines
+
+
+@pytest.mark.parametrize("k", [32, 128])
+def test_every_step_is_narrowed_to_one_k_and_parses(k):
+    parsed = 0
+    for step in refresh.plan(k):
+        for argv in _command_lines(step.command):
+            assert argv[0] == "diffsem", argv
+            if "--k" in argv and argv[1] in ("eval", "sweep"):  # the pages measured over both k keep both
+                i = argv.index("--k")
+                assert argv[i + 1:i + 3] != ["128", "32"] and argv[i + 1] == str(k), (step.what, argv)
+            if argv[1] in ("eval", "sweep", "calibrate"):
+                p = argparse.ArgumentParser()
+                importlib.import_module(COMMANDS[argv[1]][0]).add_arguments(p)
+                args = p.parse_args(argv[2:])  # SystemExit if the registry drifted from the command line
+                if hasattr(args, "k") and argv[1] != "calibrate":
+                    assert list(args.k) == [k]
+                parsed += 1
+    assert parsed >= 10
+
+
+def _row(k, scheme="deepjscc", **kw):
+    return {"scheme": scheme, "k": k, "snr_db": 10.0, **kw}
+
+
+def test_new_rows_replace_the_shipped_rows_of_one_k_in_place(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    old = [_row(128, psnr=1), _row(32, psnr=2), _row(32, psnr=3, models="0.1"), _row(128, psnr=4), _row(32, psnr=5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    removed, added = refresh.replace_jsonl_rows(path, [_row(32, psnr=20), _row(32, psnr=50)], 32)
+    assert (removed, added) == (2, 2)
+    got = [json.loads(line)["psnr"] for line in path.read_text().splitlines()]
+    assert got == [1, 20, 50, 3, 4]  # k = 128 and the labelled generation untouched
+    with pytest.raises(ValueError):
+        refresh.replace_jsonl_rows(path, [_row(128, psnr=9)], 32)
+    with pytest.raises(ValueError):
+        refresh.replace_jsonl_rows(path, [_row(32, psnr=9, models="0.1")], 32)
+
+
+def test_a_sweep_keeps_the_baselines_and_the_other_k(tmp_path):
+    path = tmp_path / "sweep.csv"
+    rows = [_row(32, "digital"), _row(32, "deepjscc"), _row(32, "student"), _row(128, "student"), _row(32, "linear")]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["scheme", "k", "snr_db"])
+        w.writeheader()
+        w.writerows(rows)
+    assert refresh.drop_sweep_rows(path, 32) == 2
+    with path.open(newline="") as f:
+        left = [(r["scheme"], r["k"]) for r in csv.DictReader(f)]
+    assert left == [("digital", "32"), ("student", "128"), ("linear", "32")]
+
+
+def test_a_step_that_prints_no_rows_leaves_the_file_alone(tmp_path):
+    results = tmp_path / "docs" / "results"
+    results.mkdir(parents=True)
+    rows = results / "rows.jsonl"
+    rows.write_text(json.dumps(_row(32, psnr=1)) + "\n")
+    with pytest.raises(RuntimeError, match="no rows"):
+        refresh.run_step(refresh.Step("nothing", "echo not a row", "rows.jsonl", "jsonl"), 32, tmp_path)
+    assert json.loads(rows.read_text())["psnr"] == 1
+    new = json.dumps(_row(32, psnr=7))
+    refresh.run_step(refresh.Step("one row", f"echo '{new}'", "rows.jsonl", "jsonl"), 32, tmp_path)
+    assert json.loads(rows.read_text())["psnr"] == 7

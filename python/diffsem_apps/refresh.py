@@ -149,6 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, required=True, choices=(32, 128), help="the k whose models changed")
     ap.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     ap.add_argument("--from-step", type=int, default=1, help="resume at this step (1-based)")
+    ap.add_argument("--step", type=int, nargs="+", default=None, help="run only these steps (1-based)")
     ap.add_argument("--root", type=Path, default=Path.cwd(), help="the repository's root (default: here)")
     args = ap.parse_args(argv)
     root = args.root.resolve()
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
         ap.error(f"{root} has no docs/results/: run from the repository's root or give --root")
     steps = plan(args.k)
     for i, step in enumerate(steps, 1):
-        if i < args.from_step:
+        if i < args.from_step or (args.step and i not in args.step):
             continue
         if args.dry_run:
             target = f"  -> docs/results/{step.rows} (k = {args.k} rows)" if step.rows else ""

@@ -2,6 +2,8 @@
 fractions, of two model generations."""
 import json
 
+import pytest
+
 from diffsem_apps import fill_report
 
 
@@ -28,3 +30,22 @@ def test_fill_report_draws_and_tabulates_each_decoder(tmp_path, capsys):
     assert "| student (2 steps) [current] | +0.00 / +0.0 |" not in out  # 0 % is the reference, not a column
     assert "| student (2 steps) [current] | -1.25 / -7.5 | -2.50 / -15.0 |" in out
     assert "| deepjscc [0.1] | -3.00 / -20.0 | – |" in out
+
+
+def test_generations_put_each_generation_beside_the_baseline(tmp_path, capsys):
+    def clean(psnr, models=None, channel="awgn", csi=None, snr=10.0):
+        return dict(_row("deepjscc", 0.0, psnr, 0.8, models=models), channel=channel, csi=csi, snr_db=snr, n=100)
+    rows = [clean(20.0), clean(20.5, "without"), clean(20.6, "decoder only"),
+            clean(15.0, channel="rayleigh", csi="estimated", snr=0.0), clean(15.2, "without", "rayleigh", "estimated", 0.0),
+            dict(_row("deepjscc", 0.25, 18.0, 0.7), n=100), dict(_row("deepjscc", 0.25, 17.0, 0.6, models="without"), n=100),
+            dict(clean(99.0, "without"), n=4)]  # another n: not read
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert fill_report.main([str(src), "--generations", "without", "--k", "8", "--n", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "| awgn | - | 10 dB | 20.00 / 80.0 | 20.60 / 80.0 | 20.50 / 80.0 | -0.50 | +0.10 |" in out
+    assert "| rayleigh | estimated | 0 dB | 15.00 / 80.0 | – | 15.20 / 80.0 | -0.20 | – |" in out
+    assert "| shipped | 20.00 / 80.00 / 50.00 | 18.00 / 70.00 / 75.00 | 2.00 | 10.00 |" in out
+    assert "| without | 20.50 / 80.00 / 50.00 | 17.00 / 60.00 / 75.00 | 3.50 | 20.00 |" in out
+    with pytest.raises(ValueError, match="no rows of generation"):
+        fill_report.generations_tables(rows, 8, "missing", n=100)

@@ -31,7 +31,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from diffsem.experiments.rows import read_rows, rewrite_rows
 from diffsem_apps import results_docs as rd
+from diffsem_apps import results_table as rt
 
 ALL_K = "--k 128 32"
 LEARNED_SCHEMES = {"deepjscc", "deepjscc_nonv", "teacher", "student"}  # a row of these depends on the models
@@ -95,28 +97,23 @@ def replace_jsonl_rows(path: Path, new_rows: list[dict], k: int) -> tuple[int, i
     (removed, added)."""
     if not all(_current(r, k) for r in new_rows):
         raise ValueError(f"new rows for {path.name} include a k other than {k} or a labelled generation")
-    old = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    at = next((i for i, r in enumerate(old) if _current(r, k)), len(old))
-    kept_before = [r for r in old[:at] if not _current(r, k)]
+    old = rt.load(path) if path.exists() else []
+    at = next((i for i, r in enumerate(old) if _current(r, k)), len(old))  # old[:at] holds none of them
     kept_after = [r for r in old[at:] if not _current(r, k)]
-    out = kept_before + new_rows + kept_after
-    path.write_text("".join(json.dumps(r) + "\n" for r in out))
-    return len(old) - len(kept_before) - len(kept_after), len(new_rows)
+    path.write_text("".join(json.dumps(r) + "\n" for r in old[:at] + new_rows + kept_after))
+    return len(old) - at - len(kept_after), len(new_rows)
 
 
 def drop_sweep_rows(path: Path, k: int) -> int:
     """Remove K's rows of the learned schemes from a sweep CSV, so that re-running the sweep
     (which skips the points already in its CSV) recomputes exactly those. Returns the count."""
-    if not path.exists():
+    rows = read_rows(path)
+    if not rows:
         return 0
     with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, list(reader)
+        fields = next(csv.reader(f))
     keep = [r for r in rows if not (int(float(r["k"])) == k and r["scheme"] in LEARNED_SCHEMES)]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(keep)
+    rewrite_rows(path, fields, keep)
     return len(rows) - len(keep)
 
 

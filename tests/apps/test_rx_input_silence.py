@@ -86,7 +86,7 @@ def test_a_restarted_channel_process_is_rejoined_and_decoding_resumes_within_2_s
         t_ready = channel2.wait_for(": ready:", 60)
         n_before = len(decoded_at)
         end = t_ready + 15
-        while time.monotonic() < end and not [t for t in decoded_at[n_before:] if t >= t_ready]:
+        while time.monotonic() < end and not any(t >= t_ready for t in decoded_at[n_before:]):
             read_until(time.monotonic() + 0.5)
         after = [t for t in decoded_at[n_before:] if t >= t_ready]
         assert after, "no frame decoded after the channel came back"

@@ -71,6 +71,14 @@ def _upgrade_header(path: Path, fields, required) -> None:
     if header == list(fields):
         return
     rows = read_rows(path, required)
+    rewrite_rows(path, fields, rows)
+    log.warning("%s: columns upgraded to %s (%d rows kept)", path, ", ".join(fields), len(rows))
+
+
+def rewrite_rows(path, fields, rows) -> None:
+    """Replace the CSV at `path` with `rows` under the `fields` header, atomically (a kill leaves
+    the old file or the new one)."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -78,7 +86,6 @@ def _upgrade_header(path: Path, fields, required) -> None:
         for row in rows:
             w.writerow({k: row.get(k) or "" for k in fields})
     tmp.replace(path)
-    log.warning("%s: columns upgraded to %s (%d rows kept)", path, ", ".join(fields), len(rows))
 
 
 class RowWriter:

@@ -137,6 +137,28 @@ def test_a_decoder_only_fine_tune_keeps_the_encoder_it_started_from(tiny_run, tm
                      stages=("jscc",), progress=False)
 
 
+def test_a_teacher_can_start_from_an_exported_teacher(tiny_run, tiny_models, tmp_path):
+    """teacher.init: the U-Net starts from the exported teacher's weights (the run's EMA weights,
+    read back from ONNX), and a file other than the pinned one is refused before training."""
+    import shutil
+
+    from diffsem.runtime.cards import sha256_file
+    cfg, run_dir = tiny_run
+    graph = tiny_models / f"teacher_k{cfg['k']}.onnx"
+    tuned_dir = tmp_path / "tuned"
+    tuned_dir.mkdir()
+    shutil.copy(run_dir / "jscc.pt", tuned_dir / "jscc.pt")
+    tuned = {**cfg, "teacher": {**cfg["teacher"], "init": str(graph), "init_sha256": sha256_file(graph), "epochs": 0}}
+    train_recipe(tuned, tuned_dir, torch.device("cpu"), stages=("teacher",), progress=False)
+    want = torch.load(run_dir / "teacher.pt", weights_only=True)["modules"]["unet"]
+    got = torch.load(tuned_dir / "teacher.pt", weights_only=True)["modules"]["unet"]
+    assert want.keys() == got.keys() and all(torch.equal(want[key], got[key]) for key in want)
+    (tuned_dir / "teacher.pt").unlink()
+    with pytest.raises(ValueError, match="not the pinned"):
+        train_recipe({**tuned, "teacher": {**tuned["teacher"], "init_sha256": "0" * 64}}, tuned_dir,
+                     torch.device("cpu"), stages=("teacher",), progress=False)
+
+
 def test_export_writes_cards_that_verify_and_match_pytorch(tiny_models):
     names = sorted(p.stem for p in tiny_models.glob("*.onnx"))
     assert names == ["deepjscc_k16", "deepjscc_nonv_k16", "encoder_k16", "student_k16_s1", "student_k16_s2",

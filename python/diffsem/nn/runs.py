@@ -63,3 +63,45 @@ def build_diffusion_decoder(cfg, mods, name, steps):
     from diffsem.nn.diffusion import DiffusionDecoder
     unet = mods["teacher"] if name == "teacher" else mods[f"distill_s{steps}"]
     return DiffusionDecoder(mods["decoder"], unet, steps, cfg["teacher"]["source_sigma"]).eval()
+
+
+def load_unet_from_onnx(unet, path, sha256: str):
+    """Set `unet`'s weights to the U-Net inside an exported teacher or student graph
+    (`diffsem export` keeps parameter names under `unet.`; the exporter folds each GroupNorm's
+    affine into the Mul and Add after its InstanceNormalization, found by the scope of the first
+    call `/unet/<module>/Mul|Add`, and shares equal constants through Identity nodes). `sha256`
+    pins the file: a recipe that starts from a shipped graph keeps naming the same weights after
+    that graph is replaced."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from diffsem.runtime.cards import sha256_file
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing (a recipe's init graph; `git log -- {path}` finds the version it pins)")
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise ValueError(f"{path}: sha256 {digest[:12]}… is not the pinned {sha256[:12]}…: the recipe starts from "
+                         f"another version of this file (`git log -- {path}` finds it)")
+    graph = onnx.load(str(path)).graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in arrays:
+            arrays[node.output[0]] = arrays[node.input[0]]
+    wanted = unet.state_dict().keys()
+    state = {name[len("unet."):]: value for name, value in arrays.items() if name[len("unet."):] in wanted
+             and name.startswith("unet.")}
+    for node in graph.node:
+        scope, _, op = node.name.rpartition("/")
+        if scope.startswith("/unet/") and op in ("Mul", "Add"):
+            key = scope[len("/unet/"):].replace("/", ".") + (".weight" if op == "Mul" else ".bias")
+            folded = [arrays[i] for i in node.input if i in arrays and not i.startswith("unet.")]
+            if key in wanted and len(folded) == 1:
+                state[key] = folded[0].reshape(-1)
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        raise ValueError(f"{path}: no weights for {missing[:4]}{'…' if len(missing) > 4 else ''} "
+                         "(not a graph of this U-Net)")
+    unet.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=True)
+    return unet

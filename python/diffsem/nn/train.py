@@ -382,6 +382,15 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
     unet = build_unet(cfg).to(device)
     summary["params"]["unet"] = count_parameters(unet)
     if "teacher" in stages:
+        tcfg = cfg["teacher"]
+        # teacher.init: start from an exported teacher's U-Net (pinned by teacher.init_sha256), a
+        # fine-tune onto a new codec instead of training from scratch
+        if tcfg.get("init") and not (run_dir / "teacher.pt").exists():
+            from diffsem.nn.runs import load_unet_from_onnx
+            if not tcfg.get("init_sha256"):
+                raise ValueError("teacher.init needs teacher.init_sha256 (the sha256 of the graph it starts from)")
+            load_unet_from_onnx(unet, tcfg["init"], tcfg["init_sha256"])
+
         def teacher_step(x, gen, it):
             x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
             return flow_matching_loss(unet, x0, x_hat, feat, snr, sigma, gen, sym=sym)

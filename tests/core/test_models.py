@@ -137,26 +137,41 @@ def test_a_decoder_only_fine_tune_keeps_the_encoder_it_started_from(tiny_run, tm
                      stages=("jscc",), progress=False)
 
 
-def test_a_teacher_can_start_from_an_exported_teacher(tiny_run, tiny_models, tmp_path):
-    """teacher.init: the U-Net starts from the exported teacher's weights (the run's EMA weights,
-    read back from ONNX), and a file other than the pinned one is refused before training."""
+def test_teacher_and_students_can_start_from_exported_graphs(tiny_run, tiny_models, tmp_path):
+    """teacher.init and distill.init: a U-Net starts from an exported graph's weights (the run's
+    EMA weights, read back from ONNX), a warm-started round runs distill.init_epochs, and a file
+    other than the pinned one is refused before training."""
     import shutil
 
     from diffsem.runtime.cards import sha256_file
     cfg, run_dir = tiny_run
-    graph = tiny_models / f"teacher_k{cfg['k']}.onnx"
+
+    def pinned(name):
+        return {"graph": str(tiny_models / f"{name}.onnx"), "sha256": sha256_file(tiny_models / f"{name}.onnx")}
+
     tuned_dir = tmp_path / "tuned"
     tuned_dir.mkdir()
     shutil.copy(run_dir / "jscc.pt", tuned_dir / "jscc.pt")
-    tuned = {**cfg, "teacher": {**cfg["teacher"], "init": str(graph), "init_sha256": sha256_file(graph), "epochs": 0}}
-    train_recipe(tuned, tuned_dir, torch.device("cpu"), stages=("teacher",), progress=False)
-    want = torch.load(run_dir / "teacher.pt", weights_only=True)["modules"]["unet"]
-    got = torch.load(tuned_dir / "teacher.pt", weights_only=True)["modules"]["unet"]
-    assert want.keys() == got.keys() and all(torch.equal(want[key], got[key]) for key in want)
+    k = cfg["k"]
+    tuned = {**cfg, "teacher": {**cfg["teacher"], "init": pinned(f"teacher_k{k}"), "epochs": 0},
+             "distill": {**cfg["distill"], "init": {1: pinned(f"student_k{k}_s1")}, "init_epochs": 0}}
+    train_recipe(tuned, tuned_dir, torch.device("cpu"), stages=("teacher", "distill"), progress=False)
+    for stage in ("teacher", "distill_s1"):
+        want = torch.load(run_dir / f"{stage}.pt", weights_only=True)["modules"]["unet"]
+        got = torch.load(tuned_dir / f"{stage}.pt", weights_only=True)["modules"]["unet"]
+        assert want.keys() == got.keys() and all(torch.equal(want[key], got[key]) for key in want), stage
+    # round 2 had no init: it trained its epoch from the teacher
+    assert len(torch.load(tuned_dir / "distill_s2.pt", weights_only=True)["log"]["loss"]) == cfg["distill"]["epochs"]
+    with pytest.raises(ValueError, match="not in distill.rounds"):
+        train_recipe({**tuned, "distill": {**tuned["distill"], "init": {4: pinned(f"student_k{k}_s1")}}},
+                     tuned_dir, torch.device("cpu"), stages=("distill",), progress=False)
     (tuned_dir / "teacher.pt").unlink()
     with pytest.raises(ValueError, match="not the pinned"):
-        train_recipe({**tuned, "teacher": {**tuned["teacher"], "init_sha256": "0" * 64}}, tuned_dir,
-                     torch.device("cpu"), stages=("teacher",), progress=False)
+        bad = {**tuned["teacher"], "init": {**tuned["teacher"]["init"], "sha256": "0" * 64}}
+        train_recipe({**tuned, "teacher": bad}, tuned_dir, torch.device("cpu"), stages=("teacher",), progress=False)
+    with pytest.raises(ValueError, match="sha256: HEX"):
+        train_recipe({**tuned, "teacher": {**tuned["teacher"], "init": pinned(f"teacher_k{k}")["graph"]}},
+                     tuned_dir, torch.device("cpu"), stages=("teacher",), progress=False)
 
 
 def test_export_writes_cards_that_verify_and_match_pytorch(tiny_models):

@@ -382,14 +382,8 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
     unet = build_unet(cfg).to(device)
     summary["params"]["unet"] = count_parameters(unet)
     if "teacher" in stages:
-        tcfg = cfg["teacher"]
-        # teacher.init: start from an exported teacher's U-Net (pinned by teacher.init_sha256), a
-        # fine-tune onto a new codec instead of training from scratch
-        if tcfg.get("init") and not (run_dir / "teacher.pt").exists():
-            from diffsem.nn.runs import load_unet_from_onnx
-            if not tcfg.get("init_sha256"):
-                raise ValueError("teacher.init needs teacher.init_sha256 (the sha256 of the graph it starts from)")
-            load_unet_from_onnx(unet, tcfg["init"], tcfg["init_sha256"])
+        if cfg["teacher"].get("init") and not (run_dir / "teacher.pt").exists():
+            _start_from_graph(unet, cfg["teacher"]["init"], "teacher.init")
 
         def teacher_step(x, gen, it):
             x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
@@ -403,23 +397,40 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
         _load_modules(run_dir / "teacher.pt", {"unet": unet}, device, ema=True)
         dcfg = cfg["distill"]
         teacher, teacher_steps = unet, cfg["teacher"]["steps"]
+        if set(dcfg.get("init", {})) - set(dcfg["rounds"]):
+            raise ValueError(f"distill.init names rounds {sorted(set(dcfg['init']) - set(dcfg['rounds']))} "
+                             f"that are not in distill.rounds {dcfg['rounds']}")
         for n in dcfg["rounds"]:
             if teacher_steps % n:
                 raise ValueError(f"distillation round {n} does not divide the previous {teacher_steps} steps")
             teacher.eval().requires_grad_(False)
             student = copy.deepcopy(teacher).train().requires_grad_(True)
+            round_cfg = dcfg
+            if n in dcfg.get("init", {}):  # warm start: fewer epochs (distill.init_epochs)
+                if not (run_dir / f"distill_s{n}.pt").exists():
+                    _start_from_graph(student, dcfg["init"][n], f"distill.init.{n}")
+                round_cfg = {**dcfg, "epochs": dcfg.get("init_epochs", dcfg["epochs"])}
 
             def distill_step(x, gen, it, student=student, teacher=teacher, n=n, m=teacher_steps // n):
                 x0, x_hat, feat, snr, sym = conditioned(x, gen, it)
                 return distillation_loss(student, teacher, n, x0, x_hat, feat, snr, sigma, gen, teacher_substeps=m,
                                          sym=sym)
 
-            st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), dcfg, cfg, device,
+            st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), round_cfg, cfg, device,
                        ema_of="unet", step_limit=step_limit)
             summary.setdefault("stages", {})[f"distill_s{n}"] = st.run(x_train, distill_step, progress)
             teacher, teacher_steps = student, n
     summary_path.write_text(json.dumps(summary, indent=1, default=str))
     return summary
+
+
+def _start_from_graph(unet, init, where: str):
+    """Set a U-Net to the one inside an exported graph: `init` is {graph: PATH, sha256: HEX}, the
+    sha256 pinning the file so the recipe names the same weights after that graph is replaced."""
+    from diffsem.nn.runs import load_unet_from_onnx
+    if not isinstance(init, dict) or not {"graph", "sha256"} <= set(init):
+        raise ValueError(f"{where}: give {{graph: models/NAME.onnx, sha256: HEX}}, not {init!r}")
+    load_unet_from_onnx(unet, init["graph"], init["sha256"])
 
 
 def _load_modules(path: Path, modules: dict, device, ema=False):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffsem.experiments.plots import fraction_figure, fraction_table, impairment, num
+from diffsem.experiments.plots import fraction_figure, fraction_table, impairment, num, steps_of
 from diffsem_apps.pd_report import load_rows
 
 SHIPPED = "shipped"
@@ -39,11 +39,14 @@ def _cell(row, fid=False) -> str:
     return f"{num(row['psnr']):.2f} / {100 * num(row['accuracy']):.1f}"
 
 
-def _by_generation(rows, k: int, scheme: str, n: int) -> dict[str, dict]:
-    """generation -> {(channel, csi, snr, fraction): row}, the first row of each point kept."""
+def _by_generation(rows, k: int, scheme: str, n: int, steps: int | None = None) -> dict[str, dict]:
+    """generation -> {(channel, csi, snr, fraction): row}, the first row of each point kept;
+    `steps`: a sampler's rows of that many steps only."""
     out: dict[str, dict] = {}
     for r in rows:
         if int(float(r["k"])) != k or r["scheme"] != scheme or int(float(r.get("n", 0))) != n:
+            continue
+        if steps is not None and steps_of(r) != steps:
             continue
         kind, fraction = impairment(r)
         if fraction and kind != "erasure":
@@ -54,10 +57,12 @@ def _by_generation(rows, k: int, scheme: str, n: int) -> dict[str, dict]:
 
 
 def generations_tables(rows, k: int, baseline: str, scheme: str = "deepjscc", n: int = 10000,
-                       snr_db: float = 10.0, fraction: float = 0.25) -> str:
+                       snr_db: float = 10.0, fraction: float = 0.25, steps: int | None = None) -> str:
     """Markdown: the model generations of one decoder on every clean point of `baseline`'s rows
     (each generation minus the baseline, dB), then AWGN at snr_db with `fraction` erased."""
-    gens = _by_generation(rows, k, scheme, n)
+    gens = _by_generation(rows, k, scheme, n, steps)
+    if steps is not None:
+        scheme = f"{scheme} ({steps} steps)"
     if baseline not in gens:
         raise ValueError(f"no rows of generation {baseline!r} for {scheme} at k = {k}, n = {n}")
     order = [g for g in gens if g != baseline] + [baseline]
@@ -95,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--generations", metavar="BASELINE", default=None,
                     help="print the model generations against this one (its `models` label) instead")
     ap.add_argument("--scheme", default="deepjscc", help="with --generations: the decoder")
+    ap.add_argument("--steps", type=int, default=None, help="with --generations: a sampler's rows of this many steps")
     ap.add_argument("--n", type=int, default=10000, help="with --generations: rows of this many images")
     ap.add_argument("--fraction", type=float, default=0.25, help="with --generations: the erased fraction")
     args = ap.parse_args(argv)
@@ -102,7 +108,7 @@ def main(argv=None) -> int:
     if args.generations:
         for k in args.k:
             print(f"\n**k = {k}**\n\n" + generations_tables(rows, k, args.generations, args.scheme, args.n,
-                                                             args.snr, args.fraction))
+                                                             args.snr, args.fraction, args.steps))
         return 0
     for k in args.k:
         figure = fraction_figure(rows, args.out / f"{args.prefix}_k{k}.png", k, args.snr, args.channel)

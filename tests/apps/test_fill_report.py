@@ -49,3 +49,16 @@ def test_generations_put_each_generation_beside_the_baseline(tmp_path, capsys):
     assert "| without | 20.50 / 80.00 / 50.00 | 17.00 / 60.00 / 75.00 | 3.50 | 20.00 |" in out
     with pytest.raises(ValueError, match="no rows of generation"):
         fill_report.generations_tables(rows, 8, "missing", n=100)
+
+
+def test_generations_of_a_sampler_read_the_rows_of_its_step_count(tmp_path, capsys):
+    def row(psnr, steps, models=None):
+        return dict(_row("student", 0.0, psnr, 0.8, models=models, steps=steps), n=100)
+    rows = [row(20.0, 1), row(21.0, 2), row(20.3, 1, "new"), row(21.05, 2, "new")]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert fill_report.main([str(src), "--generations", "shipped", "--scheme", "student", "--steps", "2",
+                             "--k", "8", "--n", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "(student (2 steps), k = 8" in out
+    assert "| awgn | - | 10 dB | 21.05 / 80.0 | 21.00 / 80.0 | +0.05 |" in out

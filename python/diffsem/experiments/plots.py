@@ -34,7 +34,7 @@ def num(value) -> float:
         return math.nan
 
 
-def _steps(row):
+def steps_of(row):
     """The row's step count, or None where the scheme has none (None, '' or 0)."""
     steps = row.get("steps")
     if steps in (None, ""):
@@ -46,13 +46,13 @@ def _steps(row):
 def label(row) -> str:
     """A curve's name: the scheme's display name, with '(n steps)' when it has steps."""
     name = DISPLAY_NAMES.get(row["scheme"], row["scheme"])
-    s = _steps(row)
+    s = steps_of(row)
     return name if s is None else f"{name} ({s} step{'' if s == 1 else 's'})"
 
 
 def style(row) -> dict:
     st = dict(STYLE.get(row["scheme"], {}))
-    color = STEP_COLORS.get(row["scheme"], {}).get(_steps(row) or 1)
+    color = STEP_COLORS.get(row["scheme"], {}).get(steps_of(row) or 1)
     if color:
         st["color"] = color
     return st
@@ -219,7 +219,7 @@ def perception_distortion(rows, out_path, k: int, snrs=(5.0, 20.0), channel: str
             curves = {}
             for r in pts:
                 if str(r.get("models", "")) == g:
-                    curves.setdefault((r["scheme"], _steps(r)), []).append(r)
+                    curves.setdefault((r["scheme"], steps_of(r)), []).append(r)
             for curve in curves.values():
                 curve.sort(key=lambda r: num(r.get("temperature") or 0))
                 st = style(curve[0])

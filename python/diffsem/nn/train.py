@@ -7,6 +7,8 @@ Stages (each its own checkpoint in the run folder, each resumable mid-epoch):
             trains the AWGN-only, SNR-adaptive decoder of the DeepJSCC literature)
   teacher   the diffusion decoder's velocity network, encoder and DeepJSCC decoder frozen
   distill   progressive distillation of the teacher, halving the step count each round
+A stage may start from earlier weights instead of its usual init: `jscc.init` (another run's
+jscc.pt), `teacher.init` and `distill.init` (an exported graph's U-Net, pinned by sha256).
 
 Determinism: the data order of epoch e is a permutation seeded by (seed, e) and the channel
 and noise draws of iteration i by (seed, stage, e, i), so a run resumed from a checkpoint sees

@@ -154,7 +154,8 @@ def test_teacher_and_students_can_start_from_exported_graphs(tiny_run, tiny_mode
     shutil.copy(run_dir / "jscc.pt", tuned_dir / "jscc.pt")
     k = cfg["k"]
     tuned = {**cfg, "teacher": {**cfg["teacher"], "init": pinned(f"teacher_k{k}"), "epochs": 0},
-             "distill": {**cfg["distill"], "init": {1: pinned(f"student_k{k}_s1")}, "init_epochs": 0}}
+             "distill": {**cfg["distill"], "init": {1: pinned(f"student_k{k}_s1")}, "init_epochs": 0,
+                                         "init_lr": 1e-5}}
     train_recipe(tuned, tuned_dir, torch.device("cpu"), stages=("teacher", "distill"), progress=False)
     for stage in ("teacher", "distill_s1"):
         want = torch.load(run_dir / f"{stage}.pt", weights_only=True)["modules"]["unet"]

@@ -408,10 +408,11 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
             teacher.eval().requires_grad_(False)
             student = copy.deepcopy(teacher).train().requires_grad_(True)
             round_cfg = dcfg
-            if n in dcfg.get("init", {}):  # warm start: fewer epochs (distill.init_epochs)
+            if n in dcfg.get("init", {}):  # warm start: fewer epochs and a gentler rate (init_epochs, init_lr)
                 if not (run_dir / f"distill_s{n}.pt").exists():
                     _start_from_graph(student, dcfg["init"][n], f"distill.init.{n}")
-                round_cfg = {**dcfg, "epochs": dcfg.get("init_epochs", dcfg["epochs"])}
+                round_cfg = {**dcfg, "epochs": dcfg.get("init_epochs", dcfg["epochs"]),
+                             "lr": dcfg.get("init_lr", dcfg["lr"])}
 
             def distill_step(x, gen, it, student=student, teacher=teacher, n=n, m=teacher_steps // n):
                 x0, x_hat, feat, snr, sym = conditioned(x, gen, it)

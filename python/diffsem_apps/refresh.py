@@ -22,7 +22,6 @@ are left as they are. Hand-written pages that quote numbers are listed at the en
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -110,8 +109,7 @@ def drop_sweep_rows(path: Path, k: int) -> int:
     rows = read_rows(path)
     if not rows:
         return 0
-    with path.open(newline="") as f:
-        fields = next(csv.reader(f))
+    fields = list(rows[0])  # a DictReader row's keys: the file's header, in order
     keep = [r for r in rows if not (int(float(r["k"])) == k and r["scheme"] in LEARNED_SCHEMES)]
     rewrite_rows(path, fields, keep)
     return len(rows) - len(keep)

@@ -90,8 +90,8 @@ def load_unet_from_onnx(unet, path, sha256: str):
         if node.op_type == "Identity" and node.input[0] in arrays:
             arrays[node.output[0]] = arrays[node.input[0]]
     wanted = unet.state_dict().keys()
-    state = {name[len("unet."):]: value for name, value in arrays.items() if name[len("unet."):] in wanted
-             and name.startswith("unet.")}
+    state = {name.removeprefix("unet."): value for name, value in arrays.items()
+             if name.startswith("unet.") and name.removeprefix("unet.") in wanted}
     for node in graph.node:
         scope, _, op = node.name.rpartition("/")
         if scope.startswith("/unet/") and op in ("Mul", "Add"):

@@ -220,6 +220,35 @@ def test_a_run_trained_up_to_the_codec_exports_the_codec(tiny_run, tmp_path):
         export_run(codec_only, out, only=("student",))
 
 
+def test_a_run_stopped_inside_a_stage_exports_only_its_finished_stages(tiny_run, tmp_path, monkeypatch):
+    """The codec exports while the teacher trains; the teacher's half-trained weights never do."""
+    import diffsem.nn.train as T
+    from diffsem.nn.export import export_run
+    cfg, run_dir = tiny_run
+    cfg = {**cfg, "teacher": {**cfg["teacher"], "epochs": 2}}  # 2 steps an epoch at this data limit
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(run_dir / "jscc.pt", run / "jscc.pt")  # a finished codec, as a fresh checkout carries it
+    real_step, calls = torch.optim.AdamW.step, {"n": 0}
+
+    def stop_at_the_third_step(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(T, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(torch.optim.AdamW, "step", stop_at_the_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe(cfg, run, torch.device("cpu"), stages=("jscc", "teacher"), progress=False)
+    assert not torch.load(run / "teacher.pt", weights_only=True)["done"]
+    assert set(json.loads((run / "summary.json").read_text())["stages"]) == {"jscc"}
+    out = tmp_path / "models"
+    assert sorted(p.name for p in export_run(run, out, students=(1, 2))) == ["deepjscc_k16.onnx", "encoder_k16.onnx"]
+    with pytest.raises(FileNotFoundError, match="let them finish"):
+        export_run(run, out, only=("teacher",))
+
+
 def test_onnx_and_torch_schemes_agree(tiny_run, tiny_models, monkeypatch):
     from diffsem.experiments.schemes import load_scheme
     _, run_dir = tiny_run

@@ -115,7 +115,7 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4),
 
     missing = set(only or ()) - {public(job[0]) for job in jobs}
     if missing:
-        raise FileNotFoundError(f"{run_dir} has no trained {sorted(missing)} (run the stages that make them)")
+        raise FileNotFoundError(f"{run_dir} has no trained {sorted(missing)} (run the stages that make them, and let them finish)")
     written = []
     for role, steps, make_module, in_names, out_name, train_info in jobs:
         if only and public(role) not in only:

@@ -3,35 +3,47 @@ stage) as eval-mode torch modules, and the diffusion decoder built from them: wh
 the torch backend of the schemes load."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def torch_modules(run_dir, device="cpu"):
     """Load the trained networks of a run folder: encoder, decoder, ablation decoder, teacher and
-    student U-Nets (those that exist). Returns (cfg, dict of eval-mode modules)."""
+    student U-Nets (those whose stage has finished). Returns (cfg, dict of eval-mode modules).
+
+    A stage still in training is left out (its checkpoint holds the raw weights of an epoch in
+    progress, not the EMA the finished stage keeps), and said so; the codec must be finished."""
     import torch
 
     from diffsem.nn.train import build_basis, build_decoder, build_encoder, build_unet
     run_dir = Path(run_dir)
     cfg = __import__("json").loads((run_dir / "summary.json").read_text())["recipe"]
 
-    def weights(stage):
-        return torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=True)["modules"]
+    def finished(stage):  # the stage's weights, or None while it trains
+        st = torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=True)
+        if st["done"]:
+            return st["modules"]
+        log.info("%s/%s.pt is still in training (epoch %d): not loaded", run_dir, stage, st["epoch"] + 1)
+        return None
 
     mods = {}
-    jscc = weights("jscc")
+    jscc = finished("jscc")
+    if jscc is None:
+        raise ValueError(f"{run_dir}/jscc.pt is still in training: finish it (diffsem train) before using the run")
     basis = build_basis(cfg, fitted=False)  # hybrid codecs carry their basis in the checkpoint
     mods["encoder"] = build_encoder(cfg, basis)
     mods["encoder"].load_state_dict(jscc["encoder"])
     mods["decoder"] = build_decoder(cfg, basis=basis)
     mods["decoder"].load_state_dict(jscc["decoder"])
-    if (run_dir / "ablation.pt").exists():
+    if (run_dir / "ablation.pt").exists() and (ablation := finished("ablation")) is not None:
         mods["decoder_nonv"] = build_decoder(cfg, use_noise_var=False, basis=basis)
-        mods["decoder_nonv"].load_state_dict(weights("ablation")["decoder"])
+        mods["decoder_nonv"].load_state_dict(ablation["decoder"])
     for stage in ["teacher"] + [f"distill_s{n}" for n in cfg["distill"]["rounds"]]:
-        if (run_dir / f"{stage}.pt").exists():
+        if (run_dir / f"{stage}.pt").exists() and (unet := finished(stage)) is not None:
             mods[stage] = build_unet(cfg)
-            mods[stage].load_state_dict(weights(stage)["unet"])
+            mods[stage].load_state_dict(unet["unet"])
     for m in mods.values():
         m.to(device).eval().requires_grad_(False)
     fit_power_map(mods)

@@ -324,6 +324,10 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary.update({"recipe": cfg, "hardware": hardware_string(device)})
 
+    def record(stage: str, log: dict):  # after every stage, so a finished stage exports while the next trains
+        summary.setdefault("stages", {})[stage] = log
+        summary_path.write_text(json.dumps(summary, indent=1, default=str))
+
     basis = build_basis(cfg) if _arch(cfg) == "hybrid" else None
     enc, dec = build_encoder(cfg, basis).to(device), build_decoder(cfg, basis=basis).to(device)
     loss_kind = cfg["jscc"].get("loss", "mse")
@@ -350,7 +354,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
         params = list(dec.parameters()) + (list(enc.parameters()) if trained == "both" else [])
         st = Stage("jscc", run_dir, {"encoder": enc, "decoder": dec}, params, jcfg, cfg, device,
                    step_limit=step_limit)
-        summary.setdefault("stages", {})["jscc"] = st.run(x_train, jscc_step, progress)
+        record("jscc", st.run(x_train, jscc_step, progress))
     _load_modules(run_dir / "jscc.pt", {"encoder": enc, "decoder": dec}, device)
     enc.eval().requires_grad_(False)
 
@@ -367,7 +371,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
         acfg = {**cfg["jscc"], **cfg.get("ablation", {})}  # Stage reads only its own keys; `channel` is abl_cfg's
         st = Stage("ablation", run_dir, {"decoder": abl}, abl.parameters(), acfg, cfg, device, step_limit=step_limit)
-        summary.setdefault("stages", {})["ablation"] = st.run(x_train, ablation_step, progress)
+        record("ablation", st.run(x_train, ablation_step, progress))
 
     dec.eval().requires_grad_(False)
     sigma = cfg["teacher"]["source_sigma"]
@@ -393,7 +397,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
         st = Stage("teacher", run_dir, {"unet": unet}, unet.parameters(), cfg["teacher"], cfg, device, ema_of="unet",
                        step_limit=step_limit)
-        summary.setdefault("stages", {})["teacher"] = st.run(x_train, teacher_step, progress)
+        record("teacher", st.run(x_train, teacher_step, progress))
 
     if "distill" in stages:
         _load_modules(run_dir / "teacher.pt", {"unet": unet}, device, ema=True)
@@ -421,7 +425,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
 
             st = Stage(f"distill_s{n}", run_dir, {"unet": student}, student.parameters(), round_cfg, cfg, device,
                        ema_of="unet", step_limit=step_limit)
-            summary.setdefault("stages", {})[f"distill_s{n}"] = st.run(x_train, distill_step, progress)
+            record(f"distill_s{n}", st.run(x_train, distill_step, progress))
             teacher, teacher_steps = student, n
     summary_path.write_text(json.dumps(summary, indent=1, default=str))
     return summary

@@ -220,8 +220,8 @@ def test_a_run_trained_up_to_the_codec_exports_the_codec(tiny_run, tmp_path):
         export_run(codec_only, out, only=("student",))
 
 
-def test_a_run_stopped_inside_a_stage_exports_only_its_finished_stages(tiny_run, tmp_path, monkeypatch):
-    """The codec exports while the teacher trains; the teacher's half-trained weights never do."""
+def test_a_run_stopped_inside_a_stage_uses_only_its_finished_stages(tiny_run, tmp_path, monkeypatch):
+    """The codec exports while the teacher trains; the half-trained teacher neither exports nor teaches."""
     import diffsem.nn.train as T
     from diffsem.nn.export import export_run
     cfg, run_dir = tiny_run
@@ -247,6 +247,8 @@ def test_a_run_stopped_inside_a_stage_exports_only_its_finished_stages(tiny_run,
     assert sorted(p.name for p in export_run(run, out, students=(1, 2))) == ["deepjscc_k16.onnx", "encoder_k16.onnx"]
     with pytest.raises(FileNotFoundError, match="let them finish"):
         export_run(run, out, only=("teacher",))
+    with pytest.raises(RuntimeError, match="still in training"):  # nor does a student learn from them
+        train_recipe(cfg, run, torch.device("cpu"), stages=("distill",), progress=False)
 
 
 def test_onnx_and_torch_schemes_agree(tiny_run, tiny_models, monkeypatch):

@@ -400,7 +400,7 @@ def train_recipe(cfg: dict, run_dir: Path, device: torch.device, stages=STAGES, 
         record("teacher", st.run(x_train, teacher_step, progress))
 
     if "distill" in stages:
-        _load_modules(run_dir / "teacher.pt", {"unet": unet}, device, ema=True)
+        _load_modules(run_dir / "teacher.pt", {"unet": unet}, device)
         dcfg = cfg["distill"]
         teacher, teacher_steps = unet, cfg["teacher"]["steps"]
         if set(dcfg.get("init", {})) - set(dcfg["rounds"]):
@@ -440,12 +440,15 @@ def _start_from_graph(unet, init, where: str):
     load_unet_from_onnx(unet, init["graph"], init["sha256"])
 
 
-def _load_modules(path: Path, modules: dict, device, ema=False):
+def _load_modules(path: Path, modules: dict, device):
+    """Set modules to a finished stage's weights (the EMA, where the stage keeps one)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run the stage that makes it first")
     st = torch.load(path, map_location=device, weights_only=True)
+    if not st["done"]:
+        raise RuntimeError(f"{path} is still in training (epoch {st['epoch'] + 1}): run its stage to the end first")
     for k, m in modules.items():
-        m.load_state_dict(st["ema"] if (ema and "ema" in st) else st["modules"][k])
+        m.load_state_dict(st["modules"][k])
 
 
 # ----------------------------------------------------------------------------- command line

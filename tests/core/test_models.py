@@ -89,26 +89,32 @@ def test_training_writes_every_stage_and_resumes_without_redoing(tiny_run, capsy
     assert capsys.readouterr().out.count("already done") == 5
 
 
+def _interrupt_at_the_third_step(monkeypatch):
+    """Checkpoint after every iteration and stop training at the third optimizer step (two done).
+    Returns the real AdamW.step, to train on afterwards."""
+    import diffsem.nn.train as T
+    real_step, calls = torch.optim.AdamW.step, {"n": 0}
+
+    def stop_at_the_third(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(T, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(torch.optim.AdamW, "step", stop_at_the_third)
+    return real_step
+
+
 def test_a_stage_interrupted_mid_epoch_resumes_on_the_same_batches(tmp_path, monkeypatch):
     """Stop after a few iterations (checkpoint), resume: the weights equal an uninterrupted run."""
-    import diffsem.nn.train as T
     cfg = load_recipe(TINY)
     cfg["data"]["limit"] = 256
     straight = tmp_path / "straight"
     train_recipe(cfg, straight, torch.device("cpu"), stages=("jscc",), progress=False)
 
     interrupted = tmp_path / "interrupted"
-    calls = {"n": 0}
-    real_step = torch.optim.AdamW.step
-
-    def stop_after_two(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(self, *a, **kw)
-
-    monkeypatch.setattr(T, "CHECKPOINT_EVERY_S", 0.0)  # checkpoint after every iteration
-    monkeypatch.setattr(torch.optim.AdamW, "step", stop_after_two)
+    real_step = _interrupt_at_the_third_step(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_recipe(cfg, interrupted, torch.device("cpu"), stages=("jscc",), progress=False)
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
@@ -222,23 +228,13 @@ def test_a_run_trained_up_to_the_codec_exports_the_codec(tiny_run, tmp_path):
 
 def test_a_run_stopped_inside_a_stage_uses_only_its_finished_stages(tiny_run, tmp_path, monkeypatch):
     """The codec exports while the teacher trains; the half-trained teacher neither exports nor teaches."""
-    import diffsem.nn.train as T
     from diffsem.nn.export import export_run
     cfg, run_dir = tiny_run
     cfg = {**cfg, "teacher": {**cfg["teacher"], "epochs": 2}}  # 2 steps an epoch at this data limit
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(run_dir / "jscc.pt", run / "jscc.pt")  # a finished codec, as a fresh checkout carries it
-    real_step, calls = torch.optim.AdamW.step, {"n": 0}
-
-    def stop_at_the_third_step(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(self, *a, **kw)
-
-    monkeypatch.setattr(T, "CHECKPOINT_EVERY_S", 0.0)
-    monkeypatch.setattr(torch.optim.AdamW, "step", stop_at_the_third_step)
+    _interrupt_at_the_third_step(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_recipe(cfg, run, torch.device("cpu"), stages=("jscc", "teacher"), progress=False)
     assert not torch.load(run / "teacher.pt", weights_only=True)["done"]

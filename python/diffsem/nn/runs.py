@@ -15,18 +15,15 @@ def torch_modules(run_dir, device="cpu"):
 
     A stage still in training is left out (its checkpoint holds the raw weights of an epoch in
     progress, not the EMA the finished stage keeps), and said so; the codec must be finished."""
-    import torch
-
-    from diffsem.nn.train import build_basis, build_decoder, build_encoder, build_unet
+    from diffsem.nn.train import build_basis, build_decoder, build_encoder, build_unet, finished_weights
     run_dir = Path(run_dir)
     cfg = __import__("json").loads((run_dir / "summary.json").read_text())["recipe"]
 
-    def finished(stage):  # the stage's weights, or None while it trains
-        st = torch.load(run_dir / f"{stage}.pt", map_location=device, weights_only=True)
-        if st["done"]:
-            return st["modules"]
-        log.info("%s/%s.pt is still in training (epoch %d): not loaded", run_dir, stage, st["epoch"] + 1)
-        return None
+    def finished(stage):
+        weights = finished_weights(run_dir / f"{stage}.pt", device)
+        if weights is None:
+            log.info("%s/%s.pt is still in training: not loaded", run_dir, stage)
+        return weights
 
     mods = {}
     jscc = finished("jscc")

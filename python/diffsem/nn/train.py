@@ -440,15 +440,21 @@ def _start_from_graph(unet, init, where: str):
     load_unet_from_onnx(unet, init["graph"], init["sha256"])
 
 
-def _load_modules(path: Path, modules: dict, device):
-    """Set modules to a finished stage's weights (the EMA, where the stage keeps one)."""
+def finished_weights(path: Path, device) -> dict | None:
+    """A stage's weights by module (the EMA, where the stage keeps one), or None while the stage
+    is still in training (its checkpoint then holds the raw weights of an epoch in progress)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run the stage that makes it first")
     st = torch.load(path, map_location=device, weights_only=True)
-    if not st["done"]:
-        raise RuntimeError(f"{path} is still in training (epoch {st['epoch'] + 1}): run its stage to the end first")
+    return st["modules"] if st["done"] else None
+
+
+def _load_modules(path: Path, modules: dict, device):
+    weights = finished_weights(path, device)
+    if weights is None:
+        raise RuntimeError(f"{path} is still in training: run its stage to the end first")
     for k, m in modules.items():
-        m.load_state_dict(st["modules"][k])
+        m.load_state_dict(weights[k])
 
 
 # ----------------------------------------------------------------------------- command line

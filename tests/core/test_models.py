@@ -208,6 +208,9 @@ def test_export_only_one_model_keeps_the_other_cards_calibration(tiny_run, tmp_p
     write_card(out / "student_k16_s1.json", card)
     export_run(run_dir, out, students=(1,), only=("student",))  # a re-export keeps the calibrated value
     assert load_card(out / "student_k16_s1.json")["default_temperature"] == 0.85
+    # another recipe's run exported over the card: its temperature was calibrated for other weights
+    export_run(run_dir, out, recipe_path="models/recipes/other.yaml", students=(1,), only=("student",))
+    assert load_card(out / "student_k16_s1.json")["default_temperature"] != 0.85
     with pytest.raises(ValueError, match="unknown roles"):
         export_run(run_dir, out, only=("decoder",))
 

@@ -141,12 +141,16 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4),
                          metrics=[])
         card["flops_per_image"] = count_flops(path)[0]  # what `diffsem bench decoder` counts (load-independent)
         old = out_dir / f"{name}.json"
-        if old.exists():  # keep evaluation rows and the temperature calibrated for the same recipe
-            previous = json.loads(old.read_text())
+        previous = json.loads(old.read_text()) if old.exists() else {}
+        if Path(previous.get("recipe") or "").name == Path(card["recipe"] or "").name:
+            # keep what was measured and calibrated for this recipe
             card["metrics"] = previous.get("metrics", [])
             for key in ("default_temperature", "temperature_calibration"):
                 if previous.get(key) is not None and steps:
                     card[key] = previous[key]
+        elif previous:
+            print(f"{old.name}: was {previous.get('recipe')}'s card; its evaluation rows and temperature are "
+                  f"not carried over (`diffsem calibrate` sets one)")
         write_card(old, card)
         written.append(path)
         print(f"{path.name}: {path.stat().st_size / 1e6:.2f} MB, parity {err:.1e}, {time.time() - t0:.1f} s")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffsem.experiments.plots import fraction_figure, fraction_table, impairment, num, steps_of
+from diffsem.experiments.plots import fraction_figure, fraction_table, impairment, label, num, steps_of
 from diffsem_apps.pd_report import load_rows
 
 SHIPPED = "shipped"
@@ -62,7 +62,7 @@ def generations_tables(rows, k: int, baseline: str, scheme: str = "deepjscc", n:
     (each generation minus the baseline, dB), then AWGN at snr_db with `fraction` erased."""
     gens = _by_generation(rows, k, scheme, n, steps)
     if steps is not None:
-        scheme = f"{scheme} ({steps} steps)"
+        scheme = label({"scheme": scheme, "steps": steps})
     if baseline not in gens:
         raise ValueError(f"no rows of generation {baseline!r} for {scheme} at k = {k}, n = {n}")
     order = [g for g in gens if g != baseline] + [baseline]

@@ -16,7 +16,8 @@ temperatures:
      fit bound to its model file's sha256);
   7. `diffsem report results`.
 Rows of other k, of the baselines that use no learned model, and of earlier model generations
-(`models_0.1_test.jsonl`, rows with a `models` label, pd_rows.jsonl, erasure_training.jsonl)
+(`models_0.1_test.jsonl`, rows with a `models` label, pd_rows.jsonl, erasure_training.jsonl,
+erasure_students*.jsonl)
 are left as they are. Hand-written pages that quote numbers are listed at the end to re-read.
 """
 from __future__ import annotations

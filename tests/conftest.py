@@ -39,11 +39,11 @@ def run_command():
     return run
 
 
-# One test process loads GNU Radio (whose ControlPort thrift pool is started at import, with UHD's
-# logger and ZMQ's reaper), torch and ONNX Runtime together. Their static destructors race at
-# interpreter exit and now and then crash with SIGSEGV after every test has reported (GNU Radio's
-# thrift booter is a known case, gnuradio/gnuradio#3792), turning a passed run into exit 139.
-# When pytest is the program, the process ends with pytest's verdict once everything is written.
+# One test process loads GNU Radio (its ControlPort thrift pool starts at import), UHD's logger,
+# ZMQ, torch and ONNX Runtime together, and their threads outlive the tests. Tearing them down at
+# interpreter exit crashed once (SIGSEGV: exit 139 after "596 passed"; GNU Radio's thrift booter
+# is a known exit-time crash, gnuradio/gnuradio#3792). When pytest is the program, the process
+# ends with pytest's verdict once everything is written.
 _session = None
 
 

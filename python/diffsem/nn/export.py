@@ -142,8 +142,8 @@ def export_run(run_dir, out_dir=None, recipe_path: str = "", students=(1, 2, 4),
         card["flops_per_image"] = count_flops(path)[0]  # what `diffsem bench decoder` counts (load-independent)
         old = out_dir / f"{name}.json"
         previous = json.loads(old.read_text()) if old.exists() else {}
-        if Path(previous.get("recipe") or "").name == Path(card["recipe"] or "").name:
-            # keep what was measured and calibrated for this recipe
+        same_recipe = Path(previous.get("recipe") or "").name == Path(card["recipe"] or "").name
+        if previous and same_recipe:  # keep what was measured and calibrated for this recipe
             card["metrics"] = previous.get("metrics", [])
             for key in ("default_temperature", "temperature_calibration"):
                 if previous.get(key) is not None and steps:

@@ -372,3 +372,17 @@ def test_idle_frame_of_a_mode_without_room_has_unit_power():
         power = [np.mean(np.abs(dg.constellation(budget.mode.bits_per_symbol)[
             dg.bits_to_indices(dg.idle_frame_bits(budget, s), budget.mode.bits_per_symbol)]) ** 2) for s in range(127)]
         assert abs(np.mean(power) - 1.0) < 0.03, (k, mode, np.mean(power))
+
+
+def test_power_warning_tells_a_few_images_from_a_wrong_codec():
+    """Power is unit on average over images: six images 10 % high are a sample, not a fault,
+    while a codec 6 % high over 10 000 images or 2x high over six is one."""
+    from diffsem.experiments.evaluate import power_off
+    rng = np.random.default_rng(0)
+    few = rng.normal(1.0, 0.3, 6)
+    few = few - few.mean() + 1.10                        # a mosaic's six images, 10 % above 1
+    assert not power_off(few)
+    assert power_off(2.0 * few)                          # an encoder twice too strong
+    many = rng.normal(1.06, 0.3, 10000)
+    assert power_off(many) and not power_off(many - 0.06)
+    assert not power_off(np.array([1.3])) and power_off(np.array([2.5]))

@@ -243,7 +243,7 @@ def perception_distortion(rows, out_path, k: int, snrs=(5.0, 20.0), channel: str
 # --- the impairment axis: metrics against the impaired fraction ---------------------------------
 
 FRACTION_PANELS = ("psnr", "accuracy")
-GENERATION_LINES = ("-", "--", ":", "-.")  # one line style per model generation (`models` row key)
+GENERATION_LINES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)))  # one line style per model generation (`models` row key)
 
 
 def _generation(r) -> str:

@@ -170,8 +170,9 @@ def transmit_and_decode(scheme, images, channel: str, snr_db: float, csi: str = 
             nonfinite += int(bad.sum())
             rec = np.where(bad, 0.0, rec).astype(np.float32)
         out.append(rec)
-    if power and power_off(np.concatenate(power)):
-        mean = float(np.mean(np.concatenate(power)))
+    power = np.concatenate(power) if power else np.zeros(0)
+    if len(power) and power_off(power):
+        mean = float(np.mean(power))
         log.warning("%s: encoder output has average power %.3f per complex symbol, not 1: the SNR "
                     "axis is off by %.2f dB", scheme.name, mean, 10 * np.log10(mean))
     if nonfinite:

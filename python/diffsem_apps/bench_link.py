@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 

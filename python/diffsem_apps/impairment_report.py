@@ -83,7 +83,6 @@ def papr_study(k: int, n_images: int, models_dir: str, provider: str) -> dict:
     frames = enc([inference.EncodeRequest(im[0]) for im in images[:n_images]])
     stream, tx = tx_waveform(frames)
     lay = tx.layout
-    sym_len = lay.fft_len + lay.cp_len
     burst = tx.burst_length(k)
     n_pre = 2 + tx.header_repeats
     payload, whole = [], []

@@ -173,11 +173,11 @@ class TxApp(gr.top_block):
         if sink == "sim":
             self.chan = _channel(args)
             self.connect(self.chain.out, self.chan)
-            end = self._file_or_null(self.chan, "TX through the simulated channel")
+            self._file_or_null(self.chan, "TX through the simulated channel")
         elif sink == "file":
             if not args.output:
                 raise EndpointError("--sink file needs --output PATH (the SigMF recording to write)")
-            end = self._file_or_null(self.chain.out, "TX bursts")
+            self._file_or_null(self.chain.out, "TX bursts")
         else:
             stream = self.chain.bursts_to_stream(self, args.samp_rate)
             if sink == "zmq":

@@ -180,7 +180,9 @@ def measure_interference(kind="narrowband", fraction=0.125, sir_db=0.0, snr_db=1
                          n_frames=200, n_symbols=144, seed=0):
     """A partial-frame impairment of channel_sim (kind, fraction, SIR): what the receiver reports
     on the cells it hit vs the clean ones, against the actual squared error of its symbols.
-    (`n_symbols` 144 = 3 whole OFDM symbols, the training definition's fractions exactly.)"""
+    `*_err_over_nv`: the mean over cells of squared error / reported noise_var, 1 when each cell's
+    variance is right; a cell reported ten times too clean adds 10, which a mean of the variances
+    hides. (`n_symbols` 144 = 3 whole OFDM symbols, the training definition's fractions exactly.)"""
     import numpy as np
 
     tb = PhyLoopback(snr_db, channel, 0.0, 0.0, n_frames, n_symbols, seed, window=16, keep_symbols=True,
@@ -204,6 +206,7 @@ def measure_interference(kind="narrowband", fraction=0.125, sir_db=0.0, snr_db=1
         out.update({f"{name}_cells": int(m.sum()), f"{name}_erased_pct": round(100.0 * float(erased[m].mean()), 2),
                     f"{name}_noise_var_db": db(nv[kept].mean()) if kept.any() else None,
                     f"{name}_err_db": db(err[kept].mean()) if kept.any() else None,
+                    f"{name}_err_over_nv": round(float((err[kept] / nv[kept]).mean()), 3) if kept.any() else None,
                     f"{name}_err_all_db": db(err[m].mean()) if m.any() else None})
     return out
 

@@ -15,6 +15,20 @@ def test_narrowband_interferer_raises_only_the_hit_carriers_noise_var():
     # Es/(N0 + I): ~ +0.4 dB of noise on the hit carriers, -10 dB on the others; each as measured
     assert abs(r["hit_noise_var_db"] - r["hit_err_db"]) < 1.0 and r["hit_noise_var_db"] > -1.0
     assert abs(r["clean_noise_var_db"] - r["clean_err_db"]) < 0.5 and r["clean_noise_var_db"] < -9.0
+    # cell by cell too: a hit carrier whose own 4-dof spread came out low is still flagged (grown
+    # from its run) and gets the run's variance (error / noise_var 1.02 here; 1.85 when ~6 % of the
+    # hit carriers were handed over as clean)
+    assert r["hit_err_over_nv"] < 1.3 and 0.8 < r["clean_err_over_nv"] < 1.25
+
+
+def test_narrowband_interferer_on_a_selective_channel_is_left_out_of_the_channel_fit():
+    """The interfered carriers' LS estimates carry the interference: the impulse-response fit
+    leaves them out (clean cells' error -2.6 dB here; -0.5 dB with them in the fit, -4.4 dB with
+    no interferer) and they get the fit's interpolation."""
+    r = measure_interference("narrowband", 0.125, sir_db=0.0, snr_db=10.0, channel="selective", n_frames=15)
+    assert r["lost"] == 0 and r["hit_erased_pct"] == 0
+    assert r["clean_err_db"] < -2.0
+    assert r["hit_err_over_nv"] < 1.3 and 0.8 < r["clean_err_over_nv"] < 1.25
 
 
 @pytest.mark.parametrize("kind,min_erased", [("burst", 99.0), ("truncation", 75.0)])

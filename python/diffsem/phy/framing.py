@@ -454,47 +454,58 @@ class FrameEstimator:
         k = np.asarray(carriers, dtype=np.float64)[:, None] + carr_offset
         return np.exp(-2j * np.pi * k * np.asarray(delays, dtype=np.float64)[None, :] / self.layout.fft_len)
 
-    def _fit_tables(self, carr_offset: int, keep: tuple):
+    def _fit_tables(self, carr_offset: int, keep: tuple, good=None):
         """Least-squares tables for a tap subset of the fixed window (taps_before .. taps_after
         around the frame's delay): (pseudo-inverse, fitted-value map, leverage, tap noise).
+        `good`: fit on those active carriers only (a boolean mask); the pseudo-inverse then takes
+        their values, the map gives every active carrier from them [n_active, n_good] and the
+        leverage is its rows' energy (the noise gain of a fitted or an interpolated carrier).
 
         Cached per subset without the fitted-value map: that is basis @ pinv, an [n_active,
         n_active] complex128 matrix (43 kB) of rank len(keep), rebuilt from the two thin factors
         at each call (the same product as the one that was kept; no measurable CPU). A cached
         entry is then ~2 kB + 1.7 kB a tap instead of ~45 kB. Measured: a selective channel at
         5 dB reached 1258 tables in 2000 frames, 34 MB with the maps kept, 11 MB without; an
-        AWGN soak's ~30 tables took ~1 MB over its first minutes, ~0.3 MB now."""
+        AWGN soak's ~30 tables took ~1 MB over its first minutes, ~0.3 MB now. Masked tables
+        (frames with interfered carriers, a mask each) are not cached."""
         key = (carr_offset, keep)
-        tables = self._tables.get(key)
+        tables = self._tables.get(key) if good is None else None
         if tables is None:
             delays = np.arange(-self.taps_before, self.taps_after + 1)[list(keep)]
             basis = self._basis(self.active, delays, carr_offset)
-            pinv = np.linalg.pinv(basis)
-            tap_noise = np.real(np.diag(np.linalg.pinv(basis.conj().T @ basis)))
-            leverage = np.real(np.diag(basis @ pinv)).copy()
+            fit_rows = basis if good is None else basis[good]
+            pinv = np.linalg.pinv(fit_rows)
+            tap_noise = np.real(np.diag(np.linalg.pinv(fit_rows.conj().T @ fit_rows)))
+            if good is None:
+                leverage = np.real(np.diag(basis @ pinv)).copy()
+            else:
+                leverage = np.sum(np.abs(basis @ pinv) ** 2, axis=1)
             tables = (pinv, basis, leverage, tap_noise)
-            if len(self._tables) < self.max_tables:
+            if good is None and len(self._tables) < self.max_tables:
                 self._tables[key] = tables
         pinv, basis, leverage, tap_noise = tables
         return pinv, basis @ pinv, leverage, tap_noise
 
-    def _trial_tables(self, carr_offset: int, chosen: tuple):
+    def _trial_tables(self, carr_offset: int, chosen: tuple, good=None):
         """The candidate subsets chosen + one more tap, and one row per candidate: the conjugate of
         its basis column orthogonalised against the chosen taps, normalised (zero if it adds
-        nothing), so one small matrix product scores every candidate of a greedy step."""
+        nothing), so one small matrix product scores every candidate of a greedy step. `good`:
+        on those carriers only (as _fit_tables; not cached)."""
         key = ("trials", carr_offset, chosen)
-        tables = self._tables.get(key)
+        tables = self._tables.get(key) if good is None else None
         if tables is None:
             n_win = self.taps_before + self.taps_after + 1
             others = [j for j in range(n_win) if j not in chosen]
             trials = [tuple(sorted(chosen + (j,))) for j in others]
-            hat = self._fit_tables(carr_offset, chosen)[1]
+            hat = self._fit_tables(carr_offset, chosen, good)[1]
             cols = self._basis(self.active, np.arange(-self.taps_before, self.taps_after + 1)[others], carr_offset)
+            if good is not None:
+                hat, cols = hat[good], cols[good]
             q = cols - hat @ cols
             norm = np.sqrt(np.sum(np.abs(q) ** 2, axis=0))
             proj = np.where(norm[:, None] > 1e-9, np.conj(q.T) / np.maximum(norm, 1e-30)[:, None], 0.0)
             tables = (trials, proj)
-            if len(self._tables) < self.max_tables:
+            if good is None and len(self._tables) < self.max_tables:
                 self._tables[key] = tables
         return tables
 
@@ -533,54 +544,62 @@ class FrameEstimator:
             tau += max(min(-d1 / d2, max_step), -max_step)
         return tau
 
-    def smooth_channel(self, h_ls_active: np.ndarray, carr_offset: int, start=None):
+    def smooth_channel(self, h_ls_active: np.ndarray, carr_offset: int, start=None, good=None):
         """Fit the LS estimate on the active carriers with a short impulse response around the
         frame's delay, keeping only the taps that stand out of the noise.
         `start`: the `selection` of an earlier fit of the same frame (a noisier LS estimate):
         its delay is kept and its taps are the starting set, so a refit costs one greedy step.
+        `good`: fit on those active carriers only (a mask: interfered carriers left out), with
+        `start`'s delay as it is and the taps selected afresh from the strongest; the fit still
+        gives every carrier, and the residual and its dof are the good carriers'.
         Returns (fitted H on the active carriers, leverage per active carrier, residual energy,
         residual degrees of freedom, taps kept, delay, selection). Cached per LS estimate."""
-        cache_key = (h_ls_active.tobytes(), carr_offset, start)
+        cache_key = (h_ls_active.tobytes(), carr_offset, start, None if good is None else good.tobytes())
         hit = self._fits.get(cache_key)
         if hit is not None:
             return hit
-        if start is None:
+        if good is not None:
+            centre = start[0]
+        elif start is None:
             centre = self.delay_of(h_ls_active, carr_offset)
         else:
             centre = self.refine_delay(h_ls_active, carr_offset, start[0], 0.25, steps=1)
         # move the delay to 0 so one fixed (cached) basis serves every frame; fractional, so
         # a timing offset between samples is one tap, not a spread-out sinc
         rot = np.exp(2j * np.pi * (self.active + carr_offset) * centre / self.layout.fft_len)
-        h = h_ls_active * rot
+        h_all = h_ls_active * rot
+        h = h_all if good is None else h_all[good]
+
+        def hat_of(taps):  # the fitted-value map on the fitted carriers
+            hat = self._fit_tables(carr_offset, taps, good)[1]
+            return hat if good is None else hat[good]
+
         # greedy selection (orthogonal matching pursuit) from the ML path: a tap joins while it
         # removes more than `tap_threshold` times the noise left per degree of freedom. Fitting the
         # whole window at once is ill-conditioned (52 of 64 carriers): at low SNR its noisy
         # coefficients would hide the true taps.
         n_win = self.taps_before + self.taps_after + 1
-        n_act = len(self.active)
-        chosen = (self.taps_before,) if start is None else start[1]
-        _, hat_s, _, _ = self._fit_tables(carr_offset, chosen)
-        resid = h - _matvec(hat_s, h)
+        n_fit = h.size
+        chosen = (self.taps_before,) if start is None or good is not None else start[1]
+        resid = h - _matvec(hat_of(chosen), h)
         energy = float(np.sum(np.abs(resid) ** 2))
         while len(chosen) < n_win:
-            trials, proj = self._trial_tables(carr_offset, chosen)
+            trials, proj = self._trial_tables(carr_offset, chosen, good)
             # adding tap j removes |<q_j, r>|^2 / |q_j|^2 (q_j: its basis column orthogonalised
             # against the chosen taps, r: the current residual), i.e. orthogonal matching pursuit
             energies = energy - np.abs(_matvec(proj, resid)) ** 2
             j = int(np.argmin(energies))
             best, best_energy = (trials[j], float(energies[j])) if energies[j] < energy else (None, energy)
-            noise_per_dof = best_energy / max(n_act - len(chosen) - 1, 1)
+            noise_per_dof = best_energy / max(n_fit - len(chosen) - 1, 1)
             if best is None or energy - best_energy < self.tap_threshold * noise_per_dof:
                 break
             chosen, energy = best, best_energy
-            resid = h - _matvec(self._fit_tables(carr_offset, chosen)[1], h)
-        keep = np.zeros(n_win, dtype=bool)
-        keep[list(chosen)] = True
-        _, hat_s, leverage, _ = self._fit_tables(carr_offset, chosen)
-        fitted = _matvec(hat_s, h) * np.conj(rot)
-        resid_e = float(np.sum(np.abs(h_ls_active - fitted) ** 2))
-        dof = len(self.active) - int(keep.sum())
-        out = (fitted, leverage, resid_e, dof, int(keep.sum()), float(centre), (float(centre), chosen))
+            resid = h - _matvec(hat_of(chosen), h)
+        _, hat, leverage, _ = self._fit_tables(carr_offset, chosen, good)
+        fitted = _matvec(hat, h) * np.conj(rot)
+        resid_e = float(np.sum(np.abs(h_ls_active - fitted)[slice(None) if good is None else good] ** 2))
+        dof = n_fit - len(chosen)
+        out = (fitted, leverage, resid_e, dof, len(chosen), float(centre), (float(centre), chosen))
         if len(self._fits) > 256:
             self._fits.clear()
         self._fits[cache_key] = out
@@ -609,8 +628,8 @@ class FrameEstimator:
         * interfered carriers: with a per-carrier training spread, a carrier whose spread exceeds
           CARRIER_FLAG times the clean carriers' mean (re-estimated without the flagged ones) is
           interfered, and so is one next to it above CARRIER_GROW times (_interfered_carriers);
-          the channel is fitted again without them (_fit_on: their LS estimates hold the
-          interference), sigma^2 comes from the other carriers, and the flagged ones get their
+          the channel is fitted again without them (smooth_channel's `good`: their LS estimates
+          hold the interference), sigma^2 comes from the other carriers, and the flagged ones get their
           run's pooled spread as their noise (_interferer_noise; an interferer present during the
           header, e.g. a narrowband one);
         * impulse-hit OFDM symbols: guard energy above SYMBOL_FLAG times sigma^2; left out of the
@@ -636,7 +655,7 @@ class FrameEstimator:
                                                                                           channel_start)
         good_c, spread_c, ref = self._interfered_carriers(training_spread)
         if not good_c.all():  # the interfered carriers' LS estimates hold the interference: fit without them
-            fitted, leverage, resid_e, dof_pre = self._fit_on(h_ls, carr_offset, selection, good_c)
+            fitted, leverage, resid_e, dof_pre, n_taps, _, _ = self.smooth_channel(h_ls, carr_offset, selection, good_c)
         m = max(int(training_symbols), 1)
         leverage, resid_e = leverage / m, resid_e * m
         idx_d, idx_p = self._idx_d, self._idx_p
@@ -884,40 +903,6 @@ class FrameEstimator:
             mean = float(np.mean(spread_c[run]))
             out[run] = np.where(spread_c[run] > RUN_OUTLIER * mean, spread_c[run], mean)
         return out
-
-    def _fit_on(self, h_ls_active, carr_offset, selection, good_c):
-        """smooth_channel's fit on the carriers `good_c` only, around the same delay, its taps
-        selected again the same way (taps that fitted the interference would swing across the
-        left-out carriers): (fitted H on every active carrier, the fit's noise gain per carrier (the
-        leverage of a fitted carrier, the interpolation's on a left-out one), residual energy of
-        the fitted carriers, their residual dof). Not cached: only frames with flagged carriers."""
-        centre = selection[0]
-        rot = np.exp(2j * np.pi * (self.active + carr_offset) * centre / self.layout.fft_len)
-        basis = self._basis(self.active, np.arange(-self.taps_before, self.taps_after + 1), carr_offset)
-        b_good, h = basis[good_c], (h_ls_active * rot)[good_c]
-        n_good, n_win = b_good.shape
-        chosen = [self.taps_before]
-        pinv = np.linalg.pinv(b_good[:, chosen])
-        resid = h - b_good[:, chosen] @ (pinv @ h)
-        energy = float(np.sum(np.abs(resid) ** 2))
-        while len(chosen) < n_win:
-            others = [j for j in range(n_win) if j not in chosen]
-            q = b_good[:, others] - b_good[:, chosen] @ (pinv @ b_good[:, others])  # orthogonalised candidates
-            norm2 = np.sum(np.abs(q) ** 2, axis=0)
-            gain = np.where(norm2 > 1e-18, np.abs(q.conj().T @ resid) ** 2 / np.maximum(norm2, 1e-30), 0.0)
-            j = int(np.argmax(gain))
-            noise_per_dof = (energy - gain[j]) / max(n_good - len(chosen) - 1, 1)
-            if gain[j] <= 0 or gain[j] < self.tap_threshold * noise_per_dof:
-                break
-            chosen = sorted(chosen + [others[j]])
-            pinv = np.linalg.pinv(b_good[:, chosen])
-            resid = h - b_good[:, chosen] @ (pinv @ h)
-            energy = float(np.sum(np.abs(resid) ** 2))
-        hat = basis[:, chosen] @ pinv                 # [n_active, n_good]
-        fitted = (hat @ h) * np.conj(rot)
-        leverage = np.sum(np.abs(hat) ** 2, axis=1)
-        resid_e = float(np.sum(np.abs(h_ls_active - fitted)[good_c] ** 2))
-        return fitted, leverage, resid_e, max(n_good - len(chosen), 1)
 
 
 # --- test payloads of the PHY loopback (symbol_source / symbol_checker) -------------------------

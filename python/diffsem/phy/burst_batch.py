@@ -32,7 +32,7 @@ import numpy as np
 
 from diffsem import phy
 from diffsem.phy.burst_rx import (HEADER_FIELDS_BITS, MAX_FILL_ERRORS, BurstReceiver, ReceivedFrame,
-                                  _Header)
+                                  _Header, capped_products)
 from diffsem.phy.framing import (BURST_END_LLR, CARRIER_FLAG, CLOCK_SIGNIFICANT, DEAD_SYMBOL, DEAD_TAIL,
                                   DEAD_TAIL_CELLS, LIVE_PILOT_FLOOR, MAX_DRIFT_PHASE_VAR, SYMBOL_FLAG, crc8_rows,
                                   header_phase_search)
@@ -195,7 +195,7 @@ class BatchReceiver(BurstReceiver):
 
     def _carrier_offsets(self, spec: np.ndarray) -> np.ndarray:
         idx = self._offset_idx
-        prod = spec[:, 0, :][:, idx] * np.conj(spec[:, 1, :][:, idx])
+        prod = capped_products(spec[:, 0, :][:, idx] * np.conj(spec[:, 1, :][:, idx]))
         m = np.abs(np.einsum("fcj,j->fc", prod, np.conj(self._s12)))
         return self._offsets[np.argmax(m, axis=1)]
 

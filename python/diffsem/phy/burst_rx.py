@@ -61,6 +61,21 @@ RATE_PROBE_IDLE = 1 << 18
 # decodes (BPSK-like and CRC-checked), else it is counted as a false trigger, not a lost frame:
 # at -3 dB AWGN a third of the real preambles fall between the two.
 WEAK_PREAMBLE_FIT = 0.12
+# The integer carrier offset's per-carrier products are capped at this many times their median
+# (capped_products).
+OFFSET_PRODUCT_CAP = 4.0
+
+
+def capped_products(prod: np.ndarray) -> np.ndarray:
+    """The integer-offset search's per-carrier preamble products [..., candidates, carriers], each
+    magnitude capped at OFFSET_PRODUCT_CAP times the median of its frame's: a narrowband
+    interferer 10 dB above the signal on 6 carriers makes products ~100 times the others' with
+    random phases, which picked a wrong offset for a quarter of the frames (the frame then lost).
+    Where the pattern lines up the products add in phase whatever their size, so the capped sum
+    picks the same offset on clean frames."""
+    mag = np.abs(prod)
+    cap = OFFSET_PRODUCT_CAP * np.median(mag.reshape(mag.shape[:-2] + (-1,)), axis=-1)[..., None, None]
+    return prod * np.minimum(1.0, cap / np.maximum(mag, 1e-300))
 
 
 @dataclass
@@ -449,9 +464,11 @@ class BurstReceiver:
     # ------------------------------------------------------------------ per frame
     def _carrier_offset(self, y1: np.ndarray, y2: np.ndarray) -> int:
         """Integer carrier offset: the coherent product of both preambles (channel and CFO phase
-        cancel) is largest where the known pattern lines up."""
+        cancel) is largest where the known pattern lines up (each carrier's product capped,
+        capped_products)."""
         idx = self._offset_idx  # [candidates, sync-1 carriers]
-        m = np.abs(np.einsum("cj,j->c", y1[idx] * np.conj(y2[idx]), np.conj(self._s12)))  # no BLAS threads
+        prod = capped_products(y1[idx] * np.conj(y2[idx]))
+        m = np.abs(np.einsum("cj,j->c", prod, np.conj(self._s12)))  # no BLAS threads
         return int(self._offsets[int(np.argmax(m))])
 
     def _header(self, start: int, cfo: float, events: list, from_mf: bool = False):

@@ -9,6 +9,7 @@ from diffsem.phy.framing import (  # noqa: F401 (the PHY's API)
     carriers_by_role, n_active, tx_scale, noise_voltage_for_snr, sync_words, crc8, crc8_rows, header_bits,
     header_bits_rows, header_symbols, header_shift, header_unshift_index, header_bit_of_carrier,
     header_scrambler, header_copies, header_copies_rows, check_payload, fractional_delay_taps, fit_phase_slope, combine_header,
+    preamble_interference,
     FrameEstimate, FrameEstimator, reference_symbols, reference_burst, BurstBuilder,
 )
 from diffsem.phy.ofdm import DEFAULT_LAYOUT, MAX_SYMBOLS_PER_FRAME, OfdmLayout  # noqa: F401

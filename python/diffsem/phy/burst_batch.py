@@ -387,12 +387,16 @@ class BatchReceiver(BurstReceiver):
                 cfo[moved] += c_off[moved]
                 spec[moved] = self._spectra(start[moved], cfo[moved], 0, hs)
         ls, fits = self._preamble_fits(spec)
+        # a preamble with interfered carriers (phy.preamble_interference, at any fit the reference
+        # makes) goes the reference way, which fits and combines without them
+        interfered = phy.preamble_interference(ls, fits.fitted).any(axis=1)
 
         def redo(rows):
             spec[rows] = self._spectra(start[rows], cfo[rows], 0, hs)
             ls_r, fits_r = self._preamble_fits(spec[rows])
             ls[rows] = ls_r
             fits.take(rows, fits_r)
+            interfered[rows] |= phy.preamble_interference(ls_r, fits_r.fitted).any(axis=1)
 
         mf_rows = np.flatnonzero(from_mf)
         if mf_rows.size:
@@ -412,7 +416,9 @@ class BatchReceiver(BurstReceiver):
         keep = []
         for i, c in enumerate(batch):
             fail = self._header_failure(float(explained[i]))
-            if fail is None:
+            if interfered[i]:
+                out[c] = self._reference_header(c)
+            elif fail is None:
                 out[c] = (None, ("false_trigger", "no preamble where the detector triggered"))
             elif not np.isfinite(fits.fitted[i]).all():
                 out[c] = self._reference_header(c)

@@ -488,27 +488,28 @@ class BurstReceiver:
             cfo += c
             spec = self._symbols(start, 0, self.header_syms, cfo)
         act = self.active + self.half
-        ls, fit, smooth = self._preamble_fit(spec)
+        ls, fit, smooth, good = self._preamble_fit(spec)
         if from_mf and (fit[4] > 1 or self._retime(fit[-1])):
             # multipath: back to the filter's peak (the strongest path, not always the first)
             # and let _retime centre all taps from there
             start += early
             spec = self._symbols(start, 0, self.header_syms, cfo)
-            ls, fit, smooth = self._preamble_fit(spec)
+            ls, fit, smooth, good = self._preamble_fit(spec)
         shift = self._retime(fit[-1])
         if shift:
             # The trigger jitters (-7..+10 samples at 5 dB): windows that start too late reach
             # into the next symbol. Move them so the channel's taps sit mid cyclic prefix.
             start += shift
             spec = self._symbols(start, 0, self.header_syms, cfo)
-            ls, fit, smooth = self._preamble_fit(spec)
+            ls, fit, smooth, good = self._preamble_fit(spec)
         selection = fit[-1]
-        explained = 1.0 - fit[2] / max(float(np.sum(np.abs(ls[act]) ** 2)), 1e-30)
+        fitted_on = ls[act] if good is None else ls[act][good]
+        explained = 1.0 - fit[2] / max(float(np.sum(np.abs(fitted_on) ** 2)), 1e-30)
         fail = self._header_failure(explained)
         if fail is None:
             events.append(("false_trigger", "no preamble where the detector triggered"))
             return None
-        combined = phy.combine_header(self.estimator, spec[2:], smooth, 0)
+        combined = phy.combine_header(self.estimator, spec[2:], smooth, 0, good)
         if combined is None:
             events.append((fail, "no usable channel estimate"))
             return None
@@ -530,7 +531,7 @@ class BurstReceiver:
         n = self.layout.fft_len
         training, anchors, spread = 1, None, None
         if self.data_aided:
-            ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, slope, bits)
+            ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, slope, bits, good)
             # residual CFO from the common-phase slope (rad per OFDM symbol). Where its
             # inter-carrier interference ((pi eps)^2 / 3 of the signal power) exceeds 1 % of the
             # noise, remove it from the training too: derotate again and re-estimate on the clean
@@ -540,8 +541,8 @@ class BurstReceiver:
             if (math.pi * residual) ** 2 / 3.0 * snr > 0.01:
                 cfo += residual
                 spec = self._symbols(start, 0, self.header_syms, cfo)
-                ls, _, smooth = self._preamble_fit(spec, selection)
-                ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, 0.0, bits)
+                ls, _, smooth, _ = self._preamble_fit(spec, selection, good, detect=False)
+                ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, 0.0, bits, good)
         # what remains is removed in the time domain from the payload on; the channel estimate
         # moves to that derotation's phase (its effective instant is the middle of the second
         # preamble's FFT window)
@@ -549,17 +550,26 @@ class BurstReceiver:
         ls = ls * np.exp(-2j * math.pi * residual * (self.sym_len + self.cp + (n - 1) / 2.0) / n)
         return _Header(start, n_symbols, seq, cfo + residual, ls, training, selection, anchors, spread, salvaged)
 
-    def _preamble_fit(self, spec: np.ndarray, start=None):
+    def _preamble_fit(self, spec: np.ndarray, start=None, good=None, detect=True):
         """LS channel on the second preamble (fft-shifted, zero off the active carriers), its
-        denoised fit (FrameEstimator.smooth_channel, from `start` if given) and the fitted channel
-        spread back over the FFT bins."""
+        denoised fit (FrameEstimator.smooth_channel, from `start` if given), the fitted channel
+        spread back over the FFT bins, and the carriers it was fitted on (None: all). With
+        `detect`, the carriers phy.preamble_interference finds are left out of the fit (the delay
+        and taps found again without them) and `good` is that mask; a given `good` is used as is."""
         act = self.active + self.half
         ls = np.zeros(self.layout.fft_len, dtype=np.complex128)
         ls[act] = spec[1, act] / self.sync2[act]
-        fit = self.estimator.smooth_channel(ls[act], 0, start)
+        est = self.estimator
+        fit = est.smooth_channel(ls[act], 0, start)
+        if good is None and detect:
+            hit = phy.preamble_interference(ls[act], fit[0])
+            good = ~hit if hit.any() else None
+        if good is not None:
+            centre = start[0] if start is not None else est.delay_of(np.where(good, ls[act], 0.0), 0)
+            fit = est.smooth_channel(ls[act], 0, (centre, ()), good)
         smooth = np.zeros_like(ls)
         smooth[act] = fit[0]
-        return ls, fit, smooth
+        return ls, fit, smooth, good
 
     def _retime(self, selection) -> int:
         """Samples to move the FFT windows by (positive: later) so the channel's significant taps
@@ -572,10 +582,11 @@ class BurstReceiver:
         shift = max(min(shift, self.cp), -self.cp)  # the buffer keeps cp_len samples either side
         return shift if abs(shift) > 2 else 0
 
-    def _data_aided(self, spec, ls, smooth, slope, bits):
+    def _data_aided(self, spec, ls, smooth, slope, bits, good=None):
         """Header known (CRC passed): its copies are training symbols. Common-phase slope from all
-        active carriers of the copies, then the LS channel averaged over preamble + copies, each
-        copy derotated to the preamble's phase. Returns (ls_taps, slope, training symbols)."""
+        active carriers of the copies (the `good` ones where the preamble showed interference),
+        then the LS channel averaged over preamble + copies, each copy derotated to the
+        preamble's phase. Returns (ls_taps, slope, training symbols)."""
         # known copies on the active carriers: BPSK header bits (hard decisions, verified by the
         # CRC) cyclically shifted per copy, and the pilots; all +-1
         base = np.where(bits, 1.0, -1.0)
@@ -584,7 +595,7 @@ class BurstReceiver:
         x[:, self._idx_p] = self._pilot_row
         act = self.active + self.half
         y = spec[2:, act]
-        h = smooth[act]
+        h = smooth[act] if good is None else np.where(good, smooth[act], 0.0)
         corr = np.sum(y * np.conj(h) * x, axis=1)
         t = 1.0 + np.arange(self.repeats)
         slope = phy.fit_phase_slope(corr * np.exp(-1j * slope * t), t) + slope

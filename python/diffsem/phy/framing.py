@@ -61,6 +61,13 @@ CARRIER_GROW, CARRIER_REACH = 2.0, 2
 # A flagged carrier's noise is its run's pooled spread (FrameEstimator._interferer_noise) unless its
 # own exceeds RUN_OUTLIER times that (P(Gamma(4)/4 > 2) ~ 4 % under an even interferer).
 RUN_OUTLIER = 2.0
+# An interferer far above the signal on a few carriers makes their header copies worthless and
+# their LS estimates pull the preamble's channel fit. A carrier is interfered at the preamble when
+# its residual around the fit exceeds PREAMBLE_FLAG times the median residual (noise alone:
+# P(Exp > 30 ln 2) ~ 1e-9 a carrier) and PREAMBLE_FLAG_GAIN times the mean fitted gain (not the
+# edge carriers of an imperfect fit at high SNR, not an interferer below the signal, which the
+# payload's training spread finds): preamble_interference.
+PREAMBLE_FLAG, PREAMBLE_FLAG_GAIN = 30.0, 2.0
 SYMBOL_FLAG = 4.0
 DEAD_SYMBOL = 0.05
 DEAD_TAIL, DEAD_TAIL_CELLS = 0.3, 6
@@ -335,7 +342,19 @@ def header_phase_search(z: np.ndarray, t: np.ndarray, slope: np.ndarray):
     return slope, num
 
 
-def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray, carr_offset: int):
+def preamble_interference(h_ls: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Boolean [..., n_active]: the carriers whose LS estimate stands out of the channel fit (see
+    PREAMBLE_FLAG); rows of frames at once, each judged on its own. A row with more than half its
+    carriers out holds no narrowband interferer (no preamble, or a wideband one): none flagged."""
+    resid = np.abs(h_ls - fitted) ** 2
+    floor = np.maximum(PREAMBLE_FLAG * np.median(resid, axis=-1),
+                       PREAMBLE_FLAG_GAIN * np.mean(np.abs(fitted) ** 2, axis=-1))
+    hit = resid > floor[..., None]
+    return hit & (np.sum(hit, axis=-1) <= hit.shape[-1] // 2)[..., None]
+
+
+def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray, carr_offset: int,
+                   good=None):
     """Maximum-ratio combination of the header copies (fft-shifted spectra, one row per copy) on
     the denoised channel `smooth` (fft-shifted), each copy first derotated by the common phase that
     residual CFO accumulates since the preamble (a line through 0 at the preamble, slope fitted on
@@ -344,7 +363,8 @@ def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray
     then refined on the data cells (header_phase_search).
     Returns (soft header symbols [n_data], slope rad/OFDM symbol, quality) or None when the
     inputs are unusable. quality = sum Re^2 / sum Im^2 of the combined symbols: a true BPSK
-    header is real after combining (~9 at 0 dB), a trigger on noise gives ~1."""
+    header is real after combining (~9 at 0 dB), a trigger on noise gives ~1.
+    `good` (boolean over the active carriers): combine those only (preamble_interference)."""
     half = est.layout.fft_len // 2
     n = smooth.size
     active = est.active + carr_offset + half
@@ -353,12 +373,13 @@ def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray
         return None
     pilots = np.asarray(est.pilots) + carr_offset + half
     data = np.asarray(est.data) + carr_offset + half
-    corr = (copies[:, pilots] * np.conj(smooth[pilots] * est.pilot_values)[None, :]).sum(axis=1)
+    w_p = 1.0 if good is None else good[est._idx_p]
+    corr = (copies[:, pilots] * np.conj(smooth[pilots] * est.pilot_values)[None, :] * w_p).sum(axis=1)
     t = 1.0 + np.arange(copies.shape[0])
     # unwrap by prediction, copy after copy: the CFO left by the sync at 5 dB (~0.05
     # subcarrier) turns the phase by ~0.4 rad per symbol, so later copies pass +-pi
     slope = fit_phase_slope(corr, t)
-    h_d = smooth[data]
+    h_d = smooth[data] if good is None else np.where(good[est._idx_d], smooth[data], 0.0)
     gain = np.abs(h_d) ** 2
     z = copies[:, data] * header_scrambler(copies.shape[0], est.layout) * np.conj(h_d)[None, :]
     unshift = header_unshift_index(copies.shape[0], est.layout)  # [copies, n_data]

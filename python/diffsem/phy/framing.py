@@ -428,6 +428,7 @@ class FrameEstimator:
     """
 
     max_tables = 4096  # least-squares tables kept (_fit_tables / _trial_tables), one per tap subset
+    max_masked_tables = 512  # the same for fits without interfered carriers, one per subset and mask
 
     def __init__(self, layout: OfdmLayout = DEFAULT_LAYOUT, phase_tracking: str = "linear",
                  payload_scale: float = 1.0, taps_before: int | None = None,
@@ -465,6 +466,7 @@ class FrameEstimator:
         self._oversample = 4
         self._omega = {}
         self._tables = {}
+        self._masked = {}
         self._fits = {}
 
     @staticmethod
@@ -488,22 +490,24 @@ class FrameEstimator:
         entry is then ~2 kB + 1.7 kB a tap instead of ~45 kB. Measured: a selective channel at
         5 dB reached 1258 tables in 2000 frames, 34 MB with the maps kept, 11 MB without; an
         AWGN soak's ~30 tables took ~1 MB over its first minutes, ~0.3 MB now. Masked tables
-        (frames with interfered carriers, a mask each) are not cached."""
-        key = (carr_offset, keep)
-        tables = self._tables.get(key) if good is None else None
+        (frames with interfered carriers) are kept apart, up to max_masked_tables: an interferer
+        that stays on the same carriers repeats its mask, and must not crowd out the clean path."""
+        key = (carr_offset, keep) if good is None else (carr_offset, keep, good.tobytes())
+        store = self._tables if good is None else self._masked
+        tables = store.get(key)
         if tables is None:
             delays = np.arange(-self.taps_before, self.taps_after + 1)[list(keep)]
             basis = self._basis(self.active, delays, carr_offset)
-            fit_rows = basis if good is None else basis[good]
-            pinv = np.linalg.pinv(fit_rows)
-            tap_noise = np.real(np.diag(np.linalg.pinv(fit_rows.conj().T @ fit_rows)))
             if good is None:
+                pinv = np.linalg.pinv(basis)
+                tap_noise = np.real(np.diag(np.linalg.pinv(basis.conj().T @ basis)))
                 leverage = np.real(np.diag(basis @ pinv)).copy()
             else:
+                pinv = np.linalg.pinv(basis[good])
+                tap_noise = np.sum(np.abs(pinv) ** 2, axis=1)   # diag((B^H B)^-1) = row energy of pinv(B)
                 leverage = np.sum(np.abs(basis @ pinv) ** 2, axis=1)
             tables = (pinv, basis, leverage, tap_noise)
-            if good is None and len(self._tables) < self.max_tables:
-                self._tables[key] = tables
+            self._keep(store, key, tables)
         pinv, basis, leverage, tap_noise = tables
         return pinv, basis @ pinv, leverage, tap_noise
 
@@ -511,9 +515,10 @@ class FrameEstimator:
         """The candidate subsets chosen + one more tap, and one row per candidate: the conjugate of
         its basis column orthogonalised against the chosen taps, normalised (zero if it adds
         nothing), so one small matrix product scores every candidate of a greedy step. `good`:
-        on those carriers only (as _fit_tables; not cached)."""
-        key = ("trials", carr_offset, chosen)
-        tables = self._tables.get(key) if good is None else None
+        on those carriers only (as _fit_tables)."""
+        key = ("trials", carr_offset, chosen) if good is None else ("trials", carr_offset, chosen, good.tobytes())
+        store = self._tables if good is None else self._masked
+        tables = store.get(key)
         if tables is None:
             n_win = self.taps_before + self.taps_after + 1
             others = [j for j in range(n_win) if j not in chosen]
@@ -526,9 +531,19 @@ class FrameEstimator:
             norm = np.sqrt(np.sum(np.abs(q) ** 2, axis=0))
             proj = np.where(norm[:, None] > 1e-9, np.conj(q.T) / np.maximum(norm, 1e-30)[:, None], 0.0)
             tables = (trials, proj)
-            if good is None and len(self._tables) < self.max_tables:
-                self._tables[key] = tables
+            self._keep(store, key, tables)
         return tables
+
+    def _keep(self, store: dict, key, tables):
+        """Cache least-squares tables: the clean path's up to max_tables (then no more), the masked
+        ones up to max_masked_tables (then the masked cache starts over)."""
+        if store is self._tables:
+            if len(store) < self.max_tables:
+                store[key] = tables
+            return
+        if len(store) >= self.max_masked_tables:
+            store.clear()
+        store[key] = tables
 
     def delay_of(self, h_ls_active: np.ndarray, carr_offset: int = 0) -> float:
         """ML delay (samples) of a single path: the peak of |S(tau)|, S(tau) = sum_k H_k

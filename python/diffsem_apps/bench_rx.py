@@ -7,7 +7,8 @@ at R per wall-clock second whether or not the flowgraph takes them; what has not
 more than --device-buffer-ms of them are due is dropped and counted, as a USB radio overflows
 ("O"). Prints one JSON line per rate: samples played and dropped, frames on air, frames the
 receiver decoded, images the decoder produced. A rate holds when nothing is dropped and every
-frame on air is received. Figures, not a test: they depend on the machine and its load.
+frame on air is received. `--impairment narrowband --sir S` puts channel_sim's interferer on
+every burst: the receiver's path for frames with interfered carriers, at a radio's pace. Figures, not a test: they depend on the machine and its load.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import numpy as np
 from gnuradio import blocks, gr
 
 from diffsem import phy
+from diffsem.channel import impairment_cells_numpy
+from diffsem.phy import impairments
 
 
 def add_arguments(parser):
@@ -36,6 +39,12 @@ def add_arguments(parser):
                         help="samples the emulated radio holds before it drops (default 50 ms: a HackRF's 4 x 256 KiB USB transfers hold 65 ms at 8 Msps)")
     parser.add_argument("--mf-threshold", type=float, default=None,
                         help="the receiver's matched-filter threshold (0: Schmidl & Cox alone at 0.2, as before it)")
+    parser.add_argument("--impairment", choices=("none", "narrowband"), default="none",
+                        help="a narrowband interferer on every burst, as channel_sim makes it (default none): "
+                             "frames with interfered carriers take the receiver's slower path")
+    parser.add_argument("--fraction", type=float, default=0.125,
+                        help="narrowband: share of the 48 data carriers hit (default 0.125: 6)")
+    parser.add_argument("--sir", type=float, default=0.0, help="narrowband: SIR per hit cell, dB (default 0)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -88,9 +97,11 @@ class radio_clock_source(gr.sync_block):
         return n
 
 
-def make_recording(samp_rate, images_per_s, k, snr_db, seed):
+def make_recording(samp_rate, images_per_s, k, snr_db, seed, impairment="none", fraction=0.125, sir_db=0.0):
     """One second of stream: a burst every samp_rate / images_per_s samples (distinct frames),
-    noise everywhere. Returns (samples, burst start indices)."""
+    noise everywhere; with impairment "narrowband" each burst gets channel_sim's interferer (cells
+    by diffsem.channel.impairment_cells_numpy, samples by diffsem.phy.impairments). Returns
+    (samples, burst start indices, burst length)."""
     from gnuradio import diffsem
     from gnuradio.diffsem.harness import record_bursts
     period = int(round(samp_rate / images_per_s))
@@ -112,12 +123,20 @@ def make_recording(samp_rate, images_per_s, k, snr_db, seed):
     starts = np.arange(len(bursts)) * period
     for s, b in zip(starts, bursts):
         x[s:s + burst] += b
+        if impairment == "narrowband":
+            lay = tx.layout
+            cells = impairment_cells_numpy("narrowband", fraction, 1, k, rng, lay)[0]
+            carriers = np.asarray(lay.data_carriers)[np.unique(np.arange(k)[cells] % lay.n_data)]
+            add = impairments.narrowband_interference(carriers, 2 + tx.header_repeats + lay.n_ofdm_symbols(k),
+                                                      sir_db, rng, lay)
+            x[s + tx.pad_front:s + tx.pad_front + add.size] += add
     return x, starts, burst
 
 
 def bench(samp_rate, args) -> dict:
     from gnuradio import diffsem
-    rec, starts, burst = make_recording(samp_rate, args.images_per_s, args.k, args.snr, args.seed)
+    rec, starts, burst = make_recording(samp_rate, args.images_per_s, args.k, args.snr, args.seed,
+                                        args.impairment, args.fraction, args.sir)
     tb = gr.top_block("bench_rx")
     src = radio_clock_source(rec, samp_rate, args.device_buffer_ms * 1e-3 * samp_rate, args.seconds)
     from diffsem.phy import burst_rx
@@ -162,6 +181,9 @@ def run(args) -> int:
     from diffsem.runtime.onnx_model import cpu_name
     for rate in [float(r) for r in str(args.samp_rate).split(",") if r.strip()]:
         res = bench(rate, args)
-        res.update(cpus=os.cpu_count(), cpu=cpu_name(), images_per_s=args.images_per_s, k=args.k, snr_db=args.snr)
+        res.update(cpus=os.cpu_count(), cpu=cpu_name(), images_per_s=args.images_per_s, k=args.k, snr_db=args.snr,
+                   impairment=args.impairment)
+        if args.impairment != "none":
+            res.update(fraction=args.fraction, sir_db=args.sir)
         print(json.dumps(res), flush=True)
     return 0

@@ -212,7 +212,7 @@ class _partial_frame(gr.sync_block):
                  pad_back, frame_k):
         gr.sync_block.__init__(self, name="diffsem_partial_frame", in_sig=[np.complex64], out_sig=[np.complex64])
         self.kind, self.fraction, self.layout = kind, fraction, layout
-        self.interferer_var = 10.0 ** (-sir_db / 10.0) / phy.n_active(layout)  # per-tone amplitude, Es = 1
+        self.sir_db = float(sir_db)
         self.impulse_std = phy.noise_voltage_for_snr(-impulse_db, layout)
         self.header_repeats, self.pad_front, self.pad_back, self.frame_k = header_repeats, pad_front, pad_back, frame_k
         self.rng = np.random.default_rng([int(seed), 0x1F1])
@@ -243,11 +243,7 @@ class _partial_frame(gr.sync_block):
         elif self.kind == "narrowband":
             carriers = np.asarray(lay.data_carriers)[np.unique(np.arange(k)[cells] % lay.n_data)]
             n_sym = 2 + self.header_repeats + n_ofdm
-            m = np.arange(sl) - lay.cp_len  # the CP repeats the body's tail: a tone stays cyclic
-            tones = np.exp(2j * np.pi * np.outer(carriers, m) / lay.fft_len)           # [C, sl]
-            amp = np.sqrt(self.interferer_var / 2) * (self.rng.standard_normal((n_sym, len(carriers)))
-                                                      + 1j * self.rng.standard_normal((n_sym, len(carriers))))
-            plan["add"] = (frame0, (amp @ tones).reshape(-1).astype(np.complex64))
+            plan["add"] = (frame0, impairments.narrowband_interference(carriers, n_sym, self.sir_db, self.rng, lay))
         elif self.kind == "truncation" and cells.any():
             first = int(np.argmax(cells))
             j, c = divmod(first, lay.n_data)

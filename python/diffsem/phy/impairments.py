@@ -5,6 +5,7 @@
 * `clip`: a soft-limiter power amplifier model (amplitude clipped at a level, phase kept).
 * `papr_db` / `ccdf`: peak-to-average power ratio per OFDM symbol, optionally oversampled by
   zero-padding the spectrum (the Nyquist-rate samples miss the peaks between them).
+* `narrowband_interference`: the narrowband interferer's samples (channel_sim, bench rx).
 
 Levels are absolute amplitudes; the TX gives unit average power per sample inside a burst
 (docs/design/conventions.md), so a clip level of L dB "relative to RMS" is the amplitude 10**(L/20).
@@ -12,6 +13,22 @@ Levels are absolute amplitudes; the TX gives unit average power per sample insid
 from __future__ import annotations
 
 import numpy as np
+
+
+def narrowband_interference(data_carriers, n_ofdm: int, sir_db: float, rng, layout) -> np.ndarray:
+    """The narrowband interferer of diffsem.channel's "narrowband" impairment as samples: on each
+    of `data_carriers` (subcarrier indices, e.g. -26..26), during each of `n_ofdm` OFDM symbols
+    (cyclic prefix included, so a tone stays cyclic in the FFT window), a tone at the subcarrier's
+    frequency with a fresh CN(0, I) amplitude, I = Es / 10^(sir_db/10) per cell at the TX's scale
+    (unit power per sample over n_active carriers). complex64 [n_ofdm * (fft_len + cp_len)]."""
+    from diffsem.phy.framing import n_active
+    carriers = np.asarray(data_carriers)
+    var = 10.0 ** (-float(sir_db) / 10.0) / n_active(layout)  # per-tone power a sample, Es = 1
+    m = np.arange(layout.fft_len + layout.cp_len) - layout.cp_len
+    tones = np.exp(2j * np.pi * np.outer(carriers, m) / layout.fft_len)             # [C, sym_len]
+    amp = np.sqrt(var / 2) * (rng.standard_normal((n_ofdm, carriers.size))
+                              + 1j * rng.standard_normal((n_ofdm, carriers.size)))
+    return (amp @ tones).reshape(-1).astype(np.complex64)
 
 
 def db_to_amplitude(level_db: float) -> float:

@@ -190,7 +190,8 @@ def measure_interference(kind="narrowband", fraction=0.125, sir_db=0.0, snr_db=1
                                          frame_k=n_symbols))
     r = tb.run_until_done(timeout=1200.0)
     out = dict(impairment=kind, fraction=fraction, sir_db=sir_db, snr_db=snr_db, channel=channel,
-               frames=r["sent"], lost=r["lost"], header_crc_fail=r["rx"]["header_crc_fail"])
+               frames=r["sent"], lost=r["lost"], header_crc_fail=r["rx"]["header_crc_fail"],
+               interfered_frames=r["rx"]["interfered"])
     hits = np.array(tb.channel.partial_frame.hits)
     if r["lost"] or len(hits) != len(tb.checker.symbol_records):
         return out  # the hit masks are per burst sent: aligned only when every frame arrived

@@ -12,6 +12,7 @@ from gnuradio.diffsem.harness import PhyLoopback
 def test_narrowband_interferer_raises_only_the_hit_carriers_noise_var():
     r = measure_interference("narrowband", 0.125, sir_db=0.0, snr_db=10.0, n_frames=15)
     assert r["lost"] == 0 and r["hit_erased_pct"] == 0 and r["clean_erased_pct"] == 0
+    assert r["interfered_frames"] == 15   # counted in the receiver's stats (and in each PDU's meta)
     # Es/(N0 + I): ~ +0.4 dB of noise on the hit carriers, -10 dB on the others; each as measured
     assert abs(r["hit_noise_var_db"] - r["hit_err_db"]) < 1.0 and r["hit_noise_var_db"] > -1.0
     assert abs(r["clean_noise_var_db"] - r["clean_err_db"]) < 0.5 and r["clean_noise_var_db"] < -9.0

@@ -19,7 +19,7 @@ from gnuradio import diffsem
 K, SNR_DB, SEED = 128, 20.0, 0
 SYM = 80
 QUIET = dict.fromkeys(("frames", "headers_ok", "salvaged", "header_crc_fail", "malformed", "nonfinite",
-                       "truncated", "clock_mismatch", "wrong_rate"), 0)
+                       "truncated", "interfered", "clock_mismatch", "wrong_rate"), 0)
 
 
 def _noise(rng, n, scale=1.0):

@@ -74,6 +74,8 @@ class frame_receiver(gr.sync_block):
             ("time", pmt.from_double(frame.sample_offset / self.samp_rate)),
         ) + ((("salvaged", pmt.PMT_T),) if frame.salvaged else ()) \
             + ((("cut", pmt.from_long(est.cut)),) if est.cut else ()) \
+            + ((("interfered_carriers", pmt.from_long(est.interfered)),) if est.interfered else ()) \
+            + ((("erased", pmt.from_long(est.erased)),) if est.erased else ()) \
             + ((("clock_ppm", pmt.from_double(est.clock_ppm)),) if np.isfinite(est.clock_ppm_sd) else ())
         meta = pmt.make_dict()
         for key, value in items:
@@ -82,6 +84,8 @@ class frame_receiver(gr.sync_block):
         self.counters.incr("frames")
         if est.cut:
             self.counters.incr("truncated")
+        if est.interfered:
+            self.counters.incr("interfered")
         if est.clock_mismatch:
             self.counters.incr("clock_mismatch")
             self._warn_once("clock_mismatch", f"frames show a sampling-clock offset of {est.clock_ppm:+.0f} ppm "

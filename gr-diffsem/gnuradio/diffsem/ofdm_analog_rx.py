@@ -56,7 +56,10 @@ class ofdm_analog_rx(gr.hier_block2):
     refused before any frame is made), "malformed" (kept for API compatibility, always 0),
     "nonfinite" (NaN/Inf samples in a frame), "truncated" (frames delivered whose burst ended
     before the header's length: a cut tail, a header claiming more symbols than were sent; the
-    missing symbols erased, meta "cut" = how many), "clock_mismatch" (frames whose pilots drift
+    missing symbols erased, meta "cut" = how many), "interfered" (frames delivered with data
+    carriers the receiver found interfered, meta "interfered_carriers" = how many; their noise_var
+    carries the interference; a clean frame shows one about 2 % of the time, a carrier's spread
+    above the flag by chance), "clock_mismatch" (frames whose pilots drift
     like a sampling clock off by more than diffsem.phy.framing.CLOCK_TOLERANCE_PPM; meta
     "clock_ppm" on every frame where it was measured), "wrong_rate" (frames found on the stream
     decimated by 2, i.e. oversampled 2x, and not delivered)}; the same dict goes out on message
@@ -73,7 +76,7 @@ class ofdm_analog_rx(gr.hier_block2):
         self.message_port_register_hier_out("out")
         self.message_port_register_hier_out("stats")
         self.counters = Counters("frames", "headers_ok", "salvaged", "header_crc_fail", "false_triggers", "malformed",
-                                 "nonfinite", "truncated", "clock_mismatch", "wrong_rate")
+                                 "nonfinite", "truncated", "interfered", "clock_mismatch", "wrong_rate")
         self.receiver = burst_batch.BatchReceiver(lay, header_repeats=int(header_repeats),
                                                   phase_tracking=phase_tracking, payload_scale=payload_scale,
                                                   mf_threshold=float(mf_threshold), fixed_k=int(fixed_k))

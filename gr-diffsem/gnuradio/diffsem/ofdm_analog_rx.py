@@ -58,7 +58,7 @@ class ofdm_analog_rx(gr.hier_block2):
     before the header's length: a cut tail, a header claiming more symbols than were sent; the
     missing symbols erased, meta "cut" = how many), "interfered" (frames delivered with data
     carriers the receiver found interfered, meta "interfered_carriers" = how many; their noise_var
-    carries the interference; a clean frame shows one about 2 % of the time, a carrier's spread
+    carries the interference; a clean frame shows one about 0.5 % of the time, a carrier's spread
     above the flag by chance), "clock_mismatch" (frames whose pilots drift
     like a sampling clock off by more than diffsem.phy.framing.CLOCK_TOLERANCE_PPM; meta
     "clock_ppm" on every frame where it was measured), "wrong_rate" (frames found on the stream

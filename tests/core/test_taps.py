@@ -221,3 +221,10 @@ def test_monitor_line_shows_the_receivers_reliability_estimate():
     assert "(predicted -, reliability -)" in monitor.format_metrics({"seq": 8, "psnr_db": 20.0})   # older decoders: a dash
     filled = monitor.format_metrics({"seq": 9, "psnr_db": 10.9, "reliability": 0.0, "filled": True, "correct": True})
     assert "LOST, filled" in filled and "(predicted -, reliability 0.00)" in filled and "? ok" not in filled
+
+
+def test_monitor_line_shows_what_the_receiver_could_not_trust():
+    from diffsem.link import monitor
+    line = monitor.format_metrics({"seq": 3, "psnr_db": 25.0, "interfered_carriers": 6, "erased": 48})
+    assert line.endswith("interfered carriers 6  erased 48")
+    assert "interfered" not in monitor.format_metrics({"seq": 4, "psnr_db": 25.0})   # a clean frame: nothing added

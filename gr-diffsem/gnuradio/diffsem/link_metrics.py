@@ -9,7 +9,7 @@ Out "reference": the reference image PDU of each decoded frame, emitted with its
 Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db", "ssim",
              "snr_est_db", "latency_ms" (decoder), "e2e_latency_ms" (source emit -> decoder
              output), "decoder", the decoder's "predicted_psnr_db" and "reliability" when it
-             sends them, running means "avg_psnr_db", "avg_ssim", "accuracy" (over the decoded
+             sends them, the receiver's "interfered_carriers" and "erased" where nonzero, running means "avg_psnr_db", "avg_ssim", "accuracy" (over the decoded
              frames), and the accounting counters}; a dropped frame gives {"seq", "dropped":
              reason, counters}; a lost frame the decoder filled gives its record with "filled".
 
@@ -194,6 +194,9 @@ class link_metrics(gr.basic_block):
         for key in ("predicted_psnr_db", "reliability"):  # the decoder's own estimate, no original needed
             if meta.get(key) is not None:
                 record[key] = meta[key]
+        for key in ("interfered_carriers", "erased"):  # what the receiver could not trust (its meta, where nonzero)
+            if meta.get(key):
+                record[key] = int(meta[key])
         if ref is not None:
             _, label, t_src, ref_meta = ref
             record["label"] = label

@@ -50,11 +50,13 @@ def format_metrics(m: dict) -> str:
     verdict = "LOST, filled" if m.get("filled") else "-"  # shown as the decoder's fill from nothing
     if "correct" in m and not m.get("filled"):
         verdict = f"{_field(m, 'pred_class', _field(m, 'pred', '?'))} {'ok' if m['correct'] is True else 'WRONG'}"
+    untrusted = "".join(f"  {label} {_field(m, key)}" for key, label in
+                        (("interfered_carriers", "interfered carriers"), ("erased", "erased")) if key in m)
     return (f"seq {seq:>6}  {_field(m, 'decoder', ''):13s} snr_est {num('snr_est_db', '5.1f')} dB  "
             f"psnr {num('psnr_db', '5.2f')} dB (predicted {num('predicted_psnr_db', '5.2f')}, "
             f"reliability {num('reliability', '.2f')})  ssim {num('ssim', '.3f')}  {verdict:16s} "
             f"lat {num('e2e_latency_ms', '6.1f')} ms  avg psnr {num('avg_psnr_db', '5.2f')} "
-            f"acc {num('accuracy', '.3f')}  {counts}")
+            f"acc {num('accuracy', '.3f')}  {counts}{untrusted}")
 
 
 class Monitor:

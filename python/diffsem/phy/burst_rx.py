@@ -509,7 +509,7 @@ class BurstReceiver:
         if fail is None:
             events.append(("false_trigger", "no preamble where the detector triggered"))
             return None
-        combined = phy.combine_header(self.estimator, spec[2:], smooth, 0, good)
+        combined = phy.combine_header(self.estimator, spec[2:], smooth, 0)
         if combined is None:
             events.append((fail, "no usable channel estimate"))
             return None
@@ -531,7 +531,7 @@ class BurstReceiver:
         n = self.layout.fft_len
         training, anchors, spread = 1, None, None
         if self.data_aided:
-            ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, slope, bits, good)
+            ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, slope, bits)
             # residual CFO from the common-phase slope (rad per OFDM symbol). Where its
             # inter-carrier interference ((pi eps)^2 / 3 of the signal power) exceeds 1 % of the
             # noise, remove it from the training too: derotate again and re-estimate on the clean
@@ -542,7 +542,7 @@ class BurstReceiver:
                 cfo += residual
                 spec = self._symbols(start, 0, self.header_syms, cfo)
                 ls, _, smooth, _ = self._preamble_fit(spec, selection, good, detect=False)
-                ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, 0.0, bits, good)
+                ls, slope, training, anchors, spread = self._data_aided(spec, ls, smooth, 0.0, bits)
         # what remains is removed in the time domain from the payload on; the channel estimate
         # moves to that derotation's phase (its effective instant is the middle of the second
         # preamble's FFT window)
@@ -555,7 +555,9 @@ class BurstReceiver:
         denoised fit (FrameEstimator.smooth_channel, from `start` if given), the fitted channel
         spread back over the FFT bins, and the carriers it was fitted on (None: all). With
         `detect`, the carriers phy.preamble_interference finds are left out of the fit (the delay
-        and taps found again without them) and `good` is that mask; a given `good` is used as is."""
+        and taps found again without them) and `good` is that mask; a given `good` is used as is.
+        The spread-back channel is zero on the left-out carriers, so the header's combining and
+        the data-aided phase, which weight each carrier by it, leave them out too."""
         act = self.active + self.half
         ls = np.zeros(self.layout.fft_len, dtype=np.complex128)
         ls[act] = spec[1, act] / self.sync2[act]
@@ -568,7 +570,7 @@ class BurstReceiver:
             centre = start[0] if start is not None else est.delay_of(np.where(good, ls[act], 0.0), 0)
             fit = est.smooth_channel(ls[act], 0, (centre, ()), good)
         smooth = np.zeros_like(ls)
-        smooth[act] = fit[0]
+        smooth[act] = fit[0] if good is None else np.where(good, fit[0], 0.0)
         return ls, fit, smooth, good
 
     def _retime(self, selection) -> int:
@@ -582,11 +584,11 @@ class BurstReceiver:
         shift = max(min(shift, self.cp), -self.cp)  # the buffer keeps cp_len samples either side
         return shift if abs(shift) > 2 else 0
 
-    def _data_aided(self, spec, ls, smooth, slope, bits, good=None):
+    def _data_aided(self, spec, ls, smooth, slope, bits):
         """Header known (CRC passed): its copies are training symbols. Common-phase slope from all
-        active carriers of the copies (the `good` ones where the preamble showed interference),
-        then the LS channel averaged over preamble + copies, each copy derotated to the
-        preamble's phase. Returns (ls_taps, slope, training symbols)."""
+        active carriers of the copies (weighted by `smooth`, zero where the preamble showed
+        interference), then the LS channel averaged over preamble + copies, each copy derotated
+        to the preamble's phase. Returns (ls_taps, slope, training symbols)."""
         # known copies on the active carriers: BPSK header bits (hard decisions, verified by the
         # CRC) cyclically shifted per copy, and the pilots; all +-1
         base = np.where(bits, 1.0, -1.0)
@@ -595,7 +597,7 @@ class BurstReceiver:
         x[:, self._idx_p] = self._pilot_row
         act = self.active + self.half
         y = spec[2:, act]
-        h = smooth[act] if good is None else np.where(good, smooth[act], 0.0)
+        h = smooth[act]
         corr = np.sum(y * np.conj(h) * x, axis=1)
         t = 1.0 + np.arange(self.repeats)
         slope = phy.fit_phase_slope(corr * np.exp(-1j * slope * t), t) + slope

@@ -353,8 +353,7 @@ def preamble_interference(h_ls: np.ndarray, fitted: np.ndarray) -> np.ndarray:
     return hit & (np.sum(hit, axis=-1) <= hit.shape[-1] // 2)[..., None]
 
 
-def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray, carr_offset: int,
-                   good=None):
+def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray, carr_offset: int):
     """Maximum-ratio combination of the header copies (fft-shifted spectra, one row per copy) on
     the denoised channel `smooth` (fft-shifted), each copy first derotated by the common phase that
     residual CFO accumulates since the preamble (a line through 0 at the preamble, slope fitted on
@@ -363,8 +362,8 @@ def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray
     then refined on the data cells (header_phase_search).
     Returns (soft header symbols [n_data], slope rad/OFDM symbol, quality) or None when the
     inputs are unusable. quality = sum Re^2 / sum Im^2 of the combined symbols: a true BPSK
-    header is real after combining (~9 at 0 dB), a trigger on noise gives ~1.
-    `good` (boolean over the active carriers): combine those only (preamble_interference)."""
+    header is real after combining (~9 at 0 dB), a trigger on noise gives ~1. A carrier where
+    `smooth` is zero (left out for interference, preamble_interference) weighs nothing."""
     half = est.layout.fft_len // 2
     n = smooth.size
     active = est.active + carr_offset + half
@@ -373,13 +372,12 @@ def combine_header(est: "FrameEstimator", copies: np.ndarray, smooth: np.ndarray
         return None
     pilots = np.asarray(est.pilots) + carr_offset + half
     data = np.asarray(est.data) + carr_offset + half
-    w_p = 1.0 if good is None else good[est._idx_p]
-    corr = (copies[:, pilots] * np.conj(smooth[pilots] * est.pilot_values)[None, :] * w_p).sum(axis=1)
+    corr = (copies[:, pilots] * np.conj(smooth[pilots] * est.pilot_values)[None, :]).sum(axis=1)
     t = 1.0 + np.arange(copies.shape[0])
     # unwrap by prediction, copy after copy: the CFO left by the sync at 5 dB (~0.05
     # subcarrier) turns the phase by ~0.4 rad per symbol, so later copies pass +-pi
     slope = fit_phase_slope(corr, t)
-    h_d = smooth[data] if good is None else np.where(good[est._idx_d], smooth[data], 0.0)
+    h_d = smooth[data]
     gain = np.abs(h_d) ** 2
     z = copies[:, data] * header_scrambler(copies.shape[0], est.layout) * np.conj(h_d)[None, :]
     unshift = header_unshift_index(copies.shape[0], est.layout)  # [copies, n_data]

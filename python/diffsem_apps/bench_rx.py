@@ -126,8 +126,7 @@ def make_recording(samp_rate, images_per_s, k, snr_db, seed, impairment="none", 
         if impairment == "narrowband":
             lay = tx.layout
             cells = impairment_cells_numpy("narrowband", fraction, 1, k, rng, lay)[0]
-            carriers = np.asarray(lay.data_carriers)[np.unique(np.arange(k)[cells] % lay.n_data)]
-            add = impairments.narrowband_interference(carriers, 2 + tx.header_repeats + lay.n_ofdm_symbols(k),
+            add = impairments.narrowband_interference(cells, 2 + tx.header_repeats + lay.n_ofdm_symbols(k),
                                                       sir_db, rng, lay)
             x[s + tx.pad_front:s + tx.pad_front + add.size] += add
     return x, starts, burst

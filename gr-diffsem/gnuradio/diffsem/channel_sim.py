@@ -241,9 +241,8 @@ class _partial_frame(gr.sync_block):
                     self.rng.standard_normal(sl) + 1j * self.rng.standard_normal(sl))
             plan["add"] = (pay0, add)
         elif self.kind == "narrowband":
-            carriers = np.asarray(lay.data_carriers)[np.unique(np.arange(k)[cells] % lay.n_data)]
             n_sym = 2 + self.header_repeats + n_ofdm
-            plan["add"] = (frame0, impairments.narrowband_interference(carriers, n_sym, self.sir_db, self.rng, lay))
+            plan["add"] = (frame0, impairments.narrowband_interference(cells, n_sym, self.sir_db, self.rng, lay))
         elif self.kind == "truncation" and cells.any():
             first = int(np.argmax(cells))
             j, c = divmod(first, lay.n_data)

@@ -15,14 +15,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def narrowband_interference(data_carriers, n_ofdm: int, sir_db: float, rng, layout) -> np.ndarray:
+def narrowband_interference(hit_cells, n_ofdm: int, sir_db: float, rng, layout) -> np.ndarray:
     """The narrowband interferer of diffsem.channel's "narrowband" impairment as samples: on each
-    of `data_carriers` (subcarrier indices, e.g. -26..26), during each of `n_ofdm` OFDM symbols
-    (cyclic prefix included, so a tone stays cyclic in the FFT window), a tone at the subcarrier's
-    frequency with a fresh CN(0, I) amplitude, I = Es / 10^(sir_db/10) per cell at the TX's scale
-    (unit power per sample over n_active carriers). complex64 [n_ofdm * (fft_len + cp_len)]."""
+    data carrier that `hit_cells` (boolean over the payload symbols, symbol i on data carrier
+    i % n_data) touches, during each of `n_ofdm` OFDM symbols (cyclic prefix included, so a tone
+    stays cyclic in the FFT window), a tone at the subcarrier's frequency with a fresh CN(0, I)
+    amplitude, I = Es / 10^(sir_db/10) per cell at the TX's scale (unit power per sample over
+    n_active carriers). complex64 [n_ofdm * (fft_len + cp_len)]."""
     from diffsem.phy.framing import n_active
-    carriers = np.asarray(data_carriers)
+    hit_cells = np.asarray(hit_cells, dtype=bool)
+    carriers = np.asarray(layout.data_carriers)[np.unique(np.flatnonzero(hit_cells) % layout.n_data)]
     var = 10.0 ** (-float(sir_db) / 10.0) / n_active(layout)  # per-tone power a sample, Es = 1
     m = np.arange(layout.fft_len + layout.cp_len) - layout.cp_len
     tones = np.exp(2j * np.pi * np.outer(carriers, m) / layout.fft_len)             # [C, sym_len]

@@ -3,6 +3,7 @@ models, after new ones were exported into models/ (`diffsem export RECIPE`).
 
     diffsem report refresh --k 32 --dry-run   # the plan: each step's command and the file it rewrites
     diffsem report refresh --k 32             # run it; --from-step N resumes after a failed step
+    diffsem report refresh --k 32 --jobs 2    # steps 3-12 two at a time (each log in --log-dir)
 
 Run from the repository's root. In order, because the students are evaluated at their cards'
 temperatures:
@@ -15,6 +16,10 @@ temperatures:
   6. the per-image reliability mapping (models/reliability.json: one file for every model, each
      fit bound to its model file's sha256);
   7. `diffsem report results`.
+Steps 3-12 (2-6 above: each writes its own files and reads only the cards) do not depend on one
+another: `--jobs N` runs N of them at once, which on a few cores pays where a step uses one
+thread (the fill, reliability and 10 000-image sweep steps); the first two steps and the last two
+(which read what the others wrote) still run alone, in order.
 Rows of other k, of the baselines that use no learned model, and of earlier model generations
 (`models_0.1_test.jsonl`, rows with a `models` label, pd_rows.jsonl, erasure_training.jsonl,
 erasure_students*.jsonl)
@@ -28,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +64,7 @@ class Step:
     command: str
     rows: str | None = None  # the row file under docs/results/ whose rows of K it replaces
     kind: str = "run"        # run: the command writes its own output | jsonl: its stdout are the rows | sweep
+    alone: bool = False      # reads what other steps write (or writes what they read): never beside another
 
 
 def for_k(command: str, k: int) -> str:
@@ -69,8 +76,8 @@ def for_k(command: str, k: int) -> str:
 def plan(k: int) -> list[Step]:
     calib_rows, calibrate = rd.CMD_CALIB.rsplit("\n", 1)
     return [
-        Step("validation temperature sweep", for_k(calib_rows, k), "temperature_val.jsonl", "jsonl"),
-        Step("card temperatures", calibrate),
+        Step("validation temperature sweep", for_k(calib_rows, k), "temperature_val.jsonl", "jsonl", alone=True),
+        Step("card temperatures", calibrate, alone=True),
         Step("codec and ablation, 10 000 test images", for_k(rd.CMD_FULL, k), "deepjscc_full.jsonl", "jsonl"),
         Step("decoders, 1000 test images", for_k(rd.CMD_EVAL, k), "eval_models.jsonl", "jsonl"),
         Step("decoders, 10 000 test images", for_k(rd.CMD_DECODERS_10K, k), "decoders_test.jsonl", "jsonl"),
@@ -81,8 +88,9 @@ def plan(k: int) -> list[Step]:
         Step("controls (both k)", CMD_CONTROLS),
         Step("posterior (both k)", CMD_POSTERIOR),
         Step("reliability mapping (both k)", CMD_RELIABILITY),
-        Step("fill figures", "diffsem report fill docs/results/fill.jsonl --out docs/figures --k 128 32 --snr 10"),
-        Step("generated pages", "diffsem report results"),
+        Step("fill figures", "diffsem report fill docs/results/fill.jsonl --out docs/figures --k 128 32 --snr 10",
+             alone=True),
+        Step("generated pages", "diffsem report results", alone=True),
     ]
 
 
@@ -122,7 +130,9 @@ def _environment() -> dict:
     return env
 
 
-def run_step(step: Step, k: int, root: Path) -> None:
+def run_step(step: Step, k: int, root: Path, log=None) -> None:
+    """Run one step; `log` (an open file): where the command's own output goes instead of the
+    terminal (a step beside others)."""
     first, *more = step.command.splitlines()
     print(f"[refresh k={k}] {step.what}: {first}{' ...' if more else ''}", flush=True)
     rows_path = root / "docs" / "results" / step.rows if step.rows else None
@@ -130,7 +140,7 @@ def run_step(step: Step, k: int, root: Path) -> None:
         print(f"[refresh k={k}]   {drop_sweep_rows(rows_path, k)} rows of {step.rows} to recompute", flush=True)
     with tempfile.TemporaryFile("w+") as out:
         subprocess.run(["bash", "-ec", step.command], cwd=root, env=_environment(), check=True,
-                       stdout=out if step.kind == "jsonl" else None)
+                       stdout=out if step.kind == "jsonl" else log, stderr=log)
         if step.kind == "jsonl":
             out.seek(0)
             new = [json.loads(line) for line in out if line.strip().startswith("{")]
@@ -140,27 +150,75 @@ def run_step(step: Step, k: int, root: Path) -> None:
             print(f"[refresh k={k}]   {step.rows}: {removed} rows replaced by {added}", flush=True)
 
 
+def batches(steps: list[tuple[int, Step]]) -> list[list[tuple[int, Step]]]:
+    """The numbered steps in the order they may run: each `alone` step by itself, the runs of
+    steps between them together."""
+    out: list[list[tuple[int, Step]]] = []
+    for i, step in steps:
+        if step.alone or not out or out[-1][-1][1].alone:
+            out.append([(i, step)])
+        else:
+            out[-1].append((i, step))
+    return out
+
+
+def run_batch(batch: list[tuple[int, Step]], k: int, root: Path, jobs: int, log_dir: Path) -> list[int]:
+    """Run a batch, `jobs` steps at a time, each step's output in log_dir/step_N.log when more
+    than one runs; every step runs even if another fails. Returns the numbers of those that failed."""
+    def one(item):
+        i, step = item
+        print(f"[refresh k={k}] step {i} started", flush=True)
+        try:
+            if jobs > 1 and len(batch) > 1:
+                with open(log_dir / f"step_{i}.log", "w") as log:
+                    run_step(step, k, root, log)
+            else:
+                run_step(step, k, root)
+        except (subprocess.CalledProcessError, RuntimeError, ValueError) as err:
+            print(f"[refresh k={k}] step {i} ({step.what}) FAILED: {err}", flush=True)
+            return i
+        print(f"[refresh k={k}] step {i} done", flush=True)
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(batch)))) as pool:
+        return [i for i in pool.map(one, batch) if i is not None]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="diffsem report refresh", description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, required=True, choices=(32, 128), help="the k whose models changed")
     ap.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     ap.add_argument("--from-step", type=int, default=1, help="resume at this step (1-based)")
     ap.add_argument("--step", type=int, nargs="+", default=None, help="run only these steps (1-based)")
+    ap.add_argument("--jobs", type=int, default=1, help="steps run at once where they may (default 1)")
+    ap.add_argument("--log-dir", type=Path, default=None,
+                    help="with --jobs > 1, where each step's output goes (default: a new temporary folder)")
     ap.add_argument("--root", type=Path, default=Path.cwd(), help="the repository's root (default: here)")
     args = ap.parse_args(argv)
     root = args.root.resolve()
     if not (root / "docs" / "results").is_dir():
         ap.error(f"{root} has no docs/results/: run from the repository's root or give --root")
-    steps = plan(args.k)
-    for i, step in enumerate(steps, 1):
-        if i < args.from_step or (args.step and i not in args.step):
-            continue
-        if args.dry_run:
-            target = f"  -> docs/results/{step.rows} (k = {args.k} rows)" if step.rows else ""
-            print(f"# {i}. {step.what}{target}\n{step.command}\n")
-            continue
-        print(f"[refresh k={args.k}] step {i}/{len(steps)}", flush=True)
-        run_step(step, args.k, root)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
+    steps = [(i, step) for i, step in enumerate(plan(args.k), 1)
+             if i >= args.from_step and (not args.step or i in args.step)]
+    if args.dry_run:
+        for batch in batches(steps):
+            together = " (these may run together with --jobs)" if len(batch) > 1 else ""
+            for i, step in batch:
+                target = f"  -> docs/results/{step.rows} (k = {args.k} rows)" if step.rows else ""
+                print(f"# {i}. {step.what}{target}{together if i == batch[0][0] else ''}\n{step.command}\n")
+        return 0
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="diffsem_refresh_"))
+    if args.jobs > 1:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        print(f"[refresh k={args.k}] the steps' output: {log_dir}/step_N.log", flush=True)
+    for batch in batches(steps):
+        failed = run_batch(batch, args.k, root, args.jobs, log_dir)
+        if failed:
+            print(f"[refresh k={args.k}] stopped: step(s) {' '.join(map(str, failed))} failed; "
+                  f"rerun them with --step, then --from-step {batch[-1][0] + 1}", file=sys.stderr)
+            return 1
     print("re-read the hand-written pages that quote these numbers: " + ", ".join(HAND_WRITTEN))
     print("figures drawn by hand-run commands: " + "; ".join(FIGURES_BY_HAND))
     return 0

@@ -87,3 +87,29 @@ def test_a_step_that_prints_no_rows_leaves_the_file_alone(tmp_path):
     new = json.dumps(_row(32, psnr=7))
     refresh.run_step(refresh.Step("one row", f"echo '{new}'", "rows.jsonl", "jsonl"), 32, tmp_path)
     assert json.loads(rows.read_text())["psnr"] == 7
+
+
+def test_only_the_steps_between_the_lone_ones_run_together():
+    groups = [[i for i, _ in batch] for batch in refresh.batches(list(enumerate(refresh.plan(128), 1)))]
+    assert groups == [[1], [2], list(range(3, 13)), [13], [14]]
+    # resuming inside the parallel steps keeps the order of what is left
+    steps = [(i, s) for i, s in enumerate(refresh.plan(32), 1) if i >= 11]
+    assert [[i for i, _ in b] for b in refresh.batches(steps)] == [[11, 12], [13], [14]]
+
+
+def _wait_for(name):  # a step that writes its own file, then needs the other's within 20 s
+    other = "b" if name == "a" else "a"
+    return (f"echo {name} > {name}; for i in $(seq 200); do [ -e {other} ] && break; sleep 0.1; done; "
+            f"[ -e {other} ]; echo {name} saw {other}")
+
+
+def test_jobs_run_steps_side_by_side_and_a_failure_stops_after_its_batch(tmp_path):
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    both = [(1, refresh.Step("a", _wait_for("a"))), (2, refresh.Step("b", _wait_for("b")))]
+    assert refresh.run_batch(both, 32, tmp_path, 2, logs) == []  # one at a time, a would wait for b in vain
+    assert (logs / "step_1.log").read_text().strip() == "a saw b"
+    failing = [(3, refresh.Step("fails", "echo trying; exit 3")), (4, refresh.Step("runs anyway", "echo ok > ran"))]
+    assert refresh.run_batch(failing, 32, tmp_path, 2, logs) == [3]
+    assert (tmp_path / "ran").read_text().strip() == "ok" and "trying" in (logs / "step_3.log").read_text()

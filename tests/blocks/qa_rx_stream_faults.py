@@ -104,7 +104,10 @@ def _receive(x):
     done = threading.Thread(target=tb.run, daemon=True)  # a finite stream: the flowgraph ends by itself
     done.start()
     done.join(60)
-    assert not done.is_alive(), "the receiver stalled"
+    if done.is_alive():
+        tb.stop()
+        tb.wait()
+        raise AssertionError("the receiver stalled: the flowgraph had not ended 60 s after its start")
     pdus = [pmt.to_python(sink.get_message(i)) for i in range(sink.num_messages())]
     return rx.stats(), pdus
 

@@ -9,8 +9,9 @@ Out "reference": the reference image PDU of each decoded frame, emitted with its
 Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db", "ssim",
              "snr_est_db", "latency_ms" (decoder), "e2e_latency_ms" (source emit -> decoder
              output), "decoder", the decoder's "predicted_psnr_db" and "reliability" when it
-             sends them, the receiver's "interfered_carriers" and "erased" where nonzero, running means "avg_psnr_db", "avg_ssim", "accuracy" (over the decoded
-             frames), and the accounting counters}; a dropped frame gives {"seq", "dropped":
+             sends them, the receiver's "interfered_carriers" and "erased" where nonzero,
+             running means "avg_psnr_db", "avg_ssim", "accuracy" (over the decoded frames),
+             and the accounting counters}; a dropped frame gives {"seq", "dropped":
              reason, counters}; a lost frame the decoder filled gives its record with "filled".
 
 Accounting (sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input + failed + missing) and the

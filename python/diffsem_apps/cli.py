@@ -19,7 +19,7 @@ COMMANDS = {
     "export": ("diffsem.nn.export", "export a trained run to ONNX + model cards (checked against PyTorch)"),
     "eval": ("diffsem.experiments.evaluate", "evaluate schemes over SNRs/channels, JSON lines (+ CSV, plots, mosaic)"),
     "calibrate": ("diffsem.nn.calibration", "choose sampling temperatures from validation eval rows (+ write cards)"),
-    "bench": ("diffsem_apps.bench", "benchmarks: phy | rx | decoder | link | soak (figures, not tests)"),
+    "bench": ("diffsem_apps.bench", "benchmarks: phy | rx | decoder | train | link | soak (figures, not tests)"),
     "sweep": ("diffsem_apps.sweep", "SNR/channel/k sweep over all schemes, resumable CSV + plots"),
     "demo": ("diffsem_apps.demo", "the loopback demo over the simulated channel (the README's main job)"),
     "fuzz": ("diffsem_apps.fuzz", "hostile PDUs into every block with a message input (deaths, stalls, counters)"),

@@ -158,7 +158,7 @@ def page_codec() -> str:
     out = [header("The codec: DeepJSCC on the test set", ["deepjscc_full.jsonl", "models_0.1_test.jsonl"]),
            "\nThe shipped DeepJSCC decoder (hybrid analog codec: SoftCast's linear code plus learned residuals, "
            "unit average power at every SNR) against the 0.1 release's fully connected DeepJSCC, through the "
-           "training channel, on all 10 000 test images. Each cell: PSNR dB now, and the change from 0.1 in dB. "
+           "training channel, on all 10 000 test images. Each cell: the shipped codec's PSNR dB, and its change from 0.1 in dB. "
            "Rows were written by:\n",
            block(CMD_FULL), "\n" + provenance(new),
            "The 0.1 rows (`models_0.1_test.jsonl`) are that release's own full-test-set rows (PyTorch, H100).\n"]

@@ -141,7 +141,7 @@ def parse_header(bits: np.ndarray, n_data: int):
 # Soft header decoding: the CRC-8 (poly 0x07) has Hamming distance 4 over the 24 header bits, so
 # flipping one or two of the least reliable bits until it passes corrects what the 4 combined
 # copies get wrong at 0 dB (bit error rate ~2e-3 there: 1 error in 15 headers, 2 in 400) and
-# still leaves one more error detected. The zero fill is known: a few wrong fill bits no longer
+# still leaves one more error detected. The zero fill is known: a few wrong fill bits do not
 # lose the frame (noise triggers are refused by the matched filter and the preamble fit first).
 CHASE_BITS = 8        # least reliable field bits tried
 CHASE_FLIPS = 2       # at most this many flipped at once

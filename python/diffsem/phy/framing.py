@@ -487,7 +487,7 @@ class FrameEstimator:
         at each call (the same product as the one that was kept; no measurable CPU). A cached
         entry is then ~2 kB + 1.7 kB a tap instead of ~45 kB. Measured: a selective channel at
         5 dB reached 1258 tables in 2000 frames, 34 MB with the maps kept, 11 MB without; an
-        AWGN soak's ~30 tables took ~1 MB over its first minutes, ~0.3 MB now. Masked tables
+        AWGN soak's ~30 tables took ~1 MB with the maps kept, ~0.3 MB without. Masked tables
         (frames with interfered carriers) are kept apart, up to max_masked_tables: an interferer
         that stays on the same carriers repeats its mask, and must not crowd out the clean path."""
         key = (carr_offset, keep) if good is None else (carr_offset, keep, good.tobytes())

@@ -94,3 +94,56 @@ def test_mapping_made_with_other_features_is_refused(tmp_path, caplog):
     (tmp_path / reliability.FILE_NAME).write_text(json.dumps({"models": {"deepjscc_k16": old}}))
     assert reliability.load("deepjscc_k16", lambda: encode, tmp_path / reliability.FILE_NAME) is None
     assert "re-fit" in caplog.text
+
+
+def test_prediction_stays_in_the_fitted_range_far_above_the_fit_snrs():
+    """A cable at 60 dB: the linear fit must not extrapolate its features (bits would be three
+    times the fit's largest); the truth saturates there, and so must the prediction."""
+    rng = np.random.default_rng(3)
+    n = 600
+    truth = rng.random((n, 1, 28, 28)) * rng.random((n, 1, 1, 1))
+    mix = rng.uniform(0.05, 0.5, (n, 1, 1, 1))
+    imgs = (1 - mix) * truth + mix * np.roll(truth, 1, axis=0)
+
+    def channel(snr_db):
+        nv = np.repeat(10 ** (-np.asarray(snr_db) / 10)[:, None], K, axis=1)
+        return nv, _received(truth, nv, rng)
+    nv, sym = channel(rng.uniform(0, 20, n))
+    err = 10 * np.log10(np.mean((imgs - truth) ** 2, axis=(1, 2, 3)))
+    bits = reliability.features(nv, imgs, sym, encode(imgs, None))[:, 1]
+    true = 10 + 0.5 * bits - 0.5 * err          # rises with the channel within the fit's range
+    entry = reliability.fit(nv, imgs, sym, reliability.reencode(encode, imgs), true, noise_var_floor=0.01)
+    assert entry["noise_var_floor"] == 0.01
+    model = reliability.Reliability(entry, encode)
+    top, _ = model.predict(channel(np.full(n, 20.0))[0], imgs, channel(np.full(n, 20.0))[1])
+    nv60, sym60 = channel(np.full(n, 60.0))
+    far, _ = model.predict(nv60, imgs, sym60)
+    assert abs(far.mean() - top.mean()) < 1.5
+    assert true.min() < far.min() and far.max() < true.max()
+    # a fit without floor or range (an older file) extrapolates: what they prevent
+    old = reliability.fit(nv, imgs, sym, reliability.reencode(encode, imgs), true)
+    del old["feature_range"], old["noise_var_floor"]
+    wild, _ = reliability.Reliability(old, encode).predict(nv60, imgs, sym60)
+    assert abs(wild.mean() - top.mean()) > 10
+
+
+@pytest.mark.parametrize("k", [32, 128])
+def test_shipped_mapping_scores_a_clean_cable_like_a_good_channel(k):
+    """The shipped mapping on a 40 dB link (a cable, a bench): the image is as good as at 20 dB,
+    and so must the score be. Extrapolated past the fit's 22 dB, it read 16 dB for 28."""
+    from diffsem import data, models_dir
+    from diffsem.experiments.schemes import load_scheme
+    from diffsem.metrics import psnr
+    from diffsem_apps.measure_reliability import run_channel
+    if not (models_dir() / reliability.FILE_NAME).is_file():
+        pytest.skip("shipped models not present")
+    scheme = load_scheme("deepjscc", k, None, threads=1)
+    encode = lambda x, snr: scheme.encode(x, float(snr[0]))  # noqa: E731
+    model = reliability.load(f"deepjscc_k{k}", lambda: encode)
+    x = data.load("test")[0][:32]
+    pred = {}
+    for snr in (20.0, 40.0):
+        rec, nv, sym = run_channel(scheme, x, "awgn", np.full(len(x), snr, np.float32), np.zeros(len(x), np.float32), 5)
+        pred[snr] = model.predict(nv, rec, sym)[0].mean()
+        assert abs(pred[snr] - psnr(rec, x).mean()) < 2.0
+    assert pred[40.0] > pred[20.0] - 1.5

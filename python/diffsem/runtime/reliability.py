@@ -19,7 +19,11 @@ Features (`features`, FEATURES names them):
 predicted PSNR = w . features, one w per decoder and k, fitted by ridge regression (RIDGE) on the
 validation split (diffsem measure reliability) and stored with how it was made in
 models/reliability.json. `reliability` = the predicted PSNR mapped linearly from the fit's 5th..95th
-percentile of true PSNR to 0..1 (clipped).
+percentile of true PSNR to 0..1 (clipped). A channel better than the fit's best SNR is read as
+that best (`noise_var_floor`), and each feature is held inside the range the fit saw
+(`feature_range`): extrapolated, the linear fit is nonsense (on a 40 dB cable `bits` is three
+times the fit's largest, |s - enc(x)|^2 / noise_var a hundred times, and the predicted PSNR of the
+shipped k = 128 DeepJSCC fell to 16 dB while the true one stayed at 28).
 """
 from __future__ import annotations
 
@@ -79,16 +83,19 @@ def reencode(encode, images, snr_db: float = DESIGN_SNR_DB) -> np.ndarray:
     return np.asarray(encode(x, np.full(len(x), snr_db, np.float32)), np.float32)
 
 
-def fit(noise_var, images, symbols, reencoded, true_psnr) -> dict:
-    """Ridge weights + the PSNR range that maps to reliability 0..1."""
-    x = features(noise_var, images, symbols, reencoded)
+def fit(noise_var, images, symbols, reencoded, true_psnr, noise_var_floor: float = 0.0) -> dict:
+    """Ridge weights + the PSNR range that maps to reliability 0..1. noise_var_floor: the noise
+    variance of the fit's best SNR; a symbol reported better is read as that (Reliability.predict)."""
+    x = features(np.maximum(noise_var, noise_var_floor), images, symbols, reencoded)
     y = np.asarray(true_psnr, dtype=np.float64)
     reg = RIDGE * np.eye(x.shape[1])
     reg[0, 0] = 0.0  # the intercept is not shrunk
     w = np.linalg.solve(x.T @ x + reg, x.T @ y)
     lo, hi = np.percentile(y, [5, 95])
     return {"features": list(FEATURES), "ridge": RIDGE, "weights": [round(float(v), 6) for v in w],
-            "psnr_range_db": [round(float(lo), 3), round(float(hi), 3)], "reencode_snr_db": DESIGN_SNR_DB}
+            "psnr_range_db": [round(float(lo), 3), round(float(hi), 3)], "reencode_snr_db": DESIGN_SNR_DB,
+            "feature_range": [[float(f"{v:.6g}") for v in x.min(axis=0)], [float(f"{v:.6g}") for v in x.max(axis=0)]],
+            "noise_var_floor": float(f"{noise_var_floor:.6g}")}
 
 
 def _same_features(entry: dict) -> bool:
@@ -109,6 +116,11 @@ class Reliability:
         self.w = np.asarray(entry["weights"], dtype=np.float64)
         self.lo, self.hi = (float(v) for v in entry["psnr_range_db"])
         self.reencode_snr_db = float(entry.get("reencode_snr_db", DESIGN_SNR_DB))
+        self.noise_var_floor = float(entry.get("noise_var_floor", 0.0))
+        self.feature_range = np.asarray(entry["feature_range"], np.float64) if "feature_range" in entry else None
+        if self.feature_range is not None and self.feature_range.shape != (2, len(FEATURES)):
+            raise ValueError(f"reliability entry's feature_range has shape {self.feature_range.shape}, "
+                             f"expected (2, {len(FEATURES)}) (re-fit: diffsem measure reliability)")
         self.encode = encode
 
     def predict(self, noise_var, images, symbols):
@@ -116,7 +128,12 @@ class Reliability:
         gets no predicted PSNR (NaN: the fit saw at most half a frame erased, and its consistency
         features are empty) and reliability 0: the whole image is invented."""
         again = reencode(self.encode, images, self.reencode_snr_db)
-        pred = features(noise_var, images, symbols, again) @ self.w
+        # a channel better than the fit's best is read as that best: the codec's own distortion,
+        # not the noise, bounds the image there, and |s - enc(x)|^2 / noise_var would blow up
+        x = features(np.maximum(noise_var, self.noise_var_floor), images, symbols, again)
+        if self.feature_range is not None:  # a mapping fitted without it extrapolates
+            x = np.clip(x, self.feature_range[0], self.feature_range[1])
+        pred = x @ self.w
         rel = np.clip((pred - self.lo) / max(self.hi - self.lo, 1e-9), 0.0, 1.0)
         nothing = np.all(np.asarray(noise_var).reshape(len(pred), -1) >= ERASED_NOISE_VAR, axis=1)
         return np.where(nothing, np.nan, pred), np.where(nothing, 0.0, rel)
@@ -144,4 +161,7 @@ def load(model_name: str, make_encode, path=None, model_sha256: str | None = Non
         log.warning("%s: %s was fitted with other features than this code computes; no reliability score "
                     "(re-fit: diffsem measure reliability)", path, model_name)
         return None
+    if "feature_range" not in entry or "noise_var_floor" not in entry:
+        log.warning("%s: %s was fitted without its feature range or noise floor; its score is wrong above the "
+                    "fit's SNRs (re-fit: diffsem measure reliability)", path, model_name)
     return Reliability(entry, make_encode())

@@ -419,6 +419,24 @@ def test_a_sequence_jump_is_counted_not_filled(tiny_models):
     assert shown[-2:] == [0, 1] and dec.stats()["filled"] == len(shown)
 
 
+def test_a_salvaged_seq_fills_nothing_and_a_late_frame_jumps_nothing(tiny_models):
+    """A salvaged header's seq is the likeliest of 4096 and now and then wrong: it must not show a
+    run of frames as lost, nor make the next real frame look like a jump back of 4000."""
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(tiny_models), provider="cpu")
+    shown = []
+    dec._publish = lambda meta, result: shown.append(meta["seq"])
+
+    def frame(seq, **meta):
+        dec._handle(make_pdu({"seq": seq, "snr_db": 10.0, "noise_var": np.full(K, 0.1, np.float32), **meta},
+                             np.ones(K, np.complex64)))
+
+    frame(100)
+    frame(120, salvaged=True)     # wrong: the frame was 101
+    frame(102)
+    frame(101)                    # late
+    assert shown == [101] and dec.stats()["gap_not_shown"] == 0
+
+
 def test_the_shipped_decoders_fill_beats_a_black_frame(test_split):
     """What the receiver shows for a lost frame must be a better guess than nothing: an untrained or
     broken decoder gives noise or a constant that scores no better than black."""

@@ -99,3 +99,29 @@ def test_symbol_checker_keeps_a_window_and_totals_over_the_whole_run():
     stats = chk.stats()
     assert stats["frames"] == 10 and stats["missing"] == 0
     assert abs(stats["mse_db"] - 10 * np.log10(0.005)) < 0.01  # the mean over all 10 frames
+
+
+def test_wrong_typed_metadata_loses_a_field_not_the_record_and_a_nameless_notice_stays_out():
+    """Metadata from the air or a foreign block: a string where a count belongs, a list for a
+    time (a wrong "label" or "seq" is refused at the port, counted). The frame was decoded; its record must still come out (without the bad field). A drop
+    notice naming no frame (garbage into the decoder) is no sent frame's drop."""
+    met = diffsem.link_metrics(classifier_card="none")
+    tb = _flowgraph(met)
+    tb.start()
+    post = met.to_basic_block()._post
+    img = np.full((28, 28), 0.25, np.float32)
+    post(pmt.intern("ref"), image_pdu({"seq": 0, "t_src": [1, 2]}, img))
+    post(pmt.intern("ref"), image_pdu({"seq": 1, "label": 3, "t_src": time.time()}, img))
+    assert _wait(lambda: met.accounting()["sent"] == 2)
+    post(pmt.intern("in"), image_pdu({"seq": 0, "erased": "x", "interfered_carriers": [1, 2]}, img))
+    post(pmt.intern("in"), image_pdu({"seq": 1, "erased": 4, "t_dec_out": "abc", "reliability": "high"}, img))
+    post(pmt.intern("drops"), dict_to_pmt({"seq": -1, "reason": "bad_input", "block": "diffusion_decoder"}))
+    assert _wait(lambda: met.summary()["frames_scored"] == 2 and met.accounting()["drops_unmatched"] == 1)
+    tb.stop()
+    tb.wait()
+    acc = met.accounting()
+    assert acc["decoded"] == 2 and acc["bad_input"] == 0 and acc["missing"] == 0
+    first, second = sorted(met.records, key=lambda r: r["seq"])
+    assert first["label"] == -1 and "erased" not in first and "interfered_carriers" not in first
+    assert second["label"] == 3 and second["erased"] == 4 and "e2e_latency_ms" not in second
+    assert "reliability" not in second and met.summary()["unscored"] == 0

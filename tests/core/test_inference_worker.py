@@ -97,6 +97,23 @@ def test_a_failing_batch_is_counted_and_the_worker_carries_on():
     assert worker.stats()["failed"] == 1
 
 
+def test_an_emit_that_raises_is_counted_and_the_rest_of_the_batch_goes_out():
+    out = []
+
+    def emit(item, result, info):
+        if item == 2:
+            raise TypeError("a record field of the wrong type")
+        out.append(item)
+
+    worker = InferenceWorker(lambda items: items, emit, max_queue=8, max_batch=8)
+    for x in (1, 2, 3):
+        worker.submit(x)
+    worker.start()
+    assert worker.wait_idle(5)
+    worker.stop()
+    assert out == [1, 3] and worker.stats()["emit_failed"] == 1
+
+
 def test_submit_never_blocks_while_inference_is_slow():
     worker, results, drops = _collecting_worker(lambda items: (time.sleep(0.2), items)[1], max_queue=2)
     worker.start()

@@ -6,7 +6,7 @@ import numpy as np
 
 from diffsem import phy
 from diffsem.link import accounting
-from diffsem.link.seq import SEQ_MODULO, GapTracker, SeqCounter, seq_of
+from diffsem.link.seq import MAX_GAP_SHOWN, SEQ_MODULO, GapTracker, SeqCounter, seq_of
 
 
 def test_one_modulus_the_header_counter():
@@ -31,6 +31,24 @@ def test_gaps_are_the_lost_frames_across_the_wrap():
     assert g.received(SEQ_MODULO - 2) == []            # the first frame: nothing known before it
     assert g.received(1) == [SEQ_MODULO - 1, 0]        # two lost across the wrap
     assert g.received(2) == []
+
+
+def test_a_repeated_or_late_frame_opens_no_gap():
+    g = GapTracker()
+    g.received(10)
+    assert g.received(10) == [] and g.received(7) == []    # again, and late: nothing lost, nothing moved
+    assert g.received(12) == [11]
+    assert g.lost_before(13 + MAX_GAP_SHOWN + 1) == ([], MAX_GAP_SHOWN + 1)   # a jump: counted, not shown
+
+
+def test_a_salvaged_seq_neither_opens_a_gap_nor_reappears_in_one():
+    g = GapTracker()
+    g.received(100)
+    assert g.received(101, trusted=False) == []     # a right guess
+    assert g.received(102) == []                    # ...is not shown as lost afterwards
+    assert g.received(120, trusted=False) == []     # a wrong guess: no run of 17 "lost" frames
+    assert g.received(103) == []                    # ...and the next real frame is no jump back
+    assert g.received(106) == [104, 105]
 
 
 def test_references_match_a_12_bit_seq_to_the_pending_source_seq():

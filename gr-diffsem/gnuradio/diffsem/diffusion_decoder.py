@@ -144,7 +144,7 @@ class diffusion_decoder(gr.basic_block):
             meta, symbols = pdu_parts(msg)
             seq = seq_of(meta)
             if seq is not None:
-                self._show_lost(seq)
+                self._show_lost(seq, trusted=not meta.get("salvaged"))
             if symbols.dtype.kind != "c":
                 raise BadPdu(f"symbol PDU must carry a c32vector, got {symbols.dtype}", "payload_type")
             if seq is None:
@@ -169,9 +169,10 @@ class diffusion_decoder(gr.basic_block):
                                           np.asarray(noise_var, np.float32), seq, meta)
         self.worker.submit(request)
 
-    def _show_lost(self, seq):
-        """The frames missing before `seq` (lost before their header decoded), shown as the fill."""
-        lost, not_shown = self.gaps.lost_before(seq)
+    def _show_lost(self, seq, trusted=True):
+        """The frames missing before `seq` (lost before their header decoded), shown as the fill.
+        A salvaged header's seq is not trusted to open a gap (GapTracker)."""
+        lost, not_shown = self.gaps.lost_before(seq, trusted)
         if not_shown:
             self.gap_not_shown += not_shown
             self.warn("seq_jump", f"diffusion_decoder: sequence jumped by {not_shown} to {seq} (TX restart or "

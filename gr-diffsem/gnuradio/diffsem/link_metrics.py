@@ -13,6 +13,9 @@ Out "metrics": one dict per frame: {"seq", "label", "pred", "correct", "psnr_db"
              running means "avg_psnr_db", "avg_ssim", "accuracy" (over the decoded frames),
              and the accounting counters}; a dropped frame gives {"seq", "dropped":
              reason, counters}; a lost frame the decoder filled gives its record with "filled".
+             A metadata value of the wrong type (a string "erased", a list "t_src") is left out
+             of the record, never the record; `unscored` in the summary counts the decoded
+             frames whose record was lost all the same (metrics queue full, a scoring error).
 
 Accounting (sent = decoded + unmatched + crc_dropped + queue_dropped + bad_input + failed + missing) and the
 matching of a received 12-bit seq to its reference are diffsem.link.accounting's. crc_dropped
@@ -38,6 +41,14 @@ from diffsem.link.seq import seq_of
 
 from ._pdu import BadPdu, RateLimitedLog, block_logger, dict_to_pmt, guarded, image_pdu, parse_image_pdu, pmt_to_py
 from diffsem.link.pdu import validate_notice
+
+
+def _number(value, kind=float):
+    """kind(value) for a finite real number (not a bool), else None: metadata from the air or a
+    foreign block is not trusted to have the type the record wants."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return kind(value) if np.isfinite(value) else None
 
 
 class link_metrics(gr.basic_block):
@@ -84,7 +95,9 @@ class link_metrics(gr.basic_block):
         self._sums = {"psnr_db": 0.0, "ssim": 0.0, "correct": 0, "classified": 0}
         # metrics run on a worker too (SSIM + classifier per batch), never on the message thread
         self.worker = inference.InferenceWorker(self._score, self._publish, max_queue=1 << 16, max_batch=32,
-                                                drop_policy="newest", name="link_metrics")
+                                                drop_policy="newest", name="link_metrics",
+                                                on_drop=lambda item, reason: self._count_unscored(reason))
+        self._unscored = 0
         for port in ("ref", "in", "drops"):
             self.message_port_register_in(pmt.intern(port))
         self.set_msg_handler(pmt.intern("ref"), self._on_ref)
@@ -117,7 +130,8 @@ class link_metrics(gr.basic_block):
         with self._lock:
             self.counters["sent"] += 1
             if seq is not None:
-                self.references.add(seq, (image, int(meta.get("label", -1)), meta.get("t_src"), meta))
+                label = _number(meta.get("label", -1), int)
+                self.references.add(seq, (image, -1 if label is None else label, _number(meta.get("t_src")), meta))
 
     @guarded("in")
     def _on_decoded(self, msg):
@@ -157,8 +171,10 @@ class link_metrics(gr.basic_block):
         reason = reason.split(":")[0]
         key = drop_counter(reason)
         with self._lock:
-            if seq is not None and self.counters["sent"]:  # the frame it names is accounted for now
-                if block == "semantic_encoder":
+            if self.counters["sent"]:  # the frame it names is accounted for now
+                if seq is None:  # names no frame (garbage into the decoder): a sent one stays missing
+                    found = False
+                elif block == "semantic_encoder":
                     found = self.references.discard(seq)
                 else:  # the decoder names the 12-bit header seq
                     found = self.references.take(seq)[1] is not None
@@ -193,17 +209,18 @@ class link_metrics(gr.basic_block):
                   "snr_est_db": meta.get("snr_db"), "latency_ms": meta.get("latency_ms"),
                   "batch_size": meta.get("batch_size"), **scores}
         for key in ("predicted_psnr_db", "reliability"):  # the decoder's own estimate, no original needed
-            if meta.get(key) is not None:
-                record[key] = meta[key]
+            if _number(meta.get(key)) is not None:
+                record[key] = _number(meta[key])
         for key in ("interfered_carriers", "erased"):  # what the receiver could not trust (its meta, where nonzero)
-            if meta.get(key):
-                record[key] = int(meta[key])
+            if _number(meta.get(key), int):
+                record[key] = _number(meta[key], int)
         if ref is not None:
             _, label, t_src, ref_meta = ref
             record["label"] = label
-            record["index"] = ref_meta.get("index")
-            if t_src is not None and meta.get("t_dec_out") is not None:
-                record["t_src"], record["t_dec_out"] = float(t_src), float(meta["t_dec_out"])
+            record["index"] = _number(ref_meta.get("index"), int)
+            t_dec_out = _number(meta.get("t_dec_out"))
+            if t_src is not None and t_dec_out is not None:
+                record["t_src"], record["t_dec_out"] = t_src, t_dec_out
                 record["e2e_latency_ms"] = (record["t_dec_out"] - record["t_src"]) * 1e3
             if "pred" in scores and label >= 0:
                 record["correct"] = bool(scores["pred"] == label)
@@ -249,10 +266,15 @@ class link_metrics(gr.basic_block):
                 self.warn("crc_counter", f"link_metrics: cannot read the receiver's CRC counter: {exc}")
         return settle(c, crc, pending)
 
+    def _count_unscored(self, reason):
+        with self._lock:
+            self._unscored += 1
+        self.warn("unscored", f"link_metrics: a decoded frame's record was lost ({reason})")
+
     def summary(self) -> dict:
         with self._lock:
             n = self._sums.get("scored", 0)
-            out = {"frames_scored": n,
+            out = {"frames_scored": n, "unscored": self._unscored + self.worker.counters.get("emit_failed", 0),
                    "avg_psnr_db": self._sums["psnr_db"] / n if n else None,
                    "avg_ssim": self._sums["ssim"] / n if n else None,
                    "accuracy": (self._sums["correct"] / self._sums["classified"]) if self._sums["classified"] else None}

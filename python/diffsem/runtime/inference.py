@@ -70,6 +70,7 @@ class InferenceWorker:
     order within a batch; `info` has latency_ms (submit -> result), batch_size, queue_ms.
     `on_drop(item, reason)` is called for each dropped item (reason "queue_full" or
     "error: ..."); a failing batch drops its items with the error and the worker carries on.
+    An emit that raises is logged and counted (`emit_failed`); the rest of the batch still goes out.
     `on_batch(n)` (optional) runs after each batch, e.g. to publish the worker's state.
     """
 
@@ -90,7 +91,8 @@ class InferenceWorker:
         self._stopping = False
         self._in_flight = 0
         self._latencies = SampleWindow(_LATENCY_WINDOW)
-        self.counters = {"submitted": 0, "processed": 0, "dropped_queue": 0, "failed": 0, "batches": 0}
+        self.counters = {"submitted": 0, "processed": 0, "dropped_queue": 0, "failed": 0, "emit_failed": 0,
+                         "batches": 0}
         self.busy_s = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -197,6 +199,8 @@ class InferenceWorker:
                         self.emit(j.item, r, info)
                     except Exception:
                         self.log.exception("%s: emit failed", self.name)
+                        with self._cond:
+                            self.counters["emit_failed"] += 1
                 with self._cond:
                     self.counters["processed"] += len(jobs)
                     self.counters["batches"] += 1

@@ -50,7 +50,7 @@ CMD_FILL = ("diffsem eval --scheme deepjscc student linear digital --steps 1 2 -
 CMD_FILL_10K = ("diffsem eval --scheme deepjscc student --steps 2 --k 128 32 --channel awgn --snr 10 \\\n"
                 "    --impairment erasure --fraction 0 0.25 --n 10000 --seed 0 --threads 1")
 CMD_RELIABILITY = ("diffsem measure reliability --fit-n 2000 --test-n 1000 --k 32,128 "
-                   "--decoders deepjscc,student_s1,student_s2 --threads 1")
+                   "--decoders deepjscc,student_s1,student_s2,student_s4 --threads 1")
 FIGURES_BY_HAND = ("docs/figures/demo_mosaic.png (bash scripts/demo.sh)",
                    "docs/figures/eval_mosaic_k32.png and fill_mosaic_k32.png (their commands in docs/results/)",
                    "docs/figures/pd_k*.png (a new generation's rows in pd_rows.jsonl)")

@@ -362,6 +362,30 @@ def test_bad_pdus_into_encoder_sink_and_taps_are_counted_not_fatal(tiny_models, 
     tap.close()
 
 
+def test_the_image_tap_says_which_image_is_a_fill_and_how_far_to_trust_one():
+    """A viewer of the image topic alone (diffsem monitor's latest.png) must not take the decoder's
+    fill of a lost frame for a decoded one, and sees the receiver's reliability score."""
+    from diffsem.link import taps
+    from gnuradio.diffsem.harness import image_pdu
+
+    tap = blocks.zmq_taps("tcp://127.0.0.1:0")
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.subscribe(b"image")
+    sub.connect(tap.address)
+    time.sleep(0.3)
+    img = np.zeros(784, np.float32)
+    tap._image(image_pdu({"seq": 5, "status": "lost", "filled": True, "reliability": 0.0, "decoder": "s2"}, img))
+    tap._image(image_pdu({"seq": 6, "predicted_psnr_db": 24.5, "reliability": 0.62, "salvaged": True}, img))
+    texts = []
+    for _ in range(2):
+        assert sub.poll(5000)
+        texts.append(taps.decode(*sub.recv_multipart())[1])
+    sub.close(0)
+    tap.close()
+    assert texts[0]["status"] == "lost" and texts[0]["filled"] == "True" and texts[0]["reliability"] == "0.0"
+    assert texts[1]["reliability"] == "0.62" and texts[1]["salvaged"] == "True" and "status" not in texts[1]
+
+
 # --- a frame lost before its header decoded: shown as the decoder's fill from nothing ------------
 
 def _run_lossy(tiny_models, tmp_path, lose, count, **decoder_kw):

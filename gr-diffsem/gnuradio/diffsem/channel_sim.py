@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 
 import numpy as np
 import pmt
@@ -12,6 +13,8 @@ from diffsem.phy import impairments
 from diffsem.channel import CHANNELS, IMPAIRMENTS, impairment_cells_numpy, selective_pdp_numpy
 from diffsem.phy.framing import LEN_TAG
 from diffsem.phy.ofdm import make_layout
+
+MAX_HITS = 16384  # bursts whose hit cells _partial_frame keeps (a few MB at k = 128)
 
 
 class channel_sim(gr.hier_block2):
@@ -67,7 +70,8 @@ class channel_sim(gr.hier_block2):
     The stage finds each burst from the TX's length tag and its layout from header_repeats,
     pad_front, pad_back, cp_len (ofdm_analog_tx's); frame_k (0 = every cell of the payload OFDM
     symbols) is the link's k, needed for truncation to hit exactly the training cells.
-    Seeded from `seed`; `hits` records the payload cells hit per burst.
+    Seeded from `seed`; `hits` records the payload cells hit per burst (the latest MAX_HITS: a
+    flowgraph left running keeps flat memory).
 
     Stages are built in `_stages()` and connected in series.
     Setters (GRC callbacks): set_snr_db, set_cfo, set_timing_offset, set_clock_ppm.
@@ -218,7 +222,7 @@ class _partial_frame(gr.sync_block):
         self.rng = np.random.default_rng([int(seed), 0x1F1])
         self.sym_len = layout.fft_len + layout.cp_len
         self.pending = []  # bursts not yet fully out: dicts of absolute sample ranges
-        self.hits = []     # per burst, the boolean payload cells hit (what the receiver should see)
+        self.hits = deque(maxlen=MAX_HITS)  # per burst, the boolean payload cells hit (what the receiver should see)
 
     def _plan(self, start, length):
         lay, sl = self.layout, self.sym_len

@@ -28,6 +28,9 @@ from ._taps_pmt import PmtTapPublisher
 
 
 _NO_LABEL = np.iinfo(np.int64).min  # a seq whose reference carried no label (or none came yet)
+# image meta carried into the PNG's tEXt chunks where present: a fill ("status" lost, "filled"),
+# a salvaged header, and the receiver's reliability score
+IMAGE_TEXT = ("status", "filled", "salvaged", "predicted_psnr_db", "reliability")
 
 
 def _as_dict(msg):
@@ -113,8 +116,10 @@ class zmq_taps(gr.basic_block):
             img = np.kron(image, np.ones((self.image_scale, self.image_scale), np.float32)) if self.image_scale > 1 else image
             seq = seq_of(meta)
             label = meta.get("label", self.label_of(seq))
+            # what a viewer must not take for a decoded frame, and how far to trust one that is
+            said = {k: str(meta[k])[:32] for k in IMAGE_TEXT if meta.get(k) is not None}
             for p in self.publishers:
-                p.publish_image(img, seq=seq, kind="reconstruction", decoder=meta.get("decoder"), label=label)
+                p.publish_image(img, seq=seq, kind="reconstruction", decoder=meta.get("decoder"), label=label, **said)
         self._guard("image", go, msg)
 
     def label_of(self, seq):

@@ -47,9 +47,9 @@ class ofdm_analog_rx(gr.hier_block2):
     diffsem/phy/burst_rx.py and docs/phy.md (its header round trip held the RX to ~0.15 Msps).
 
     fixed_k: the link's symbols per frame when fixed (0 = not fixed). A header whose CRC fails
-    is then decoded by maximum likelihood over the 4096 seqs with the length known
-    (burst_rx.decode_header_known_length) and its frame delivered with meta "salvaged": True
-    instead of dropped.
+    is then decoded by maximum likelihood over the seqs with the length known, the 16 after the
+    last good header first (burst_rx.decode_header_known_length), and its frame delivered with
+    meta "salvaged": True instead of dropped.
 
     `stats()` -> {"frames", "headers_ok", "salvaged" (frames delivered on a salvaged header),
     "header_crc_fail" (a BPSK header whose CRC-8 or zero fill failed and was not salvaged: a frame lost), "false_triggers" (no header where the detector triggered: noise,

@@ -428,6 +428,7 @@ class BatchReceiver(BurstReceiver):
                 out[c] = self._reference_header(c)  # the soft CRC chase, or salvage
             else:
                 keep.append(i)
+                self._last_seq = int(seq[i])  # in stream order: where a later salvage looks first
         if not keep:
             return out
         k = np.asarray(keep)

@@ -42,13 +42,14 @@ GROUPS = {
                "fill": "diffsem_apps.fill_report",         # decoders against the impaired fraction of the frame
                "impairments": "diffsem_apps.impairment_report",  # PAPR, clipping, ADC study
                "results": "diffsem_apps.results_docs",          # docs/results/*.md + README table from the rows
+               "blocks": "diffsem_apps.blocks_doc",             # docs/guide/blocks.md's ports and parameters from grc/
                "refresh": "diffsem_apps.refresh"},              # recompute the rows of one k after new models
     "baseline": {"digital": "diffsem.baselines.digital.cli",     # calibrate / curves of the digital baseline
                  "linear": "diffsem.baselines.linear",          # fit the PCA basis / curves
                  "separation": "diffsem.baselines.separation"},  # the separation bound
 }
 GROUP_HELP = {"measure": "measurements: phy | links | frontend | reliability | controls | posterior (JSON lines)",
-              "report": "reports: pd (perception-distortion figure) | fill (metrics vs impaired fraction) | impairments (JSON + markdown + figures) | results (docs/results pages) | refresh (recompute one k's rows)",
+              "report": "reports: pd (perception-distortion figure) | fill (metrics vs impaired fraction) | impairments (JSON + markdown + figures) | results (docs/results pages) | blocks (the block guide's tables) | refresh (recompute one k's rows)",
               "baseline": "baseline tools: digital | linear | separation"}
 
 

@@ -80,7 +80,7 @@ class channel_sim(gr.hier_block2):
     def __init__(self, snr_db=20.0, channel="awgn", cfo=0.0, timing_offset=0.0, seed=0,
                  doppler=1e-5, clock_ppm=0.0, fft_len=64, occupied_carriers=None, pilot_carriers=None,
                  adc_bits=0, adc_full_scale=3.0, dc_offset=0j, iq_imbalance_db=0.0, iq_imbalance_deg=0.0,
-                 phase_noise=0.0, phase_noise_alpha=0.1, impairment="none", impairment_fraction=0.0,
+                 phase_noise=0.0, phase_noise_alpha=0.1, impairment="none", impairment_fraction=0.125,
                  sir_db=0.0, impulse_db=30.0, frame_k=0, header_repeats=4, pad_front=None, pad_back=None,
                  cp_len=16):
         gr.hier_block2.__init__(self, "channel_sim", gr.io_signature(1, 1, gr.sizeof_gr_complex),

@@ -42,7 +42,8 @@ from gnuradio import blocks, gr, pdu
 from diffsem import args as checks
 from diffsem.phy import LEN_TAG
 
-from .endpoints import EndpointError, burst_filler, sigmf_recorder, sigmf_replay, soapy_endpoint, uhd_endpoint
+from .endpoints import (EndpointError, burst_filler, read_meta, sigmf_paths, sigmf_recorder, sigmf_replay, soapy_endpoint,
+                        uhd_endpoint)
 
 DEFAULT_TX_ADDRESS = "tcp://127.0.0.1:5555"   # TX PUB (the channel, or an RX, subscribes)
 DEFAULT_RX_ADDRESS = "tcp://127.0.0.1:5556"   # channel PUB (the RX subscribes)
@@ -284,6 +285,7 @@ class RxApp(gr.top_block):
         from gnuradio import diffsem
         from gnuradio.diffsem.harness import parse_decoders
         self.args = args
+        self._settle_args(args)
         self.replay = None
         self.tx_chain = None
         source = args.endpoint
@@ -297,10 +299,7 @@ class RxApp(gr.top_block):
             if not args.input:
                 raise EndpointError("--source file needs --input PATH (the SigMF recording to replay)")
             self.replay = sigmf_replay(args.input)
-            info = self.replay.info()
-            if info["samp_rate"] > 0:
-                args.samp_rate = info["samp_rate"]
-            args.freq = info["center_freq"]
+            args.freq = self.replay.info()["center_freq"]
             src = self.replay
             if args.throttle:
                 throttle = blocks.throttle(gr.sizeof_gr_complex, args.samp_rate)
@@ -358,6 +357,32 @@ class RxApp(gr.top_block):
     def _samples_in(self) -> int:
         return self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0))
 
+    @staticmethod
+    def _settle_args(args):
+        """--k, --first, --count and --samp-rate: as given, else a replayed recording's (its
+        sample rate and the TX's settings, so its frames are matched to the images it sent), else
+        RX_DEFAULTS. A value given that differs from the recording's is kept, with a warning."""
+        recorded = {}
+        if getattr(args, "endpoint", None) == "file" and args.input:
+            try:
+                meta = read_meta(sigmf_paths(args.input)[1])
+            except Exception:  # noqa: BLE001 - sigmf_replay names what is wrong with the file
+                meta = {}
+            glob = meta.get("global", {}) if isinstance(meta, dict) else {}
+            settings = glob.get("diffsem:settings") if isinstance(glob, dict) else None
+            recorded = {k: v for k, v in (settings or {}).items() if k in ("k", "first", "count")
+                        and isinstance(v, int) and not isinstance(v, bool)} if isinstance(settings, dict) else {}
+            rate = glob.get("core:sample_rate") if isinstance(glob, dict) else None
+            if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
+                recorded["samp_rate"] = float(rate)
+        for key, default in RX_DEFAULTS.items():
+            given, rec = getattr(args, key, None), recorded.get(key)
+            if given is None:
+                setattr(args, key, rec if rec is not None else default)
+            elif rec is not None and rec != given:
+                _log("rx", f"--{key.replace('_', '-')} {given:g} differs from the recording's {rec:g}; "
+                           f"using {given:g}")
+
     def run_app(self, stop_event) -> dict:
         """Receive until every expected frame is accounted for, the replay ran out and the link
         went quiet, --duration passed, or a signal; the report gives the accounting."""
@@ -394,6 +419,7 @@ class RxApp(gr.top_block):
             self.recorder.close()
         acc = self.metrics.accounting()
         rep = {"app": "rx", "source": self.args.endpoint, "stopped": reason, "elapsed_s": round(elapsed, 3),
+               "samp_rate": self.args.samp_rate, "k": self.args.k, "first": self.args.first, "count": self.args.count,
                "decoder": self.dec.label, "model": self.dec.model.name, "rx": self.rx.stats(),
                "samples": self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0)), **acc, "lost": acc["missing"] if self.refs else None,
                **self.metrics.summary(), **silence.report()}
@@ -534,7 +560,12 @@ def add_rx_arguments(rx):
                     help="stop after this many seconds without a new frame once frames were heard (default 5)")
     rx.add_argument("--duration", type=checks.nonnegative_float, default=0.0, help="stop after this many seconds (0: no limit)")
     rx.add_argument("--frames", type=checks.nonnegative_int, default=0, help="stop after this many decoded frames (0: no limit)")
-    rx.set_defaults(rate=0.0, loop=False, start_delay=0.2)
+    # None: not given. A replayed recording supplies what its TX was told (RxApp._settle_args)
+    rx.set_defaults(rate=0.0, loop=False, start_delay=0.2, k=None, first=None, count=None, samp_rate=None)
+
+
+# what the RX defaults to where neither the command line nor a recording says
+RX_DEFAULTS = {"k": 128, "first": 0, "count": 16, "samp_rate": DEFAULT_RATE}
 
 
 CHANNEL_DESCRIPTION = (

@@ -123,3 +123,18 @@ def test_record_limit_keeps_whole_frames_only(tmp_path, capsys):
     annotations = rec.get_annotations()
     assert rep["annotations"] == len(annotations) == 1  # frame 1 (1514..2074) does not fit whole
     assert all(a["core:sample_start"] + a["core:sample_count"] <= 2000 for a in annotations)
+
+
+def test_a_tx_recording_replays_with_the_tx_settings_and_its_clean_frames_decode(tmp_path, capsys):
+    """`tx --sink file` then `rx --source file` and nothing else: the RX takes the images, k and
+    sample rate from the recording, and frames with next to no noise (an SNR estimate of ~150 dB)
+    are decoded at the decoders' range edge, not refused."""
+    path = str(tmp_path / "tx")
+    assert cli.main(["tx", "--sink", "file", "--output", path, "--count", "3", "--first", "5", "--k", str(K),
+                     "--samp-rate", "2e6", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["rx", "--source", "file", "--input", path, "--no-classifier", "--threads", "1"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (rep["k"], rep["first"], rep["count"], rep["samp_rate"]) == (K, 5, 3, 2e6)
+    assert rep["sent"] == rep["decoded"] == 3 and rep["bad_input"] == 0 and rep["lost"] == 0
+    assert rep["avg_psnr_db"] > 20.0

@@ -443,6 +443,16 @@ def test_a_sequence_jump_is_counted_not_filled(tiny_models):
     assert shown[-2:] == [0, 1] and dec.stats()["filled"] == len(shown)
 
 
+def test_a_noiseless_frame_is_decoded_not_refused(tiny_models):
+    """A clean recording replayed: the receiver estimates ~150 dB, far outside the decoders'
+    training; such a frame is decoded as one at the range's edge, never refused."""
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(tiny_models), provider="cpu")
+    dec._handle(make_pdu({"seq": 1, "snr_db": 153.5, "noise_var": np.full(K, 4e-16, np.float32)},
+                         np.ones(K, np.complex64)))
+    dec._handle(make_pdu({"seq": 2, "snr_db": 1e300}, np.ones(K, np.complex64)))   # no noise_var: 10^-30
+    assert dec.bad_input == 0 and dec.worker.counters["submitted"] == 2
+
+
 def test_a_salvaged_seq_fills_nothing_and_a_late_frame_jumps_nothing(tiny_models):
     """A salvaged header's seq is the likeliest of 4096 and now and then wrong: it must not show a
     run of frames as lost, nor make the next real frame look like a jump back of 4000."""

@@ -65,3 +65,15 @@ def test_decoder_meta_carries_predicted_psnr_only_with_a_mapping(tiny_models, tm
     assert meta["predicted_psnr_db"] == round(float(pred[0]), 2)
     resid = reliability.consistency(np.stack([sym.real, sym.imag], -1)[None], again, np.full((1, K), 0.1))[0, 1]
     assert abs(meta["predicted_psnr_db"] - (10 + 2 * np.log2(11) - 3 * resid)) < 0.011
+
+
+def test_a_failing_score_costs_the_score_not_the_image(tiny_models):
+    dec = blocks.diffusion_decoder(k=K, mode="deepjscc", models_dir=str(tiny_models), provider="cpu")
+
+    class Broken:
+        def predict(self, *args):
+            raise RuntimeError("encoder session died")
+    dec.reliability = Broken()
+    meta, image = pdu_parts(run_async(dec, _pdus(2, 0.1))[0])
+    assert image.size == 784 and "reliability" not in meta
+    assert dec.stats()["unscored"] == 2 and dec.stats()["failed"] == 0

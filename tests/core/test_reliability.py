@@ -96,6 +96,25 @@ def test_mapping_made_with_other_features_is_refused(tmp_path, caplog):
     assert "re-fit" in caplog.text
 
 
+@pytest.mark.parametrize("content", ["{\n  ", "[1, 2]", '{"models": [1]}', '{"models": {"deepjscc_k16": 3}}',
+                                     '{"models": {"deepjscc_k16": {"features": []}}}'])
+def test_a_broken_mapping_file_costs_the_score_not_the_decoder(tmp_path, caplog, content):
+    (tmp_path / reliability.FILE_NAME).write_text(content)
+    assert reliability.load("deepjscc_k16", lambda: encode, tmp_path / reliability.FILE_NAME) is None
+    assert reliability.FILE_NAME in caplog.text or "re-fit" in caplog.text
+
+
+def test_an_encoder_that_cannot_load_costs_the_score_not_the_decoder(tmp_path, caplog):
+    entry = {"features": list(reliability.FEATURES), "weights": [0.0] * len(reliability.FEATURES),
+             "psnr_range_db": [10, 30], "feature_range": [[0] * len(reliability.FEATURES)] * 2, "noise_var_floor": 0}
+    (tmp_path / reliability.FILE_NAME).write_text(json.dumps({"models": {"deepjscc_k16": entry}}))
+
+    def broken():
+        raise FileNotFoundError("encoder_k16.onnx is missing")
+    assert reliability.load("deepjscc_k16", broken, tmp_path / reliability.FILE_NAME) is None
+    assert "encoder_k16.onnx is missing" in caplog.text
+
+
 def test_prediction_stays_in_the_fitted_range_far_above_the_fit_snrs():
     """A cable at 60 dB: the linear fit must not extrapolate its features (bits would be three
     times the fit's largest); the truth saturates there, and so must the prediction."""

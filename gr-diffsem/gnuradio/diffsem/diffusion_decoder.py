@@ -96,6 +96,7 @@ class diffusion_decoder(gr.basic_block):
         self.log.info(f"decoder {self.model.name} ({self.label}) on {self.provider}{detail}")
         self.bad_input = 0
         self.gaps, self.filled, self.gap_not_shown = GapTracker(), 0, 0
+        self.unscored = 0  # images sent without their reliability score (the scoring failed)
         self.fill = self._decode_and_score([self._erased_request()])[0] if fill_lost else None
         self.worker = inference.InferenceWorker(
             self._decode_and_score, self._emit, max_queue=int(max_queue), max_batch=int(max_batch),
@@ -119,8 +120,13 @@ class diffusion_decoder(gr.basic_block):
         images = self.decode(requests)
         if self.reliability is None:
             return [(image, None) for image in images]
-        pred, rel = self.reliability.predict(np.stack([r.noise_var for r in requests]), np.stack(images),
-                                             np.stack([inference.symbols_to_array(r.symbols) for r in requests]))
+        try:  # the score is optional: its failure must not cost the decoded images
+            pred, rel = self.reliability.predict(np.stack([r.noise_var for r in requests]), np.stack(images),
+                                                 np.stack([inference.symbols_to_array(r.symbols) for r in requests]))
+        except Exception as exc:  # noqa: BLE001
+            self.unscored += len(images)
+            self.warn("unscored", f"diffusion_decoder: {len(images)} images sent without a reliability score: {exc}")
+            return [(image, None) for image in images]
         return [(image, (p, r)) for image, p, r in zip(images, pred, rel)]
 
     def _erased_request(self):
@@ -215,6 +221,6 @@ class diffusion_decoder(gr.basic_block):
 
     def stats(self) -> dict:
         s = self.worker.stats()
-        s.update(bad_input=self.bad_input, filled=self.filled, gap_not_shown=self.gap_not_shown,
+        s.update(bad_input=self.bad_input, filled=self.filled, gap_not_shown=self.gap_not_shown, unscored=self.unscored,
                  rejected=rejections(self).snapshot(), provider=self.provider, decoder=self.label, model=self.model.name)
         return {k: v for k, v in s.items() if v is not None}

@@ -144,13 +144,25 @@ def load(model_name: str, make_encode, path=None, model_sha256: str | None = Non
     "deepjscc_k128", "student_k32_s2", ...), or None when the file or the entry is missing, or
     when `model_sha256` (the card's) is given and the entry was fitted for another model file (a
     mapping fitted for other weights would predict nonsense), or made with other features (an
-    older version's file: warned, never an error, so the decoder still runs). make_encode() returns the encoder
-    callable of Reliability; it is called only when there is an entry to use."""
+    older version's file), or when the file cannot be read or the entry or the encoder cannot be
+    used: each warned, naming the file, never an error, so the decoder still runs without a score.
+    make_encode() returns the encoder callable of Reliability; it is called only when there is an
+    entry to use."""
     from diffsem import models_dir
     path = Path(path) if path else Path(models_dir()) / FILE_NAME
     if not path.is_file():
         return None
-    entry = json.loads(path.read_text()).get("models", {}).get(model_name)
+    try:  # the score is optional: a broken file costs it, never the decoder
+        doc = json.loads(path.read_text())
+        models = doc.get("models") if isinstance(doc, dict) else None
+        if not isinstance(models, dict):
+            raise ValueError('no "models" object')
+        entry = models.get(model_name)
+        if entry is not None and not isinstance(entry, dict):
+            raise ValueError(f"the entry of {model_name} is not an object")
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); no reliability score (re-fit: diffsem measure reliability)", path, exc)
+        return None
     if entry and model_sha256 is not None and entry.get("model_sha256") != model_sha256:
         log.warning("%s: %s was fitted for another %s file; no reliability score (re-fit: diffsem measure "
                     "reliability)", path, model_name, model_name)
@@ -164,4 +176,8 @@ def load(model_name: str, make_encode, path=None, model_sha256: str | None = Non
     if "feature_range" not in entry or "noise_var_floor" not in entry:
         log.warning("%s: %s was fitted without its feature range or noise floor; its score is wrong above the "
                     "fit's SNRs (re-fit: diffsem measure reliability)", path, model_name)
-    return Reliability(entry, make_encode())
+    try:
+        return Reliability(entry, make_encode())
+    except Exception as exc:  # noqa: BLE001 - a bad entry, or the link's encoder missing or tampered
+        log.warning("%s: no reliability score for %s: %s", path, model_name, exc)
+        return None

@@ -110,6 +110,77 @@ class burst_filler(gr.sync_block):
             return self._on_air
 
 
+class zmq_sample_source(gr.sync_block):
+    """ZMQ SUB -> complex64 samples: what gr-zeromq's sub_source does for a stock PUB sink (one
+    message = raw complex64 samples), except that a message whose size is not a whole number of
+    samples is dropped and counted (`bad_messages`) instead of ending the block's thread, which left
+    the receiver silent for good. Connects (and reconnects) by itself, so the publisher may start
+    before or after it; `messages`, `samples` and `last_message_s` (monotonic) say what arrived."""
+
+    POLL_MS = 50  # how long one work() call waits for a message (the scheduler calls it again)
+
+    def __init__(self, address: str):
+        import zmq
+        gr.sync_block.__init__(self, name="diffsem_zmq_sample_source", in_sig=None, out_sig=[np.complex64])
+        self.log = _logger(self, "zmq_sample_source")
+        self.warn = RateLimitedLog(self.log)
+        self.address = address
+        self._zmq = zmq
+        self._sock = zmq.Context.instance().socket(zmq.SUB)
+        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sock.setsockopt(zmq.LINGER, 0)
+        try:
+            self._sock.connect(address)
+        except zmq.ZMQError as exc:
+            self._sock.close(0)
+            raise EndpointError(f"cannot subscribe to {address} ({exc})") from None
+        self._pending = np.zeros(0, np.complex64)
+        self.counters = Counters("messages", "samples", "bad_messages", "bad_bytes")
+        self.last_message_s = None
+
+    def _receive(self):
+        zmq = self._zmq
+        if not self._sock.poll(self.POLL_MS):
+            return
+        chunks = []
+        while True:
+            try:
+                msg = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.counters.incr("messages")
+            self.last_message_s = time.monotonic()
+            if len(msg) % 8:
+                self.counters.incr("bad_messages")
+                self.counters.incr("bad_bytes", len(msg))
+                self.warn("bad_message", f"zmq_sample_source: dropped a {len(msg)}-byte message from {self.address}: "
+                                         "not whole complex64 samples (8 bytes each)")
+                continue
+            chunks.append(np.frombuffer(msg, np.complex64))
+            if sum(c.size for c in chunks) >= 1 << 16:  # enough for several calls: leave the rest queued
+                break
+        if chunks:
+            self._pending = np.concatenate([self._pending, *chunks])
+
+    def work(self, input_items, output_items):
+        out = output_items[0]
+        if not self._pending.size:
+            self._receive()
+        n = min(out.size, self._pending.size)
+        if n:
+            out[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            self.counters.incr("samples", n)
+        return n
+
+    def stop(self):
+        self._sock.close(0)
+        return True
+
+    def stats(self) -> dict:
+        return self.counters.snapshot()
+
+
 def sigmf_paths(path: str) -> tuple[str, str]:
     """"rec", "rec.sigmf-data" or "rec.sigmf-meta" -> ("rec.sigmf-data", "rec.sigmf-meta")."""
     base = str(path)

@@ -43,7 +43,7 @@ from diffsem import args as checks
 from diffsem.phy import LEN_TAG
 
 from .endpoints import (EndpointError, burst_filler, read_meta, sigmf_paths, sigmf_recorder, sigmf_replay, soapy_endpoint,
-                        uhd_endpoint)
+                        uhd_endpoint, zmq_sample_source)
 
 DEFAULT_TX_ADDRESS = "tcp://127.0.0.1:5555"   # TX PUB (the channel, or an RX, subscribes)
 DEFAULT_RX_ADDRESS = "tcp://127.0.0.1:5556"   # channel PUB (the RX subscribes)
@@ -129,12 +129,10 @@ def zmq_pub(address):
 
 
 def zmq_sub(address):
-    """A ZMQ SUB sample source connected to `address` (it reconnects until a publisher binds)."""
-    from gnuradio import zeromq
-    try:
-        return zeromq.sub_source(gr.sizeof_gr_complex, 1, address, 100, False, -1)
-    except RuntimeError as exc:
-        raise EndpointError(f"cannot subscribe to {address} ({exc})") from None
+    """A ZMQ SUB sample source connected to `address` (it reconnects until a publisher binds):
+    endpoints.zmq_sample_source, which survives a malformed message (counted) where gr-zeromq's
+    sub_source stops for good."""
+    return zmq_sample_source(address)
 
 
 def _channel(args):
@@ -269,12 +267,14 @@ class ChannelApp(gr.top_block):
         self.start()
         _log("channel", f"ready: {self.args.input} -> {self.args.channel} {self.args.snr} dB -> {self.args.output}")
         t0 = time.monotonic()
+        silence = InputSilence(lambda text: _log("channel", text), self.args.input)
         while not stop_event.is_set() and not (self.args.duration and time.monotonic() - t0 > self.args.duration):
+            silence.update(time.monotonic(), int(self.counter.nitems_read(0)), None)
             stop_event.wait(0.1)
         self.stop()
         self.wait()
         return {"app": "channel", "samples": int(self.counter.nitems_read(0)), "snr_db": self.args.snr,
-                "channel": self.args.channel}
+                "channel": self.args.channel, "input": self.sub.stats(), **silence.report()}
 
 
 # --- RX ------------------------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ class RxApp(gr.top_block):
         from gnuradio.diffsem.harness import parse_decoders
         self.args = args
         self._settle_args(args)
-        self.replay = None
+        self.replay = self.zmq_in = None
         self.tx_chain = None
         source = args.endpoint
         if source == "sim":
@@ -294,7 +294,7 @@ class RxApp(gr.top_block):
             src = _channel(args)
             self.connect(self.tx_chain.out, src)
         elif source == "zmq":
-            src = zmq_sub(args.address)
+            src = self.zmq_in = zmq_sub(args.address)
         elif source == "file":
             if not args.input:
                 raise EndpointError("--source file needs --input PATH (the SigMF recording to replay)")
@@ -390,7 +390,8 @@ class RxApp(gr.top_block):
         _log("rx", f"ready: source {self.args.endpoint}, decoder {self.dec.label}")
         t0 = time.monotonic()
         last, t_last, reason = None, time.monotonic(), "signal"
-        silence = InputSilence(lambda text: _log("rx", text))
+        silence = InputSilence(lambda text: _log("rx", text),
+                               self.args.address if self.args.endpoint == "zmq" else self.args.endpoint)
         while not stop_event.is_set():
             now = time.monotonic()
             silence.update(now, self._samples_in(), self.rx.stats().get("frames", 0))
@@ -423,6 +424,8 @@ class RxApp(gr.top_block):
                "decoder": self.dec.label, "model": self.dec.model.name, "rx": self.rx.stats(),
                "samples": self.replay.played() if self.replay is not None else int(self.samples.nitems_read(0)), **acc, "lost": acc["missing"] if self.refs else None,
                **self.metrics.summary(), **silence.report()}
+        if self.zmq_in is not None:  # what arrived on the socket, malformed messages included
+            rep["input"] = self.zmq_in.stats()
         if self.tx_chain is None:  # t_src of a reference made in this process: no end-to-end latency
             for key in ("e2e_latency_ms_p50", "e2e_latency_ms_p99"):
                 rep.pop(key, None)
@@ -435,30 +438,41 @@ class RxApp(gr.top_block):
 
 
 class InputSilence:
-    """Says in the log when the RX's input stops (no sample for SILENT_S seconds after samples
-    flowed: a channel process or TX that died or restarts) and when it comes back, with the gap's
-    length and the frames detected since; the report counts the gaps and their seconds. Frames
-    lost in a gap are what the accounting already counts as lost."""
+    """Says in the log when the input stops (no sample for SILENT_S seconds after samples flowed:
+    a channel process or TX that died or restarts) and when it comes back, with the gap's length
+    and the frames detected since; the report counts the gaps and their seconds. Frames lost in a
+    gap are what the accounting already counts as lost. Until the first sample it says, after
+    NOTHING_S and then every NOTHING_REPEAT_S, that nothing has arrived from `source` yet."""
 
     SILENT_S = 2.0
+    NOTHING_S, NOTHING_REPEAT_S = 5.0, 60.0
 
-    def __init__(self, log):
-        self.log = log
+    def __init__(self, log, source: str = "the input"):
+        self.log, self.source = log, source
         self.samples, self.t_change, self.silent_since = 0, None, None
         self.gaps, self.silent_s = 0, 0.0
+        self.t_start, self.next_nothing = None, None
 
-    def update(self, now: float, samples: int, frames: int):
+    def update(self, now: float, samples: int, frames: int | None):
+        if self.t_start is None:
+            self.t_start, self.next_nothing = now, now + self.NOTHING_S
+        if not samples and self.t_change is None and now >= self.next_nothing:
+            self.log(f"nothing received from {self.source} in {now - self.t_start:.0f} s: is its publisher "
+                     "(the TX or the channel) running, at that address?")
+            self.next_nothing = now + self.NOTHING_REPEAT_S
         if samples != self.samples:
             if self.silent_since is not None:
                 gap = now - self.silent_since
                 self.silent_s += gap
-                self.log(f"input back after {gap:.1f} s of silence ({frames} frames detected so far)")
+                self.log(f"input back after {gap:.1f} s of silence"
+                         + ("" if frames is None else f" ({frames} frames detected so far)"))
                 self.silent_since = None
             self.samples, self.t_change = samples, now
         elif self.t_change is not None and self.silent_since is None and now - self.t_change > self.SILENT_S:
             self.silent_since = self.t_change
             self.gaps += 1
-            self.log(f"input silent: no sample for {self.SILENT_S:g} s ({frames} frames detected so far)")
+            self.log(f"input silent: no sample for {self.SILENT_S:g} s"
+                     + ("" if frames is None else f" ({frames} frames detected so far)"))
 
     def report(self) -> dict:
         return {"input_gaps": self.gaps, "input_silent_s": round(self.silent_s, 1)}

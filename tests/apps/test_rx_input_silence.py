@@ -13,16 +13,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_silence_and_return_are_logged_once_each_and_counted():
     lines = []
-    s = InputSilence(lines.append)
+    s = InputSilence(lines.append, "tcp://127.0.0.1:5556")
     s.update(0.0, 0, 0)          # nothing heard yet: no silence to report
-    s.update(5.0, 0, 0)
+    s.update(4.9, 0, 0)
     assert lines == []
-    s.update(6.0, 1000, 1)
-    s.update(7.0, 2000, 2)
-    for t in (8.0, 9.5, 12.0, 20.0):
-        s.update(t, 2000, 2)      # silent since 7.0: said once
-    s.update(21.0, 3000, 3)       # back
-    assert len(lines) == 2 and "input silent" in lines[0] and "input back after 14.0 s" in lines[1]
+    s.update(5.0, 0, 0)          # ...but after 5 s, that nothing came, and from where
+    s.update(30.0, 0, 0)         # repeated only every minute
+    assert len(lines) == 1 and "nothing received from tcp://127.0.0.1:5556 in 5 s" in lines[0]
+    s.update(66.0, 1000, 1)
+    s.update(67.0, 2000, 2)
+    for t in (68.0, 69.5, 72.0, 80.0):
+        s.update(t, 2000, 2)      # silent since 67.0: said once
+    s.update(81.0, 3000, 3)       # back
+    assert len(lines) == 3 and "input silent" in lines[1] and "input back after 14.0 s" in lines[2]
     assert s.report() == {"input_gaps": 1, "input_silent_s": 14.0}
 
 

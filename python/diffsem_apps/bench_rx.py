@@ -23,6 +23,7 @@ from gnuradio import blocks, gr
 from diffsem import phy
 from diffsem.channel import impairment_cells_numpy
 from diffsem.phy import impairments
+from diffsem.args import UsageError
 
 
 def add_arguments(parser):
@@ -114,7 +115,7 @@ def make_recording(samp_rate, images_per_s, k, snr_db, seed, impairment="none", 
     tb.connect(tx, sink)
     burst = tx.burst_length(k)
     if burst > period:
-        raise SystemExit(f"diffsem bench rx: {images_per_s:g} frames/s of {burst} samples do not fit {samp_rate:g} samples/s")
+        raise UsageError(f"{images_per_s:g} frames/s of {burst} samples do not fit {samp_rate:g} samples/s")
     bursts = record_bursts(tb, sink, n_frames, burst)
     rng = np.random.default_rng(seed)
     sigma = phy.noise_voltage_for_snr(snr_db)

@@ -437,8 +437,13 @@ def read_meta(meta_path: str) -> dict:
 # --- SDR endpoints ----------------------------------------------------------------------------------
 
 def uhd_endpoint(direction, samp_rate, center_freq, gain, device_args="", antenna=""):
-    """A gr-uhd usrp_source ("rx") or usrp_sink ("tx"), tuned; EndpointError when no USRP answers."""
-    from gnuradio import uhd
+    """A gr-uhd usrp_source ("rx") or usrp_sink ("tx"), tuned; EndpointError when no USRP answers
+    or gr-uhd is not installed."""
+    try:
+        from gnuradio import uhd
+    except ImportError as exc:
+        raise EndpointError(f"gr-uhd is not installed ({exc}): apt install gnuradio (it brings gr-uhd) "
+                            "or python3-uhd, or use --source/--sink soapy for a HackRF") from None
     args = str(device_args)
     try:
         stream_args = uhd.stream_args(cpu_format="fc32", channels=[0])
@@ -455,8 +460,13 @@ def uhd_endpoint(direction, samp_rate, center_freq, gain, device_args="", antenn
 
 
 def soapy_endpoint(direction, samp_rate, center_freq, gain, device_args="driver=hackrf", antenna=""):
-    """A gr-soapy source ("rx") or sink ("tx") (HackRF by default); EndpointError when none answers."""
-    from gnuradio import soapy
+    """A gr-soapy source ("rx") or sink ("tx") (HackRF by default); EndpointError when none answers
+    or gr-soapy is not installed."""
+    try:
+        from gnuradio import soapy
+    except ImportError as exc:
+        raise EndpointError(f"gr-soapy is not installed ({exc}): apt install gnuradio (3.10 brings gr-soapy) "
+                            "and soapysdr-module-hackrf for a HackRF") from None
     args = str(device_args or "driver=hackrf")
     try:
         make = soapy.source if direction == "rx" else soapy.sink

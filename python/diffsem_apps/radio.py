@@ -256,6 +256,8 @@ class ChannelApp(gr.top_block):
     def __init__(self, args):
         gr.top_block.__init__(self, "diffsem-channel")
         self.args = args
+        if args.input == args.output:
+            raise EndpointError(f"--in and --out are both {args.input}: the channel would subscribe to itself")
         self.sub = zmq_sub(args.input)
         self.chan = _channel(args)
         self.pub = zmq_pub(args.output)

@@ -103,3 +103,30 @@ def test_a_card_whose_temperature_is_not_a_number_names_the_file(tmp_path):
     (tmp_path / "student_k128_s2.json").write_text(json.dumps(card))
     p, _ = _run(["bench", "link", "--images", "1", "--models-dir", str(tmp_path)])
     _check_one_sentence(p, "student_k128_s2.json", "default_temperature")
+
+
+@pytest.mark.parametrize("line,arg", [("eval --impairment burst --n 4", "--impairment"),
+                                      ("eval --resume --n 4", "--resume"),
+                                      ("sweep --impairment narrowband --n 4", "--impairment"),
+                                      ("sweep --cfo 0.1 --n 4", "--cfo")])
+def test_a_combination_that_cannot_run_is_a_usage_error(line, arg, capsys):
+    """Found after parsing, before any work: exit 2 and one sentence naming the argument (an
+    impairment kind with no impaired fraction would have run every point unimpaired)."""
+    assert cli.main(line.split()) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("diffsem") and "error:" in last and arg in last, last
+
+
+def test_a_channel_subscribed_to_itself_is_refused(capsys):
+    assert cli.main(["channel", "--in", "tcp://127.0.0.1:5999", "--out", "tcp://127.0.0.1:5999"]) == 2
+    assert "subscribe to itself" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module,make", [("gnuradio.uhd", "uhd_endpoint"), ("gnuradio.soapy", "soapy_endpoint")])
+def test_a_missing_sdr_module_says_what_to_install(monkeypatch, module, make):
+    import sys
+
+    from diffsem_apps import endpoints
+    monkeypatch.setitem(sys.modules, module, None)   # import fails as if not installed
+    with pytest.raises(endpoints.EndpointError, match="not installed.*apt install"):
+        getattr(endpoints, make)("rx", 1e6, 2.45e9, 30.0)

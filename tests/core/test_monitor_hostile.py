@@ -92,3 +92,21 @@ def test_the_monitor_process_outlives_a_hostile_publisher():
     assert "Traceback" not in err
     assert "seq     42" in out
     assert "warning: ignoring a message" in err
+
+
+def test_a_monitor_that_heard_nothing_says_so_and_fails(capsys, monkeypatch):
+    """A wrong address or a link not running: after NOTHING_S it says nothing came and from where,
+    and with --timeout it exits 1, not 0 as if it had watched a link."""
+    import argparse
+    import socket
+
+    from diffsem.link import monitor
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]   # nothing publishes here
+    parser = argparse.ArgumentParser()
+    monitor.add_arguments(parser)
+    monkeypatch.setattr(monitor, "NOTHING_S", 0.2)
+    assert monitor.run(parser.parse_args(["--address", f"tcp://127.0.0.1:{port}", "--timeout", "0.6"])) == 1
+    err = capsys.readouterr().err
+    assert f"nothing received from tcp://127.0.0.1:{port}" in err and "no message received" in err

@@ -51,6 +51,7 @@ from diffsem.experiments.rows import key as row_key
 from diffsem.experiments import grid, plots
 from diffsem.experiments import schemes as _schemes
 from diffsem.experiments.schemes import KINDS, encode_at, samples
+from diffsem.args import UsageError
 
 log = logging.getLogger("diffsem.experiments.evaluate")
 
@@ -391,9 +392,10 @@ def run(args) -> int:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
-    images, labels = data.load(args.split)
     if args.n <= 0:
-        raise SystemExit("diffsem eval: --n must be positive")
+        raise UsageError("--n must be positive")
+    grid.settle_impairment(args, ("fraction", "mosaic_fraction"))
+    images, labels = data.load(args.split)
     images, labels = images[:args.n], labels[:args.n]
 
     metric_device = args.device if str(args.device).startswith("cuda") else "cpu"  # the classifier's
@@ -403,7 +405,7 @@ def run(args) -> int:
         torch.set_num_threads(int(args.threads))
         load_kwargs["threads"] = int(args.threads)
     if getattr(args, "resume", False) and not args.csv:
-        raise SystemExit("diffsem eval: --resume needs --csv (the rows to resume from)")
+        raise UsageError("--resume needs --csv (the rows to resume from)")
     done = done_keys(args.csv, RESUME_KEY) if getattr(args, "resume", False) else set()
     writer = CsvWriter(args.csv) if args.csv else None
     all_rows, failures = [], 0

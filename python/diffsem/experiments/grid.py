@@ -46,8 +46,8 @@ def point_impairment(point: dict):
 def add_impairment_arguments(parser) -> None:
     """--impairment, --fraction, --sir: the impairment axis of `diffsem eval` and `diffsem sweep`."""
     from diffsem import args as checks
-    parser.add_argument("--impairment", choices=IMPAIRMENT_KINDS, default="erasure",
-                        help="partial-frame impairment of the points with --fraction > 0 (diffsem.channel: "
+    parser.add_argument("--impairment", choices=IMPAIRMENT_KINDS, default=None,
+                        help="partial-frame impairment of the points with --fraction > 0 (default erasure; diffsem.channel: "
                              "erasure: each symbol lost with that probability; burst: whole OFDM symbols; "
                              "narrowband: an interferer on that fraction of the data carriers; truncation: "
                              "the frame's tail)")
@@ -55,6 +55,20 @@ def add_impairment_arguments(parser) -> None:
                         help="impaired fraction(s) of each frame: every point runs at each (default 0: none)")
     parser.add_argument("--sir", type=checks.float_range(-50.0, 100.0), default=DEFAULT_SIR_DB,
                         help="narrowband: signal-to-interference ratio per hit cell, dB (row key sir_db)")
+
+
+def settle_impairment(args, fraction_options=("fraction",)) -> None:
+    """args.impairment as given, else "erasure"; a kind named with no fraction above 0 (in any of
+    `fraction_options`) would run every point unimpaired: a UsageError."""
+    from diffsem.args import UsageError
+    if args.impairment is not None and not any(any(_as_list(getattr(args, o, 0.0))) for o in fraction_options):
+        flags = " or ".join("--" + o.replace("_", "-") for o in fraction_options)
+        raise UsageError(f"--impairment {args.impairment} needs {flags} above 0 (the impaired share of each frame)")
+    args.impairment = args.impairment or "erasure"
+
+
+def _as_list(value):
+    return value if isinstance(value, (list, tuple)) else [value]
 
 
 def point_key(point: dict) -> tuple:

@@ -38,9 +38,10 @@ from diffsem import args as checks
 
 from diffsem.experiments import grid
 from diffsem.experiments import rows as rowfile
-from diffsem.experiments.grid import KEY_FIELDS, make_points, point_key  # noqa: F401 (the sweep's grid)
+from diffsem.experiments.grid import KEY_FIELDS, make_points, point_key, settle_impairment  # noqa: F401 (the sweep's grid)
 from diffsem.experiments.plots import markdown_table, path_table, write_plots  # noqa: F401 (the sweep's reports)
 from diffsem.experiments.schemes import ALL_SCHEMES
+from diffsem.args import UsageError
 
 log = logging.getLogger("diffsem.experiments.sweep")
 
@@ -232,14 +233,15 @@ def run(args, flowgraph=None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     if args.n <= 0:
-        raise SystemExit("diffsem sweep: --n must be positive")
+        raise UsageError("--n must be positive")
+    settle_impairment(args)
     if args.path == "library" and any(args.cfo):
-        raise SystemExit("diffsem sweep: --cfo needs --path flowgraph (the library channel has no carrier offset)")
+        raise UsageError("--cfo needs --path flowgraph (the library channel has no carrier offset)")
     if args.path != "library" and any(args.fraction):
-        raise SystemExit("diffsem sweep: --fraction > 0 needs --path library (the flowgraph path takes no impairment)")
+        raise UsageError("--fraction > 0 needs --path library (the flowgraph path takes no impairment)")
     bad_steps = [s for s in args.steps if s not in (1, 2, 4)]
     if "student" in args.scheme and bad_steps:
-        raise SystemExit(f"diffsem sweep: student steps must be 1, 2 or 4, not {bad_steps}")
+        raise UsageError(f"student steps must be 1, 2 or 4, not {bad_steps}")
     points = make_points(args.scheme, args.steps, args.k, args.channel, args.snr, args.n, args.seed, args.path,
                          args.cfo, args.teacher_steps, args.temperature, impairment=args.impairment,
                          fractions=args.fraction, sir_db=args.sir)

@@ -24,7 +24,8 @@ def add_arguments(parser):
     parser.add_argument("--save", type=checks.writable_dir, default="", help="folder for latest.png / constellation.npy (default: none)")
     parser.add_argument("--count", type=checks.nonnegative_int, default=0, help="exit after this many frame lines (0: never)")
     parser.add_argument("--timeout", type=checks.nonnegative_float, default=0.0,
-                        help="exit after this many seconds without any message (0: wait forever)")
+                        help="exit after this many seconds without any message (0: wait forever); "
+                             "exit status 1 if none came at all")
     parser.add_argument("--json", action="store_true", help="print each metrics message as raw JSON")
     parser.add_argument("--topics", nargs="+", default=list(TOPICS), choices=TOPICS)
 
@@ -123,6 +124,9 @@ class Monitor:
         return False
 
 
+NOTHING_S, NOTHING_REPEAT_S = 5.0, 60.0   # until the first message: say so after 5 s, then every minute
+
+
 def run(args):
     import zmq
 
@@ -139,15 +143,22 @@ def run(args):
     sock.connect(args.address)
     print(f"monitoring {args.address} (topics: {', '.join(args.topics)}); Ctrl-C to stop", file=sys.stderr, flush=True)
     monitor = Monitor(save, args.json)
-    last_msg = time.monotonic()
+    last_msg = started = time.monotonic()
+    heard, next_nothing = 0, started + NOTHING_S
     try:
         while True:
             if not sock.poll(200):
-                if args.timeout and time.monotonic() - last_msg > args.timeout:
+                now = time.monotonic()
+                if args.timeout and now - last_msg > args.timeout:
                     print(f"no message for {args.timeout:g} s: exiting", file=sys.stderr)
                     break
+                if not heard and now >= next_nothing:  # a wrong address or a link not running looks like this
+                    print(f"nothing received from {args.address} in {now - started:.0f} s: is a flowgraph or "
+                          "diffsem rx publishing its taps there (--taps)?", file=sys.stderr, flush=True)
+                    next_nothing = now + NOTHING_REPEAT_S
                 continue
             last_msg = time.monotonic()
+            heard += 1
             if monitor.handle(sock.recv_multipart()) and args.count and monitor.frames >= args.count:
                 break
     except KeyboardInterrupt:
@@ -156,4 +167,7 @@ def run(args):
         sock.close(0)
         if monitor.bad:
             print(f"ignored messages by kind: {json.dumps(monitor.bad)}", file=sys.stderr)
+    if not heard:
+        print(f"no message received from {args.address}", file=sys.stderr)
+        return 1
     return 0

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from diffsem.args import UsageError
+
 
 def add_arguments(parser):
     parser.add_argument("recipe", help="a recipe YAML (models/recipes/*.yaml)")
@@ -43,12 +45,12 @@ def run(args):
 
     from diffsem.nn.train import STAGES, hardware_string, load_recipe, pick_device, train_recipe
     if args.steps < 2:
-        raise SystemExit("diffsem bench train: --steps must be at least 2 (the first step is not timed)")
+        raise UsageError("--steps must be at least 2 (the first step is not timed)")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_recipe(args.recipe)
     if cfg.get("kind") == "classifier":
-        raise SystemExit("diffsem bench train: a classifier recipe has one stage; time it with diffsem train")
+        raise UsageError("a classifier recipe has one stage; time it with diffsem train")
     device = pick_device(args.device)
     load_before = os.getloadavg()[0]
     t0 = time.time()

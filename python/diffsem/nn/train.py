@@ -41,7 +41,12 @@ def load_recipe(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"recipe {path} not found (see models/recipes/)")
-    cfg = yaml.safe_load(path.read_text())
+    from diffsem.nn.recipe_check import check
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"recipe {path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    check(cfg, str(path))  # every key known and typed, before anything trains or is written
     cfg.setdefault("name", path.stem)
     cfg["recipe_path"] = str(path)
     return cfg

@@ -472,15 +472,17 @@ def test_a_salvaged_seq_fills_nothing_and_a_late_frame_jumps_nothing(tiny_models
 
 
 def test_the_shipped_decoders_fill_beats_a_black_frame(test_split):
-    """What the receiver shows for a lost frame must be a better guess than nothing: an untrained or
-    broken decoder gives noise or a constant that scores no better than black."""
+    """What the receiver shows for a lost frame must be a better guess than nothing: a broken
+    decoder gives noise or a constant, which scores at most 9.4 dB (the best grey) on these 500
+    images, black 7.5. The prior's guess, the mean garment, scores 10.9 (the shipped fills 10.8-11.0;
+    an untrained hybrid decoder also gives the mean: its linear part's LMMSE of nothing)."""
     from diffsem.metrics import psnr
 
     images = test_split[0][:500]
-    black = float(np.mean(psnr(np.zeros_like(images), images)))
+    best_grey = max(float(np.mean(psnr(np.full_like(images, g), images))) for g in np.linspace(0, 1, 21))
     for mode in ("deepjscc", "diffusion"):
         dec = blocks.diffusion_decoder(k=128, mode=mode, steps=2, provider="cpu")
         fill = dec.fill[0][None, None]
-        assert float(np.mean(psnr(np.broadcast_to(fill, images.shape), images))) > black + 2.0, mode
+        assert float(np.mean(psnr(np.broadcast_to(fill, images.shape), images))) > max(10.5, best_grey + 1.0), mode
         predicted, reliability = dec.fill[1]  # nothing arrived: no PSNR claimed, the whole image invented
         assert np.isnan(predicted) and reliability == 0.0, mode

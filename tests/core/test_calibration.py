@@ -95,7 +95,9 @@ SHIPPED_SWEEP = models_dir().parent / "docs" / "results" / "temperature_val.json
 @pytest.mark.skipif(not SHIPPED_SWEEP.exists(), reason="validation sweep not present")
 def test_shipped_cards_carry_what_the_rules_choose_on_the_shipped_sweep():
     rows = [json.loads(line) for line in SHIPPED_SWEEP.read_text().splitlines() if line.strip()]
-    for choice in calibrate(rows):
+    choices = calibrate(rows)
+    assert len(choices) == 8   # teacher and students 1, 2, 4 at both k
+    for choice in choices:
         card = load_card(models_dir() / f"{choice.name}.json")
         assert card["default_temperature"] == choice.temperature, choice.name
         assert card["temperature_calibration"]["rule"] == choice.rule

@@ -21,7 +21,10 @@ def _has_gtk_typelibs() -> bool:
 @pytest.fixture(scope="module")
 def layout():
     if not _has_gtk_typelibs():
-        pytest.skip("GRC's canvas needs gir1.2-gtk-3.0 (scripts/setup.sh installs it)")
+        message = "GRC's canvas needs gir1.2-gtk-3.0 (scripts/setup.sh installs it)"
+        if os.environ.get("CI"):  # CI runs scripts/test.sh, which installs it: a skip there is a hole
+            pytest.fail(message)
+        pytest.skip(message)
     env = dict(os.environ, GRC_BLOCKS_PATH=str(REPO / "grc"))
     env.pop("DISPLAY", None)  # sized off screen, as on a headless build machine
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "grc_layout.py"), "--json", *map(str, FLOWGRAPHS)],

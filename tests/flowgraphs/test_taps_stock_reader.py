@@ -102,7 +102,7 @@ def test_each_topic_decodes(live_link):
     for meta, text in received["metrics"]:
         assert json.loads(bytes(text)) == {k: v for k, v in meta.items() if k != "topic"}
         if "psnr_db" in meta:
-            assert meta["psnr_db"] > 10 and 0 <= meta["label"] <= 9
+            assert meta["psnr_db"] > 20 and 0 <= meta["label"] <= 9   # the mean garment scores 10.9
             labels[meta["seq"]] = meta["label"]
     for meta, pixels in received["image"]:
         assert (meta["width"], meta["height"]) == (28, 28) and pixels.dtype == np.float32 and pixels.size == 784

@@ -4,6 +4,8 @@ models, after new ones were exported into models/ (`diffsem export RECIPE`).
     diffsem report refresh --k 32 --dry-run   # the plan: each step's command and the file it rewrites
     diffsem report refresh --k 32             # run it; --from-step N resumes after a failed step
     diffsem report refresh --k 32 --jobs 2    # steps 3-12 two at a time (each log in --log-dir)
+    diffsem report refresh --k 32 --keep "joint erasure training" k32_joint_erasure.jsonl
+                                              # first keep the replaced models' rows, labelled
 
 Run from the repository's root. In order, because the students are evaluated at their cards'
 temperatures:
@@ -92,6 +94,22 @@ def plan(k: int) -> list[Step]:
              alone=True),
         Step("generated pages", "diffsem report results", alone=True),
     ]
+
+
+def keep_rows(root: Path, k: int, label: str, name: str) -> int:
+    """The rows of k's models that the plan's row files hold, labelled `models: label`, into a new
+    docs/results/NAME (a generation being replaced stays comparable: the pages read labelled rows).
+    Returns the count; refuses to overwrite."""
+    out = root / "docs" / "results" / name
+    if out.exists():
+        raise FileExistsError(f"{out} exists: keep the rows under another name, or leave out --keep")
+    kept = []
+    for step in plan(k):
+        path = root / "docs" / "results" / (step.rows or "")
+        if step.rows and step.rows.endswith(".jsonl") and path.exists():
+            kept += [{**r, "models": label} for r in rt.load(path) if _current(r, k)]
+    out.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return len(kept)
 
 
 def _current(row: dict, k: int) -> bool:
@@ -194,6 +212,9 @@ def main(argv=None) -> int:
     ap.add_argument("--log-dir", type=Path, default=None,
                     help="with --jobs > 1, where each step's output goes (default: a new temporary folder)")
     ap.add_argument("--root", type=Path, default=Path.cwd(), help="the repository's root (default: here)")
+    ap.add_argument("--keep", nargs=2, metavar=("LABEL", "FILE"), default=None,
+                    help="before step 1, copy the rows of the models being replaced, labelled LABEL, into "
+                         "docs/results/FILE (a new file)")
     args = ap.parse_args(argv)
     root = args.root.resolve()
     if not (root / "docs" / "results").is_dir():
@@ -209,6 +230,11 @@ def main(argv=None) -> int:
                 target = f"  -> docs/results/{step.rows} (k = {args.k} rows)" if step.rows else ""
                 print(f"# {i}. {step.what}{target}{together if i == batch[0][0] else ''}\n{step.command}\n")
         return 0
+    if args.keep:
+        if args.from_step != 1 or args.step:
+            ap.error("--keep copies the rows before step 1 rewrites them: run it from step 1")
+        n = keep_rows(root, args.k, *args.keep)
+        print(f"[refresh k={args.k}] kept {n} rows labelled {args.keep[0]!r} in docs/results/{args.keep[1]}", flush=True)
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="diffsem_refresh_"))
     if args.jobs > 1:
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -113,3 +113,20 @@ def test_jobs_run_steps_side_by_side_and_a_failure_stops_after_its_batch(tmp_pat
     failing = [(3, refresh.Step("fails", "echo trying; exit 3")), (4, refresh.Step("runs anyway", "echo ok > ran"))]
     assert refresh.run_batch(failing, 32, tmp_path, 2, logs) == [3]
     assert (tmp_path / "ran").read_text().strip() == "ok" and "trying" in (logs / "step_3.log").read_text()
+
+
+def test_keep_copies_the_replaced_rows_labelled_before_anything_runs(tmp_path):
+    results = tmp_path / "docs" / "results"
+    results.mkdir(parents=True)
+    rows = [{"scheme": "deepjscc", "k": 128, "psnr": 27.0}, {"scheme": "deepjscc", "k": 32, "psnr": 23.0},
+            {"scheme": "deepjscc", "k": 128, "psnr": 24.0, "models": "0.1"}]
+    (results / "deepjscc_full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (results / "fill.jsonl").write_text(json.dumps({"scheme": "student", "k": 128, "psnr": 26.0}) + "\n")
+    assert refresh.keep_rows(tmp_path, 128, "joint erasure training", "old.jsonl") == 2
+    kept = [json.loads(line) for line in (results / "old.jsonl").read_text().splitlines()]
+    assert [(r["scheme"], r["psnr"], r["models"]) for r in kept] == [("deepjscc", 27.0, "joint erasure training"),
+                                                                    ("student", 26.0, "joint erasure training")]
+    with pytest.raises(FileExistsError):
+        refresh.keep_rows(tmp_path, 128, "again", "old.jsonl")
+    with pytest.raises(SystemExit):   # rows already rewritten by step 1: nothing left to keep
+        refresh.main(["--k", "128", "--root", str(tmp_path), "--from-step", "3", "--keep", "x", "y.jsonl"])

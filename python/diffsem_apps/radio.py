@@ -310,7 +310,13 @@ class RxApp(gr.top_block):
         else:
             make = uhd_endpoint if source == "uhd" else soapy_endpoint
             src = make("rx", args.samp_rate, args.freq, args.gain, args.device_args, args.antenna)
-        self.rx = diffsem.ofdm_analog_rx(samp_rate=args.samp_rate)
+            if source == "soapy":  # a HackRF's LO leakage at DC multiplies false triggers (runbook: DC offset)
+                from gnuradio import filter as grfilter
+                dc = grfilter.dc_blocker_cc(128, True)
+                self.connect(src, dc)
+                src = dc
+        # every frame of a link has k symbols: a header whose CRC fails is salvaged (counted apart)
+        self.rx = diffsem.ofdm_analog_rx(samp_rate=args.samp_rate, fixed_k=0 if args.no_salvage else args.k)
         self.connect(src, self.rx)
         self.samples = blocks.null_sink(gr.sizeof_gr_complex)
         self.connect(src, self.samples)
@@ -490,7 +496,7 @@ def _radio_args(p, endpoint_flag, choices, default):
                    help=f"sample rate in samples/s (default {DEFAULT_RATE:g}; one OFDM subcarrier is samp-rate/64)")
     r.add_argument("--freq", type=checks.positive_float, default=DEFAULT_FREQ,
                    help=f"centre frequency in Hz for SDRs and SigMF metadata (default {DEFAULT_FREQ:g})")
-    r.add_argument("--gain", type=checks.finite_float, default=30.0, help="SDR gain in dB (default 30; HackRF TX: 0-47)")
+    r.add_argument("--gain", type=checks.finite_float, default=30.0, help="SDR gain in dB, one overall number (default 30; a HackRF TX turns its RF amp on above 23)")
     r.add_argument("--device-args", default="",
                    help='UHD device address ("type=b200", "serial=...") or SoapySDR args (default "driver=hackrf")')
     r.add_argument("--antenna", default="", help="SDR antenna port (e.g. TX/RX, RX2); default: the driver's")
@@ -563,6 +569,8 @@ def add_rx_arguments(rx):
     _channel_args(rx)
     _link_args(rx)
     rx.add_argument("--decoder", default="diffusion:2", help="diffusion:<1|2|4> or deepjscc (default diffusion:2)")
+    rx.add_argument("--no-salvage", action="store_true",
+                    help="drop a frame whose header fails its CRC instead of decoding it with the link's k known")
     rx.add_argument("--max-queue", type=checks.positive_int, default=64,
                     help="frames waiting for the decoder before the oldest is dropped (counted), default 64")
     rx.add_argument("--no-classifier", action="store_true", help="skip the classifier verdict per frame")

@@ -126,7 +126,10 @@ def test_a_channel_subscribed_to_itself_is_refused(capsys):
 def test_a_missing_sdr_module_says_what_to_install(monkeypatch, module, make):
     import sys
 
+    import gnuradio
+
     from diffsem_apps import endpoints
-    monkeypatch.setitem(sys.modules, module, None)   # import fails as if not installed
+    monkeypatch.setitem(sys.modules, module, None)   # import fails as if not installed...
+    monkeypatch.delattr(gnuradio, module.split(".")[1], raising=False)   # ...even if imported before
     with pytest.raises(endpoints.EndpointError, match="not installed.*apt install"):
         getattr(endpoints, make)("rx", 1e6, 2.45e9, 30.0)

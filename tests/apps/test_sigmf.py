@@ -138,3 +138,16 @@ def test_a_tx_recording_replays_with_the_tx_settings_and_its_clean_frames_decode
     assert (rep["k"], rep["first"], rep["count"], rep["samp_rate"]) == (K, 5, 3, 2e6)
     assert rep["sent"] == rep["decoded"] == 3 and rep["bad_input"] == 0 and rep["lost"] == 0
     assert rep["avg_psnr_db"] > 20.0
+
+
+def test_the_rx_app_salvages_with_the_links_k_unless_told_not_to():
+    """Every frame of a link has --k symbols, so the RX app decodes a header whose CRC fails with
+    the length known (counted as salvaged) by default; --no-salvage drops it."""
+    from diffsem_apps import radio
+    parser = __import__("argparse").ArgumentParser()
+    radio.add_rx_arguments(parser)
+    for extra, fixed in (([], K), (["--no-salvage"], 0)):
+        args = parser.parse_args(["--source", "file", "--input", VECTOR, "--k", str(K), *extra])
+        args.app = "rx"
+        app = radio.RxApp(args)
+        assert app.rx.receiver.fixed_k == fixed

@@ -41,7 +41,7 @@ CMD_DECODERS_10K = ("diffsem eval --scheme deepjscc student --steps 1 2 --k 128 
                     "diffsem eval --scheme deepjscc student --steps 1 2 --k 128 32 --channel rayleigh "
                     "--csi perfect --snr 0 5 10 20 --n 10000 --seed 0")
 CMD_CALIB = ('E="diffsem eval --split val --channel awgn rayleigh --snr 0 10 20 --n 300 --seed 0"\n'
-             "$E --scheme deepjscc student --steps 1 2 4 --k 128 32 --temperature 0 0.025 0.05 0.075 0.1 0.15\n"
+             "$E --scheme deepjscc student --steps 1 2 4 --k 128 32 \\\n    --temperature 0 0.005 0.01 0.015 0.025 0.05 0.075 0.1 0.15\n"
              "$E --scheme teacher --k 128 32 --temperature 0 0.05 0.1\n"
              "diffsem calibrate docs/results/temperature_val.jsonl --write-cards")
 CMD_CLIFF = ("diffsem sweep --scheme digital linear deepjscc student separation --steps 1 2 --k 128 32 "

@@ -42,14 +42,27 @@ def run_command():
 # One test process loads GNU Radio (its ControlPort thrift pool starts at import), UHD's logger,
 # ZMQ, torch and ONNX Runtime together, and their threads outlive the tests. Tearing them down at
 # interpreter exit crashed once (SIGSEGV: exit 139 after "596 passed"; GNU Radio's thrift booter
-# is a known exit-time crash, gnuradio/gnuradio#3792). When pytest is the program, the process
-# ends with pytest's verdict once everything is written.
+# is a known exit-time crash, gnuradio/gnuradio#3792), and once more between the summary and the
+# last plugin's unconfigure ("656 passed", exit 139). When pytest is the program, the process
+# ends with pytest's verdict as soon as the summary is written.
 _session = None
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session):
+    """Outermost wrapper: runs after every other sessionfinish, the terminal summary included."""
     global _session
     _session = session
+    yield
+    _exit_with_the_verdict()
+
+
+def _exit_with_the_verdict() -> None:
+    if _session is None or not _pytest_is_the_program():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(_session.exitstatus))
 
 
 def _pytest_is_the_program() -> bool:
@@ -59,9 +72,5 @@ def _pytest_is_the_program() -> bool:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    if _session is None or not _pytest_is_the_program():
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(int(_session.exitstatus))
+def pytest_unconfigure(config):  # a session that ended before sessionfinish's wrapper could exit
+    _exit_with_the_verdict()
